@@ -1,0 +1,2 @@
+//! init-core
+#![no_std]
