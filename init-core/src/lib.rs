@@ -1,2 +1,171 @@
-//! init-core
-#![no_std]
+//! Neural-network weight initialization: exact formulas, deterministic seeded sampling, and
+//! fills bound by memory bandwidth rather than by the generator.
+//!
+//! ```
+//! use init_core::{Fans, Scheme, Stream, init_tensor};
+//! let scheme: Scheme = "he_uniform".parse().unwrap();
+//! let mut w = vec![0f32; 128 * 256];
+//! init_tensor(&scheme, &mut w, &[128, 256], Some(Fans { fan_in: 256, fan_out: 128 }),
+//!             Stream { seed: 42, key: init_core::rng::key_of("fc1.weight") }).unwrap();
+//! let bound = (6.0f32 / 256.0).sqrt();
+//! assert!(w.iter().all(|x| x.abs() <= bound));
+//! ```
+//!
+//! # Determinism contract
+//! The values written for a tensor are a pure function of (seed, tensor key, scheme, fans,
+//! shape, element type): not of the thread count, the order tensors are filled in, or which
+//! other tensors are initialized. See [`rng`] for the generator and the stream layout.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+pub mod element;
+pub mod error;
+pub mod fans;
+mod init;
+pub mod rng;
+pub mod sample;
+pub mod scheme;
+pub mod shape;
+mod structured;
+
+pub use element::{DType, Element};
+pub use error::{InitError, SchemeError};
+pub use fans::{Convention, FanRule, Fans, Layout};
+pub use init::{Initialize, Initializer, Seed};
+pub use sample::{Sampler, Stream};
+pub use scheme::{Distribution, Family, FanMode, Nonlinearity, Scheme, SchemeKind};
+pub use shape::{Dims, Shape};
+
+#[cfg(feature = "derive")]
+pub use init_derive::Initialize;
+
+use scheme::TRUNC_STD_CORRECTION;
+
+impl Scheme {
+    /// The concrete distribution for these fans, or `None` for the structured schemes
+    /// (orthogonal, eye, dirac), which are not element-wise. Fan-based schemes need fans > 0.
+    ///
+    /// For a fan-scaled scheme with target variance σ² (see [`Scheme::scaled_variance`]):
+    /// uniform → U(−√3σ, √3σ); normal → N(0, σ²); truncated normal → N(0, (σ/T)²) cut at ±2σ/T,
+    /// T = 0.87962566103423978, whose realised std is σ.
+    pub fn sampler(&self, fans: Option<Fans>) -> Result<Option<Sampler>, InitError> {
+        Ok(Some(match self.kind() {
+            SchemeKind::Constant(v) => Sampler::Constant(v),
+            SchemeKind::Uniform { lo, hi } => Sampler::Uniform { lo, hi },
+            SchemeKind::Normal { mean, std } => Sampler::Normal { mean, std },
+            SchemeKind::TruncatedNormal {
+                mean, std, lo, hi, ..
+            } => Sampler::TruncatedNormal { mean, std, lo, hi },
+            SchemeKind::Scaled { distribution, .. } => {
+                let f = match fans {
+                    Some(f) if f.fan_in > 0 && f.fan_out > 0 => f,
+                    _ => {
+                        return Err(InitError::ZeroFan {
+                            scheme: self.name(),
+                            fan_in: fans.map_or(0, |f| f.fan_in),
+                            fan_out: fans.map_or(0, |f| f.fan_out),
+                        });
+                    }
+                };
+                let var = self
+                    .scaled_variance(f.fan_in as f64, f.fan_out as f64)
+                    .unwrap_or(f64::NAN);
+                let sigma = libm::sqrt(var);
+                match distribution {
+                    Distribution::Uniform => {
+                        let bound = libm::sqrt(3.0) * sigma;
+                        Sampler::Uniform {
+                            lo: -bound,
+                            hi: bound,
+                        }
+                    }
+                    Distribution::Normal => Sampler::Normal {
+                        mean: 0.0,
+                        std: sigma,
+                    },
+                    Distribution::TruncatedNormal => {
+                        let std = sigma / TRUNC_STD_CORRECTION;
+                        Sampler::TruncatedNormal {
+                            mean: 0.0,
+                            std,
+                            lo: -2.0 * std,
+                            hi: 2.0 * std,
+                        }
+                    }
+                }
+            }
+            SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } | SchemeKind::Dirac { .. } => {
+                return Ok(None);
+            }
+        }))
+    }
+
+    /// The standard deviation the scheme gives a tensor of this shape and fans (for reports
+    /// and the inspector): the sampler's std; for orthogonal gain/√cols of the rows × cols view
+    /// when rows ≤ cols, else gain/√rows; for eye and dirac the std of their fixed values.
+    pub fn expected_std(&self, shape: &[usize], fans: Option<Fans>) -> Result<f64, InitError> {
+        if let Some(s) = self.sampler(fans)? {
+            return Ok(s.std_dev());
+        }
+        let rows = shape.first().copied().unwrap_or(1) as f64;
+        let numel = fans::checked_product(shape)? as f64;
+        let cols = if rows > 0.0 { numel / rows } else { 0.0 };
+        Ok(match self.kind() {
+            SchemeKind::Orthogonal { gain } => gain.abs() / libm::sqrt(rows.max(cols)),
+            SchemeKind::Eye { gain } => {
+                let p = rows.min(cols) / numel;
+                gain.abs() * libm::sqrt(p * (1.0 - p))
+            }
+            SchemeKind::Dirac { groups } => {
+                let per = (shape.first().copied().unwrap_or(0) as f64) / groups as f64;
+                let ones = groups as f64 * per.min(shape.get(1).copied().unwrap_or(0) as f64);
+                let p = ones / numel;
+                libm::sqrt(p * (1.0 - p))
+            }
+            _ => unreachable!("element-wise schemes have a sampler"),
+        })
+    }
+}
+
+/// Initialize one tensor: `out` holds the `shape`'s elements in row-major order.
+///
+/// `fans` is needed by the fan-based schemes (see [`Fans::of`] for computing them from a
+/// shape). The written values are a pure function of (`stream`, scheme, fans, shape, `T`).
+pub fn init_tensor<T: Element>(
+    scheme: &Scheme,
+    out: &mut [T],
+    shape: &[usize],
+    fans: Option<Fans>,
+    stream: Stream,
+) -> Result<(), InitError> {
+    let numel = fans::checked_product(shape)?;
+    if numel != out.len() {
+        return Err(InitError::LengthMismatch {
+            expected: numel,
+            got: out.len(),
+        });
+    }
+    if let Some(sampler) = scheme.sampler(fans)? {
+        sampler.fill(out, stream);
+        return Ok(());
+    }
+    match scheme.kind() {
+        SchemeKind::Eye { gain } => structured::eye(out, shape, gain),
+        SchemeKind::Dirac { groups } => structured::dirac(out, shape, groups),
+        #[cfg(feature = "std")]
+        SchemeKind::Orthogonal { gain } => structured::orthogonal(out, shape, gain, stream),
+        #[cfg(not(feature = "std"))]
+        SchemeKind::Orthogonal { .. } => Err(InitError::BadShape(alloc::string::String::from(
+            "orthogonal initialization needs the `std` feature (QR by faer)",
+        ))),
+        _ => unreachable!("element-wise schemes have a sampler"),
+    }
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! Items the derive's generated code calls. Not a public API.
+    pub use crate::init::{Initialize, Initializer};
+}
