@@ -1,0 +1,556 @@
+//! The wire-format scanner: where every initializer's payload lives, without decoding it.
+//!
+//! [`scan`] walks `ModelProto.graph` → `GraphProto` (`node` → `NodeProto.attribute` →
+//! `AttributeProto.g` / `graphs`, recursively) and records, for every initializer `TensorProto`,
+//! its header fields and the byte ranges of its payload fields. It also records the length
+//! prefixes of every enclosing message ([`Frame`]), so that a payload whose encoded length changes
+//! (`int32_data` holding f16/bf16 bit patterns as varints) can be re-framed without re-encoding
+//! anything else.
+//!
+//! # Enumeration order (the contract shared with analysis)
+//! Graphs are numbered in pre-order: the main graph first (index 0), then, for each node in file
+//! order and each of its attributes in file order, the attribute's `g` and then each entry of its
+//! `graphs`, each followed recursively by its own nested graphs. [`Scan::tensors`] lists the
+//! initializers of graph 0 in file order, then those of graph 1, and so on.
+//!
+//! Graph paths: the main graph is `""`; a nested graph is
+//! `{parent path}/{node name, or #<node index> if the name is empty}.{attribute name}`, with
+//! `[i]` appended for the i-th entry of an attribute's `graphs`.
+//!
+//! `ModelProto.training_info` (field 20) graphs are not walked: they are counted in
+//! [`Scan::training_info`] and their bytes are left alone. Functions (field 25) are ignored.
+//!
+//! The scanner only checks the wire format of the messages it walks (and never panics on any
+//! input); semantic checks (dims against payload length, storage rules) are `model`'s job.
+
+use std::fmt;
+use std::ops::Range;
+
+use crate::wire::{self, Field, Reader, Value, WireError};
+
+/// Deepest graph nesting accepted (the main graph has depth 0).
+///
+/// Bounds the scanner's recursion. It is kept well below what prost's decoder accepts (a message
+/// nesting limit of 100, and each graph level costs three messages: graph, node, attribute, plus
+/// up to five more for value-info shapes), so that a model the scanner accepts never fails the
+/// skeleton decode for depth alone.
+pub const MAX_GRAPH_DEPTH: usize = 24;
+
+/// A malformed model: what is wrong, where (absolute byte offset), and in which graph/tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanError {
+    /// Absolute byte offset in the model file.
+    pub offset: usize,
+    /// Where in the model structure, e.g. `graph "" initializer #3 "fc.weight"`; may be empty.
+    pub context: String,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl fmt::Display for ScanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at byte {}", self.offset)?;
+        if !self.context.is_empty() {
+            write!(f, " ({})", self.context)?;
+        }
+        write!(f, ": {}", self.what)
+    }
+}
+
+impl std::error::Error for ScanError {}
+
+impl ScanError {
+    fn wire(e: &WireError, context: impl Into<String>) -> Self {
+        // The offset is part of WireError's Display; keep only the description here.
+        let text = e.to_string();
+        let what = text
+            .split_once(": ")
+            .map_or(text.as_str(), |(_, rest)| rest)
+            .to_string();
+        ScanError {
+            offset: e.offset,
+            context: context.into(),
+            what,
+        }
+    }
+}
+
+/// What kind of message a [`Frame`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A `GraphProto` (in `ModelProto.graph` or `AttributeProto.g`/`graphs`).
+    Graph,
+    /// A `NodeProto` that (transitively) holds a graph attribute.
+    Node,
+    /// An `AttributeProto` holding a graph.
+    Attribute,
+    /// An initializer `TensorProto`.
+    Tensor,
+}
+
+/// A length-delimited message on the path from `ModelProto` to an initializer.
+///
+/// Only messages on such paths are recorded (nodes and attributes without graphs are not), so
+/// the frame list stays proportional to the number of graphs and initializers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The enclosing frame; `None` for the main graph (its parent is the top-level `ModelProto`,
+    /// which has no length prefix).
+    pub parent: Option<usize>,
+    /// What kind of message this is.
+    pub kind: FrameKind,
+    /// The bytes of the length varint in front of the body.
+    pub prefix: Range<usize>,
+    /// The message body.
+    pub body: Range<usize>,
+}
+
+/// A graph, in pre-order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedGraph {
+    /// The graph's path (see the module documentation).
+    pub path: String,
+    /// Nesting depth (main graph 0).
+    pub depth: usize,
+    /// The graph's [`Frame`].
+    pub frame: usize,
+    /// Number of initializers.
+    pub initializers: usize,
+}
+
+/// One occurrence of a repeated numeric payload field: a packed run or a single unpacked element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Whether this is a packed (length-delimited) run; otherwise one unpacked element.
+    pub packed: bool,
+    /// For a packed run, the bytes of its length varint; empty for an unpacked element.
+    pub prefix: Range<usize>,
+    /// The element bytes (fixed-width values or varints), without tag or length prefix.
+    pub bytes: Range<usize>,
+    /// Number of elements in `bytes`.
+    pub elements: u64,
+}
+
+/// The header and payload locations of one initializer `TensorProto`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScannedTensor {
+    /// Index into [`Scan::graphs`].
+    pub graph: usize,
+    /// Position among the graph's initializers (file order).
+    pub index_in_graph: usize,
+    /// The tensor's [`Frame`].
+    pub frame: usize,
+    /// `name = 8` (empty when absent).
+    pub name: String,
+    /// `dims = 1`, packed and unpacked occurrences concatenated.
+    pub dims: Vec<i64>,
+    /// `data_type = 2` (0 when absent).
+    pub data_type: i32,
+    /// `data_location = 14`, when present.
+    pub data_location: Option<i32>,
+    /// `external_data = 13`: (key, value) pairs in file order.
+    pub external_data: Vec<(String, String)>,
+    /// Every `raw_data = 9` occurrence (normally at most one).
+    pub raw_data: Vec<Range<usize>>,
+    /// `float_data = 4` (fixed32).
+    pub float_data: Vec<Segment>,
+    /// `int32_data = 5` (varints).
+    pub int32_data: Vec<Segment>,
+    /// `int64_data = 7` (varints).
+    pub int64_data: Vec<Segment>,
+    /// `double_data = 10` (fixed64).
+    pub double_data: Vec<Segment>,
+    /// `uint64_data = 11` (varints).
+    pub uint64_data: Vec<Segment>,
+    /// Number of `string_data = 6` entries.
+    pub string_data: u64,
+    /// Whether the tensor has a `segment = 3` (a chunk of a larger tensor).
+    pub has_segment: bool,
+}
+
+/// The scanner's result.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scan {
+    /// Enclosing messages (see [`Frame`]).
+    pub frames: Vec<Frame>,
+    /// Graphs in pre-order.
+    pub graphs: Vec<ScannedGraph>,
+    /// Initializers, ordered by graph index then file order.
+    pub tensors: Vec<ScannedTensor>,
+    /// Number of `ModelProto.training_info` entries (skipped).
+    pub training_info: usize,
+    /// Whether `ModelProto.graph` was present.
+    pub has_graph: bool,
+}
+
+/// Scans a serialized `ModelProto`. Never panics; errors carry the byte offset.
+pub fn scan(buf: &[u8]) -> Result<Scan, ScanError> {
+    let mut s = Scanner {
+        buf,
+        out: Scan::default(),
+    };
+    let mut r = Reader::new(buf);
+    while let Some(f) = r
+        .next_field()
+        .map_err(|e| ScanError::wire(&e, "ModelProto"))?
+    {
+        match f.number {
+            7 => {
+                let (prefix, body) = len_parts(&f, "ModelProto.graph")?;
+                if s.out.has_graph {
+                    return Err(ScanError {
+                        offset: f.start,
+                        context: "ModelProto".into(),
+                        what: "field `graph` appears twice (would be merged by protobuf; \
+                               not supported)"
+                            .into(),
+                    });
+                }
+                s.out.has_graph = true;
+                let frame = s.push_frame(None, FrameKind::Graph, prefix, body.clone());
+                s.scan_graph(body, frame, "", 0)?;
+            }
+            20 => s.out.training_info += 1,
+            _ => {}
+        }
+    }
+    let mut out = s.out;
+    // Pre-order graph numbering with file-order initializers; a graph's initializers may be
+    // interleaved with its nodes (and thus with nested graphs) in the file, hence the sort.
+    out.tensors.sort_by_key(|t| t.graph);
+    Ok(out)
+}
+
+fn len_parts(f: &Field, context: &str) -> Result<(Range<usize>, Range<usize>), ScanError> {
+    match &f.value {
+        Value::Len { prefix, body } => Ok((prefix.clone(), body.clone())),
+        _ => Err(ScanError::wire(&f.wrong_type(), context)),
+    }
+}
+
+struct Scanner<'a> {
+    buf: &'a [u8],
+    out: Scan,
+}
+
+impl Scanner<'_> {
+    fn push_frame(
+        &mut self,
+        parent: Option<usize>,
+        kind: FrameKind,
+        prefix: Range<usize>,
+        body: Range<usize>,
+    ) -> usize {
+        self.out.frames.push(Frame {
+            parent,
+            kind,
+            prefix,
+            body,
+        });
+        self.out.frames.len() - 1
+    }
+
+    fn string(&self, f: &Field, context: &str) -> Result<String, ScanError> {
+        let body = f
+            .len_body()
+            .map_err(|e| ScanError::wire(&e, context.to_string()))?;
+        std::str::from_utf8(&self.buf[body.clone()])
+            .map(str::to_owned)
+            .map_err(|e| ScanError {
+                offset: body.start + e.valid_up_to(),
+                context: context.to_string(),
+                what: format!("field {} is not valid UTF-8", f.number),
+            })
+    }
+
+    fn scan_graph(
+        &mut self,
+        body: Range<usize>,
+        frame: usize,
+        path: &str,
+        depth: usize,
+    ) -> Result<(), ScanError> {
+        let ctx = || format!("graph {path:?}");
+        if depth > MAX_GRAPH_DEPTH {
+            return Err(ScanError {
+                offset: body.start,
+                context: ctx(),
+                what: format!("graphs nested deeper than {MAX_GRAPH_DEPTH} levels"),
+            });
+        }
+        let graph = self.out.graphs.len();
+        self.out.graphs.push(ScannedGraph {
+            path: path.to_owned(),
+            depth,
+            frame,
+            initializers: 0,
+        });
+        let mut r = Reader::sub(self.buf, body);
+        let mut node_index = 0usize;
+        while let Some(f) = r.next_field().map_err(|e| ScanError::wire(&e, ctx()))? {
+            match f.number {
+                1 => {
+                    let (prefix, nbody) = len_parts(&f, &ctx())?;
+                    self.scan_node(prefix, nbody, frame, path, node_index, depth)?;
+                    node_index += 1;
+                }
+                5 => {
+                    let (prefix, tbody) = len_parts(&f, &ctx())?;
+                    let index_in_graph = self.out.graphs[graph].initializers;
+                    let tframe =
+                        self.push_frame(Some(frame), FrameKind::Tensor, prefix, tbody.clone());
+                    let t = self
+                        .scan_tensor(tbody.clone(), graph, index_in_graph, tframe)
+                        .map_err(|mut e| {
+                            let name = lenient_name(self.buf, tbody.clone());
+                            e.context = format!(
+                                "graph {path:?}, initializer #{index_in_graph}{}",
+                                name.map(|n| format!(" {n:?}")).unwrap_or_default()
+                            );
+                            e
+                        })?;
+                    self.out.tensors.push(t);
+                    self.out.graphs[graph].initializers += 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_node(
+        &mut self,
+        prefix: Range<usize>,
+        body: Range<usize>,
+        graph_frame: usize,
+        graph_path: &str,
+        node_index: usize,
+        depth: usize,
+    ) -> Result<(), ScanError> {
+        let ctx = || format!("graph {graph_path:?}, node #{node_index}");
+        // First pass: the node's name, which nested graph paths need whatever the field order.
+        let mut name = String::new();
+        let mut r = Reader::sub(self.buf, body.clone());
+        while let Some(f) = r.next_field().map_err(|e| ScanError::wire(&e, ctx()))? {
+            if f.number == 3 {
+                name = self.string(&f, &ctx())?;
+            }
+        }
+        let label = if name.is_empty() {
+            format!("#{node_index}")
+        } else {
+            name
+        };
+        // The node frame is kept only if one of its attributes holds a graph: frames are pushed
+        // strictly in nesting order, so an unused frame is always the last one and can be popped.
+        let node_frame = self.push_frame(Some(graph_frame), FrameKind::Node, prefix, body.clone());
+        let mut r = Reader::sub(self.buf, body);
+        while let Some(f) = r.next_field().map_err(|e| ScanError::wire(&e, ctx()))? {
+            if f.number == 5 {
+                let (aprefix, abody) = len_parts(&f, &ctx())?;
+                let parent_path = format!("{graph_path}/{label}");
+                self.scan_attribute(aprefix, abody, node_frame, &parent_path, depth)?;
+            }
+        }
+        if self.out.frames.len() == node_frame + 1 {
+            self.out.frames.pop();
+        }
+        Ok(())
+    }
+
+    fn scan_attribute(
+        &mut self,
+        prefix: Range<usize>,
+        body: Range<usize>,
+        node_frame: usize,
+        node_path: &str,
+        depth: usize,
+    ) -> Result<(), ScanError> {
+        let ctx = || format!("node {node_path:?}, attribute");
+        let mut name = String::new();
+        let mut has_graph = false;
+        let mut r = Reader::sub(self.buf, body.clone());
+        while let Some(f) = r.next_field().map_err(|e| ScanError::wire(&e, ctx()))? {
+            match f.number {
+                1 => name = self.string(&f, &ctx())?,
+                6 | 11 => {
+                    len_parts(&f, &ctx())?;
+                    has_graph = true;
+                }
+                _ => {}
+            }
+        }
+        if !has_graph {
+            return Ok(());
+        }
+        let attr_frame =
+            self.push_frame(Some(node_frame), FrameKind::Attribute, prefix, body.clone());
+        let base = format!("{node_path}.{name}");
+        // `g` first, then `graphs`, whatever their order in the file (the enumeration contract).
+        let mut seen_g = false;
+        let mut r = Reader::sub(self.buf, body.clone());
+        while let Some(f) = r.next_field().map_err(|e| ScanError::wire(&e, ctx()))? {
+            if f.number == 6 {
+                if seen_g {
+                    return Err(ScanError {
+                        offset: f.start,
+                        context: format!("attribute {base:?}"),
+                        what: "field `g` appears twice (would be merged by protobuf; not \
+                               supported)"
+                            .into(),
+                    });
+                }
+                seen_g = true;
+                let (gp, gb) = len_parts(&f, &ctx())?;
+                let gframe = self.push_frame(Some(attr_frame), FrameKind::Graph, gp, gb.clone());
+                self.scan_graph(gb, gframe, &base, depth + 1)?;
+            }
+        }
+        let mut r = Reader::sub(self.buf, body);
+        let mut i = 0usize;
+        while let Some(f) = r.next_field().map_err(|e| ScanError::wire(&e, ctx()))? {
+            if f.number == 11 {
+                let (gp, gb) = len_parts(&f, &ctx())?;
+                let gframe = self.push_frame(Some(attr_frame), FrameKind::Graph, gp, gb.clone());
+                self.scan_graph(gb, gframe, &format!("{base}[{i}]"), depth + 1)?;
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_tensor(
+        &self,
+        body: Range<usize>,
+        graph: usize,
+        index_in_graph: usize,
+        frame: usize,
+    ) -> Result<ScannedTensor, ScanError> {
+        let mut t = ScannedTensor {
+            graph,
+            index_in_graph,
+            frame,
+            ..ScannedTensor::default()
+        };
+        let err = |e: WireError| ScanError::wire(&e, String::new());
+        let mut r = Reader::sub(self.buf, body);
+        while let Some(f) = r.next_field().map_err(err)? {
+            match (f.number, &f.value) {
+                (1, Value::Varint(v)) => t.dims.push(*v as i64),
+                (1, Value::Len { body, .. }) => {
+                    let mut dr = Reader::sub(self.buf, body.clone());
+                    while !dr.is_at_end() {
+                        t.dims.push(dr.read_varint().map_err(err)? as i64);
+                    }
+                }
+                // Protobuf int32 fields are sign-extended varints; truncation is the semantics.
+                (2, Value::Varint(v)) => t.data_type = *v as i32,
+                (3, Value::Len { .. }) => t.has_segment = true,
+                (4, _) => t.float_data.push(Self::fixed_segment(&f, 4)?),
+                (10, _) => t.double_data.push(Self::fixed_segment(&f, 8)?),
+                (5, _) => t.int32_data.push(self.varint_segment(&f)?),
+                (7, _) => t.int64_data.push(self.varint_segment(&f)?),
+                (11, _) => t.uint64_data.push(self.varint_segment(&f)?),
+                (6, Value::Len { .. }) => t.string_data += 1,
+                (8, Value::Len { .. }) => t.name = self.string(&f, "")?,
+                (9, Value::Len { body, .. }) => t.raw_data.push(body.clone()),
+                (13, Value::Len { body, .. }) => {
+                    t.external_data.push(self.string_entry(body.clone())?);
+                }
+                (14, Value::Varint(v)) => t.data_location = Some(*v as i32),
+                // Fields read above, with a wire type their schema does not allow (the
+                // numeric payload fields check theirs in `*_segment`; 12 `doc_string` and
+                // 16 `metadata_props` are not read).
+                (1 | 2 | 3 | 6 | 8 | 9 | 13 | 14, _) => return Err(err(f.wrong_type())),
+                _ => {}
+            }
+        }
+        Ok(t)
+    }
+
+    /// `float_data`/`double_data`: packed (length-delimited, a whole number of elements) or one
+    /// unpacked fixed-width element.
+    fn fixed_segment(f: &Field, width: usize) -> Result<Segment, ScanError> {
+        match (&f.value, width) {
+            (Value::Len { prefix, body }, _) => {
+                if body.len() % width != 0 {
+                    return Err(ScanError {
+                        offset: body.start,
+                        context: String::new(),
+                        what: format!(
+                            "packed field {} has {} bytes, not a multiple of {width}",
+                            f.number,
+                            body.len()
+                        ),
+                    });
+                }
+                Ok(Segment {
+                    packed: true,
+                    prefix: prefix.clone(),
+                    bytes: body.clone(),
+                    elements: (body.len() / width) as u64,
+                })
+            }
+            (Value::Fixed32 { at, .. }, 4) | (Value::Fixed64 { at, .. }, 8) => Ok(Segment {
+                packed: false,
+                prefix: at.start..at.start,
+                bytes: at.clone(),
+                elements: 1,
+            }),
+            _ => Err(ScanError::wire(&f.wrong_type(), String::new())),
+        }
+    }
+
+    /// `int32_data`/`int64_data`/`uint64_data`: packed varints or one unpacked varint.
+    fn varint_segment(&self, f: &Field) -> Result<Segment, ScanError> {
+        match &f.value {
+            Value::Len { prefix, body } => {
+                let elements = wire::count_varints(&self.buf[body.clone()], body.start)
+                    .map_err(|e| ScanError::wire(&e, String::new()))?;
+                Ok(Segment {
+                    packed: true,
+                    prefix: prefix.clone(),
+                    bytes: body.clone(),
+                    elements,
+                })
+            }
+            // The varint's own bytes (possibly a non-minimal encoding) follow the tag.
+            Value::Varint(_) => Ok(Segment {
+                packed: false,
+                prefix: f.value_start..f.value_start,
+                bytes: f.value_start..f.end,
+                elements: 1,
+            }),
+            _ => Err(ScanError::wire(&f.wrong_type(), String::new())),
+        }
+    }
+
+    fn string_entry(&self, body: Range<usize>) -> Result<(String, String), ScanError> {
+        let mut key = String::new();
+        let mut value = String::new();
+        let mut r = Reader::sub(self.buf, body);
+        while let Some(f) = r
+            .next_field()
+            .map_err(|e| ScanError::wire(&e, "external_data entry"))?
+        {
+            match f.number {
+                1 => key = self.string(&f, "external_data key")?,
+                2 => value = self.string(&f, "external_data value")?,
+                _ => {}
+            }
+        }
+        Ok((key, value))
+    }
+}
+
+/// Best-effort name of a tensor whose scan failed, for the error message only.
+fn lenient_name(buf: &[u8], body: Range<usize>) -> Option<String> {
+    let mut r = Reader::sub(buf, body);
+    while let Ok(Some(f)) = r.next_field() {
+        if f.number == 8 {
+            let b = f.len_body().ok()?;
+            return std::str::from_utf8(&buf[b]).ok().map(str::to_owned);
+        }
+    }
+    None
+}
