@@ -455,6 +455,13 @@ impl LoadedModel {
         &self.graphs
     }
 
+    /// The skeleton's graphs in the same pre-order: `skeleton_graphs()[i]` is the graph described
+    /// by `graphs()[i]`, and `tensors()[k]` is initializer `index_in_graph` of
+    /// `skeleton_graphs()[tensors()[k].graph_index]` (checked when the model was opened).
+    pub fn skeleton_graphs(&self) -> Vec<&skeleton::Graph> {
+        preorder(&self.skeleton)
+    }
+
     /// Number of `ModelProto.training_info` entries; their graphs are not scanned and never
     /// modified.
     pub fn training_info_count(&self) -> usize {
@@ -475,8 +482,9 @@ impl LoadedModel {
     }
 }
 
-/// Checks that prost's skeleton and the scanner see the same graphs and initializers.
-fn cross_check(model: &skeleton::Model, scan: &Scan) -> Result<(), String> {
+/// The skeleton's graphs in the enumeration order of [`crate::scan`] (pre-order: a graph, then
+/// for each node and attribute in order, the attribute's `g` then its `graphs`).
+fn preorder(model: &skeleton::Model) -> Vec<&skeleton::Graph> {
     fn walk<'a>(g: &'a skeleton::Graph, out: &mut Vec<&'a skeleton::Graph>) {
         out.push(g);
         for n in &g.node {
@@ -494,6 +502,12 @@ fn cross_check(model: &skeleton::Model, scan: &Scan) -> Result<(), String> {
     if let Some(g) = &model.graph {
         walk(g, &mut graphs);
     }
+    graphs
+}
+
+/// Checks that prost's skeleton and the scanner see the same graphs and initializers.
+fn cross_check(model: &skeleton::Model, scan: &Scan) -> Result<(), String> {
+    let graphs = preorder(model);
     if graphs.len() != scan.graphs.len() {
         return Err(format!(
             "the decoder sees {} graphs, the scanner {}",

@@ -348,8 +348,7 @@ impl Scanner<'_> {
         while let Some(f) = r.next_field().map_err(|e| ScanError::wire(&e, ctx()))? {
             if f.number == 5 {
                 let (aprefix, abody) = len_parts(&f, &ctx())?;
-                let parent_path = format!("{graph_path}/{label}");
-                self.scan_attribute(aprefix, abody, node_frame, &parent_path, depth)?;
+                self.scan_attribute(aprefix, abody, node_frame, (graph_path, &label), depth)?;
             }
         }
         if self.out.frames.len() == node_frame + 1 {
@@ -363,10 +362,10 @@ impl Scanner<'_> {
         prefix: Range<usize>,
         body: Range<usize>,
         node_frame: usize,
-        node_path: &str,
+        (graph_path, node_label): (&str, &str),
         depth: usize,
     ) -> Result<(), ScanError> {
-        let ctx = || format!("node {node_path:?}, attribute");
+        let ctx = || format!("graph {graph_path:?}, node {node_label:?}, attribute");
         let mut name = String::new();
         let mut has_graph = false;
         let mut r = Reader::sub(self.buf, body.clone());
@@ -385,7 +384,8 @@ impl Scanner<'_> {
         }
         let attr_frame =
             self.push_frame(Some(node_frame), FrameKind::Attribute, prefix, body.clone());
-        let base = format!("{node_path}.{name}");
+        // Built only here: most attributes hold no graph and need no path.
+        let base = format!("{graph_path}/{node_label}.{name}");
         // `g` first, then `graphs`, whatever their order in the file (the enumeration contract).
         let mut seen_g = false;
         let mut r = Reader::sub(self.buf, body.clone());

@@ -700,6 +700,13 @@ fn int32_data_is_reframed_in_nested_graphs() {
             .all(|t| t.name == "w_f32" || t.storage.kind() == "int32_data")
     );
     assert_eq!(m.find_tensor("/if0.else_branch", "w_else"), Some(4));
+    let sk = m.skeleton_graphs();
+    assert_eq!(sk.len(), m.graphs().len());
+    for t in m.tensors() {
+        let h = &sk[t.graph_index].initializer[t.index_in_graph];
+        assert_eq!(h.name.as_deref(), Some(t.name.as_str()));
+    }
+    assert_eq!(sk[3].name.as_deref(), Some("inner"));
 
     let targets: Vec<usize> = (0..m.tensors().len()).collect();
     let out = dir.path().join("out.onnx");
@@ -1051,6 +1058,67 @@ fn refuses_bad_external_locations() {
     let (dir, input) = external_case("inside.bin", 0, 16);
     std::os::unix::fs::symlink("w.bin", dir.path().join("m/inside.bin")).unwrap();
     LoadedModel::open(&input).unwrap();
+}
+
+#[test]
+fn refuses_in_place_on_read_only_model_and_aliased_external_bytes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let body = graph(
+        "g",
+        &[],
+        &[tensor("w", &[2], FLOAT, &Payload::Raw(vec![0; 8]))],
+    );
+    let input = write(dir.path(), "m.onnx", &model(&body));
+    fs::set_permissions(&input, fs::Permissions::from_mode(0o444)).unwrap();
+    let m = LoadedModel::open(&input).unwrap();
+    let e = rewrite(
+        &m,
+        &[0],
+        &TestFiller::default(),
+        &RewriteOptions::new(OutputTarget::InPlace),
+    )
+    .unwrap_err();
+    assert_msg(&e, &["m.onnx", "modify in place"]);
+    assert_eq!(fs::read(&input).unwrap(), m.bytes());
+    assert_eq!(listing(dir.path()), ["m.onnx"]);
+    // A new output copies the permissions of the input.
+    let out = dir.path().join("out.onnx");
+    rewrite(&m, &[0], &TestFiller::default(), &opts(&out)).unwrap();
+    assert_eq!(
+        fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o444
+    );
+
+    // Two tensors sharing external bytes: rewriting one would change the other.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "w.bin", &[0u8; 32]);
+    let ext = |off: u64| {
+        Payload::External(vec![
+            ("location".into(), "w.bin".into()),
+            ("offset".into(), off.to_string()),
+        ])
+    };
+    let body = graph(
+        "g",
+        &[],
+        &[
+            tensor("a", &[4], FLOAT, &ext(0)),
+            tensor("b", &[2], FLOAT, &ext(8)),
+            tensor("c", &[2], FLOAT, &ext(24)),
+        ],
+    );
+    let input = write(dir.path(), "m.onnx", &model(&body));
+    let m = LoadedModel::open(&input).unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("out.onnx");
+    for t in [0, 1] {
+        let e = rewrite(&m, &[t], &TestFiller::default(), &opts(&out)).unwrap_err();
+        assert_msg(&e, &["overlap"]);
+        assert!(listing(out_dir.path()).is_empty());
+    }
+    rewrite(&m, &[2], &TestFiller::default(), &opts(&out)).unwrap();
+    assert_filled(&LoadedModel::open(&out).unwrap(), 2, 2);
 }
 
 /// A small valid model for the corruption tests.
