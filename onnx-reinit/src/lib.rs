@@ -1,4 +1,5 @@
 //! Re-initialize the weights of an ONNX model, byte-exactly.
+pub mod analysis;
 pub mod error;
 pub mod external;
 pub mod model;

@@ -1,0 +1,637 @@
+//! Analysis: for every initializer of a model, its role, its fans and the activation that follows
+//! the layer it belongs to.
+//!
+//! The stage reads the payload-free [`crate::skeleton`] model and never looks at weight
+//! values, except for a few scalars (Clip bounds, Gelu constants) that it asks for through
+//! [`ConstValues`]. Its output, [`Analysis`], has one [`TensorInfo`] per initializer in the order
+//! the wire scanner enumerates them (see [`analyze`]), so the two can be zipped.
+//!
+//! Submodules, each one concern:
+//! - `graph`: producer/consumer index across the main graph and nested If/Loop/Scan bodies, with
+//!   outer-scope references resolved, and a little constant evaluation (static values, scalars);
+//! - `roles`: a registry from op type to the handler of its op family, deciding role and fans for
+//!   one (op, input slot) use of an initializer;
+//! - `fans`: the fan formulas of the DESIGN.md table, in true-connectivity and PyTorch modes;
+//! - `activation`: the forward walk from a layer's output to the nonlinearity that follows it,
+//!   including composite activations (SiLU, Gelu decompositions, Mish, HardSwish, …).
+//!
+//! # Activation walk
+//! From a value, every consumer is one branch:
+//! - **Activation ops** end the branch with their activation: Relu (and ThresholdedRelu),
+//!   LeakyRelu(α, default 0.01), PRelu, Elu(α), Selu, Celu, Tanh, Sigmoid, HardSigmoid,
+//!   HardSwish, Gelu (and the `com.microsoft` FastGelu/BiasGelu/QuickGelu), Softplus, Softsign,
+//!   Mish, Softmax/LogSoftmax → softmax. `Clip` is relu6 for bounds (0, 6), relu for (0, ∞) or
+//!   (0, unknown), and linear otherwise; `Max(x, 0)` is relu. Bounds come from Constant nodes,
+//!   from [`ConstValues`] for initializers, or from opset < 11 attributes.
+//! - **Transparent ops** continue the walk from their data output, because they do not change
+//!   which nonlinearity is applied next: Add/Sub/Sum (a bias or a residual), Mul/Div by a
+//!   static value (a scale; static = computed from constants and shapes only), every
+//!   normalization, Reshape/Transpose/Flatten/Squeeze/Unsqueeze/Identity/Dropout/Cast/Expand/
+//!   Tile/Pad/Resize/DepthToSpace/SpaceToDepth, pooling (Max/Average/Global*/Lp, ReduceMean/Max/
+//!   Min/Sum), and the routing ops Concat, Split (every output), Slice, Gather (as data) and
+//!   Where. Routing ops pass through because they move elements without changing them: the
+//!   moved elements still meet the same nonlinearity.
+//! - **Composite activations** are recognised before looking at single consumers: when the
+//!   value `x` (or `x` times a constant) is multiplied by a function of `x` alone, the
+//!   function's ops name the activation: Sigmoid → SiLU (σ(1.702x) → Gelu), Erf → Gelu (erf
+//!   form, argument scale 1/√2 checked when known), Tanh or Sigmoid with a cube → Gelu (tanh
+//!   form, 0.044715/√(2/π) checked when known), Tanh∘Softplus → Mish, HardSigmoid or a clipped
+//!   `x+3` → HardSwish; `x / (1 + |x|)` → Softsign. A function containing a reduction
+//!   (`x − mean(x)`, `x / sqrt(mean(x²))`) is a decomposed normalization: the walk continues
+//!   after it. Any other self-gating is reported as linear with the reason.
+//! - **Everything else ends the branch as linear**: a graph output, a weight layer (Conv,
+//!   ConvTranspose, Gemm, MatMul — including the activation × activation MatMul of attention —,
+//!   LSTM/GRU/RNN, Einsum), multiplication by another activation (gating: the gate branch
+//!   carries its own nonlinearity), and unknown ops or domains. Shape/Size consumers are
+//!   ignored: they read no values. A value returned by an If/Loop/Scan body continues from the
+//!   matching output of that node.
+//!
+//! ## Branches
+//! All branches agreeing gives that activation. When they disagree, the first non-linear branch
+//! (in consumer order) wins and the disagreement is reported: a linear branch is typically the
+//! pre-activation value also exported or reused (a graph output, a residual), which does not
+//! change what the main path applies.
+//!
+//! ## Attention
+//! An MHA in-projection reaches Softmax only through `Q·Kᵀ`, a MatMul of two activations, so
+//! its walk ends there: linear. That is deliberate: softmax acts on a bilinear form of the
+//! projections, not element-wise on them, and PyTorch initialises `in_proj_weight` with
+//! `xavier_uniform_` (gain 1), the linear rule.
+//!
+//! # Shared tensors
+//! A tensor read by several nodes (the TorchScript exporter merges identical initializers and
+//! routes the copies through Identity) gets one decision. Role: the highest in the precedence
+//! weight, recurrent_weight, embedding, bias, norm_scale, norm_shift, norm_stat, prelu_slope (a
+//! tensor that is a weight anywhere must be treated as one). Fans: those of the first consumer
+//! in file order with that role. Activation: as for branches, the first non-linear one among
+//! those consumers, else linear. [`TensorInfo::note`] lists the consumers and says which won.
+//! Consumers that only read the shape (Shape, Size) are ignored; other non-parameter consumers
+//! are mentioned in the note without vetoing the role.
+
+mod activation;
+mod fans;
+mod graph;
+mod roles;
+
+use std::fmt;
+
+use crate::skeleton;
+
+use activation::{Walker, merge_activations};
+use graph::{GraphIndex, Scalars};
+use roles::Candidate;
+
+/// Source of the values of small initializers, which analysis needs for a handful of scalars
+/// (Clip bounds, constants inside Gelu decompositions).
+///
+/// The analysis never reads payloads itself; the loader that owns the bytes implements this.
+pub trait ConstValues {
+    /// The values of initializer `name` of the graph at path `graph` (same path strings as
+    /// [`TensorInfo::graph`]) converted to f64, if it has at most `max_len` elements and its
+    /// values are known (a float or integer payload that the implementor can read).
+    /// `None` when unknown, too big, or not an initializer.
+    fn small_values(&self, graph: &str, name: &str, max_len: usize) -> Option<Vec<f64>>;
+}
+
+/// A [`ConstValues`] that knows no values: detection then relies on graph structure and on
+/// `Constant` nodes (whose values are part of the skeleton).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoConstValues;
+
+impl ConstValues for NoConstValues {
+    fn small_values(&self, _graph: &str, _name: &str, _max_len: usize) -> Option<Vec<f64>> {
+        None
+    }
+}
+
+/// Which fan convention to report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FanCompat {
+    /// True connectivity (the default): fans count the inputs that feed one output and the
+    /// outputs one input feeds, so grouped convolutions divide by `group` on both sides and
+    /// transposed convolutions read their weight as (in, out/g, k…).
+    #[default]
+    True,
+    /// Reproduce `torch.nn.init._calculate_fan_in_and_fan_out` on the PyTorch parameter the
+    /// tensor came from: Conv fan_out ignores groups (`shape[0]·∏k`), ConvTranspose takes
+    /// `shape[1]·∏k` as fan_in and `shape[0]·∏k` as fan_out, an embedding table (V, D) has fan_in
+    /// D and fan_out V, and recurrent W/R have fan_out G·H (all gates stacked). Linear-like layers
+    /// (Gemm, MatMul) are the same in both modes.
+    PyTorch,
+}
+
+/// Options of [`analyze`].
+#[derive(Debug, Clone, Default)]
+pub struct AnalysisOptions {
+    /// Fan convention; [`FanCompat::True`] by default.
+    pub compat: FanCompat,
+}
+
+/// Fans of a weight: how many inputs feed one output unit (`fan_in`) and how many outputs one
+/// input unit feeds (`fan_out`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fans {
+    /// Inputs per output unit.
+    pub fan_in: u64,
+    /// Outputs per input unit.
+    pub fan_out: u64,
+}
+
+impl fmt::Display for Fans {
+    /// `fan_in=K fan_out=N`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "fan_in={} fan_out={}", self.fan_in, self.fan_out)
+    }
+}
+
+/// Which running statistic of a BatchNormalization a tensor holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NormStatKind {
+    /// `input_mean` (slot 3): reset value 0.
+    Mean,
+    /// `input_var` (slot 4): reset value 1.
+    Var,
+}
+
+/// What an initializer is, decided from the op and input slot that consume it (DESIGN.md table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A layer's weight matrix or kernel (Conv, ConvTranspose, Gemm, MatMul).
+    Weight,
+    /// W (input weights) or R (recurrent weights) of LSTM/GRU/RNN; [`TensorInfo::recurrent`]
+    /// says which, with the gate layout.
+    RecurrentWeight,
+    /// A bias: Conv/ConvTranspose B, Gemm C, the initializer operand of an Add directly after a
+    /// MatMul/Gemm/Conv that has none, or LSTM/GRU/RNN B.
+    Bias,
+    /// Scale (gamma) of a normalization.
+    NormScale,
+    /// Shift (beta) of a normalization.
+    NormShift,
+    /// A BatchNormalization running statistic.
+    NormStat(NormStatKind),
+    /// An embedding table: data (V, D) of a Gather with run-time integer indices.
+    Embedding,
+    /// The slope of PRelu.
+    PreluSlope,
+}
+
+impl Role {
+    /// Lower snake case name used in reports: `weight`, `recurrent_weight`, `bias`,
+    /// `norm_scale`, `norm_shift`, `norm_stat`, `embedding`, `prelu_slope`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Weight => "weight",
+            Role::RecurrentWeight => "recurrent_weight",
+            Role::Bias => "bias",
+            Role::NormScale => "norm_scale",
+            Role::NormShift => "norm_shift",
+            Role::NormStat(_) => "norm_stat",
+            Role::Embedding => "embedding",
+            Role::PreluSlope => "prelu_slope",
+        }
+    }
+
+    /// Precedence when consumers disagree: the lower wins. A tensor that is a weight somewhere
+    /// must get a weight's treatment (zeroing it as a bias would break the layer), and roles
+    /// with data-dependent statistics come before constant-filled ones.
+    pub(crate) fn precedence(self) -> u8 {
+        match self {
+            Role::Weight => 0,
+            Role::RecurrentWeight => 1,
+            Role::Embedding => 2,
+            Role::Bias => 3,
+            Role::NormScale => 4,
+            Role::NormShift => 5,
+            Role::NormStat(_) => 6,
+            Role::PreluSlope => 7,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    /// Same string as [`Role::as_str`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The nonlinearity that follows a layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    /// `Relu`, `ThresholdedRelu`, `Max(x, 0)`, `Clip(x, 0)` without an upper bound.
+    Relu,
+    /// `LeakyRelu` with its `alpha` (ONNX default 0.01).
+    LeakyRelu(f32),
+    /// `PRelu` (learned slope).
+    PRelu,
+    /// `Elu` with its `alpha` (default 1).
+    Elu(f32),
+    /// `Selu`.
+    Selu,
+    /// `Celu`.
+    Celu,
+    /// `Tanh`.
+    Tanh,
+    /// `Sigmoid` (alone, not multiplied back with its input).
+    Sigmoid,
+    /// `HardSigmoid`.
+    HardSigmoid,
+    /// `HardSwish`, or `x·HardSigmoid(x)`, or `x·relu6(x+3)/6`.
+    HardSwish,
+    /// `Gelu` (the op, `com.microsoft` FastGelu/BiasGelu/QuickGelu), the erf form
+    /// `x·0.5·(1+erf(x/√2))`, the tanh form `0.5x(1+tanh(√(2/π)(x+0.044715x³)))` and `x·σ(1.702x)`.
+    Gelu,
+    /// SiLU/Swish: `x·Sigmoid(x)` (also `x·Sigmoid(βx)`).
+    Silu,
+    /// `Softplus`.
+    Softplus,
+    /// `Softsign`, or `x / (1 + |x|)`.
+    Softsign,
+    /// `Mish`, or `x·tanh(softplus(x))`.
+    Mish,
+    /// `Clip(x, 0, 6)`.
+    Relu6,
+    /// `Softmax` or `LogSoftmax`.
+    Softmax,
+    /// No nonlinearity: a graph output, another weight layer or an op outside the walk's rules
+    /// comes first.
+    Linear,
+    /// LSTM/GRU/RNN W and R and B: the op applies its own gate and cell activations.
+    Recurrent,
+}
+
+impl Activation {
+    /// Lower snake case name used in reports: `relu`, `leaky_relu`, `prelu`, `elu`, `selu`,
+    /// `celu`, `tanh`, `sigmoid`, `hard_sigmoid`, `hard_swish`, `gelu`, `silu`, `softplus`,
+    /// `softsign`, `mish`, `relu6`, `softmax`, `linear`, `recurrent`. Parameters (alpha) are not
+    /// part of the name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::LeakyRelu(_) => "leaky_relu",
+            Activation::PRelu => "prelu",
+            Activation::Elu(_) => "elu",
+            Activation::Selu => "selu",
+            Activation::Celu => "celu",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+            Activation::HardSigmoid => "hard_sigmoid",
+            Activation::HardSwish => "hard_swish",
+            Activation::Gelu => "gelu",
+            Activation::Silu => "silu",
+            Activation::Softplus => "softplus",
+            Activation::Softsign => "softsign",
+            Activation::Mish => "mish",
+            Activation::Relu6 => "relu6",
+            Activation::Softmax => "softmax",
+            Activation::Linear => "linear",
+            Activation::Recurrent => "recurrent",
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    /// Same string as [`Activation::as_str`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One use of an initializer by a node, after looking through the Identity, Cast and Transpose
+/// nodes that exporters put between an initializer and its real consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    /// The node's name, or `#<index in its graph>` when it has none.
+    pub node: String,
+    /// Its op type.
+    pub op: String,
+    /// The input slot the tensor (or its Identity/Cast/Transpose view) enters.
+    pub slot: usize,
+    /// Path of the graph holding the node (may be nested below the initializer's own graph:
+    /// an outer-scope reference).
+    pub graph: String,
+    /// The Identity/Cast/Transpose nodes passed through on the way, as `Op 'name'`; empty for a
+    /// direct use.
+    pub via: Vec<String>,
+}
+
+/// Recurrent op kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecurrentOp {
+    /// LSTM: 4 gates in ONNX order i, o, f, c.
+    Lstm,
+    /// GRU: 3 gates in ONNX order z, r, h.
+    Gru,
+    /// RNN: 1 gate.
+    Rnn,
+}
+
+/// Which input of a recurrent op a tensor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecurrentPart {
+    /// `W` (dirs, G·H, input_size): input weights.
+    W,
+    /// `R` (dirs, G·H, H): recurrent weights.
+    R,
+    /// `B` (dirs, 2·G·H): input and recurrent biases concatenated.
+    B,
+}
+
+/// Layout of an LSTM/GRU/RNN parameter, so that a plan can initialise it per direction and
+/// per gate block (each block of `hidden` rows is one gate's matrix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecurrentLayout {
+    /// The op.
+    pub op: RecurrentOp,
+    /// 1, or 2 for `direction = bidirectional` (the tensor's leading axis).
+    pub directions: u32,
+    /// Gates G: 4 (LSTM), 3 (GRU), 1 (RNN).
+    pub gates: u32,
+    /// ONNX gate order, one letter per block: `"iofc"`, `"zrh"`, `"h"`.
+    pub gate_order: &'static str,
+    /// Hidden size H.
+    pub hidden: u64,
+    /// Input size (W's last axis), when W's shape is known.
+    pub input_size: Option<u64>,
+    /// W, R or B.
+    pub which: RecurrentPart,
+    /// Fans of one gate block of one direction, always true connectivity: W (in = input_size,
+    /// out = H), R (in = H, out = H); `None` for B.
+    pub gate_fans: Option<Fans>,
+}
+
+/// Everything analysis found out about one initializer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    /// Path of the graph that declares it: `""` for the main graph, else
+    /// `{parent}/{node name or #index}.{attribute}` (plus `[i]` for the i-th entry of a GRAPHS
+    /// attribute).
+    pub graph: String,
+    /// Initializer name.
+    pub name: String,
+    /// Shape.
+    pub dims: Vec<i64>,
+    /// `TensorProto.DataType` (1 f32, 10 f16, 11 f64, 16 bf16, …); 0 if absent.
+    pub data_type: i32,
+    /// The role, or `None` if the tensor must be left untouched (then see `why_untouched`).
+    pub role: Option<Role>,
+    /// Why `role` is `None`; empty when it is `Some`.
+    pub why_untouched: String,
+    /// Every real consumer (through Identity/Cast/Transpose), in file order: the main graph's
+    /// nodes, then those of nested graphs in pre-order.
+    pub consumers: Vec<Consumer>,
+    /// Fans per [`AnalysisOptions::compat`], for weights, recurrent weights and embeddings.
+    pub fans: Option<Fans>,
+    /// The activation after the layer this tensor belongs to (for a bias or a norm parameter,
+    /// the one after its node's output; [`Activation::Recurrent`] for LSTM/GRU/RNN W, R and B;
+    /// [`Activation::PRelu`] for a PRelu slope); `None` when `role` is `None`.
+    pub activation: Option<Activation>,
+    /// Gate layout, for LSTM/GRU/RNN W, R and B.
+    pub recurrent: Option<RecurrentLayout>,
+    /// Remarks: shared tensors, disagreeing consumers (which won and why), walk branches that
+    /// disagreed.
+    pub note: Option<String>,
+}
+
+/// The result of [`analyze`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Analysis {
+    /// One entry per initializer, in the wire scanner's order (see [`analyze`]).
+    pub tensors: Vec<TensorInfo>,
+    /// Problems with the graph itself (undefined names, duplicate definitions, cycles).
+    pub warnings: Vec<String>,
+}
+
+impl Analysis {
+    /// The entry for initializer `name` of graph `graph`, if any.
+    pub fn find(&self, graph: &str, name: &str) -> Option<&TensorInfo> {
+        self.tensors
+            .iter()
+            .find(|t| t.graph == graph && t.name == name)
+    }
+}
+
+/// Analyse every initializer of `model`.
+///
+/// The entries of [`Analysis::tensors`] follow the scanner's enumeration: graphs in pre-order
+/// (the main graph, then for each node in file order, each attribute in file order, its `g` then
+/// each of its `graphs`, recursively), and within a graph the initializers in file order.
+///
+/// Never fails: a malformed graph yields warnings and untouched tensors.
+pub fn analyze(
+    model: &skeleton::Model,
+    consts: &dyn ConstValues,
+    opts: &AnalysisOptions,
+) -> Analysis {
+    let Some(main) = model.graph.as_ref() else {
+        return Analysis {
+            tensors: Vec::new(),
+            warnings: vec!["model has no graph".to_owned()],
+        };
+    };
+    let index = GraphIndex::build(main);
+    let scalars = Scalars::new(&index, consts);
+    let mut walker = Walker::new(&index, &scalars);
+    let mut tensors = Vec::with_capacity(index.initializers.len());
+    for &value in &index.initializers {
+        tensors.push(analyse_one(&index, &scalars, &mut walker, value, opts));
+    }
+    let mut warnings = index.warnings.clone();
+    warnings.extend(walker.take_warnings());
+    Analysis { tensors, warnings }
+}
+
+/// Role, fans and activation of one initializer: gather one [`Candidate`] per real consumer,
+/// then decide.
+fn analyse_one(
+    index: &GraphIndex<'_>,
+    scalars: &Scalars<'_, '_>,
+    walker: &mut Walker<'_, '_>,
+    value: graph::ValueId,
+    opts: &AnalysisOptions,
+) -> TensorInfo {
+    let v = index.value(value);
+    let header = index.initializer_header(value);
+    let dims = header.dims.clone();
+    let data_type = header.data_type.unwrap_or(0);
+    let uses = index.real_uses(value);
+    let consumers: Vec<Consumer> = uses.iter().map(|u| index.consumer(u)).collect();
+
+    let mut info = TensorInfo {
+        graph: index.scope(v.scope).path.clone(),
+        name: v.name.to_owned(),
+        dims,
+        data_type,
+        role: None,
+        why_untouched: String::new(),
+        consumers,
+        fans: None,
+        activation: None,
+        recurrent: None,
+        note: None,
+    };
+
+    if !roles::is_float_type(data_type) {
+        info.why_untouched = format!(
+            "{} tensor: only f32/f64/f16/bf16 tensors are re-initialized",
+            roles::dtype_name(data_type)
+        );
+        return info;
+    }
+    if info.dims.iter().any(|&d| d < 0) {
+        info.why_untouched = format!("invalid shape {:?}", info.dims);
+        return info;
+    }
+    if uses.is_empty() {
+        // Uses that are all views (Identity/Cast/Transpose) lead only to graph outputs.
+        info.why_untouched = if v.outputs_of.is_empty() && v.uses.is_empty() {
+            "no consumers (unused initializer)".to_owned()
+        } else {
+            "only returned as a graph output".to_owned()
+        };
+        return info;
+    }
+
+    let candidates: Vec<Candidate> = uses
+        .iter()
+        .map(|u| roles::candidate(index, scalars, u, opts.compat))
+        .collect();
+    decide(&mut info, walker, &uses, &candidates);
+    info
+}
+
+/// `norm_stat (mean)` and friends: the role name with the statistic, for notes.
+fn role_label(role: Role) -> String {
+    match role {
+        Role::NormStat(NormStatKind::Mean) => "norm_stat (mean)".to_owned(),
+        Role::NormStat(NormStatKind::Var) => "norm_stat (var)".to_owned(),
+        r => r.as_str().to_owned(),
+    }
+}
+
+/// Merge the per-consumer candidates into one decision, explaining disagreements in `note`.
+fn decide(
+    info: &mut TensorInfo,
+    walker: &mut Walker<'_, '_>,
+    uses: &[graph::RealUse],
+    candidates: &[Candidate],
+) {
+    let mut notes: Vec<String> = Vec::new();
+    let label = |i: usize| {
+        let c = &info.consumers[i];
+        format!("{} '{}' input {}", c.op, c.node, c.slot)
+    };
+
+    let best = candidates
+        .iter()
+        .filter_map(|c| c.role)
+        .min_by_key(|r| r.precedence());
+    let Some(best) = best else {
+        // No consumer gives a role: report each distinct reason once.
+        let mut reasons: Vec<&str> = Vec::new();
+        for c in candidates {
+            if !c.why.is_empty() && !reasons.contains(&c.why.as_str()) {
+                reasons.push(&c.why);
+            }
+        }
+        info.why_untouched = if reasons.is_empty() {
+            "no consumer reads it as a parameter".to_owned()
+        } else {
+            reasons.join("; ")
+        };
+        return;
+    };
+    // Winners: consumers giving exactly the best role (a running mean read elsewhere as a
+    // running variance is overruled, first consumer first).
+    let winners: Vec<usize> = (0..candidates.len())
+        .filter(|&i| candidates[i].role == Some(best))
+        .collect();
+    let first = winners[0];
+    info.role = Some(best);
+    info.fans = candidates[first].fans;
+    info.recurrent.clone_from(&candidates[first].recurrent);
+
+    let distinct_nodes = {
+        let mut n: Vec<graph::NodeId> = uses.iter().map(|u| u.node).collect();
+        n.sort_unstable();
+        n.dedup();
+        n.len()
+    };
+    if distinct_nodes > 1 {
+        notes.push(format!(
+            "shared by {} consumers: {}",
+            info.consumers.len(),
+            (0..info.consumers.len())
+                .map(label)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    // Consumers overruled by precedence, grouped by the role they imply.
+    let mut overruled: Vec<(Role, Vec<String>)> = Vec::new();
+    for (i, c) in candidates.iter().enumerate() {
+        match c.role {
+            Some(r) if r != best => match overruled.iter_mut().find(|(role, _)| *role == r) {
+                Some((_, who)) => who.push(label(i)),
+                None => overruled.push((r, vec![label(i)])),
+            },
+            None if !c.ignorable => notes.push(format!(
+                "{} is not a parameter slot ({}); the {} role from {} is kept",
+                label(i),
+                c.why,
+                best.as_str(),
+                label(first)
+            )),
+            _ => {}
+        }
+    }
+    for (role, who) in overruled {
+        notes.push(format!(
+            "{} read{} it as {}, but {} wins (precedence: weight, recurrent_weight, embedding, \
+             bias, norm_scale, norm_shift, norm_stat, prelu_slope; first consumer among equals)",
+            who.join(" and "),
+            if who.len() == 1 { "s" } else { "" },
+            role_label(role),
+            role_label(best)
+        ));
+    }
+    for &i in &winners[1..] {
+        if candidates[i].fans != info.fans {
+            let show = |f: Option<Fans>| f.map_or_else(|| "none".to_owned(), |f| f.to_string());
+            notes.push(format!(
+                "{} implies fans {} but the first consumer {} gives {}; the first is used",
+                label(i),
+                show(candidates[i].fans),
+                label(first),
+                show(info.fans)
+            ));
+        }
+    }
+
+    // Activation: one per winning consumer, merged (first non-linear wins).
+    let mut acts = Vec::with_capacity(winners.len());
+    for &i in &winners {
+        let c = &candidates[i];
+        let (act, at, conflict) = if let Some(a) = c.fixed_activation {
+            (a, "the op's own nonlinearity".to_owned(), None)
+        } else if let Some(from) = c.walk_from {
+            let r = walker.walk(from);
+            (r.activation, r.at.clone(), r.conflict.clone())
+        } else {
+            (Activation::Linear, "no output to follow".to_owned(), None)
+        };
+        if let Some(conflict) = conflict {
+            notes.push(format!("after {}: {conflict}", label(i)));
+        }
+        acts.push((act, format!("{} (reaches {at})", label(i))));
+    }
+    let merged = merge_activations(&acts);
+    info.activation = Some(merged.activation);
+    if let Some(conflict) = merged.conflict {
+        notes.push(format!("consumers disagree on the activation: {conflict}"));
+    }
+    if !notes.is_empty() {
+        info.note = Some(notes.join("; "));
+    }
+}
