@@ -1,8 +1,12 @@
 //! Re-initialize the weights of an ONNX model, byte-exactly.
 pub mod analysis;
+pub mod apply;
 pub mod error;
 pub mod external;
 pub mod model;
+pub mod pipeline;
+pub mod plan;
+pub mod report;
 pub mod rewrite;
 pub mod scan;
 pub mod skeleton;

@@ -231,7 +231,9 @@ impl Node {
 
     /// The attribute called `name`, if present.
     pub fn attr(&self, name: &str) -> Option<&Attribute> {
-        self.attribute.iter().find(|a| a.name.as_deref() == Some(name))
+        self.attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some(name))
     }
 
     /// Integer attribute `name`, or `default`.

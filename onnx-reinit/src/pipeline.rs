@@ -1,0 +1,178 @@
+//! The whole rewrite as one call, for the CLI and for pipelines that do not need the stages:
+//! load → analyse → plan → prepare values → rewrite → report.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use crate::analysis::{self, Analysis, AnalysisOptions, ConstValues};
+use crate::apply::PlanFiller;
+use crate::model::LoadedModel;
+use crate::plan::{self, Plan, Rules};
+use crate::report::Report;
+use crate::rewrite::{self, OutputTarget, ProgressFn, RewriteOptions};
+use crate::values::ValuesMut;
+
+/// Why a run failed. Every message names the model file and, where it applies, the tensor.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Loading, validating or writing failed.
+    #[error(transparent)]
+    Model(#[from] crate::error::Error),
+    /// A rule cannot apply to a tensor.
+    #[error("{0}")]
+    Plan(String),
+    /// The analysis and the scanner disagree (a bug: please report it with the model).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The seed used when none is given; printed in every report so a run can be repeated.
+pub const DEFAULT_SEED: u64 = 0x1a17_f0a6;
+
+/// Where the rewritten model goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A new file (must not exist unless `force`, must not be the input).
+    Path(PathBuf),
+    /// Over the input, through a temporary file and a rename.
+    InPlace,
+    /// Nothing is written (`--dry-run`).
+    DryRun,
+}
+
+/// What to do.
+#[derive(Clone)]
+pub struct RewriteConfig {
+    /// The input model.
+    pub model: PathBuf,
+    /// Where to write.
+    pub destination: Destination,
+    /// Overwrite an existing output.
+    pub force: bool,
+    /// The rules.
+    pub rules: Rules,
+    /// The seed.
+    pub seed: u64,
+    /// Fan convention.
+    pub analysis: AnalysisOptions,
+    /// Set to `true` (e.g. from a Ctrl-C handler) to stop the rewrite, leaving no output.
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Called with (bytes done, total bytes) while writing.
+    pub progress: Option<Arc<ProgressFn>>,
+}
+
+impl std::fmt::Debug for RewriteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RewriteConfig")
+            .field("model", &self.model)
+            .field("destination", &self.destination)
+            .field("force", &self.force)
+            .field("rules", &self.rules)
+            .field("seed", &self.seed)
+            .field("analysis", &self.analysis)
+            .field("cancel", &self.cancel)
+            .field("progress", &self.progress.as_ref().map(|_| "Fn"))
+            .finish()
+    }
+}
+
+/// `<stem>.reinit.onnx` beside the input.
+pub fn default_output(model: &Path) -> PathBuf {
+    let stem = model
+        .file_stem()
+        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    model.with_file_name(format!("{stem}.reinit.onnx"))
+}
+
+/// Reads small initializers' values for the analysis (Clip bounds, Gelu constants).
+#[derive(Debug)]
+pub struct ModelConsts<'a>(pub &'a LoadedModel);
+
+impl ConstValues for ModelConsts<'_> {
+    fn small_values(&self, graph: &str, name: &str, max_len: usize) -> Option<Vec<f64>> {
+        let idx = self.0.find_tensor(graph, name)?;
+        self.0.small_values_f64(idx, max_len)
+    }
+}
+
+/// Analyse a loaded model, checking that the analysis and the scanner enumerate the same
+/// initializers (they share the enumeration contract).
+pub fn analyse(model: &LoadedModel, opts: &AnalysisOptions) -> Result<Analysis, RunError> {
+    let analysis = analysis::analyze(model.skeleton(), &ModelConsts(model), opts);
+    let tensors = model.tensors();
+    let same = analysis.tensors.len() == tensors.len()
+        && analysis
+            .tensors
+            .iter()
+            .zip(tensors)
+            .all(|(a, t)| a.name == t.name && a.graph == t.graph);
+    if !same {
+        return Err(RunError::Internal(format!(
+            "{}: the analysis and the scanner disagree on the initializers ({} vs {})",
+            model.path().display(),
+            analysis.tensors.len(),
+            tensors.len()
+        )));
+    }
+    Ok(analysis)
+}
+
+struct Adapter<'a>(&'a PlanFiller);
+
+impl rewrite::Filler for Adapter<'_> {
+    fn fill(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
+        self.0.fill_values(tensor, start, out);
+    }
+}
+
+/// Everything a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The analysis.
+    pub analysis: Analysis,
+    /// The plan.
+    pub plan: Plan,
+    /// The report.
+    pub report: Report,
+}
+
+/// Run the whole rewrite. On error nothing is written and the input is unchanged.
+pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
+    let model = LoadedModel::open(&config.model)?;
+    let analysis = analyse(&model, &config.analysis)?;
+    let plan = plan::plan(&analysis, &config.rules, config.seed)
+        .map_err(|msg| RunError::Plan(format!("{}: {msg}", config.model.display())))?;
+    let filler = PlanFiller::new(&analysis, &plan)
+        .map_err(|msg| RunError::Plan(format!("{}: {msg}", config.model.display())))?;
+    let output = match &config.destination {
+        Destination::DryRun => None,
+        dest => {
+            let target = match dest {
+                Destination::Path(p) => OutputTarget::Path(p.clone()),
+                _ => OutputTarget::InPlace,
+            };
+            let mut opts = RewriteOptions::new(target);
+            opts.force = config.force;
+            opts.cancel.clone_from(&config.cancel);
+            opts.progress.clone_from(&config.progress);
+            rewrite::rewrite(&model, &filler.targets(), &Adapter(&filler), &opts)?;
+            Some(match dest {
+                Destination::Path(p) => p.display().to_string(),
+                _ => config.model.display().to_string(),
+            })
+        }
+    };
+    let report = Report::new(
+        &config.model.display().to_string(),
+        &analysis,
+        &plan,
+        output.is_none(),
+        output,
+    );
+    Ok(Outcome {
+        analysis,
+        plan,
+        report,
+    })
+}

@@ -1,0 +1,476 @@
+//! Plan: which scheme each initializer gets, from the analysis and the user's rules.
+//!
+//! Precedence, highest first: a `--rule GLOB=SCHEME` whose glob matches the initializer's name
+//! or one of its consumers' node names (first matching rule wins); then the rule for the
+//! tensor's role (bias, norm, embedding, recurrent, PReLU slope); for weights, the rule for the
+//! activation that follows. Tensors without a role are never touched.
+//!
+//! Gain adaptation: a He/Kaiming scheme whose text does not name a nonlinearity takes the gain
+//! of the activation it is applied before — leaky_relu(α) with the graph's α, PReLU as
+//! leaky_relu(0.25) (its initial slope, as in He et al. 2015), and GELU/SiLU/ELU/Mish by the
+//! second-moment gains documented on [`init_core::Nonlinearity`]. Writing the nonlinearity
+//! (`he_uniform(nonlinearity=relu)`) turns this off.
+
+use std::fmt;
+
+use globset::{Glob, GlobMatcher};
+use init_core::{Family, Fans, Nonlinearity, Scheme, SchemeKind};
+
+use crate::analysis::{Activation, Analysis, NormStatKind, RecurrentPart, Role, TensorInfo};
+
+/// What to do with a class of tensors.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rule {
+    /// Leave the bytes as they are.
+    Keep,
+    /// Re-initialize with this scheme; `adapt_gain` is set when a He-family scheme left its
+    /// nonlinearity implicit (see the module docs).
+    Init {
+        /// The scheme.
+        scheme: Scheme,
+        /// Whether the gain may follow the activation.
+        adapt_gain: bool,
+    },
+}
+
+impl Rule {
+    /// Parse `keep` or a scheme name of init-core's grammar.
+    pub fn parse(text: &str) -> Result<Rule, init_core::SchemeError> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("keep") {
+            return Ok(Rule::Keep);
+        }
+        let scheme: Scheme = t.parse()?;
+        let adapt_gain = matches!(
+            scheme.kind(),
+            SchemeKind::Scaled {
+                family: Family::He { .. },
+                ..
+            }
+        ) && !t.to_ascii_lowercase().contains("nonlinearity");
+        Ok(Rule::Init { scheme, adapt_gain })
+    }
+
+    fn scheme(scheme: Scheme) -> Rule {
+        Rule::Init {
+            scheme,
+            adapt_gain: matches!(
+                scheme.kind(),
+                SchemeKind::Scaled {
+                    family: Family::He { .. },
+                    ..
+                }
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Keep => f.write_str("keep"),
+            Rule::Init { scheme, .. } => write!(f, "{scheme}"),
+        }
+    }
+}
+
+/// The activation classes that have a rule of their own (one CLI flag each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActivationClass {
+    /// relu, relu6, softplus (`--relu`).
+    Relu,
+    /// leaky_relu (`--leaky-relu`).
+    LeakyRelu,
+    /// prelu (`--prelu`).
+    Prelu,
+    /// elu, celu (`--elu`).
+    Elu,
+    /// selu (`--selu`).
+    Selu,
+    /// gelu (`--gelu`).
+    Gelu,
+    /// silu/swish, hard_swish, mish (`--silu`).
+    Silu,
+    /// tanh, softsign (`--tanh`).
+    Tanh,
+    /// sigmoid, hard_sigmoid (`--sigmoid`).
+    Sigmoid,
+    /// softmax, log_softmax (`--softmax`).
+    Softmax,
+    /// no nonlinearity (`--linear`).
+    Linear,
+}
+
+impl ActivationClass {
+    /// Every class, in flag order.
+    pub const ALL: [ActivationClass; 11] = [
+        ActivationClass::Relu,
+        ActivationClass::LeakyRelu,
+        ActivationClass::Prelu,
+        ActivationClass::Elu,
+        ActivationClass::Selu,
+        ActivationClass::Gelu,
+        ActivationClass::Silu,
+        ActivationClass::Tanh,
+        ActivationClass::Sigmoid,
+        ActivationClass::Softmax,
+        ActivationClass::Linear,
+    ];
+
+    /// The class an activation belongs to (`None` for recurrent ops, which have their own rule).
+    pub fn of(a: Activation) -> Option<ActivationClass> {
+        Some(match a {
+            Activation::Relu | Activation::Relu6 | Activation::Softplus => ActivationClass::Relu,
+            Activation::LeakyRelu(_) => ActivationClass::LeakyRelu,
+            Activation::PRelu => ActivationClass::Prelu,
+            Activation::Elu(_) | Activation::Celu => ActivationClass::Elu,
+            Activation::Selu => ActivationClass::Selu,
+            Activation::Gelu => ActivationClass::Gelu,
+            Activation::Silu | Activation::HardSwish | Activation::Mish => ActivationClass::Silu,
+            Activation::Tanh | Activation::Softsign => ActivationClass::Tanh,
+            Activation::Sigmoid | Activation::HardSigmoid => ActivationClass::Sigmoid,
+            Activation::Softmax => ActivationClass::Softmax,
+            Activation::Linear => ActivationClass::Linear,
+            Activation::Recurrent => return None,
+        })
+    }
+
+    /// The seed's default: relu family He (uniform), tanh Glorot, sigmoid ±1/√fan_in,
+    /// selu LeCun normal, linear and softmax Glorot.
+    pub fn default_scheme(self) -> Scheme {
+        match self {
+            ActivationClass::Relu
+            | ActivationClass::LeakyRelu
+            | ActivationClass::Prelu
+            | ActivationClass::Elu
+            | ActivationClass::Gelu
+            | ActivationClass::Silu => Scheme::HE_UNIFORM,
+            ActivationClass::Selu => Scheme::LECUN_NORMAL,
+            ActivationClass::Sigmoid => Scheme::FAN_IN_UNIFORM,
+            ActivationClass::Tanh | ActivationClass::Softmax | ActivationClass::Linear => {
+                Scheme::GLOROT_UNIFORM
+            }
+        }
+    }
+
+    /// The CLI flag (`relu`, `leaky-relu`, …).
+    pub fn flag(self) -> &'static str {
+        match self {
+            ActivationClass::Relu => "relu",
+            ActivationClass::LeakyRelu => "leaky-relu",
+            ActivationClass::Prelu => "prelu",
+            ActivationClass::Elu => "elu",
+            ActivationClass::Selu => "selu",
+            ActivationClass::Gelu => "gelu",
+            ActivationClass::Silu => "silu",
+            ActivationClass::Tanh => "tanh",
+            ActivationClass::Sigmoid => "sigmoid",
+            ActivationClass::Softmax => "softmax",
+            ActivationClass::Linear => "linear",
+        }
+    }
+}
+
+/// A `--rule GLOB=SCHEME` override.
+#[derive(Clone, Debug)]
+pub struct NameRule {
+    /// The glob as written.
+    pub pattern: String,
+    matcher: GlobMatcher,
+    /// What matching tensors get.
+    pub rule: Rule,
+}
+
+impl NameRule {
+    /// Parse `GLOB=SCHEME` (the last `=` outside parentheses separates them, so schemes with
+    /// keyword arguments work: `fc*=he_normal(mode=fan_out)`).
+    pub fn parse(text: &str) -> Result<NameRule, String> {
+        let split = split_rule(text)
+            .ok_or_else(|| format!("`{text}`: expected GLOB=SCHEME (e.g. 'fc1.*=he_normal')"))?;
+        let (pattern, scheme) = (text[..split].trim(), text[split + 1..].trim());
+        if pattern.is_empty() {
+            return Err(format!("`{text}`: the glob before `=` is empty"));
+        }
+        let matcher = Glob::new(pattern)
+            .map_err(|e| format!("`{pattern}` is not a valid glob: {e}"))?
+            .compile_matcher();
+        let rule = Rule::parse(scheme).map_err(|e| format!("`{text}`: {e}"))?;
+        Ok(NameRule {
+            pattern: pattern.to_owned(),
+            matcher,
+            rule,
+        })
+    }
+
+    fn matches(&self, t: &TensorInfo) -> bool {
+        self.matcher.is_match(&t.name) || t.consumers.iter().any(|c| self.matcher.is_match(&c.node))
+    }
+}
+
+/// The position of the `=` separating glob and scheme: the first `=` outside parentheses
+/// (scheme keyword arguments such as `mode=fan_out` sit inside them; globs rarely hold `=`).
+fn split_rule(text: &str) -> Option<usize> {
+    let mut depth = 0i32;
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            '=' if depth == 0 => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The user's rules.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    /// Per activation class; classes not present use [`ActivationClass::default_scheme`].
+    pub activation: Vec<(ActivationClass, Rule)>,
+    /// Biases (default zeros).
+    pub bias: Rule,
+    /// Normalization scale (default ones); shifts get zeros and running statistics 0/1 unless
+    /// this is `keep`.
+    pub norm: Rule,
+    /// Embeddings (default normal(0,1), PyTorch's `nn.Embedding`).
+    pub embedding: Rule,
+    /// Recurrent input weights W, per direction and gate block (default glorot_uniform).
+    pub recurrent_w: Rule,
+    /// Recurrent hidden weights R, per direction and gate block (default orthogonal).
+    pub recurrent_r: Rule,
+    /// PReLU slopes (default constant(0.25), PyTorch's `nn.PReLU`).
+    pub prelu_slope: Rule,
+    /// `--rule` overrides, first match wins.
+    pub overrides: Vec<NameRule>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            activation: Vec::new(),
+            bias: Rule::scheme(Scheme::ZEROS),
+            norm: Rule::scheme(Scheme::ONES),
+            embedding: Rule::scheme(Scheme::normal(0.0, 1.0).expect("valid")),
+            recurrent_w: Rule::scheme(Scheme::GLOROT_UNIFORM),
+            recurrent_r: Rule::scheme(Scheme::orthogonal(1.0).expect("valid")),
+            prelu_slope: Rule::scheme(Scheme::constant(0.25).expect("valid")),
+            overrides: Vec::new(),
+        }
+    }
+}
+
+impl Rules {
+    /// The rule for an activation class.
+    pub fn for_class(&self, class: ActivationClass) -> Rule {
+        self.activation
+            .iter()
+            .rev()
+            .find(|(c, _)| *c == class)
+            .map_or_else(|| Rule::scheme(class.default_scheme()), |(_, r)| r.clone())
+    }
+}
+
+/// How a planned tensor is filled.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fill {
+    /// One scheme over the whole tensor.
+    Whole {
+        /// The effective scheme (after gain adaptation).
+        scheme: Scheme,
+        /// Fans the scheme uses (`None` for schemes that need none).
+        fans: Option<Fans>,
+    },
+    /// Recurrent W/R: the scheme per (direction, gate) block of `rows` × `cols`, each block its
+    /// own stream and its own (in = cols, out = rows) fans.
+    GateBlocks {
+        /// The scheme.
+        scheme: Scheme,
+        /// Number of blocks (directions × gates).
+        blocks: usize,
+        /// Rows per block (H).
+        rows: usize,
+        /// Columns per block (input size or H).
+        cols: usize,
+    },
+}
+
+/// The decision for one initializer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanEntry {
+    /// Index into the model's tensors (and the analysis).
+    pub index: usize,
+    /// What to write, or `None` to keep the bytes.
+    pub fill: Option<Fill>,
+    /// Which rule decided (`--relu`, `--rule fc*`, `default for bias`, …).
+    pub reason: String,
+}
+
+impl PlanEntry {
+    /// The effective scheme, if the tensor changes.
+    pub fn scheme(&self) -> Option<Scheme> {
+        match &self.fill {
+            Some(Fill::Whole { scheme, .. } | Fill::GateBlocks { scheme, .. }) => Some(*scheme),
+            None => None,
+        }
+    }
+}
+
+/// The plan: one entry per initializer, in analysis order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Entries.
+    pub entries: Vec<PlanEntry>,
+    /// The seed.
+    pub seed: u64,
+}
+
+/// Decide every initializer's fill. Fails only when a chosen scheme cannot apply to a tensor
+/// (a fan-based scheme on a tensor without fans, orthogonal on rank 1, …), naming the tensor.
+pub fn plan(analysis: &Analysis, rules: &Rules, seed: u64) -> Result<Plan, String> {
+    let mut entries = Vec::with_capacity(analysis.tensors.len());
+    for (index, t) in analysis.tensors.iter().enumerate() {
+        let (rule, reason) = choose(t, rules);
+        let fill = match (&rule, t.role) {
+            (Rule::Keep, _) | (_, None) => None,
+            (Rule::Init { scheme, adapt_gain }, Some(_)) => Some(
+                fill_for(t, *scheme, *adapt_gain)
+                    .map_err(|e| format!("tensor `{}` ({reason}): {e}", t.name))?,
+            ),
+        };
+        entries.push(PlanEntry {
+            index,
+            fill,
+            reason,
+        });
+    }
+    Ok(Plan { entries, seed })
+}
+
+fn choose(t: &TensorInfo, rules: &Rules) -> (Rule, String) {
+    let Some(role) = t.role else {
+        return (Rule::Keep, format!("untouched: {}", t.why_untouched));
+    };
+    if let Some(o) = rules.overrides.iter().find(|o| o.matches(t)) {
+        return (o.rule.clone(), format!("--rule {}", o.pattern));
+    }
+    match role {
+        Role::Bias => (rules.bias.clone(), "--bias".into()),
+        Role::NormScale => (rules.norm.clone(), "--norm".into()),
+        Role::NormShift | Role::NormStat(_) => match rules.norm {
+            Rule::Keep => (Rule::Keep, "--norm".into()),
+            Rule::Init { .. } => {
+                let v = matches!(role, Role::NormStat(NormStatKind::Var));
+                let s = if v { Scheme::ONES } else { Scheme::ZEROS };
+                (Rule::scheme(s), "--norm (shift 0, mean 0, var 1)".into())
+            }
+        },
+        Role::Embedding => (rules.embedding.clone(), "--embedding".into()),
+        Role::PreluSlope => (rules.prelu_slope.clone(), "default for prelu slope".into()),
+        Role::RecurrentWeight => match t.recurrent.as_ref().map(|r| r.which) {
+            Some(RecurrentPart::R) => (rules.recurrent_r.clone(), "--recurrent-r".into()),
+            _ => (rules.recurrent_w.clone(), "--recurrent-w".into()),
+        },
+        Role::Weight => {
+            let act = t.activation.unwrap_or(Activation::Linear);
+            let class = ActivationClass::of(act).unwrap_or(ActivationClass::Linear);
+            let explicit = rules.activation.iter().any(|(c, _)| *c == class);
+            let why = if explicit {
+                format!("--{}", class.flag())
+            } else {
+                format!("default for {}", act.as_str())
+            };
+            (rules.for_class(class), why)
+        }
+    }
+}
+
+fn adapt(scheme: Scheme, act: Option<Activation>) -> Scheme {
+    let SchemeKind::Scaled {
+        family: Family::He { mode, .. },
+        distribution,
+    } = scheme.kind()
+    else {
+        return scheme;
+    };
+    let nl = match act {
+        Some(Activation::LeakyRelu(a)) => Nonlinearity::LeakyRelu(f64::from(a)),
+        Some(Activation::PRelu) => Nonlinearity::LeakyRelu(0.25),
+        Some(Activation::Gelu) => Nonlinearity::Gelu,
+        Some(Activation::Silu) => Nonlinearity::Silu,
+        Some(Activation::Elu(_) | Activation::Celu) => Nonlinearity::Elu,
+        Some(Activation::Mish) => Nonlinearity::Mish,
+        _ => return scheme,
+    };
+    Scheme::he(distribution, mode, nl).unwrap_or(scheme)
+}
+
+fn dims_usize(t: &TensorInfo) -> Result<Vec<usize>, String> {
+    t.dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
+        .collect()
+}
+
+fn fill_for(t: &TensorInfo, scheme: Scheme, adapt_gain: bool) -> Result<Fill, String> {
+    let scheme = if adapt_gain {
+        adapt(scheme, t.activation)
+    } else {
+        scheme
+    };
+    let dims = dims_usize(t)?;
+    if let (Some(rec), Role::RecurrentWeight) = (&t.recurrent, t.role.unwrap_or(Role::Weight)) {
+        if let Some(gf) = rec.gate_fans {
+            let blocks = (rec.directions * rec.gates) as usize;
+            let rows = usize::try_from(rec.hidden).map_err(|e| e.to_string())?;
+            let numel: usize = dims.iter().product();
+            if blocks > 0 && rows > 0 && numel % (blocks * rows) == 0 {
+                let cols = numel / (blocks * rows);
+                check_scheme(
+                    scheme,
+                    &[rows, cols],
+                    Some(Fans {
+                        fan_in: gf.fan_in,
+                        fan_out: gf.fan_out,
+                    }),
+                )?;
+                return Ok(Fill::GateBlocks {
+                    scheme,
+                    blocks,
+                    rows,
+                    cols,
+                });
+            }
+        }
+    }
+    let fans = t.fans.map(|f| Fans {
+        fan_in: f.fan_in,
+        fan_out: f.fan_out,
+    });
+    check_scheme(scheme, &dims, fans)?;
+    Ok(Fill::Whole {
+        scheme,
+        fans: if scheme.needs_fans() { fans } else { None },
+    })
+}
+
+/// Reject a scheme that cannot apply before anything is written.
+fn check_scheme(scheme: Scheme, shape: &[usize], fans: Option<Fans>) -> Result<(), String> {
+    if scheme.needs_fans() && fans.is_none() {
+        return Err(format!(
+            "{scheme} needs fan_in/fan_out, which this tensor's role does not define; use a \
+             scheme without fans (e.g. normal(0,0.02)) or keep"
+        ));
+    }
+    scheme
+        .expected_std(shape, fans)
+        .map(|_| ())
+        .map_err(|e| format!("{scheme}: {e}"))?;
+    if let SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } = scheme.kind() {
+        if shape.len() < 2 {
+            return Err(format!(
+                "{scheme} needs a tensor of rank >= 2, got {shape:?}"
+            ));
+        }
+    }
+    Ok(())
+}
