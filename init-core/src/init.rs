@@ -1,4 +1,5 @@
-//! The `Initialize` trait that `#[derive(Initialize)]` implements, and its context.
+//! The `Initialize` trait that `#[derive(Initialize)]` implements, its context, and the
+//! hidden runtime the derive's generated code calls.
 
 use crate::rng::key_of;
 use crate::sample::Stream;
@@ -59,6 +60,14 @@ impl Initializer {
 }
 
 /// A value whose parameters can be (re-)initialized from a seeded context.
+///
+/// `#[derive(Initialize)]` (feature `derive`) implements it for model structs, together with
+/// [`Zeroed`], so that `Model::initialized(Seed(42))` builds one.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `Initialize`",
+    label = "a field without a scheme is initialized recursively, so its type must implement `Initialize`",
+    note = "derive it (`#[derive(Initialize)]`); if the field is a tensor, give it a scheme (`#[init(he_uniform)]`); or leave it alone with `#[init(skip)]`"
+)]
 pub trait Initialize {
     /// Overwrite every initializable parameter; fields marked `skip` are left as they are.
     fn initialize(&mut self, init: &mut Initializer);
@@ -66,6 +75,63 @@ pub trait Initialize {
     /// Re-initialize from a seed (a root context).
     fn initialize_with_seed(&mut self, seed: Seed) {
         self.initialize(&mut Initializer::new(seed));
+    }
+
+    /// A new value with every parameter initialized from `seed`: [`Zeroed::zeroed`], then
+    /// [`Initialize::initialize`] at the root path.
+    fn initialized(seed: Seed) -> Self
+    where
+        Self: Sized + Zeroed,
+    {
+        let mut value = Self::zeroed();
+        value.initialize_with_seed(seed);
+        value
+    }
+}
+
+/// A layer's all-zero value: the starting point of [`Initialize::initialized`].
+///
+/// `#[derive(Initialize)]` implements it field by field: tensors are built zeroed (boxed arrays
+/// directly on the heap; `Vec`/`Box<[T]>` from their declared `shape`), nested layers by their
+/// own `Zeroed`, and `#[init(skip)]` fields by `Default`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no zeroed value, which `Initialize::initialized` starts from",
+    note = "derive `Initialize` for it, implement `init_core::Zeroed`, or mark the field `#[init(skip)]` (built with `Default`)"
+)]
+pub trait Zeroed: Sized {
+    /// The value with every parameter zero (and empty collections empty).
+    fn zeroed() -> Self;
+}
+
+impl<T: Zeroed, const N: usize> Zeroed for [T; N] {
+    fn zeroed() -> Self {
+        core::array::from_fn(|_| T::zeroed())
+    }
+}
+
+/// Empty: a `Vec` of layers does not know how many it holds (the derive's `len = N` builds N).
+impl<T> Zeroed for Vec<T> {
+    fn zeroed() -> Self {
+        Vec::new()
+    }
+}
+
+/// Empty, as for `Vec`.
+impl<T> Zeroed for alloc::boxed::Box<[T]> {
+    fn zeroed() -> Self {
+        alloc::boxed::Box::default()
+    }
+}
+
+impl<T: Zeroed> Zeroed for alloc::boxed::Box<T> {
+    fn zeroed() -> Self {
+        alloc::boxed::Box::new(T::zeroed())
+    }
+}
+
+impl<T> Zeroed for Option<T> {
+    fn zeroed() -> Self {
+        None
     }
 }
 
@@ -101,6 +167,183 @@ impl<T: Initialize> Initialize for Option<T> {
     fn initialize(&mut self, init: &mut Initializer) {
         if let Some(x) = self {
             x.initialize(init);
+        }
+    }
+}
+
+/// Items the derive's generated code calls. Not a public API: names and signatures may change
+/// in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::element::Element;
+    pub use crate::fans::Layout;
+    pub use crate::init::{Initialize, Initializer, Zeroed};
+    pub use crate::shape::{Shape, Tensor};
+
+    use crate::error::InitError;
+    use crate::fans::Fans;
+    use crate::scheme::{Scheme, SchemeKind};
+    use alloc::string::String;
+    use core::fmt::Display;
+
+    /// What the derive knows about one tensor field.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Spec<'a> {
+        name: &'a str,
+        scheme: &'a str,
+        bias: Option<&'a str>,
+        layout: Option<Layout>,
+        fans: Option<(usize, usize)>,
+        shape: Option<&'a [usize]>,
+    }
+
+    impl<'a> Spec<'a> {
+        /// Field `name` (its path segment) with `scheme` (canonical text, validated by the
+        /// derive).
+        pub const fn new(name: &'a str, scheme: &'a str) -> Self {
+            Spec {
+                name,
+                scheme,
+                bias: None,
+                layout: None,
+                fans: None,
+                shape: None,
+            }
+        }
+        /// The struct-level `bias` scheme, used instead when the tensor has rank 1.
+        #[must_use]
+        pub const fn bias(mut self, scheme: &'a str) -> Self {
+            self.bias = Some(scheme);
+            self
+        }
+        /// `layout = ..`.
+        #[must_use]
+        pub const fn layout(mut self, layout: Layout) -> Self {
+            self.layout = Some(layout);
+            self
+        }
+        /// `fans = (fan_in, fan_out)`.
+        #[must_use]
+        pub const fn fans(mut self, fan_in: usize, fan_out: usize) -> Self {
+            self.fans = Some((fan_in, fan_out));
+            self
+        }
+        /// `shape = [..]`.
+        #[must_use]
+        pub const fn shape(mut self, shape: &'a [usize]) -> Self {
+            self.shape = Some(shape);
+            self
+        }
+    }
+
+    fn fail(path: &str, message: impl Display) -> ! {
+        panic!("#[derive(Initialize)]: field `{path}`: {message}")
+    }
+
+    /// Initialize the tensor field `spec.name` of the value at `init`'s path.
+    ///
+    /// # Panics
+    /// On what the derive could not check at compile time: a run-time shape that disagrees with
+    /// the buffer or the declared `shape`, or a rank the scheme cannot use.
+    pub fn tensor<T: Tensor + ?Sized>(t: &mut T, init: &mut Initializer, spec: &Spec<'_>) {
+        init.scoped(spec.name, |init| {
+            if let Err(e) = fill(t, init, spec) {
+                fail(init.path(), e);
+            }
+        });
+    }
+
+    fn fill<T: Tensor + ?Sized>(
+        t: &mut T,
+        init: &Initializer,
+        spec: &Spec<'_>,
+    ) -> Result<(), String> {
+        let dims = t.dims(spec.shape).map_err(|e| alloc::format!("{e}"))?;
+        let text = match spec.bias {
+            Some(bias) if dims.len() == 1 => bias,
+            _ => spec.scheme,
+        };
+        let scheme = Scheme::parse(text).map_err(|e| alloc::format!("{e}"))?;
+        let layout = spec.layout.unwrap_or(T::LAYOUT);
+        let fans = match spec.fans {
+            Some((i, o)) => Some(Fans::new(i as u64, o as u64).map_err(|e| alloc::format!("{e}"))?),
+            None if dims.len() >= 2 => {
+                // Compile-time shapes read their fans from the type's constant dims.
+                let (i, o) = if let Some(d) = T::DIMS {
+                    d.fans(layout)
+                } else {
+                    let f = Fans::of(&dims, crate::fans::FanRule::dense(layout))
+                        .map_err(|e| alloc::format!("{e}"))?;
+                    (f.fan_in as usize, f.fan_out as usize)
+                };
+                Some(Fans {
+                    fan_in: i as u64,
+                    fan_out: o as u64,
+                })
+            }
+            None => None,
+        };
+        if let Some(r) = rank_error(&scheme, dims.len(), fans.is_some()) {
+            return Err(alloc::format!(
+                "{scheme} {r}, but the tensor has shape {dims:?}"
+            ));
+        }
+        crate::init_tensor(&scheme, t.elems_mut(), &dims, fans, init.stream())
+            .map_err(|e: InitError| alloc::format!("{scheme}: {e}"))
+    }
+
+    fn rank_error(scheme: &Scheme, rank: usize, has_fans: bool) -> Option<&'static str> {
+        if scheme.needs_fans() && !has_fans {
+            return Some("needs fan_in and fan_out (rank >= 2, or `fans = (fan_in, fan_out)`)");
+        }
+        match scheme.kind() {
+            SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } if rank < 2 => {
+                Some("needs a tensor of rank >= 2")
+            }
+            SchemeKind::Dirac { .. } if !(3..=5).contains(&rank) => {
+                Some("needs a convolution weight of rank 3, 4 or 5")
+            }
+            _ => None,
+        }
+    }
+
+    /// Initialize the nested field `name` (a layer, or an array/Vec of layers).
+    pub fn nested<T: Initialize + ?Sized>(t: &mut T, init: &mut Initializer, name: &str) {
+        init.scoped(name, |init| t.initialize(init));
+    }
+
+    /// A zero tensor for field `name`.
+    ///
+    /// # Panics
+    /// If a run-time-shaped type has no declared shape.
+    pub fn zeros<T: Tensor>(name: &str, shape: Option<&[usize]>) -> T {
+        T::zeros(shape).unwrap_or_else(|e| fail(name, e))
+    }
+
+    /// `n` zeroed layers (`len = n`).
+    pub fn zeroed_layers<C: FromIterator<T>, T: Zeroed>(n: usize) -> C {
+        (0..n).map(|_| T::zeroed()).collect()
+    }
+
+    /// Whether `T`'s rank is fixed by its type and within `lo..=hi` (`true` when only known at
+    /// run time: checked there).
+    pub const fn rank_in<T: Tensor + ?Sized>(lo: usize, hi: usize) -> bool {
+        match T::RANK {
+            Some(r) => lo <= r && r <= hi,
+            None => true,
+        }
+    }
+
+    /// Whether `T`'s rank is fixed by its type and equals `r`.
+    pub const fn rank_is<T: Tensor + ?Sized>(r: usize) -> bool {
+        matches!(T::RANK, Some(x) if x == r)
+    }
+
+    /// Whether `T`'s dims are fixed by its type and one of them is zero.
+    pub const fn zero_dim<T: Tensor + ?Sized>() -> bool {
+        match T::DIMS {
+            Some(d) => d.has_zero(),
+            None => false,
         }
     }
 }

@@ -24,6 +24,8 @@ pub mod element;
 pub mod error;
 pub mod fans;
 mod init;
+#[cfg(any(feature = "ndarray", feature = "nalgebra"))]
+mod interop;
 pub mod rng;
 pub mod sample;
 pub mod scheme;
@@ -33,10 +35,10 @@ mod structured;
 pub use element::{DType, Element};
 pub use error::{InitError, SchemeError};
 pub use fans::{Convention, FanRule, Fans, Layout};
-pub use init::{Initialize, Initializer, Seed};
+pub use init::{Initialize, Initializer, Seed, Zeroed};
 pub use sample::{Sampler, Stream};
 pub use scheme::{Distribution, Family, FanMode, Nonlinearity, Scheme, SchemeKind};
-pub use shape::{Dims, Shape};
+pub use shape::{Dims, Shape, Tensor};
 
 #[cfg(feature = "derive")]
 pub use init_derive::Initialize;
@@ -165,7 +167,4 @@ pub fn init_tensor<T: Element>(
 }
 
 #[doc(hidden)]
-pub mod __private {
-    //! Items the derive's generated code calls. Not a public API.
-    pub use crate::init::{Initialize, Initializer};
-}
+pub use init::__private;

@@ -1,0 +1,501 @@
+//! `#[init(...)]` attributes → plain values, with the span of every token kept for errors.
+//!
+//! Parsing only: which keys are present, their values, duplicates and unknown keys. Whether
+//! the scheme and its parameters make sense is `valid.rs`'s job (through the shared grammar).
+
+use crate::ctxt::Ctxt;
+use crate::scheme::{Scheme, closest};
+use crate::symbol::{
+    ALLOW_SYMMETRIC, BIAS, DEFAULT, FANS, FIELD_KEYS, IN_OUT, INIT, LAYOUT, LEN, OUT_IN, SHAPE,
+    SKIP, STRUCT_KEYS,
+};
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::meta::ParseNestedMeta;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, ExprLit, Ident, Lit, Token, UnOp};
+
+/// A scheme as written: a name and its parameters (from `name(args)`, `name = value`, or the
+/// attribute's other `key = value` entries).
+#[derive(Clone)]
+pub struct SchemeAttr {
+    /// The scheme's name token.
+    pub name: Ident,
+    /// Its parameters in order.
+    pub args: Vec<Arg>,
+}
+
+/// One scheme parameter.
+#[derive(Clone)]
+pub struct Arg {
+    /// `key = ` if named.
+    pub key: Option<Ident>,
+    /// The value in the shared grammar's syntax.
+    pub text: String,
+    /// The value's tokens, for errors.
+    pub span: Span,
+}
+
+impl SchemeAttr {
+    /// The scheme in the shared grammar: `name(k=v,..)`.
+    pub fn text(&self) -> String {
+        let mut s = self.name.to_string();
+        if !self.args.is_empty() {
+            s.push('(');
+            for (i, a) in self.args.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                if let Some(k) = &a.key {
+                    s.push_str(&k.to_string());
+                    s.push('=');
+                }
+                s.push_str(&a.text);
+            }
+            s.push(')');
+        }
+        s
+    }
+}
+
+/// `layout = ..`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LayoutAttr {
+    /// `[out][in][k…]`.
+    OutIn,
+    /// `[k…][in][out]`.
+    InOut,
+}
+
+/// A value with the span of its key.
+pub struct Keyed<T> {
+    pub key: Span,
+    pub value: T,
+}
+
+/// A field's `#[init(...)]` attributes.
+#[derive(Default)]
+pub struct FieldAttrs {
+    pub skip: Option<Span>,
+    pub allow_symmetric: Option<Span>,
+    pub layout: Option<Keyed<LayoutAttr>>,
+    pub fans: Option<Keyed<(Expr, Expr)>>,
+    pub shape: Option<Keyed<Vec<Expr>>>,
+    pub len: Option<Keyed<Expr>>,
+    pub scheme: Option<SchemeAttr>,
+    /// `key = value` entries that are neither field keys nor a scheme: the scheme's parameters
+    /// (attached to `scheme` once the attributes are read).
+    pub params: Vec<Arg>,
+    /// Whether an `#[init]` attribute was present at all.
+    pub present: bool,
+    /// Keys seen, for duplicate detection.
+    seen: Vec<String>,
+}
+
+impl FieldAttrs {
+    /// Whether any key that only makes sense on a tensor is present.
+    pub fn has_tensor_keys(&self) -> bool {
+        self.layout.is_some()
+            || self.fans.is_some()
+            || self.shape.is_some()
+            || self.allow_symmetric.is_some()
+    }
+
+    /// Spans of every key other than `skip`, for "skip takes nothing else".
+    pub fn other_keys(&self) -> Vec<Span> {
+        let mut v = Vec::new();
+        v.extend(self.allow_symmetric);
+        v.extend(self.layout.as_ref().map(|k| k.key));
+        v.extend(self.fans.as_ref().map(|k| k.key));
+        v.extend(self.shape.as_ref().map(|k| k.key));
+        v.extend(self.len.as_ref().map(|k| k.key));
+        v.extend(self.scheme.as_ref().map(|s| s.name.span()));
+        v
+    }
+}
+
+/// The struct's `#[init(...)]` attributes.
+#[derive(Default)]
+pub struct StructAttrs {
+    pub default: Option<Keyed<SchemeAttr>>,
+    pub bias: Option<Keyed<SchemeAttr>>,
+    pub layout: Option<Keyed<LayoutAttr>>,
+    seen: Vec<String>,
+}
+
+fn is_init(attr: &Attribute) -> bool {
+    attr.path().is_ident(INIT)
+}
+
+/// The key as a string (a single identifier; keywords allowed).
+fn key_of(meta: &ParseNestedMeta) -> syn::Result<Ident> {
+    meta.path
+        .get_ident()
+        .cloned()
+        .ok_or_else(|| meta.error("expected a key such as `he_uniform`, `skip` or `gain = 1.0`"))
+}
+
+/// Records `key`; an error if it was seen before.
+fn first_time(cx: &Ctxt, seen: &mut Vec<String>, key: &Ident) -> bool {
+    let k = key.to_string();
+    if seen.contains(&k) {
+        cx.error_spanned_by(key, format_args!("duplicate key `{k}`"));
+        false
+    } else {
+        seen.push(k);
+        true
+    }
+}
+
+/// Consumes whatever follows a key we reject, so parsing goes on to the next entry.
+fn skip_value(meta: &ParseNestedMeta) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.value()?.parse::<Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        content.parse::<TokenStream>()?;
+    }
+    Ok(())
+}
+
+/// Reads every `#[init(...)]` on a struct.
+pub fn struct_attrs(cx: &Ctxt, attrs: &[Attribute]) -> StructAttrs {
+    let mut out = StructAttrs::default();
+    for attr in attrs.iter().filter(|a| is_init(a)) {
+        let r = attr.parse_nested_meta(|meta| {
+            let key = key_of(&meta)?;
+            let k = key.to_string();
+            match k.as_str() {
+                DEFAULT | BIAS => {
+                    let expr: Expr = meta.value()?.parse()?;
+                    if !first_time(cx, &mut out.seen, &key) {
+                        return Ok(());
+                    }
+                    match scheme_of_expr(&expr) {
+                        Ok(s) => {
+                            let keyed = Some(Keyed {
+                                key: key.span(),
+                                value: s,
+                            });
+                            if k == DEFAULT {
+                                out.default = keyed;
+                            } else {
+                                out.bias = keyed;
+                            }
+                        }
+                        Err(e) => cx.syn_error(e),
+                    }
+                }
+                LAYOUT => {
+                    let expr: Expr = meta.value()?.parse()?;
+                    if first_time(cx, &mut out.seen, &key) {
+                        out.layout = layout_of(cx, &key, &expr);
+                    }
+                }
+                _ => {
+                    skip_value(&meta)?;
+                    let mut msg = format!(
+                        "unknown struct-level key `{k}` (expected one of: {})",
+                        STRUCT_KEYS.join(", ")
+                    );
+                    if let Some(s) = closest(&k, STRUCT_KEYS).first() {
+                        msg = format!("unknown struct-level key `{k}`; did you mean `{s}`?");
+                    } else if Scheme::parse(&k).is_ok() {
+                        msg = format!(
+                            "unknown struct-level key `{k}`; a struct-level scheme is written \
+                             `default = {k}`"
+                        );
+                    }
+                    cx.error_spanned_by(&key, msg);
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            cx.syn_error(e);
+        }
+    }
+    out
+}
+
+/// Reads every `#[init(...)]` on a field.
+pub fn field_attrs(cx: &Ctxt, attrs: &[Attribute]) -> FieldAttrs {
+    let mut out = FieldAttrs::default();
+    for attr in attrs.iter().filter(|a| is_init(a)) {
+        out.present = true;
+        let r = attr.parse_nested_meta(|meta| field_entry(cx, &mut out, &meta));
+        if let Err(e) = r {
+            cx.syn_error(e);
+        }
+    }
+    if let Some(s) = &mut out.scheme {
+        s.args.append(&mut out.params);
+    }
+    out
+}
+
+fn field_entry(cx: &Ctxt, out: &mut FieldAttrs, meta: &ParseNestedMeta) -> syn::Result<()> {
+    let key = key_of(meta)?;
+    let k = key.to_string();
+    let has_value = meta.input.peek(Token![=]);
+    let has_list = meta.input.peek(syn::token::Paren);
+    match k.as_str() {
+        SKIP | ALLOW_SYMMETRIC => {
+            if has_value || has_list {
+                skip_value(meta)?;
+                cx.error_spanned_by(&key, format_args!("`{k}` takes no value"));
+            } else if first_time(cx, &mut out.seen, &key) {
+                if k == SKIP {
+                    out.skip = Some(key.span());
+                } else {
+                    out.allow_symmetric = Some(key.span());
+                }
+            }
+            return Ok(());
+        }
+        LAYOUT | FANS | SHAPE | LEN => {
+            let expr: Expr = meta.value()?.parse()?;
+            if !first_time(cx, &mut out.seen, &key) {
+                return Ok(());
+            }
+            let at = key.span();
+            match k.as_str() {
+                LAYOUT => out.layout = layout_of(cx, &key, &expr),
+                FANS => match expr {
+                    Expr::Tuple(t) if t.elems.len() == 2 => {
+                        let mut it = t.elems.into_iter();
+                        let (i, o) = (it.next(), it.next());
+                        if let (Some(i), Some(o)) = (i, o) {
+                            out.fans = Some(Keyed {
+                                key: at,
+                                value: (i, o),
+                            });
+                        }
+                    }
+                    other => cx.error_spanned_by(
+                        other,
+                        "expected `fans = (fan_in, fan_out)`, two integer expressions",
+                    ),
+                },
+                SHAPE => match expr {
+                    Expr::Array(a) if !a.elems.is_empty() => {
+                        out.shape = Some(Keyed {
+                            key: at,
+                            value: a.elems.into_iter().collect(),
+                        });
+                    }
+                    other => cx.error_spanned_by(
+                        other,
+                        "expected `shape = [d0, d1, ..]`, one or more integer expressions, outermost first",
+                    ),
+                },
+                _ => {
+                    out.len = Some(Keyed {
+                        key: at,
+                        value: expr,
+                    });
+                }
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    // Not a field key: a scheme, a scheme parameter, or a mistake.
+    if has_list {
+        // `he_normal(mode = fan_out)`.
+        let content;
+        syn::parenthesized!(content in meta.input);
+        let args = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
+        let parsed: syn::Result<Vec<Arg>> = args.iter().map(arg_of_expr).collect();
+        match parsed {
+            Ok(args) => set_scheme(cx, out, key, args),
+            Err(e) => cx.syn_error(e),
+        }
+        return Ok(());
+    }
+    if has_value {
+        let expr: Expr = meta.value()?.parse()?;
+        let text = match value_text(&expr) {
+            Ok(t) => t,
+            Err(e) => {
+                cx.syn_error(e);
+                return Ok(());
+            }
+        };
+        let arg = Arg {
+            key: None,
+            text,
+            span: expr.span(),
+        };
+        if is_scheme_name(&k) {
+            // `constant = 0.01`: the scheme with its first parameter.
+            set_scheme(cx, out, key, vec![arg]);
+        } else if first_time(cx, &mut out.seen, &key) {
+            out.params.push(Arg {
+                key: Some(key),
+                ..arg
+            });
+        }
+        return Ok(());
+    }
+    // A bare word: the scheme, or an unknown key.
+    if out.scheme.is_some() && !is_scheme_name(&k) {
+        let mut msg = format!(
+            "unknown key `{k}` (field keys: {}; other entries are the scheme's parameters, \
+             written `name = value`)",
+            FIELD_KEYS.join(", ")
+        );
+        if let Some(s) = closest(&k, FIELD_KEYS).first() {
+            msg = format!("unknown key `{k}`; did you mean `{s}`?");
+        }
+        cx.error_spanned_by(&key, msg);
+        return Ok(());
+    }
+    set_scheme(cx, out, key, Vec::new());
+    Ok(())
+}
+
+fn set_scheme(cx: &Ctxt, out: &mut FieldAttrs, name: Ident, args: Vec<Arg>) {
+    if let Some(first) = &out.scheme {
+        cx.error_spanned_by(
+            &name,
+            format_args!(
+                "a second scheme `{name}`: a field takes one scheme (this one already has `{}`)",
+                first.name
+            ),
+        );
+        return;
+    }
+    out.scheme = Some(SchemeAttr { name, args });
+}
+
+/// Whether the shared grammar knows `name` as a scheme (aliases included).
+pub fn is_scheme_name(name: &str) -> bool {
+    !matches!(
+        Scheme::parse(name),
+        Err(crate::scheme::SchemeError::UnknownScheme { .. }
+            | crate::scheme::SchemeError::Syntax { .. })
+    )
+}
+
+fn layout_of(cx: &Ctxt, key: &Ident, expr: &Expr) -> Option<Keyed<LayoutAttr>> {
+    let value = match expr {
+        Expr::Path(p) if p.path.is_ident(OUT_IN) => LayoutAttr::OutIn,
+        Expr::Path(p) if p.path.is_ident(IN_OUT) => LayoutAttr::InOut,
+        other => {
+            cx.error_spanned_by(
+                other,
+                "expected `layout = out_in` ([out][in][k…], PyTorch) or `layout = in_out` \
+                 ([k…][in][out], Keras)",
+            );
+            return None;
+        }
+    };
+    Some(Keyed {
+        key: key.span(),
+        value,
+    })
+}
+
+/// `he_uniform` or `he_normal(mode = fan_out)` as a value (struct-level `default = ..`).
+fn scheme_of_expr(expr: &Expr) -> syn::Result<SchemeAttr> {
+    match expr {
+        Expr::Path(p) => match p.path.get_ident() {
+            Some(name) => Ok(SchemeAttr {
+                name: name.clone(),
+                args: Vec::new(),
+            }),
+            None => Err(syn::Error::new_spanned(p, "expected a scheme name")),
+        },
+        Expr::Call(c) => {
+            let Expr::Path(p) = &*c.func else {
+                return Err(syn::Error::new_spanned(&c.func, "expected a scheme name"));
+            };
+            let Some(name) = p.path.get_ident() else {
+                return Err(syn::Error::new_spanned(p, "expected a scheme name"));
+            };
+            Ok(SchemeAttr {
+                name: name.clone(),
+                args: c.args.iter().map(arg_of_expr).collect::<syn::Result<_>>()?,
+            })
+        }
+        Expr::Group(g) => scheme_of_expr(&g.expr),
+        other => Err(syn::Error::new_spanned(
+            other,
+            "expected a scheme: `he_uniform` or `he_normal(mode = fan_out)`",
+        )),
+    }
+}
+
+/// `value` or `key = value` inside a scheme's parentheses.
+fn arg_of_expr(expr: &Expr) -> syn::Result<Arg> {
+    if let Expr::Assign(a) = expr {
+        if let Expr::Path(p) = &*a.left
+            && let Some(k) = p.path.get_ident()
+        {
+            return Ok(Arg {
+                key: Some(k.clone()),
+                text: value_text(&a.right)?,
+                span: a.right.span(),
+            });
+        }
+        return Err(syn::Error::new_spanned(
+            &a.left,
+            "expected a parameter name",
+        ));
+    }
+    Ok(Arg {
+        key: None,
+        text: value_text(expr)?,
+        span: expr.span(),
+    })
+}
+
+/// A parameter value in the shared grammar's syntax: numbers (`0.01`, `-1`, `5/3`), names
+/// (`fan_out`), and calls (`leaky_relu(0.2)`, `leaky_relu(negative_slope = 0.2)`).
+pub fn value_text(expr: &Expr) -> syn::Result<String> {
+    Ok(match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_digits().to_owned(),
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_digits().to_owned(),
+        Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => format!("-{}", value_text(&u.expr)?),
+        Expr::Binary(b) if matches!(b.op, syn::BinOp::Div(_)) => {
+            format!("{}/{}", value_text(&b.left)?, value_text(&b.right)?)
+        }
+        Expr::Paren(p) => value_text(&p.expr)?,
+        Expr::Group(g) => value_text(&g.expr)?,
+        Expr::Path(p) if p.path.get_ident().is_some() => p.to_token_stream().to_string(),
+        Expr::Call(c) => {
+            let Expr::Path(p) = &*c.func else {
+                return Err(syn::Error::new_spanned(&c.func, "expected a name"));
+            };
+            if p.path.get_ident().is_none() {
+                return Err(syn::Error::new_spanned(p, "expected a name"));
+            }
+            let args: Vec<String> = c
+                .args
+                .iter()
+                .map(|a| {
+                    let a = arg_of_expr(a)?;
+                    Ok(match a.key {
+                        Some(k) => format!("{k}={}", a.text),
+                        None => a.text,
+                    })
+                })
+                .collect::<syn::Result<_>>()?;
+            format!("{}({})", p.to_token_stream(), args.join(","))
+        }
+        other => {
+            return Err(syn::Error::new_spanned(
+                other,
+                "expected a number (`0.02`, `-1`, `5/3`), a name (`fan_out`) or a call \
+                 (`leaky_relu(0.2)`)",
+            ));
+        }
+    })
+}

@@ -1,0 +1,237 @@
+//! The plan → code: one `Initialize` and one `Zeroed` impl inside `const _: () = { .. };`,
+//! calling `::init_core::__private` only.
+
+use crate::ast::Input;
+use crate::attr::LayoutAttr;
+use crate::valid::{Action, Check, Plan, TensorPlan, When, Zero};
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned};
+use syn::{DeriveInput, Ident, Type, WherePredicate, parse_quote};
+
+/// The generated impls.
+pub fn expand(input: &Input, plan: &Plan) -> TokenStream {
+    let ident = input.ident;
+    let init = Ident::new("init", Span::mixed_site());
+    let params = generic_params(input);
+    let mut init_bounds: Vec<WherePredicate> = Vec::new();
+    let mut zeroed_bounds: Vec<WherePredicate> = Vec::new();
+    let mut checks = Vec::new();
+    let mut stmts = Vec::new();
+    let mut zeroed = Vec::new();
+    for (field, action) in &plan.fields {
+        let ty = field.ty;
+        let member = &field.member;
+        let name = &field.name;
+        let generic = mentions(ty, &params);
+        match action {
+            Action::Skip => {
+                if generic {
+                    zeroed_bounds.push(parse_quote!(#ty: ::core::default::Default));
+                }
+                let span = syn::spanned::Spanned::span(ty);
+                zeroed.push(quote_spanned!(span=> #member: ::core::default::Default::default()));
+            }
+            Action::Nested { len } => {
+                let span = syn::spanned::Spanned::span(ty);
+                stmts.push(quote_spanned!(span=> __init::nested(&mut self.#member, #init, #name);));
+                if generic {
+                    init_bounds.push(parse_quote!(#ty: __init::Initialize));
+                }
+                if let Some((n, elem)) = len {
+                    if mentions(elem, &params) {
+                        zeroed_bounds.push(parse_quote!(#elem: __init::Zeroed));
+                    }
+                    zeroed.push(quote!(#member: __init::zeroed_layers::<_, #elem>(#n)));
+                } else {
+                    if generic {
+                        zeroed_bounds.push(parse_quote!(#ty: __init::Zeroed));
+                    }
+                    zeroed.push(quote_spanned!(span=> #member: __init::Zeroed::zeroed()));
+                }
+            }
+            Action::Tensor(t) => {
+                // Float arrays and Vec/Box<[T]> of floats are tensors whatever their dims.
+                if generic && matches!(t.zeroed, Zero::Tensor) && !t.flat {
+                    init_bounds.push(parse_quote!(#ty: __init::Tensor));
+                    zeroed_bounds.push(parse_quote!(#ty: __init::Tensor));
+                }
+                checks.extend(t.checks.iter().map(|c| check(ty, c)));
+                let spec = spec(name, t);
+                let span = syn::spanned::Spanned::span(ty);
+                stmts
+                    .push(quote_spanned!(span=> __init::tensor(&mut self.#member, #init, &#spec);));
+                let shape = t.shape.map_or_else(
+                    || quote!(::core::option::Option::None),
+                    |dims| quote!(::core::option::Option::Some(&[#(#dims),*])),
+                );
+                zeroed.push(match &t.zeroed {
+                    Zero::Array { dims, elem } => {
+                        let mut e = quote!(<#elem as __init::Element>::ZERO);
+                        for d in dims.iter().rev() {
+                            e = quote!([#e; #d]);
+                        }
+                        quote!(#member: #e)
+                    }
+                    Zero::BoxedArray => quote!(#member: __init::Shape::zeroed_box()),
+                    Zero::Tensor => quote!(#member: __init::zeros(#name, #shape)),
+                });
+            }
+        }
+    }
+    let (impl_generics, ty_generics, _) = input.generics.split_for_impl();
+    let init_where = where_clause(input, &init_bounds);
+    let zeroed_where = where_clause(input, &zeroed_bounds);
+    let body = if input.unit {
+        quote!(Self)
+    } else {
+        // `Self { 0: .., 1: .. }` builds tuple structs too.
+        quote!(Self { #(#zeroed),* })
+    };
+    let unused = plan.fields.iter().all(|(_, a)| matches!(a, Action::Skip));
+    let init_param = if unused {
+        quote!(_: &mut __init::Initializer)
+    } else {
+        quote!(#init: &mut __init::Initializer)
+    };
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
+        const _: () = {
+            use ::init_core::__private as __init;
+            #[automatically_derived]
+            impl #impl_generics __init::Initialize for #ident #ty_generics #init_where {
+                fn initialize(&mut self, #init_param) {
+                    #(#checks)*
+                    #(#stmts)*
+                }
+            }
+            #[automatically_derived]
+            impl #impl_generics __init::Zeroed for #ident #ty_generics #zeroed_where {
+                fn zeroed() -> Self {
+                    #body
+                }
+            }
+        };
+    }
+}
+
+/// `Spec::new(name, scheme)` and its options.
+fn spec(name: &str, t: &TensorPlan) -> TokenStream {
+    let scheme = &t.scheme;
+    let mut s = quote!(__init::Spec::new(#name, #scheme));
+    if let Some(b) = &t.bias {
+        s.extend(quote!(.bias(#b)));
+    }
+    match t.layout {
+        Some(LayoutAttr::InOut) => s.extend(quote!(.layout(__init::Layout::InOut))),
+        Some(LayoutAttr::OutIn) => s.extend(quote!(.layout(__init::Layout::OutIn))),
+        None => {}
+    }
+    if let Some((i, o)) = t.fans {
+        s.extend(quote!(.fans(#i, #o)));
+    }
+    if let Some(dims) = t.shape {
+        s.extend(quote!(.shape(&[#(#dims),*])));
+    }
+    s
+}
+
+/// `const { assert!(..) };` at the token the check is about.
+fn check(ty: &Type, c: &Check) -> TokenStream {
+    match c {
+        Check::DimNonZero { dim, message } => {
+            let span = syn::spanned::Spanned::span(dim);
+            quote_spanned!(span=> const { ::core::assert!((#dim) != 0, #message) };)
+        }
+        Check::NoZeroDim { span, message } => {
+            quote_spanned!(*span=> const { ::core::assert!(!__init::zero_dim::<#ty>(), #message) };)
+        }
+        Check::Rank {
+            when,
+            lo,
+            hi,
+            span,
+            message,
+        } => {
+            let hi = if *hi == usize::MAX {
+                quote!(usize::MAX)
+            } else {
+                quote!(#hi)
+            };
+            let ok = quote_spanned!(*span=> __init::rank_in::<#ty>(#lo, #hi));
+            let cond = match when {
+                When::Always => ok,
+                When::RankNot1 => quote_spanned!(*span=> __init::rank_is::<#ty>(1) || #ok),
+                When::Rank1 => quote_spanned!(*span=> !__init::rank_is::<#ty>(1) || #ok),
+            };
+            quote_spanned!(*span=> const { ::core::assert!(#cond, #message) };)
+        }
+    }
+}
+
+/// Names of the struct's type and const parameters.
+fn generic_params(input: &Input) -> Vec<Ident> {
+    input
+        .generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            syn::GenericParam::Type(t) => Some(t.ident.clone()),
+            syn::GenericParam::Const(c) => Some(c.ident.clone()),
+            syn::GenericParam::Lifetime(_) => None,
+        })
+        .collect()
+}
+
+/// Whether `ty` names one of `params` (then its bound cannot be checked at the definition).
+fn mentions(ty: &Type, params: &[Ident]) -> bool {
+    fn walk(ts: TokenStream, params: &[Ident]) -> bool {
+        ts.into_iter().any(|t| match t {
+            TokenTree::Ident(i) => params.contains(&i),
+            TokenTree::Group(g) => walk(g.stream(), params),
+            _ => false,
+        })
+    }
+    !params.is_empty() && walk(quote!(#ty), params)
+}
+
+fn where_clause(input: &Input, extra: &[WherePredicate]) -> TokenStream {
+    let mut preds: Vec<TokenStream> = input
+        .generics
+        .where_clause
+        .iter()
+        .flat_map(|w| w.predicates.iter().map(|p| quote!(#p)))
+        .collect();
+    preds.extend(extra.iter().map(|p| quote!(#p)));
+    if preds.is_empty() {
+        TokenStream::new()
+    } else {
+        quote!(where #(#preds),*)
+    }
+}
+
+/// What is emitted when the input has errors: the errors, and impls with the same signatures
+/// so that uses of the type do not fail a second time.
+pub fn fallback(input: &DeriveInput, errors: &syn::Error) -> TokenStream {
+    let ident = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let errors = errors.to_compile_error();
+    quote! {
+        #errors
+        #[doc(hidden)]
+        const _: () = {
+            #[automatically_derived]
+            impl #impl_generics ::init_core::__private::Initialize for #ident #ty_generics #where_clause {
+                fn initialize(&mut self, _: &mut ::init_core::__private::Initializer) {
+                    ::core::unreachable!()
+                }
+            }
+            #[automatically_derived]
+            impl #impl_generics ::init_core::__private::Zeroed for #ident #ty_generics #where_clause {
+                fn zeroed() -> Self {
+                    ::core::unreachable!()
+                }
+            }
+        };
+    }
+}

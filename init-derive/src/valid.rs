@@ -1,0 +1,502 @@
+//! Checks, each error on the exact token, and the plan `expand.rs` turns into code.
+//!
+//! Everything the tokens decide is checked here, at macro time, with the shared scheme grammar
+//! (`scheme.rs`, the same file init-core compiles). What only the monomorphized types decide
+//! (the rank of a type alias or a generic, the value of a const-generic dimension) becomes a
+//! [`Check`]: a `const { assert!(..) }` in the generated code, spanned at the same token.
+
+use crate::ast::{Field, Input, TyKind, int_literal};
+use crate::attr::{LayoutAttr, SchemeAttr};
+use crate::ctxt::Ctxt;
+use crate::scheme::{SCHEME_NAMES, Scheme, SchemeError, SchemeKind, closest};
+use crate::symbol::{ALLOW_SYMMETRIC, FIELD_KEYS, SHAPE};
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{Expr, Type};
+
+pub struct Plan<'a> {
+    pub fields: Vec<(&'a Field<'a>, Action<'a>)>,
+}
+
+pub enum Action<'a> {
+    /// `#[init(skip)]`.
+    Skip,
+    /// A layer (or an array/list of layers): its own `Initialize`.
+    Nested {
+        /// `len = N` and the list's element type.
+        len: Option<(&'a Expr, &'a Type)>,
+    },
+    /// A tensor with a scheme.
+    Tensor(TensorPlan<'a>),
+}
+
+pub struct TensorPlan<'a> {
+    /// Canonical scheme text.
+    pub scheme: String,
+    /// Canonical text of the struct's `bias`, when the rank is only known at run time.
+    pub bias: Option<String>,
+    pub layout: Option<LayoutAttr>,
+    pub fans: Option<(&'a Expr, &'a Expr)>,
+    pub shape: Option<&'a [Expr]>,
+    pub checks: Vec<Check<'a>>,
+    /// How `Zeroed` builds it.
+    pub zeroed: Zero<'a>,
+    /// A `Vec`/`Box<[T]>` of floats (always a `Tensor`).
+    pub flat: bool,
+}
+
+/// How a tensor field is built zeroed.
+#[derive(Clone)]
+pub enum Zero<'a> {
+    /// `[[E::ZERO; D1]; D0]`: an array the tokens show, built in place (no copies through
+    /// helper functions, which matter for large arrays in debug builds).
+    Array { dims: Vec<&'a Expr>, elem: &'a Type },
+    /// `Shape::zeroed_box()`: a boxed array, allocated zeroed on the heap.
+    BoxedArray,
+    /// `Tensor::zeros(shape)`.
+    Tensor,
+}
+
+/// A check the types decide: emitted as `const { assert!(..) }` at `span`.
+pub enum Check<'a> {
+    /// `assert!(dim != 0)`.
+    DimNonZero { dim: &'a Expr, message: String },
+    /// `assert!(!zero_dim::<T>())`.
+    NoZeroDim { span: Span, message: String },
+    /// `assert!(guard || rank_in::<T>(lo, hi))`.
+    Rank {
+        when: When,
+        lo: usize,
+        hi: usize,
+        span: Span,
+        message: String,
+    },
+}
+
+/// When a candidate scheme applies (struct defaults pick by rank).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// The struct's `default` when it also has a `bias`.
+    RankNot1,
+    /// The struct's `bias`.
+    Rank1,
+}
+
+impl When {
+    fn applies(self, rank: usize) -> bool {
+        match self {
+            When::Always => true,
+            When::RankNot1 => rank != 1,
+            When::Rank1 => rank == 1,
+        }
+    }
+}
+
+/// Where a field's scheme came from.
+#[derive(Clone, Copy)]
+enum Origin<'s> {
+    Own(&'s SchemeAttr),
+    Default(&'s SchemeAttr),
+    Bias(&'s SchemeAttr),
+}
+
+impl Origin<'_> {
+    fn attr(self) -> &'static str {
+        match self {
+            Origin::Own(_) => "",
+            Origin::Default(_) => "the struct-level `default = ",
+            Origin::Bias(_) => "the struct-level `bias = ",
+        }
+    }
+
+    /// "`he_uniform`" or "the struct-level `default = he_uniform`".
+    fn describe(self) -> String {
+        match self {
+            Origin::Own(s) => format!("`{}`", s.name),
+            Origin::Default(s) | Origin::Bias(s) => format!("{}{}`", self.attr(), s.name),
+        }
+    }
+}
+
+/// The shared grammar's verdict on a scheme, reported on the token it is about.
+pub fn parse_scheme(cx: &Ctxt, s: &SchemeAttr) -> Option<Scheme> {
+    match Scheme::parse(&s.text()) {
+        Ok(scheme) => Some(scheme),
+        Err(e) => {
+            let span = error_span(s, &e);
+            let message = match &e {
+                SchemeError::UnknownScheme { name, suggestions } if suggestions.is_empty() => {
+                    match closest(name, FIELD_KEYS).first() {
+                        Some(k) => format!("unknown key or scheme `{name}`; did you mean `{k}`?"),
+                        None => e.to_string(),
+                    }
+                }
+                _ => e.to_string(),
+            };
+            cx.error_at(span, message);
+            None
+        }
+    }
+}
+
+fn error_span(s: &SchemeAttr, e: &SchemeError) -> Span {
+    let by_key = |k: &str| {
+        s.args
+            .iter()
+            .find(|a| a.key.as_ref().is_some_and(|key| key == k))
+    };
+    match e {
+        SchemeError::UnknownNonlinearity { .. } => by_key("nonlinearity").map(|a| a.span),
+        SchemeError::BadParameter { message, .. } => message
+            .split('`')
+            .nth(1)
+            .and_then(by_key)
+            .and_then(|a| a.key.as_ref().map(syn::Ident::span)),
+        SchemeError::BadValue { param, .. } => by_key(param)
+            .or_else(|| (s.args.len() == 1).then(|| &s.args[0]))
+            .map(|a| a.span),
+        SchemeError::UnknownScheme { .. } | SchemeError::Syntax { .. } => None,
+    }
+    .unwrap_or_else(|| s.name.span())
+}
+
+/// Checks the struct-level defaults and every field.
+pub fn check<'a>(cx: &Ctxt, input: &'a Input<'a>) -> Plan<'a> {
+    let default = input
+        .attrs
+        .default
+        .as_ref()
+        .and_then(|d| Some((&d.value, parse_scheme(cx, &d.value)?)));
+    let bias = input
+        .attrs
+        .bias
+        .as_ref()
+        .and_then(|b| Some((&b.value, parse_scheme(cx, &b.value)?)));
+    let defaults = Defaults {
+        default,
+        bias,
+        struct_layout: input.attrs.layout.as_ref().map(|l| l.value),
+        failed: (input.attrs.default.is_some() && default.is_none())
+            || (input.attrs.bias.is_some() && bias.is_none()),
+    };
+    let fields = input
+        .fields
+        .iter()
+        .filter_map(|f| Some((f, field(cx, f, &defaults)?)))
+        .collect();
+    Plan { fields }
+}
+
+struct Defaults<'a> {
+    default: Option<(&'a SchemeAttr, Scheme)>,
+    bias: Option<(&'a SchemeAttr, Scheme)>,
+    struct_layout: Option<LayoutAttr>,
+    /// A default was written but is invalid (already reported).
+    failed: bool,
+}
+
+fn field<'a>(cx: &Ctxt, f: &'a Field<'a>, d: &Defaults<'a>) -> Option<Action<'a>> {
+    let a = &f.attrs;
+    if a.skip.is_some() {
+        for span in a.other_keys() {
+            cx.error_at(
+                span,
+                "a `skip` field takes no other keys: it is left as it is (and built with \
+                 `Default` by `initialized`)",
+            );
+        }
+        for p in &a.params {
+            if let Some(k) = &p.key {
+                cx.error_spanned_by(k, "a `skip` field takes no other keys");
+            }
+        }
+        return Some(Action::Skip);
+    }
+    if a.scheme.is_none() {
+        for p in &a.params {
+            let Some(k) = &p.key else { continue };
+            let name = k.to_string();
+            let mut near = closest(&name, SCHEME_NAMES);
+            near.extend(closest(&name, FIELD_KEYS));
+            let msg = match near.first() {
+                Some(s) => format!("unknown key `{name}`; did you mean `{s}`?"),
+                None => format!(
+                    "unknown key `{name}`: not a field key ({}), and the field names no scheme \
+                     it could be a parameter of",
+                    FIELD_KEYS.join(", ")
+                ),
+            };
+            cx.error_spanned_by(k, msg);
+        }
+    }
+    let own = a.scheme.as_ref().map(|s| (s, parse_scheme(cx, s)));
+    let is_tensor = own.is_some() || a.has_tensor_keys() || f.kind.is_float_tensor();
+    if !is_tensor {
+        let len = match (&a.len, &f.kind) {
+            (None, _) => None,
+            (Some(l), TyKind::List { elem }) => Some((&l.value, *elem)),
+            (Some(l), _) => {
+                cx.error_at(
+                    l.key,
+                    "`len = N` is for a `Vec` or `Box<[T]>` of layers: how many zeroed layers \
+                     `initialized` builds",
+                );
+                None
+            }
+        };
+        return Some(Action::Nested { len });
+    }
+    if let Some(l) = &a.len {
+        cx.error_at(
+            l.key,
+            "`len` is for lists of layers; a tensor's size is its type, or its `shape = [..]`",
+        );
+    }
+    let errors_before = cx.len();
+    check_dims(cx, f);
+    let shape = a.shape.as_ref().map(|s| s.value.as_slice());
+    let rank = f.kind.rank(shape.map(<[Expr]>::len));
+    if let Some((i, o)) = a.fans.as_ref().map(|k| &k.value) {
+        for e in [i, o] {
+            if int_literal(e) == Some(0) {
+                cx.error_spanned_by(e, "a fan of 0: fans must be > 0");
+            }
+        }
+    }
+
+    // The candidate schemes and when each applies.
+    let mut candidates: Vec<(Origin, Scheme, When)> = Vec::new();
+    match own {
+        Some((_, None)) => return None,
+        Some((s, Some(scheme))) => candidates.push((Origin::Own(s), scheme, When::Always)),
+        None => {
+            if d.failed {
+                return None;
+            }
+            let def = d.default.map(|(s, x)| (Origin::Default(s), x));
+            let bias = d.bias.map(|(s, x)| (Origin::Bias(s), x));
+            match (rank, def, bias) {
+                (None, Some((o, x)), Some((ob, xb))) => {
+                    candidates.push((o, x, When::RankNot1));
+                    candidates.push((ob, xb, When::Rank1));
+                }
+                (Some(1), _, Some((o, x)))
+                | (Some(_) | None, Some((o, x)), _)
+                | (None, None, Some((o, x))) => candidates.push((o, x, When::Always)),
+                (_, _, _) => {
+                    let what = match rank {
+                        Some(r) => format!("a rank-{r} tensor"),
+                        None => "a tensor".to_owned(),
+                    };
+                    cx.error_at(
+                        f.span,
+                        format_args!(
+                            "`{}` is {what} without a scheme: give it one \
+                             (`#[init(he_uniform)]`), give the struct a default \
+                             (`#[init(default = he_uniform, bias = zeros)]`), or `#[init(skip)]`",
+                            f.name
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+    }
+
+    let mut checks = Vec::new();
+    for &(origin, scheme, when) in &candidates {
+        let at = match origin {
+            Origin::Own(s) => s.name.span(),
+            Origin::Default(_) | Origin::Bias(_) => f.span,
+        };
+        for (lo, hi, why) in requirements(f, origin, &scheme) {
+            match rank {
+                Some(r) if when.applies(r) && !(lo..=hi).contains(&r) => {
+                    cx.error_at(at, format_args!("{why}, but `{}` has rank {r}", f.name));
+                }
+                Some(_) => {}
+                None => checks.push(Check::Rank {
+                    when,
+                    lo,
+                    hi,
+                    span: at,
+                    message: format!("{why}, which field `{}` does not have", f.name),
+                }),
+            }
+        }
+    }
+    if let Some((sa, Some(scheme))) = own {
+        if !scheme.needs_fans() {
+            if let Some(k) = &a.fans {
+                cx.error_at(
+                    k.key,
+                    format_args!("`fans` has no effect: `{}` does not use fans", sa.name),
+                );
+            }
+            if let Some(k) = &a.layout {
+                cx.error_at(
+                    k.key,
+                    format_args!(
+                        "`layout` has no effect: it tells how to read fans, and `{}` does not \
+                         use fans",
+                        sa.name
+                    ),
+                );
+            }
+        }
+        if !scheme.is_symmetric()
+            && let Some(span) = a.allow_symmetric
+        {
+            {
+                cx.error_at(
+                    span,
+                    format_args!(
+                        "`{ALLOW_SYMMETRIC}` has no effect: `{}` gives units different values",
+                        sa.name
+                    ),
+                );
+            }
+        }
+    }
+    if cx.len() > errors_before {
+        return None;
+    }
+    match &f.kind {
+        TyKind::Fixed { dims, .. } => {
+            for dim in dims.iter().copied().filter(|e| int_literal(e).is_none()) {
+                let text = quote::ToTokens::to_token_stream(dim).to_string();
+                checks.push(Check::DimNonZero {
+                    dim,
+                    message: format!(
+                        "dimension `{text}` of field `{}` is zero, so the field holds no \
+                         parameters",
+                        f.name
+                    ),
+                });
+            }
+        }
+        TyKind::Foreign | TyKind::Opaque | TyKind::List { .. } => checks.push(Check::NoZeroDim {
+            span: f.ty.span(),
+            message: format!(
+                "field `{}` has a zero-sized dimension, so it holds no parameters",
+                f.name
+            ),
+        }),
+        TyKind::Flat { .. } => {}
+    }
+    let text = |s: &Scheme| s.to_string();
+    let (scheme, bias) = match candidates.as_slice() {
+        [(_, s, _)] => (text(s), None),
+        [(_, s, _), (_, b, _)] => (text(s), Some(text(b))),
+        _ => unreachable!("one or two candidates"),
+    };
+    Some(Action::Tensor(TensorPlan {
+        scheme,
+        bias,
+        layout: a.layout.as_ref().map(|l| l.value).or(d.struct_layout),
+        fans: a.fans.as_ref().map(|k| (&k.value.0, &k.value.1)),
+        shape,
+        checks,
+        flat: matches!(f.kind, TyKind::Flat { .. }),
+        zeroed: match &f.kind {
+            TyKind::Fixed {
+                boxed: false,
+                dims,
+                elem,
+            } => Zero::Array {
+                dims: dims.clone(),
+                elem,
+            },
+            TyKind::Fixed { boxed: true, .. } => Zero::BoxedArray,
+            _ => Zero::Tensor,
+        },
+    }))
+}
+
+/// Literal zero dims, and `shape` where it does not belong or is missing.
+fn check_dims(cx: &Ctxt, f: &Field) {
+    let a = &f.attrs;
+    let zero = |e: &Expr| {
+        cx.error_spanned_by(
+            e,
+            format_args!(
+                "zero-sized dimension: field `{}` would hold no parameters",
+                f.name
+            ),
+        );
+    };
+    match (&f.kind, &a.shape) {
+        (TyKind::Fixed { dims, .. }, shape) => {
+            if let Some(s) = shape {
+                cx.error_at(
+                    s.key,
+                    format_args!(
+                        "`{SHAPE}` is for run-time-shaped fields (Vec, Box<[T]>, ndarray): this \
+                         field's shape is its type"
+                    ),
+                );
+            }
+            for dim in dims.iter().filter(|e| int_literal(e) == Some(0)) {
+                zero(dim);
+            }
+        }
+        (TyKind::Flat { what }, None) => cx.error_spanned_by(
+            f.ty,
+            format_args!(
+                "a `{what}` field does not know its shape: declare it, outermost first, e.g. \
+                 `#[init(he_uniform, shape = [fan_out, fan_in])]`"
+            ),
+        ),
+        (_, Some(s)) => {
+            for dim in s.value.iter().filter(|e| int_literal(e) == Some(0)) {
+                zero(dim);
+            }
+        }
+        (_, None) => {}
+    }
+}
+
+/// The rank ranges a scheme needs on this field, each with why.
+fn requirements(f: &Field, origin: Origin, scheme: &Scheme) -> Vec<(usize, usize, String)> {
+    let a = &f.attrs;
+    let what = origin.describe();
+    let mut out = Vec::new();
+    if scheme.needs_fans() && a.fans.is_none() {
+        out.push((
+            2,
+            usize::MAX,
+            format!(
+                "{what} needs fan_in and fan_out, which only a weight of rank >= 2 has (a bias \
+                 or a scalar has none): give them with `fans = (fan_in, fan_out)`, or use a \
+                 scheme without fans such as zeros or normal(0, 0.02)"
+            ),
+        ));
+    }
+    if scheme.is_symmetric() && a.allow_symmetric.is_none() {
+        out.push((
+            0,
+            1,
+            format!(
+                "{what} on a weight of rank >= 2 gives every unit the same value, so all units \
+                 compute and learn the same thing (symmetry is never broken): use a random \
+                 scheme such as he_uniform or glorot_uniform, or write `{ALLOW_SYMMETRIC}` if \
+                 this is intended"
+            ),
+        ));
+    }
+    match scheme.kind() {
+        SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } => out.push((
+            2,
+            usize::MAX,
+            format!("{what} needs a matrix view, a tensor of rank >= 2"),
+        )),
+        SchemeKind::Dirac { .. } => out.push((
+            3,
+            5,
+            format!("{what} needs a convolution weight of rank 3, 4 or 5"),
+        )),
+        _ => {}
+    }
+    out
+}
