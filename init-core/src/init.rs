@@ -77,6 +77,24 @@ pub trait Initialize {
         self.initialize(&mut Initializer::new(seed));
     }
 
+    /// What `#[derive(Initialize)]` calls for a nested field: `initialize` under `name`.
+    /// Through the trait so that a field type that is not a layer is reported once, on the
+    /// field. Not a public API.
+    #[doc(hidden)]
+    fn __init_field(&mut self, init: &mut Initializer, name: &str) {
+        init.scoped(name, |init| self.initialize(init));
+    }
+
+    /// What `#[derive(Initialize)]`'s `Zeroed` impl calls for a nested field (see
+    /// `__init_field`). Not a public API.
+    #[doc(hidden)]
+    fn __zeroed() -> Self
+    where
+        Self: Sized + Zeroed,
+    {
+        Self::zeroed()
+    }
+
     /// A new value with every parameter initialized from `seed`: [`Zeroed::zeroed`], then
     /// [`Initialize::initialize`] at the root path.
     fn initialized(seed: Seed) -> Self
@@ -183,6 +201,7 @@ pub mod __private {
     use crate::error::InitError;
     use crate::fans::Fans;
     use crate::scheme::{Scheme, SchemeKind};
+    use crate::shape::Dims;
     use alloc::string::String;
     use core::fmt::Display;
 
@@ -307,43 +326,38 @@ pub mod __private {
         }
     }
 
-    /// Initialize the nested field `name` (a layer, or an array/Vec of layers).
-    pub fn nested<T: Initialize + ?Sized>(t: &mut T, init: &mut Initializer, name: &str) {
-        init.scoped(name, |init| t.initialize(init));
-    }
-
-    /// A zero tensor for field `name`.
-    ///
-    /// # Panics
-    /// If a run-time-shaped type has no declared shape.
-    pub fn zeros<T: Tensor>(name: &str, shape: Option<&[usize]>) -> T {
-        T::zeros(shape).unwrap_or_else(|e| fail(name, e))
-    }
-
     /// `n` zeroed layers (`len = n`).
     pub fn zeroed_layers<C: FromIterator<T>, T: Zeroed>(n: usize) -> C {
         (0..n).map(|_| T::zeroed()).collect()
     }
 
-    /// Whether `T`'s rank is fixed by its type and within `lo..=hi` (`true` when only known at
-    /// run time: checked there).
-    pub const fn rank_in<T: Tensor + ?Sized>(lo: usize, hi: usize) -> bool {
-        match T::RANK {
+    /// Whether a rank fixed by the type (`<T as Tensor>::RANK`) is within `lo..=hi`; `true`
+    /// when the rank is only known at run time (checked there).
+    pub const fn rank_in(rank: Option<usize>, lo: usize, hi: usize) -> bool {
+        match rank {
             Some(r) => lo <= r && r <= hi,
             None => true,
         }
     }
 
-    /// Whether `T`'s rank is fixed by its type and equals `r`.
-    pub const fn rank_is<T: Tensor + ?Sized>(r: usize) -> bool {
-        matches!(T::RANK, Some(x) if x == r)
+    /// Whether a rank fixed by the type is `r`.
+    pub const fn rank_is(rank: Option<usize>, r: usize) -> bool {
+        matches!(rank, Some(x) if x == r)
     }
 
-    /// Whether `T`'s dims are fixed by its type and one of them is zero.
-    pub const fn zero_dim<T: Tensor + ?Sized>() -> bool {
-        match T::DIMS {
+    /// Whether dims fixed by the type (`<T as Tensor>::DIMS`) include a zero.
+    pub const fn zero_dim(dims: Option<Dims>) -> bool {
+        match dims {
             Some(d) => d.has_zero(),
             None => false,
         }
+    }
+
+    /// The zero tensor `<T as Tensor>::zeros` built for field `name`.
+    ///
+    /// # Panics
+    /// If it could not be built (a run-time-shaped type without a declared shape).
+    pub fn built<T>(zeros: Result<T, InitError>, name: &str) -> T {
+        zeros.unwrap_or_else(|e| fail(name, e))
     }
 }

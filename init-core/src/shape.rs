@@ -247,6 +247,17 @@ pub trait Tensor {
     fn zeros(declared: Option<&[usize]>) -> Result<Self, InitError>
     where
         Self: Sized;
+
+    /// What `#[derive(Initialize)]` calls for a tensor field (through the trait, so that a
+    /// field type that is not a tensor is reported once, on the field). Not a public API.
+    #[doc(hidden)]
+    fn __init_field(
+        &mut self,
+        init: &mut crate::init::Initializer,
+        spec: &crate::init::__private::Spec<'_>,
+    ) {
+        crate::init::__private::tensor(self, init, spec);
+    }
 }
 
 /// `declared` checked against a type's own dims.

@@ -89,6 +89,9 @@ pub struct FieldAttrs {
     pub params: Vec<Arg>,
     /// Whether an `#[init]` attribute was present at all.
     pub present: bool,
+    /// Whether reading the attributes reported an error (then the field is not checked
+    /// further: one error, not a cascade).
+    pub had_errors: bool,
     /// Keys seen, for duplicate detection.
     seen: Vec<String>,
 }
@@ -223,6 +226,7 @@ pub fn struct_attrs(cx: &Ctxt, attrs: &[Attribute]) -> StructAttrs {
 /// Reads every `#[init(...)]` on a field.
 pub fn field_attrs(cx: &Ctxt, attrs: &[Attribute]) -> FieldAttrs {
     let mut out = FieldAttrs::default();
+    let errors_before = cx.len();
     for attr in attrs.iter().filter(|a| is_init(a)) {
         out.present = true;
         let r = attr.parse_nested_meta(|meta| field_entry(cx, &mut out, &meta));
@@ -233,6 +237,7 @@ pub fn field_attrs(cx: &Ctxt, attrs: &[Attribute]) -> FieldAttrs {
     if let Some(s) = &mut out.scheme {
         s.args.append(&mut out.params);
     }
+    out.had_errors = cx.len() > errors_before;
     out
 }
 

@@ -33,7 +33,9 @@ pub fn expand(input: &Input, plan: &Plan) -> TokenStream {
             }
             Action::Nested { len } => {
                 let span = syn::spanned::Spanned::span(ty);
-                stmts.push(quote_spanned!(span=> __init::nested(&mut self.#member, #init, #name);));
+                stmts.push(quote_spanned!(span=>
+                    <#ty as __init::Initialize>::__init_field(&mut self.#member, #init, #name);
+                ));
                 if generic {
                     init_bounds.push(parse_quote!(#ty: __init::Initialize));
                 }
@@ -44,9 +46,11 @@ pub fn expand(input: &Input, plan: &Plan) -> TokenStream {
                     zeroed.push(quote!(#member: __init::zeroed_layers::<_, #elem>(#n)));
                 } else {
                     if generic {
-                        zeroed_bounds.push(parse_quote!(#ty: __init::Zeroed));
+                        zeroed_bounds.push(parse_quote!(#ty: __init::Initialize + __init::Zeroed));
                     }
-                    zeroed.push(quote_spanned!(span=> #member: __init::Zeroed::zeroed()));
+                    zeroed.push(
+                        quote_spanned!(span=> #member: <#ty as __init::Initialize>::__zeroed()),
+                    );
                 }
             }
             Action::Tensor(t) => {
@@ -59,7 +63,7 @@ pub fn expand(input: &Input, plan: &Plan) -> TokenStream {
                 let spec = spec(name, t);
                 let span = syn::spanned::Spanned::span(ty);
                 stmts
-                    .push(quote_spanned!(span=> __init::tensor(&mut self.#member, #init, &#spec);));
+                    .push(quote_spanned!(span=> <#ty as __init::Tensor>::__init_field(&mut self.#member, #init, &#spec);));
                 let shape = t.shape.map_or_else(
                     || quote!(::core::option::Option::None),
                     |dims| quote!(::core::option::Option::Some(&[#(#dims),*])),
@@ -73,7 +77,9 @@ pub fn expand(input: &Input, plan: &Plan) -> TokenStream {
                         quote!(#member: #e)
                     }
                     Zero::BoxedArray => quote!(#member: __init::Shape::zeroed_box()),
-                    Zero::Tensor => quote!(#member: __init::zeros(#name, #shape)),
+                    Zero::Tensor => quote_spanned!(span=>
+                        #member: __init::built(<#ty as __init::Tensor>::zeros(#shape), #name)
+                    ),
                 });
             }
         }
@@ -144,7 +150,9 @@ fn check(ty: &Type, c: &Check) -> TokenStream {
             quote_spanned!(span=> const { ::core::assert!((#dim) != 0, #message) };)
         }
         Check::NoZeroDim { span, message } => {
-            quote_spanned!(*span=> const { ::core::assert!(!__init::zero_dim::<#ty>(), #message) };)
+            let ty_span = syn::spanned::Spanned::span(ty);
+            let dims = quote_spanned!(ty_span=> <#ty as __init::Tensor>::DIMS);
+            quote_spanned!(*span=> const { ::core::assert!(!__init::zero_dim(#dims), #message) };)
         }
         Check::Rank {
             when,
@@ -158,11 +166,13 @@ fn check(ty: &Type, c: &Check) -> TokenStream {
             } else {
                 quote!(#hi)
             };
-            let ok = quote_spanned!(*span=> __init::rank_in::<#ty>(#lo, #hi));
+            let ty_span = syn::spanned::Spanned::span(ty);
+            let rank = quote_spanned!(ty_span=> <#ty as __init::Tensor>::RANK);
+            let ok = quote_spanned!(*span=> __init::rank_in(#rank, #lo, #hi));
             let cond = match when {
                 When::Always => ok,
-                When::RankNot1 => quote_spanned!(*span=> __init::rank_is::<#ty>(1) || #ok),
-                When::Rank1 => quote_spanned!(*span=> !__init::rank_is::<#ty>(1) || #ok),
+                When::RankNot1 => quote_spanned!(*span=> __init::rank_is(#rank, 1) || #ok),
+                When::Rank1 => quote_spanned!(*span=> !__init::rank_is(#rank, 1) || #ok),
             };
             quote_spanned!(*span=> const { ::core::assert!(#cond, #message) };)
         }

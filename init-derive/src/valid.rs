@@ -148,6 +148,10 @@ fn error_span(s: &SchemeAttr, e: &SchemeError) -> Span {
     };
     match e {
         SchemeError::UnknownNonlinearity { .. } => by_key("nonlinearity").map(|a| a.span),
+        SchemeError::BadParameter {
+            scheme: "leaky_relu" | "nonlinearity",
+            ..
+        } => by_key("nonlinearity").map(|a| a.span),
         SchemeError::BadParameter { message, .. } => message
             .split('`')
             .nth(1)
@@ -198,6 +202,9 @@ struct Defaults<'a> {
 
 fn field<'a>(cx: &Ctxt, f: &'a Field<'a>, d: &Defaults<'a>) -> Option<Action<'a>> {
     let a = &f.attrs;
+    if a.had_errors {
+        return None;
+    }
     if a.skip.is_some() {
         for span in a.other_keys() {
             cx.error_at(
@@ -228,6 +235,9 @@ fn field<'a>(cx: &Ctxt, f: &'a Field<'a>, d: &Defaults<'a>) -> Option<Action<'a>
                 ),
             };
             cx.error_spanned_by(k, msg);
+        }
+        if !a.params.is_empty() {
+            return None;
         }
     }
     let own = a.scheme.as_ref().map(|s| (s, parse_scheme(cx, s)));
@@ -310,10 +320,10 @@ fn field<'a>(cx: &Ctxt, f: &'a Field<'a>, d: &Defaults<'a>) -> Option<Action<'a>
             Origin::Own(s) => s.name.span(),
             Origin::Default(_) | Origin::Bias(_) => f.span,
         };
-        for (lo, hi, why) in requirements(f, origin, &scheme) {
+        for (lo, hi, need) in requirements(f, &scheme) {
             match rank {
                 Some(r) if when.applies(r) && !(lo..=hi).contains(&r) => {
-                    cx.error_at(at, format_args!("{why}, but `{}` has rank {r}", f.name));
+                    cx.error_at(at, need.message(origin, &f.name, &format!("rank {r}")));
                 }
                 Some(_) => {}
                 None => checks.push(Check::Rank {
@@ -321,7 +331,7 @@ fn field<'a>(cx: &Ctxt, f: &'a Field<'a>, d: &Defaults<'a>) -> Option<Action<'a>
                     lo,
                     hi,
                     span: at,
-                    message: format!("{why}, which field `{}` does not have", f.name),
+                    message: need.message(origin, &f.name, need.failing_ranks()),
                 }),
             }
         }
@@ -457,45 +467,68 @@ fn check_dims(cx: &Ctxt, f: &Field) {
     }
 }
 
-/// The rank ranges a scheme needs on this field, each with why.
-fn requirements(f: &Field, origin: Origin, scheme: &Scheme) -> Vec<(usize, usize, String)> {
-    let a = &f.attrs;
-    let what = origin.describe();
-    let mut out = Vec::new();
-    if scheme.needs_fans() && a.fans.is_none() {
-        out.push((
-            2,
-            usize::MAX,
-            format!(
-                "{what} needs fan_in and fan_out, which only a weight of rank >= 2 has (a bias \
-                 or a scalar has none): give them with `fans = (fan_in, fan_out)`, or use a \
-                 scheme without fans such as zeros or normal(0, 0.02)"
-            ),
-        ));
+/// What a scheme needs of a field's rank.
+#[derive(Clone, Copy)]
+enum Need {
+    /// Fan-based schemes: rank >= 2, or explicit `fans`.
+    Fans,
+    /// `zeros`/`constant`: rank < 2, or `allow_symmetric`.
+    NotSymmetric,
+    /// orthogonal/eye: rank >= 2.
+    Matrix,
+    /// dirac: rank 3..=5.
+    Conv,
+}
+
+impl Need {
+    /// The ranks that fail, for messages of checks the types decide.
+    fn failing_ranks(self) -> &'static str {
+        match self {
+            Need::Fans | Need::Matrix => "rank < 2",
+            Need::NotSymmetric => "rank >= 2",
+            Need::Conv => "a rank outside 3..=5",
+        }
     }
-    if scheme.is_symmetric() && a.allow_symmetric.is_none() {
-        out.push((
-            0,
-            1,
-            format!(
-                "{what} on a weight of rank >= 2 gives every unit the same value, so all units \
-                 compute and learn the same thing (symmetry is never broken): use a random \
+
+    fn message(self, origin: Origin, field: &str, rank: &str) -> String {
+        let what = origin.describe();
+        match self {
+            Need::Fans => format!(
+                "{what} needs fan_in and fan_out, but `{field}` has {rank} (a bias or a scalar has \
+                 no fans): give them with `fans = (fan_in, fan_out)`, or use a scheme without \
+                 fans such as zeros or normal(0, 0.02)"
+            ),
+            Need::NotSymmetric => format!(
+                "{what} gives every unit of `{field}` ({rank}) the same value, so all units \
+                 compute and learn the same thing and symmetry is never broken: use a random \
                  scheme such as he_uniform or glorot_uniform, or write `{ALLOW_SYMMETRIC}` if \
                  this is intended"
             ),
-        ));
+            Need::Matrix => {
+                format!("{what} needs a tensor of rank >= 2, but `{field}` has {rank}")
+            }
+            Need::Conv => format!(
+                "{what} needs a convolution weight of rank 3, 4 or 5, but `{field}` has {rank}"
+            ),
+        }
+    }
+}
+
+/// The rank ranges a scheme needs on this field.
+fn requirements(f: &Field, scheme: &Scheme) -> Vec<(usize, usize, Need)> {
+    let a = &f.attrs;
+    let mut out = Vec::new();
+    if scheme.needs_fans() && a.fans.is_none() {
+        out.push((2, usize::MAX, Need::Fans));
+    }
+    if scheme.is_symmetric() && a.allow_symmetric.is_none() {
+        out.push((0, 1, Need::NotSymmetric));
     }
     match scheme.kind() {
-        SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } => out.push((
-            2,
-            usize::MAX,
-            format!("{what} needs a matrix view, a tensor of rank >= 2"),
-        )),
-        SchemeKind::Dirac { .. } => out.push((
-            3,
-            5,
-            format!("{what} needs a convolution weight of rank 3, 4 or 5"),
-        )),
+        SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } => {
+            out.push((2, usize::MAX, Need::Matrix));
+        }
+        SchemeKind::Dirac { .. } => out.push((3, 5, Need::Conv)),
         _ => {}
     }
     out
