@@ -1,6 +1,7 @@
 //! The `Initialize` trait that `#[derive(Initialize)]` implements, its context, and the
 //! hidden runtime the derive's generated code calls.
 
+use crate::fans::Fans;
 use crate::rng::key_of;
 use crate::sample::Stream;
 use alloc::string::String;
@@ -17,6 +18,27 @@ pub struct Seed(pub u64);
 pub struct Initializer {
     seed: u64,
     path: String,
+    log: Option<Vec<Record>>,
+}
+
+/// What was written to one tensor field, when the [`Initializer`] keeps a log
+/// ([`Initializer::logging`]): for reports, examples and tests.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// The field's path (`"conv1.w"`), whose key seeded its stream.
+    pub path: String,
+    /// The scheme, in canonical form (`he_normal(mode=fan_out)`).
+    pub scheme: String,
+    /// The dims, outermost first.
+    pub dims: Vec<usize>,
+    /// The fans the scheme used (`None` for schemes without fans below rank 2).
+    pub fans: Option<Fans>,
+    /// The std the scheme gives this tensor ([`crate::Scheme::expected_std`]).
+    pub expected_std: f64,
+    /// The mean of the written values.
+    pub mean: f64,
+    /// The std of the written values.
+    pub std: f64,
 }
 
 impl Initializer {
@@ -25,7 +47,22 @@ impl Initializer {
         Initializer {
             seed: seed.0,
             path: String::new(),
+            log: None,
         }
+    }
+
+    /// A root context that records every tensor it initializes (see [`Initializer::log`]).
+    /// The values written are the same as without the log.
+    pub fn logging(seed: Seed) -> Initializer {
+        Initializer {
+            log: Some(Vec::new()),
+            ..Initializer::new(seed)
+        }
+    }
+
+    /// The tensors initialized so far, in order, if this context keeps a log.
+    pub fn log(&self) -> &[Record] {
+        self.log.as_deref().unwrap_or_default()
     }
 
     /// The seed.
@@ -198,6 +235,7 @@ pub mod __private {
     pub use crate::init::{Initialize, Initializer, Zeroed};
     pub use crate::shape::{Shape, Tensor};
 
+    use super::Record;
     use crate::error::InitError;
     use crate::fans::Fans;
     use crate::scheme::{Scheme, SchemeKind};
@@ -274,10 +312,15 @@ pub mod __private {
 
     fn fill<T: Tensor + ?Sized>(
         t: &mut T,
-        init: &Initializer,
+        init: &mut Initializer,
         spec: &Spec<'_>,
     ) -> Result<(), String> {
         let dims = t.dims(spec.shape).map_err(|e| alloc::format!("{e}"))?;
+        if dims.contains(&0) {
+            return Err(alloc::format!(
+                "shape {dims:?} has a zero-sized dimension, so the field holds no parameters"
+            ));
+        }
         let text = match spec.bias {
             Some(bias) if dims.len() == 1 => bias,
             _ => spec.scheme,
@@ -307,8 +350,28 @@ pub mod __private {
                 "{scheme} {r}, but the tensor has shape {dims:?}"
             ));
         }
-        crate::init_tensor(&scheme, t.elems_mut(), &dims, fans, init.stream())
-            .map_err(|e: InitError| alloc::format!("{scheme}: {e}"))
+        let out = t.elems_mut();
+        crate::init_tensor(&scheme, out, &dims, fans, init.stream())
+            .map_err(|e: InitError| alloc::format!("{scheme}: {e}"))?;
+        if let Some(log) = &mut init.log {
+            let n = out.len() as f64;
+            let mean = out.iter().map(|x| x.to_f64()).sum::<f64>() / n;
+            let var = out
+                .iter()
+                .map(|x| (x.to_f64() - mean) * (x.to_f64() - mean))
+                .sum::<f64>()
+                / n;
+            log.push(Record {
+                path: init.path.clone(),
+                scheme: alloc::format!("{scheme}"),
+                expected_std: scheme.expected_std(&dims, fans).unwrap_or(f64::NAN),
+                dims,
+                fans,
+                mean,
+                std: libm::sqrt(var),
+            });
+        }
+        Ok(())
     }
 
     fn rank_error(scheme: &Scheme, rank: usize, has_fans: bool) -> Option<&'static str> {

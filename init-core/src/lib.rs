@@ -35,7 +35,7 @@ mod structured;
 pub use element::{DType, Element};
 pub use error::{InitError, SchemeError};
 pub use fans::{Convention, FanRule, Fans, Layout};
-pub use init::{Initialize, Initializer, Seed, Zeroed};
+pub use init::{Initialize, Initializer, Record, Seed, Zeroed};
 pub use sample::{Sampler, Stream};
 pub use scheme::{Distribution, Family, FanMode, Nonlinearity, Scheme, SchemeKind};
 pub use shape::{Dims, Shape, Tensor};

@@ -309,6 +309,7 @@ macro_rules! shape_tensor {
         }
     )*};
 }
+#[allow(unused_imports)] // used by the `nalgebra` interop
 pub(crate) use shape_tensor;
 
 shape_tensor! {

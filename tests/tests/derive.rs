@@ -552,3 +552,45 @@ fn nalgebra_matrices_are_column_major() {
     m.initialize(&mut Initializer::new(Seed(17)));
     assert_eq!(m.0.w, l.w);
 }
+
+#[test]
+fn a_logging_initializer_records_each_tensor() {
+    // `len = 2`: two extra layers.
+    let mut s = Stack::zeroed();
+    let mut init = Initializer::logging(Seed(12));
+    s.initialize(&mut init);
+    let paths: Vec<&str> = init.log().iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "layers.0.w",
+            "layers.0.b",
+            "layers.1.w",
+            "layers.1.b",
+            "layers.2.w",
+            "layers.2.b",
+            "extra.0.w",
+            "extra.0.b",
+            "extra.1.w",
+            "extra.1.b",
+            "head.w",
+            "head.b"
+        ]
+    );
+    let w = &init.log()[6];
+    assert_eq!(w.scheme, "he_normal");
+    assert_eq!(w.dims, [30, 40]);
+    assert_eq!(
+        w.fans,
+        Some(init_core::Fans {
+            fan_in: 40,
+            fan_out: 30
+        })
+    );
+    assert!((w.expected_std - (2.0f64 / 40.0).sqrt()).abs() < 1e-12);
+    assert!((w.std - w.expected_std).abs() < 0.1 * w.expected_std);
+    // Logging does not change the values.
+    let mut t = Stack::zeroed();
+    t.initialize_with_seed(Seed(12));
+    assert_eq!(t.extra[0].w.flat(), s.extra[0].w.flat());
+}
