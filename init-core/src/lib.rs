@@ -26,6 +26,7 @@ pub mod fans;
 mod init;
 #[cfg(any(feature = "ndarray", feature = "nalgebra"))]
 mod interop;
+mod kernel;
 pub mod rng;
 pub mod sample;
 pub mod scheme;

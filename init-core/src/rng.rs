@@ -83,7 +83,7 @@ impl Lanes {
 
     /// One step of every lane: output `j` is lane `j`'s next Xoshiro256++ output.
     #[inline(always)]
-    pub fn next(&mut self) -> [u64; LANES] {
+    pub fn step(&mut self) -> [u64; LANES] {
         let [s0, s1, s2, s3] = &mut self.s;
         let mut out = [0u64; LANES];
         for j in 0..LANES {
@@ -126,7 +126,7 @@ impl Words {
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
         if self.pos == LANES {
-            self.buf = self.lanes.next();
+            self.buf = self.lanes.step();
             self.pos = 0;
         }
         let w = self.buf[self.pos];
@@ -147,7 +147,7 @@ mod tests {
         };
         let expect = [41943041u64, 58720359, 3588806011781223, 3591011842654386];
         for e in expect {
-            assert_eq!(l.next(), [e; 8]);
+            assert_eq!(l.step(), [e; 8]);
         }
     }
 
