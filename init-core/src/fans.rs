@@ -10,7 +10,18 @@
 //! feeds. [`Convention::Framework`] reproduces what PyTorch (`_calculate_fan_in_and_fan_out`) and
 //! Keras (`compute_fans`) compute instead: fan_in = shape[1]·∏k, fan_out = shape[0]·∏k for OutIn
 //! and shape[-2]·∏k, shape[-1]·∏k for InOut, ignoring groups (PyTorch issue #23854) and
-//! swapping in and out for transposed convolutions (PyTorch #7865, TensorFlow #31192).
+//! swapping in and out for transposed convolutions (PyTorch #7865, TensorFlow #31192). Below
+//! rank 2, PyTorch raises and so does OutIn; Keras returns (n, n) for a vector [n] and (1, 1) for
+//! a scalar, and so does InOut with [`Convention::Framework`]. True fans need rank ≥ 2.
+//!
+//! ```
+//! use init_core::{Convention, FanRule, Fans, Layout};
+//! // PyTorch Conv2d(4, 4, 3, groups=4): weight [4, 1, 3, 3].
+//! let rule = FanRule { groups: 4, ..FanRule::default() };
+//! assert_eq!(Fans::of(&[4, 1, 3, 3], rule).unwrap(), Fans { fan_in: 9, fan_out: 9 });
+//! let torch = FanRule { convention: Convention::Framework, ..rule };
+//! assert_eq!(Fans::of(&[4, 1, 3, 3], torch).unwrap(), Fans { fan_in: 9, fan_out: 36 });
+//! ```
 
 use crate::error::InitError;
 use alloc::format;
@@ -94,8 +105,23 @@ impl Fans {
         Ok(Fans { fan_in, fan_out })
     }
 
-    /// Fans of a dense or conv weight of `shape` (rank ≥ 2) under `rule`.
+    /// Fans of a dense or conv weight of `shape` (rank ≥ 2; see the module docs for Keras's
+    /// rank 0 and 1) under `rule`.
     pub fn of(shape: &[usize], rule: FanRule) -> Result<Fans, InitError> {
+        if rule.groups == 0 {
+            return Err(InitError::BadShape("groups must be >= 1, got 0".into()));
+        }
+        if shape.len() < 2
+            && rule.convention == Convention::Framework
+            && rule.layout == Layout::InOut
+        {
+            // Keras compute_fans: a scalar is (1, 1), a vector [n] is (n, n).
+            let n = shape.first().map_or(1, |&n| n as u64);
+            return Ok(Fans {
+                fan_in: n,
+                fan_out: n,
+            });
+        }
         if shape.len() < 2 {
             return Err(InitError::RankTooLow {
                 what: "fan computation",
@@ -114,9 +140,6 @@ impl Fans {
             ),
         };
         let (a0, a1, rf, g) = (a0 as u64, a1 as u64, rf as u64, rule.groups);
-        if g == 0 {
-            return Err(InitError::BadShape(format!("groups must be >= 1, got 0")));
-        }
         let mul = |x: u64, y: u64| {
             x.checked_mul(y)
                 .ok_or_else(|| InitError::BadShape(format!("fan {x}·{y} overflows")))
@@ -125,7 +148,7 @@ impl Fans {
             Convention::Framework => (mul(a1, rf)?, mul(a0, rf)?),
             Convention::True => {
                 // a0 is the axis holding all channels of its side; a1 holds per-group channels.
-                if a0 % g != 0 {
+                if !a0.is_multiple_of(g) {
                     return Err(InitError::BadShape(format!(
                         "dimension {a0} is not divisible by groups = {g}"
                     )));
@@ -142,9 +165,20 @@ impl Fans {
         Ok(Fans { fan_in, fan_out })
     }
 
-    /// Fans from explicit axes (JAX's `in_axis`/`out_axis`/`batch_axis`, Keras's
-    /// `input_axes`/`output_axes`): fan_in = ∏in·rf, fan_out = ∏out·rf with
-    /// rf = numel / (∏in·∏out·∏batch). Negative axes count from the end.
+    /// Fans from explicit axes, as JAX's `_compute_fans(shape, in_axis, out_axis, batch_axis)`:
+    /// with rf = numel / (∏in·∏out·∏batch) (the receptive field: every axis not named),
+    /// fan_in = ∏in·rf = numel / (∏out·∏batch) and fan_out = ∏out·rf = numel / (∏in·∏batch).
+    /// Negative axes count from the end. An axis may appear in both `in_axes` and `out_axes`
+    /// (Flax's `Embed` initializer does), but not twice in one list. The fans must be whole
+    /// numbers. Keras's `input_axes`/`output_axes` give the same fans when the named axes cover
+    /// the whole shape; otherwise Keras leaves the receptive field out (fan_in = ∏in).
+    ///
+    /// ```
+    /// use init_core::Fans;
+    /// // A Keras/JAX conv kernel [3, 3, in = 8, out = 16].
+    /// assert_eq!(Fans::of_axes(&[3, 3, 8, 16], &[-2], &[-1], &[]).unwrap(),
+    ///            Fans { fan_in: 72, fan_out: 144 });
+    /// ```
     pub fn of_axes(
         shape: &[usize],
         in_axes: &[isize],
@@ -152,8 +186,8 @@ impl Fans {
         batch_axes: &[isize],
     ) -> Result<Fans, InitError> {
         let r = shape.len() as isize;
-        let mut seen = 0u64;
-        let mut prod = |axes: &[isize]| -> Result<u64, InitError> {
+        let prod = |axes: &[isize]| -> Result<u64, InitError> {
+            let mut seen = 0u64;
             let mut p = 1u64;
             for &a in axes {
                 let i = if a < 0 { a + r } else { a };
@@ -168,7 +202,7 @@ impl Fans {
                 seen |= 1 << i;
                 p = p
                     .checked_mul(shape[i as usize] as u64)
-                    .ok_or_else(|| InitError::BadShape(format!("axes product overflows")))?;
+                    .ok_or_else(|| InitError::BadShape("axes product overflows".into()))?;
             }
             Ok(p)
         };
@@ -176,11 +210,22 @@ impl Fans {
         let fo = prod(out_axes)?;
         let fb = prod(batch_axes)?;
         let numel = checked_product(shape)? as u64;
-        let denom = fi * fo * fb;
-        let rf = if denom == 0 { 0 } else { numel / denom };
+        let part = |a: u64, b: u64| -> Result<u64, InitError> {
+            let d = a
+                .checked_mul(b)
+                .ok_or_else(|| InitError::BadShape("axes product overflows".into()))?;
+            match numel.checked_div(d) {
+                Some(q) if q * d == numel => Ok(q),
+                // A zero-sized axis among the named ones: no connections.
+                None => Ok(0),
+                Some(_) => Err(InitError::BadShape(format!(
+                    "shape {shape:?}: the fans for these axes are not whole numbers"
+                ))),
+            }
+        };
         Ok(Fans {
-            fan_in: fi * rf,
-            fan_out: fo * rf,
+            fan_in: part(fo, fb)?,
+            fan_out: part(fi, fb)?,
         })
     }
 }

@@ -742,8 +742,8 @@ impl Scheme {
     /// The canonical name without parameters (`he_uniform`, `glorot_normal`, `normal`, …).
     pub fn name(&self) -> &'static str {
         match self.kind {
-            SchemeKind::Constant(v) if v == 0.0 => "zeros",
-            SchemeKind::Constant(v) if v == 1.0 => "ones",
+            SchemeKind::Constant(0.0) => "zeros",
+            SchemeKind::Constant(1.0) => "ones",
             SchemeKind::Constant(_) => "constant",
             SchemeKind::Uniform { .. } => "uniform",
             SchemeKind::Normal { .. } => "normal",
@@ -927,8 +927,9 @@ impl fmt::Display for Scheme {
                 family,
                 distribution,
             } => match family {
-                Family::FanInUniform | Family::Lecun => f.write_str(name),
-                Family::Glorot { gain } if gain == 1.0 => f.write_str(name),
+                Family::FanInUniform | Family::Lecun | Family::Glorot { gain: 1.0 } => {
+                    f.write_str(name)
+                }
                 Family::Glorot { gain } => write!(f, "{name}(gain={})", Num(gain)),
                 Family::He { mode, nonlinearity } => {
                     f.write_str(name)?;
@@ -960,7 +961,7 @@ impl fmt::Display for Scheme {
             SchemeKind::Orthogonal { gain } | SchemeKind::Eye { gain } => {
                 write!(f, "{name}(gain={})", Num(gain))
             }
-            SchemeKind::Dirac { groups } if groups == 1 => f.write_str(name),
+            SchemeKind::Dirac { groups: 1 } => f.write_str(name),
             SchemeKind::Dirac { groups } => write!(f, "dirac(groups={groups})"),
         }
     }
@@ -1036,16 +1037,26 @@ pub fn closest(name: &str, candidates: &[&'static str]) -> Vec<&'static str> {
     scored.into_iter().take(3).map(|(_, c)| c).collect()
 }
 
+/// Optimal-string-alignment distance: insertions, deletions, substitutions and transpositions
+/// of adjacent characters (the commonest typo, `rleu` for `relu`) each cost 1.
 fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
+    // Three rows of the DP table: i − 2, i − 1 and i.
+    let mut prev2: Vec<usize> = alloc::vec![0; b.len() + 1];
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     let mut cur = alloc::vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
+    for i in 0..a.len() {
         cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        for j in 0..b.len() {
+            let sub = prev[j] + usize::from(a[i] != b[j]);
+            let mut d = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+            if i > 0 && j > 0 && a[i] == b[j - 1] && a[i - 1] == b[j] {
+                d = d.min(prev2[j - 1] + 1);
+            }
+            cur[j + 1] = d;
         }
+        core::mem::swap(&mut prev2, &mut prev);
         core::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()]
@@ -1258,16 +1269,14 @@ impl<'a> Parser<'a> {
     fn call(&mut self) -> Result<Call, SchemeError> {
         let name = self.ident();
         let mut args = Vec::new();
-        if self.eat('(') {
-            if !self.eat(')') {
-                loop {
-                    args.push(self.arg()?);
-                    if self.eat(')') {
-                        break;
-                    }
-                    if !self.eat(',') {
-                        return Err(self.err("expected `,` or `)`"));
-                    }
+        if self.eat('(') && !self.eat(')') {
+            loop {
+                args.push(self.arg()?);
+                if self.eat(')') {
+                    break;
+                }
+                if !self.eat(',') {
+                    return Err(self.err("expected `,` or `)`"));
                 }
             }
         }
@@ -1301,7 +1310,7 @@ impl<'a> Parser<'a> {
 /// Consumes a call's arguments positionally or by key, in the order the scheme asks for them.
 struct Args<'a> {
     scheme: &'static str,
-    args: &'a [Arg],
+    items: &'a [Arg],
     used: Vec<bool>,
     next_positional: usize,
 }
@@ -1310,7 +1319,7 @@ impl<'a> Args<'a> {
     fn new(scheme: &'static str, args: &'a [Arg]) -> Self {
         Args {
             scheme,
-            args,
+            items: args,
             used: alloc::vec![false; args.len()],
             next_positional: 0,
         }
@@ -1319,24 +1328,24 @@ impl<'a> Args<'a> {
     /// Takes the argument named by any of `keys`, else the next positional one.
     fn take(&mut self, keys: &[&str]) -> Result<Option<&'a Value>, SchemeError> {
         let mut found = None;
-        for (i, a) in self.args.iter().enumerate() {
-            if let Some(k) = &a.key {
-                if keys.contains(&k.as_str()) {
-                    if found.is_some() {
-                        return Err(SchemeError::BadParameter {
-                            scheme: self.scheme,
-                            message: format!("`{}` is given twice", keys[0]),
-                        });
-                    }
-                    found = Some(i);
+        for (i, a) in self.items.iter().enumerate() {
+            if let Some(k) = &a.key
+                && keys.contains(&k.as_str())
+            {
+                if found.is_some() {
+                    return Err(SchemeError::BadParameter {
+                        scheme: self.scheme,
+                        message: format!("`{}` is given twice", keys[0]),
+                    });
                 }
+                found = Some(i);
             }
         }
         if found.is_none() {
-            while self.next_positional < self.args.len() {
+            while self.next_positional < self.items.len() {
                 let i = self.next_positional;
                 self.next_positional += 1;
-                if self.args[i].key.is_none() && !self.used[i] {
+                if self.items[i].key.is_none() && !self.used[i] {
                     found = Some(i);
                     break;
                 }
@@ -1344,7 +1353,7 @@ impl<'a> Args<'a> {
         }
         Ok(found.map(|i| {
             self.used[i] = true;
-            &self.args[i].value
+            &self.items[i].value
         }))
     }
 
@@ -1425,7 +1434,7 @@ impl<'a> Args<'a> {
 
     fn finish(self) -> Result<(), SchemeError> {
         if let Some(i) = self.used.iter().position(|u| !u) {
-            let message = match &self.args[i].key {
+            let message = match &self.items[i].key {
                 Some(k) => format!("unknown parameter `{k}`"),
                 None => "too many parameters".to_string(),
             };

@@ -42,7 +42,7 @@ pub(crate) fn dirac<T: Element>(
         )));
     }
     let g = groups as usize;
-    if shape[0] % g != 0 {
+    if !shape[0].is_multiple_of(g) {
         return Err(InitError::BadShape(format!(
             "dirac: dim 0 ({}) is not divisible by groups = {groups}",
             shape[0]
