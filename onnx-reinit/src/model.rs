@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::ops::Range;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -384,7 +385,7 @@ impl LoadedModel {
                             .map_err(|e| Error::io(&dir, "resolve the model's folder", e))?,
                     ),
                 };
-                external_storage(t, n, &dir, canonical_dir).map_err(|what| match what {
+                external_storage(t, n, &dir, canonical_dir, &meta).map_err(|what| match what {
                     ExtErr::Tensor(w) => invalid(w),
                     ExtErr::External(w) => Error::External {
                         file: path.clone(),
@@ -699,6 +700,7 @@ fn external_storage(
     n: u64,
     dir: &Path,
     canonical_dir: &Path,
+    model_meta: &std::fs::Metadata,
 ) -> Result<Storage, ExtErr> {
     if t.data_location != Some(1) {
         return Err(ExtErr::Tensor(
@@ -749,6 +751,15 @@ fn external_storage(
     };
     let offset = parse("offset", offset)?.unwrap_or(0);
     let expected = raw_byte_len(t.data_type, n);
+    // A fixed-width type whose byte size overflows: no `length` can match it (and accepting the
+    // given one would let 16 bytes stand for 2^62 elements).
+    if expected.is_none() && raw_byte_len(t.data_type, 1).is_some() {
+        return Err(ExtErr::Tensor(format!(
+            "dims {:?} of {} need more than 2^64 bytes (overflow)",
+            t.dims,
+            DType::from_onnx(t.data_type).onnx_name()
+        )));
+    }
     let length = match (parse("length", length)?, expected) {
         (Some(l), Some(e)) if l != e => {
             return Err(ExtErr::External(format!(
@@ -768,9 +779,16 @@ fn external_storage(
     };
     let path =
         external::resolve_location(dir, canonical_dir, &location).map_err(ExtErr::External)?;
-    let file_len = std::fs::metadata(&path)
-        .map_err(|e| ExtErr::External(format!("{location:?}: {e}")))?
-        .len();
+    let side_meta =
+        std::fs::metadata(&path).map_err(|e| ExtErr::External(format!("{location:?}: {e}")))?;
+    // The model's own bytes are no side file: "patching" them would overwrite its structure,
+    // and the rewrite would write the model twice.
+    if side_meta.dev() == model_meta.dev() && side_meta.ino() == model_meta.ino() {
+        return Err(ExtErr::External(format!(
+            "location {location:?} is the model file itself"
+        )));
+    }
+    let file_len = side_meta.len();
     let end = offset.checked_add(length);
     if end.is_none_or(|end| end > file_len) {
         return Err(ExtErr::External(format!(

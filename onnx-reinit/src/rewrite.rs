@@ -195,6 +195,8 @@ struct Splice {
 
 /// One file to write: a copy of `src` with targets patched and splices applied.
 struct FilePlan {
+    /// Whether this is the model file (as opposed to an external side file).
+    is_model: bool,
     src_path: PathBuf,
     src: File,
     src_len: u64,
@@ -215,7 +217,13 @@ struct FilePlan {
 impl FilePlan {
     /// Plans a copy of `src` to `dest`, creating the temporary file beside `dest` with the
     /// source's permissions (a temporary file is private by default).
-    fn new(src_path: PathBuf, src: File, dest: PathBuf, overwrite: bool) -> Result<Self, Error> {
+    fn new(
+        is_model: bool,
+        src_path: PathBuf,
+        src: File,
+        dest: PathBuf,
+        overwrite: bool,
+    ) -> Result<Self, Error> {
         let meta = src
             .metadata()
             .map_err(|e| Error::io(&src_path, "read metadata", e))?;
@@ -227,6 +235,7 @@ impl FilePlan {
             .map_err(|e| Error::io(temp.path(), "set permissions of", e))?;
         let src_len = meta.len();
         Ok(FilePlan {
+            is_model,
             src_path,
             src,
             src_len,
@@ -460,7 +469,7 @@ impl<'a> Rewriter<'a> {
     fn run(&self, targets: &[usize]) -> Result<RewriteStats, Error> {
         self.check_targets(targets)?;
         let mut plans = self.plan_files(targets)?;
-        let main_plan = plans.iter().position(|p| p.src_path == self.model.path());
+        let main_plan = plans.iter().position(|p| p.is_model);
         if let Some(m) = main_plan {
             self.measure_varints(&mut plans[m])?;
             self.reframe(&mut plans[m])?;
@@ -522,6 +531,7 @@ impl<'a> Rewriter<'a> {
                     .map_err(|e| Error::io(model.path(), "resolve the model path", e))?;
                 if inline_targets {
                     plans.push(FilePlan::new(
+                        true,
                         model.path().to_path_buf(),
                         model
                             .file
@@ -605,6 +615,7 @@ impl<'a> Rewriter<'a> {
                     check_dest(side_dest)?;
                 }
                 plans.push(FilePlan::new(
+                    true,
                     model.path().to_path_buf(),
                     model
                         .file
@@ -653,7 +664,7 @@ impl<'a> Rewriter<'a> {
         for (dest, (src_path, side_targets)) in sides {
             let src = File::open(&src_path).map_err(|e| Error::io(&src_path, "open", e))?;
             let overwrite = self.opts.force || self.opts.output == OutputTarget::InPlace;
-            let mut plan = FilePlan::new(src_path, src, dest, overwrite)?;
+            let mut plan = FilePlan::new(false, src_path, src, dest, overwrite)?;
             for i in side_targets {
                 if let Storage::External { offset, length, .. } = &tensors[i].storage {
                     if offset + length > plan.src_len {
@@ -674,7 +685,7 @@ impl<'a> Rewriter<'a> {
             plans.push(plan);
         }
         // Inline targets go into the main plan (the one whose source is the model).
-        if let Some(main) = plans.iter_mut().find(|p| p.src_path == model.path()) {
+        if let Some(main) = plans.iter_mut().find(|p| p.is_model) {
             for &i in targets {
                 let t = &tensors[i];
                 let bytes_regions = |segments: &[crate::model::Segment]| {
@@ -1004,9 +1015,8 @@ impl<'a> Rewriter<'a> {
                 .sync_all()
                 .map_err(|e| Error::io(&plan.dest, "flush the output to disk", e))?;
         }
-        let main_src = self.model.path().to_path_buf();
         // The main model last: a reader never sees a new model whose side files are old.
-        plans.sort_by_key(|p| p.src_path == main_src);
+        plans.sort_by_key(|p| p.is_model);
         let mut persisted: Vec<PathBuf> = Vec::new();
         let mut stats = RewriteStats {
             output: self.dest(),
@@ -1058,7 +1068,7 @@ impl<'a> Rewriter<'a> {
             if let Ok(d) = File::open(parent_dir(&plan.dest)) {
                 let _ = d.sync_all();
             }
-            if plan.src_path == main_src {
+            if plan.is_model {
                 stats.output_len = plan.out_len;
                 stats.output.clone_from(&plan.dest);
                 stats.reframed = plan.varint.len();

@@ -1029,8 +1029,17 @@ fn external_case(location: &str, offset: u64, length: u64) -> (tempfile::TempDir
 
 #[test]
 fn refuses_bad_external_locations() {
-    let cases: [(&str, u64, u64, &[&str]); 6] = [
+    let cases: [(&str, u64, u64, &[&str]); 8] = [
         ("/etc/passwd", 0, 16, &["\"W\"", "absolute"]),
+        // Regression: the model file itself as its own side file was accepted, and the rewrite
+        // then wrote "payload" over the model's structure (and wrote the model twice).
+        (
+            "m.onnx",
+            0,
+            16,
+            &["\"W\"", "\"m.onnx\" is the model file itself"],
+        ),
+        ("./m.onnx", 0, 16, &["\"W\"", "is the model file itself"]),
         ("../m/w.bin", 0, 16, &["\"W\"", ".."]),
         ("sub/../w.bin", 0, 16, &["\"W\"", ".."]),
         ("missing.bin", 0, 16, &["\"W\"", "does not exist"]),
@@ -1058,6 +1067,42 @@ fn refuses_bad_external_locations() {
     let (dir, input) = external_case("inside.bin", 0, 16);
     std::os::unix::fs::symlink("w.bin", dir.path().join("m/inside.bin")).unwrap();
     LoadedModel::open(&input).unwrap();
+    // A symlink inside the folder to the model itself.
+    let (dir, input) = external_case("self.bin", 0, 16);
+    std::os::unix::fs::symlink("m.onnx", dir.path().join("m/self.bin")).unwrap();
+    let e = refused(&input, dir.path());
+    assert_msg(&e, &["\"W\"", "\"self.bin\" is the model file itself"]);
+}
+
+/// Regression: when numel × element size overflowed 64 bits, an external tensor's `length` was
+/// accepted unchecked (16 bytes standing for 2^62 floats), and the rewrite then planned 2^44
+/// pieces.
+#[test]
+fn refuses_external_tensors_whose_byte_size_overflows() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("m"), "w.bin", &[0u8; 64]);
+    for (dims, dtype, msg) in [
+        (&[1i64 << 61, 2][..], FLOAT, "overflow"),
+        (&[1i64 << 62, 2][..], FLOAT16, "overflow"),
+    ] {
+        let body = graph(
+            "g",
+            &[],
+            &[tensor(
+                "W",
+                dims,
+                dtype,
+                &Payload::External(vec![
+                    ("location".into(), "w.bin".into()),
+                    ("length".into(), "16".into()),
+                ]),
+            )],
+        );
+        let input = write(&dir.path().join("m"), "m.onnx", &model(&body));
+        let out_dir = tempfile::tempdir().unwrap();
+        let e = refused(&input, out_dir.path());
+        assert_msg(&e, &["m.onnx", "\"W\"", msg]);
+    }
 }
 
 #[test]
