@@ -216,7 +216,8 @@ struct FilePlan {
 
 impl FilePlan {
     /// Plans a copy of `src` to `dest`, creating the temporary file beside `dest` with the
-    /// source's permissions (a temporary file is private by default).
+    /// source's permissions (a temporary file is private by default) and, when `dest` is `src`
+    /// (in place), its owner.
     fn new(
         is_model: bool,
         src_path: PathBuf,
@@ -230,9 +231,15 @@ impl FilePlan {
         let dir = parent_dir(&dest);
         let temp = NamedTempFile::new_in(&dir)
             .map_err(|e| Error::io(&dir, "create a temporary file in", e))?;
+        // In place, the replacement keeps the original's owner and group, so that a run as
+        // another user (root) does not take the model away from its owner. Best effort: only a
+        // privileged process may give a file away, and an unprivileged one owns its files.
+        if fs::metadata(&dest).is_ok_and(|d| same_file(&d, &meta)) {
+            let _ = std::os::unix::fs::fchown(temp.as_file(), Some(meta.uid()), Some(meta.gid()));
+        }
         temp.as_file()
             .set_permissions(meta.permissions())
-            .map_err(|e| Error::io(temp.path(), "set permissions of", e))?;
+            .map_err(|e| Error::io(&dest, "set the permissions of the output", e))?;
         let src_len = meta.len();
         Ok(FilePlan {
             is_model,
@@ -302,6 +309,23 @@ struct Rewriter<'a> {
 
 fn same_file(a: &Metadata, b: &Metadata) -> bool {
     a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+/// Creates `dir` and its missing ancestors, appending each folder it creates to `created`.
+fn create_dirs(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && fs::symlink_metadata(d).is_err())
+        .collect();
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => created.push(d.to_path_buf()),
+            // Created concurrently by someone else: theirs, not ours to remove.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(Error::io(d, "create the folder", e)),
+        }
+    }
+    Ok(())
 }
 
 fn parent_dir(p: &Path) -> PathBuf {
@@ -467,8 +491,22 @@ impl<'a> Rewriter<'a> {
     }
 
     fn run(&self, targets: &[usize]) -> Result<RewriteStats, Error> {
+        let mut created = Vec::new();
+        let result = self.run_in(targets, &mut created);
+        if result.is_err() {
+            // The temporary files are gone (dropped with their plans): remove the folders made
+            // for side files too, deepest first. `remove_dir` leaves a non-empty folder alone.
+            for d in created.iter().rev() {
+                let _ = fs::remove_dir(d);
+            }
+        }
+        result
+    }
+
+    /// [`Self::run`], recording in `created` the folders it creates (in creation order).
+    fn run_in(&self, targets: &[usize], created: &mut Vec<PathBuf>) -> Result<RewriteStats, Error> {
         self.check_targets(targets)?;
-        let mut plans = self.plan_files(targets)?;
+        let mut plans = self.plan_files(targets, created)?;
         let main_plan = plans.iter().position(|p| p.is_model);
         if let Some(m) = main_plan {
             self.measure_varints(&mut plans[m])?;
@@ -477,7 +515,7 @@ impl<'a> Rewriter<'a> {
         for plan in &plans {
             plan.temp_file()
                 .set_len(plan.out_len)
-                .map_err(|e| Error::io(plan.temp.path(), "size the temporary file", e))?;
+                .map_err(|e| Error::io(&plan.dest, "size the output", e))?;
         }
         let work = self.work_items(&plans);
         let total: u64 = plans.iter().map(|p| p.out_len).sum();
@@ -507,7 +545,11 @@ impl<'a> Rewriter<'a> {
 
     /// Decides which files are written and which targets each holds, and refuses bad
     /// destinations.
-    fn plan_files(&self, targets: &[usize]) -> Result<Vec<FilePlan>, Error> {
+    fn plan_files(
+        &self,
+        targets: &[usize],
+        created: &mut Vec<PathBuf>,
+    ) -> Result<Vec<FilePlan>, Error> {
         let model = self.model;
         let tensors = model.tensors();
         let input_meta = model
@@ -631,7 +673,7 @@ impl<'a> Rewriter<'a> {
                     .map_err(|e| Error::io(&dest_dir, "resolve the output folder", e))?;
                 for side_dest in sides.keys() {
                     let d = parent_dir(side_dest);
-                    fs::create_dir_all(&d).map_err(|e| Error::io(&d, "create the folder", e))?;
+                    create_dirs(&d, created)?;
                     let cd = d
                         .canonicalize()
                         .map_err(|e| Error::io(&d, "resolve the folder", e))?;
@@ -1014,6 +1056,11 @@ impl<'a> Rewriter<'a> {
             plan.temp_file()
                 .sync_all()
                 .map_err(|e| Error::io(&plan.dest, "flush the output to disk", e))?;
+        }
+        // The flush of a big model takes a while: a cancel that arrived meanwhile still stops
+        // the run cleanly, as nothing has been renamed yet.
+        if self.cancelled() {
+            return Err(Error::Cancelled { file: self.dest() });
         }
         // The main model last: a reader never sees a new model whose side files are old.
         plans.sort_by_key(|p| p.is_model);

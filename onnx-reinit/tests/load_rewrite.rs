@@ -1166,6 +1166,92 @@ fn refuses_in_place_on_read_only_model_and_aliased_external_bytes() {
     assert_filled(&LoadedModel::open(&out).unwrap(), 2, 2);
 }
 
+/// Regression: folders created for side files in sub-folders of the output were left behind
+/// when the rewrite then failed or was cancelled.
+#[test]
+fn a_failed_rewrite_leaves_no_side_file_folders() {
+    let src = tempfile::tempdir().unwrap();
+    let input = external_model(src.path());
+    let m = LoadedModel::open(&input).unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("deeper/still/out.onnx");
+    fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let mut o = opts(&out);
+    o.cancel = Some(Arc::new(AtomicBool::new(true)));
+    let e = rewrite(&m, &[0, 1, 3], &TestFiller::default(), &o).unwrap_err();
+    assert!(matches!(e, Error::Cancelled { .. }), "{e}");
+    // `sub/` (for sub/b.bin) is gone; the folders that existed before are kept.
+    assert!(
+        !out.parent().unwrap().join("sub").exists(),
+        "a side-file folder was left"
+    );
+    assert_eq!(fs::read_dir(out.parent().unwrap()).unwrap().count(), 0);
+    assert!(listing(out_dir.path()).is_empty());
+    // A successful run creates it.
+    rewrite(&m, &[0, 1, 3], &TestFiller::default(), &opts(&out)).unwrap();
+    assert!(out.parent().unwrap().join("sub/b.bin").is_file());
+}
+
+/// Regression: a cancel that arrived while the outputs were being flushed was ignored, and the
+/// run renamed its outputs into place anyway.
+#[test]
+fn a_cancel_during_the_final_flush_still_writes_nothing() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let body = graph(
+        "g",
+        &[],
+        &[tensor("w", &[3], FLOAT, &Payload::Raw(vec![0; 12]))],
+    );
+    let input = write(dir.path(), "m.onnx", &model(&body));
+    let m = LoadedModel::open(&input).unwrap();
+    let out = dir.path().join("out.onnx");
+    let cancel = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut o = opts(&out);
+    o.cancel = Some(Arc::clone(&cancel));
+    // Cancel as the last piece of work completes: only the flush and renames remain.
+    let (c, d) = (Arc::clone(&cancel), Arc::clone(&done));
+    o.progress = Some(Arc::new(move |bytes, total| {
+        if d.fetch_add(bytes, Ordering::SeqCst) + bytes >= total {
+            c.store(true, Ordering::SeqCst);
+        }
+    }));
+    let e = rewrite(&m, &[0], &TestFiller::default(), &o).unwrap_err();
+    assert!(matches!(e, Error::Cancelled { .. }), "{e}");
+    assert_eq!(listing(dir.path()), ["m.onnx"]);
+}
+
+/// In place keeps the model's owner and group (when run by root on someone else's model; the
+/// replacement file would otherwise belong to root).
+#[test]
+fn in_place_keeps_the_owner() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root to give the model to another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = external_model(dir.path());
+    for f in ["model.onnx", "a.bin", "sub/b.bin"] {
+        std::os::unix::fs::chown(dir.path().join(f), Some(4242), Some(4343)).unwrap();
+    }
+    let m = LoadedModel::open(&input).unwrap();
+    rewrite(
+        &m,
+        &[0, 1, 3],
+        &TestFiller::default(),
+        &RewriteOptions::new(OutputTarget::InPlace),
+    )
+    .unwrap();
+    assert_filled(&LoadedModel::open(&input).unwrap(), 0, 0);
+    for f in ["model.onnx", "a.bin", "sub/b.bin"] {
+        let meta = fs::metadata(dir.path().join(f)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (4242, 4343), "{f}");
+    }
+}
+
 /// A small valid model for the corruption tests.
 fn small_model() -> Vec<u8> {
     model(&graph(
