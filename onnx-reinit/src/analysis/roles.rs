@@ -342,7 +342,8 @@ fn recurrent(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
         Ok(h) if h > 0 => h,
         _ => dims[1] / row_blocks,
     };
-    if hidden == 0 || dims[1] != row_blocks * hidden {
+    // Checked: a hostile hidden_size (up to 2^63) must not overflow the product.
+    if hidden == 0 || row_blocks.checked_mul(hidden) != Some(dims[1]) {
         return Candidate::none(format!(
             "{} {which:?} has {} rows per direction, expected {row_blocks}·{hidden}",
             ctx.op, dims[1]
