@@ -223,6 +223,14 @@ impl Cli {
 }
 
 fn main() -> ExitCode {
+    // A file-size limit (`ulimit -f`) must fail the write with EFBIG, which is reported and
+    // removes the temporary file, instead of killing the process with SIGXFSZ and leaving the
+    // temporary file behind.
+    // SAFETY: `signal` with `SIG_IGN` only changes this process's disposition for SIGXFSZ; no
+    // handler runs, and no other thread exists yet.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -232,8 +240,8 @@ fn main() -> ExitCode {
         }
     };
     let (mut config, json) = cli.into_config();
-    // Ctrl-C stops the rewrite at the next piece; the library then removes its temporary files,
-    // so the input stays intact and no partial output is left.
+    // Ctrl-C (and SIGTERM, SIGHUP) stops the rewrite at the next piece; the library then removes
+    // its temporary files, so the input stays intact and no partial output is left.
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&cancel);
     if ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).is_ok() {
