@@ -3,6 +3,7 @@ pub mod analysis;
 pub mod apply;
 pub mod error;
 pub mod external;
+pub mod inspect;
 pub mod model;
 pub mod pipeline;
 pub mod plan;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use onnx_reinit::analysis::{AnalysisOptions, FanCompat};
 use onnx_reinit::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig};
 use onnx_reinit::plan::{ActivationClass, NameRule, Rule, Rules};
@@ -28,10 +28,20 @@ use onnx_reinit::plan::{ActivationClass, NameRule, Rule, Rules};
 /// lecun[_uniform|_normal|_truncated_normal], variance_scaling(SCALE,MODE,DIST),
 /// orthogonal[(gain=G)], eye, dirac; or `keep` to leave a class untouched.
 #[derive(Debug, Parser)]
-#[command(name = "onnx-reinit", version, max_term_width = 100)]
+#[command(
+    name = "onnx-reinit",
+    version,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// The ONNX model to re-initialize.
-    model: PathBuf,
+    #[arg(required = true)]
+    model: Option<PathBuf>,
 
     /// Output file [default: <stem>.reinit.onnx beside the input].
     #[arg(short, long, value_name = "OUT", conflicts_with_all = ["in_place", "dry_run"])]
@@ -64,6 +74,27 @@ struct Cli {
 
     #[command(flatten)]
     rules: RuleArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Diagnose bad initialization per weight; with --forward, show how a random input's
+    /// signal propagates layer by layer (tract-onnx).
+    Inspect(onnx_reinit::inspect::cli::InspectArgs),
+}
+
+/// The rule flags alone, for `inspect --compare`: the same flags as the rewrite.
+#[derive(Debug, Parser)]
+#[command(name = "--compare", no_binary_name = true)]
+struct CompareRules {
+    #[command(flatten)]
+    rules: RuleArgs,
+}
+
+fn compare_rules(tokens: &[String]) -> Result<Rules, String> {
+    CompareRules::try_parse_from(tokens)
+        .map(|c| c.rules.into_rules())
+        .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_owned())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -192,6 +223,9 @@ impl RuleArgs {
 impl Cli {
     /// Turn the arguments into the library's configuration before any work starts.
     fn into_config(self) -> (RewriteConfig, bool) {
+        let model = self
+            .model
+            .expect("clap requires MODEL without a subcommand");
         let destination = if self.dry_run {
             Destination::DryRun
         } else if self.in_place {
@@ -199,7 +233,7 @@ impl Cli {
         } else {
             Destination::Path(
                 self.output
-                    .unwrap_or_else(|| pipeline::default_output(&self.model)),
+                    .unwrap_or_else(|| pipeline::default_output(&model)),
             )
         };
         let compat = match self.compat {
@@ -208,7 +242,7 @@ impl Cli {
         };
         (
             RewriteConfig {
-                model: self.model,
+                model,
                 destination,
                 force: self.force,
                 rules: self.rules.into_rules(),
@@ -239,6 +273,9 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
+    if let Some(Command::Inspect(args)) = &cli.command {
+        return ExitCode::from(onnx_reinit::inspect::cli::run(args, &compare_rules));
+    }
     let (mut config, json) = cli.into_config();
     // Ctrl-C (and SIGTERM, SIGHUP) stops the rewrite at the next piece; the library then removes
     // its temporary files, so the input stays intact and no partial output is left.

@@ -1,0 +1,579 @@
+//! `inspect --forward`: run the model with tract-onnx on seeded random inputs and record the
+//! output of every weight layer, normalization and activation, in graph order.
+//!
+//! How: the file is decoded with tract's own protobuf types (from the mapped bytes), parsed into
+//! a tract `InferenceModel`, and the outlets of the recorded ONNX values (tract labels every
+//! node output with its ONNX name) are made the model's outputs before the model is typed and
+//! optimized — outputs survive optimization, so the recorded values are exactly the graph's
+//! values. Inputs get the shape the model declares, symbolic dimensions 1 unless given with
+//! `--input-shape`; float inputs are N(0, 1), integer inputs uniform in [0, V) where V is the
+//! smallest embedding table's row count (token ids that a Gather accepts), from init-core's
+//! portable generator, so a run is reproducible from its seed.
+//!
+//! `--compare`: the same pass after an in-memory re-initialization: the plan of the given rules
+//! is turned into values by [`PlanFiller`] and written into the decoded initializers (as
+//! `raw_data`) before tract parses them; the file is not touched. Main-graph initializers only.
+//!
+//! A model tract cannot load or run produces an error naming the op (unimplemented ops are
+//! listed before any analysis; for other failures the node named in tract's message is looked
+//! up in the graph).
+
+use std::collections::{HashMap, HashSet};
+
+use init_core::rng::key_of;
+use init_core::{Sampler, Stream};
+use prost::Message as _;
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+
+use super::{ForwardOptions, ForwardReport, ForwardRun, InputRow, LayerRow, Stats};
+use crate::analysis::{Analysis, Role};
+use crate::apply::PlanFiller;
+use crate::model::{DType, LoadedModel};
+use crate::plan::{self, Rules};
+use crate::skeleton;
+use crate::values::{ValuesBuf, encode_le};
+
+/// Ops whose output is recorded as an activation.
+const ACTIVATIONS: &[&str] = &[
+    "Relu",
+    "LeakyRelu",
+    "PRelu",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Tanh",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Gelu",
+    "FastGelu",
+    "Softplus",
+    "Softsign",
+    "Mish",
+    "Clip",
+    "ThresholdedRelu",
+    "Softmax",
+    "LogSoftmax",
+];
+
+/// One value to record.
+#[derive(Clone, Debug)]
+struct Probe {
+    node: String,
+    op: String,
+    output: String,
+    kind: &'static str,
+}
+
+/// The recorded values, in graph order.
+fn probes(model: &LoadedModel, analysis: &Analysis) -> Vec<Probe> {
+    let Some(graph) = model.skeleton().graph.as_ref() else {
+        return Vec::new();
+    };
+    let mut layers: HashMap<&str, &'static str> = HashMap::new();
+    for t in &analysis.tensors {
+        let kind = match t.role {
+            Some(Role::Weight | Role::RecurrentWeight | Role::Embedding) => "weight",
+            Some(Role::NormScale) => "norm",
+            _ => continue,
+        };
+        for c in t.consumers.iter().filter(|c| c.graph.is_empty()) {
+            let e = layers.entry(c.node.as_str()).or_insert(kind);
+            if kind == "weight" {
+                *e = kind;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (i, n) in graph.node.iter().enumerate() {
+        let label = match n.name.as_deref() {
+            Some(s) if !s.is_empty() => s.to_owned(),
+            _ => format!("#{i}"),
+        };
+        let kind = match layers.get(label.as_str()) {
+            Some(k) => *k,
+            None if ACTIVATIONS.contains(&n.op()) => "activation",
+            None => continue,
+        };
+        let Some(output) = n.output.iter().find(|o| !o.is_empty()) else {
+            continue;
+        };
+        out.push(Probe {
+            node: label,
+            op: n.op().to_owned(),
+            output: output.clone(),
+            kind,
+        });
+    }
+    out
+}
+
+/// A model input: name, ONNX element type, concrete shape.
+#[derive(Clone, Debug)]
+struct InputSpec {
+    name: String,
+    elem: i32,
+    shape: Vec<usize>,
+}
+
+fn input_specs(
+    graph: &skeleton::Graph,
+    overrides: &[(Option<String>, Vec<usize>)],
+) -> Result<Vec<InputSpec>, String> {
+    let inits: HashSet<&str> = graph
+        .initializer
+        .iter()
+        .filter_map(|t| t.name.as_deref())
+        .collect();
+    let mut specs = Vec::new();
+    for vi in &graph.input {
+        let name = vi.name.clone().unwrap_or_default();
+        if inits.contains(name.as_str()) {
+            continue;
+        }
+        let tt = vi.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
+        let elem = tt.and_then(|t| t.elem_type).unwrap_or(1);
+        let shape = tt.and_then(|t| t.shape.as_ref()).map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match d.dim_value {
+                    Some(v) if v > 0 => v as usize,
+                    _ => 1,
+                })
+                .collect::<Vec<usize>>()
+        });
+        specs.push((name, elem, shape));
+    }
+    let mut used = vec![false; overrides.len()];
+    let mut out = Vec::new();
+    for (k, (name, elem, shape)) in specs.into_iter().enumerate() {
+        let given = overrides.iter().enumerate().find(|(_, (n, _))| match n {
+            Some(n) => *n == name,
+            None => k == 0,
+        });
+        let shape = match given {
+            Some((j, (_, dims))) => {
+                used[j] = true;
+                dims.clone()
+            }
+            None => shape.ok_or_else(|| {
+                format!(
+                    "input `{name}` declares no shape; give one with --input-shape {name}=D1,D2,…"
+                )
+            })?,
+        };
+        out.push(InputSpec { name, elem, shape });
+    }
+    if let Some(j) = used.iter().position(|u| !u) {
+        let (n, _) = &overrides[j];
+        return Err(format!(
+            "--input-shape: the model has no input `{}` (inputs: {})",
+            n.as_deref().unwrap_or("?"),
+            out.iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+/// The tensors fed to the model, and their description for the report.
+fn make_inputs(
+    specs: &[InputSpec],
+    analysis: &Analysis,
+    seed: u64,
+) -> Result<(TVec<TValue>, Vec<InputRow>), String> {
+    // Integer inputs are token ids: stay below the smallest embedding table's row count.
+    let vocab = analysis
+        .tensors
+        .iter()
+        .filter(|t| t.role == Some(Role::Embedding))
+        .filter_map(|t| t.dims.first().copied())
+        .filter(|&v| v > 0)
+        .min()
+        .unwrap_or(2) as usize;
+    let mut values = TVec::new();
+    let mut rows = Vec::new();
+    for s in specs {
+        let n: usize = s.shape.iter().product();
+        let stream = Stream {
+            seed,
+            key: key_of(&format!("inspect input {}", s.name)),
+        };
+        let mut f = vec![0f32; n];
+        let (tensor, dtype, desc) = match s.elem {
+            1 | 10 | 11 | 16 => {
+                Sampler::Normal {
+                    mean: 0.0,
+                    std: 1.0,
+                }
+                .fill(&mut f, stream);
+                let t = Tensor::from_shape(&s.shape, &f).map_err(|e| format!("{e:#}"))?;
+                let (t, name) = match s.elem {
+                    10 => (
+                        t.cast_to::<f16>().map(std::borrow::Cow::into_owned),
+                        "float16",
+                    ),
+                    11 => (
+                        t.cast_to::<f64>().map(std::borrow::Cow::into_owned),
+                        "float64",
+                    ),
+                    _ => (Ok(t), "float32"),
+                };
+                (
+                    t.map_err(|e| format!("{e:#}"))?,
+                    name,
+                    "normal(0,1)".to_owned(),
+                )
+            }
+            2..=7 | 12 | 13 => {
+                Sampler::Uniform {
+                    lo: 0.0,
+                    hi: vocab as f64,
+                }
+                .fill(&mut f, stream);
+                let ids: Vec<i64> = f
+                    .iter()
+                    .map(|&x| (x.floor() as i64).clamp(0, vocab as i64 - 1))
+                    .collect();
+                let t = Tensor::from_shape(&s.shape, &ids).map_err(|e| format!("{e:#}"))?;
+                let dt = match s.elem {
+                    2 => u8::datum_type(),
+                    3 => i8::datum_type(),
+                    4 => u16::datum_type(),
+                    5 => i16::datum_type(),
+                    6 => i32::datum_type(),
+                    12 => u32::datum_type(),
+                    13 => u64::datum_type(),
+                    _ => i64::datum_type(),
+                };
+                let t = t.cast_to_dt(dt).map_err(|e| format!("{e:#}"))?.into_owned();
+                (t, "integer", format!("integers in [0, {vocab})"))
+            }
+            9 => (
+                Tensor::from_shape(&s.shape, &vec![false; n]).map_err(|e| format!("{e:#}"))?,
+                "bool",
+                "false".to_owned(),
+            ),
+            other => {
+                return Err(format!(
+                    "input `{}` has element type {} which the forward pass cannot generate",
+                    s.name,
+                    DType::from_onnx(other).onnx_name()
+                ));
+            }
+        };
+        values.push(tensor.into_tvalue());
+        rows.push(InputRow {
+            name: s.name.clone(),
+            shape: s.shape.clone(),
+            dtype: dtype.to_owned(),
+            values: desc,
+        });
+    }
+    Ok((values, rows))
+}
+
+/// Names the node and op of a tract error when its message quotes a node of the graph.
+fn explain(err: &anyhow::Error, graph: &skeleton::Graph) -> String {
+    let msg = format!("{err:#}");
+    for n in &graph.node {
+        let name = match n.name.as_deref() {
+            Some(s) if !s.is_empty() => s.to_owned(),
+            _ => match n.output.first() {
+                Some(o) if !o.is_empty() => o.clone(),
+                _ => continue,
+            },
+        };
+        if msg.contains(&format!("\"{name}\"")) || msg.contains(&format!("node {name} (")) {
+            return format!("node `{name}` (op {}): {msg}", n.op());
+        }
+    }
+    msg
+}
+
+/// Writes the planned values of main-graph initializers into the decoded model.
+fn reinit_proto(
+    proto: &mut pb::ModelProto,
+    analysis: &Analysis,
+    rules: &Rules,
+    seed: u64,
+) -> Result<usize, String> {
+    let plan = plan::plan(analysis, rules, seed)?;
+    let filler = PlanFiller::new(analysis, &plan)?;
+    let Some(graph) = proto.graph.as_mut() else {
+        return Ok(0);
+    };
+    let by_name: HashMap<String, usize> = graph
+        .initializer
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.clone(), i))
+        .collect();
+    let mut buf = ValuesBuf::default();
+    let mut changed = 0;
+    for index in filler.targets() {
+        let t = &analysis.tensors[index];
+        if !t.graph.is_empty() {
+            continue;
+        }
+        let Some(&k) = by_name.get(&t.name) else {
+            continue;
+        };
+        let dtype = DType::from_onnx(t.data_type);
+        let n = t
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(0))
+            .product::<usize>();
+        let mut view = buf.view(dtype, n);
+        filler.fill_values(index, 0, view.reborrow_prefix(n));
+        let mut raw = Vec::with_capacity(n * dtype.size().unwrap_or(4));
+        encode_le(&view, &mut raw);
+        let p = &mut graph.initializer[k];
+        p.raw_data = raw;
+        p.float_data.clear();
+        p.double_data.clear();
+        p.int32_data.clear();
+        p.int64_data.clear();
+        p.external_data.clear();
+        p.data_location = None;
+        changed += 1;
+    }
+    Ok(changed)
+}
+
+/// Parse, wire the probes as outputs, optimize, run, and summarise each probe.
+fn run_once(
+    proto: &pb::ModelProto,
+    dir: Option<&str>,
+    graph: &skeleton::Graph,
+    probes: &[Probe],
+    specs: &[InputSpec],
+    inputs: TVec<TValue>,
+) -> Result<Vec<LayerRow>, String> {
+    let onnx = tract_onnx::onnx()
+        .with_ignore_output_shapes(true)
+        .with_ignore_value_info(true);
+    let parsed = onnx
+        .parse(proto, dir)
+        .map_err(|e| format!("tract-onnx cannot load the model: {}", explain(&e, graph)))?;
+    let mut model = parsed.model;
+    let unimplemented: Vec<String> = model
+        .nodes()
+        .iter()
+        .filter_map(|n| {
+            let op = n.op.name();
+            op.strip_prefix("Unimplemented(")
+                .and_then(|s| s.strip_suffix(')'))
+                .map(|o| format!("{o} (node `{}`)", n.name))
+        })
+        .collect();
+    if !unimplemented.is_empty() {
+        return Err(format!(
+            "tract-onnx does not implement op {}",
+            unimplemented.join(", ")
+        ));
+    }
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(format!(
+            "tract-onnx cannot resolve the inputs {:?}",
+            parsed.unresolved_inputs
+        ));
+    }
+    // Inputs: tract's sources are the non-initializer graph inputs, in order.
+    let by_name: HashMap<&str, usize> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let sources: Vec<OutletId> = model
+        .input_outlets()
+        .map_err(|e| format!("{e:#}"))?
+        .to_vec();
+    let mut fed = TVec::new();
+    let mut inputs: Vec<Option<TValue>> = inputs.into_iter().map(Some).collect();
+    for (ix, o) in sources.iter().enumerate() {
+        let name = model.node(o.node).name.clone();
+        let Some(&k) = by_name.get(name.as_str()) else {
+            return Err(format!(
+                "tract sees an input `{name}` the graph does not declare"
+            ));
+        };
+        let Some(v) = inputs[k].take() else {
+            return Err(format!("input `{name}` is fed twice"));
+        };
+        let fact = InferenceFact::dt_shape(v.datum_type(), v.shape());
+        model
+            .set_input_fact(ix, fact)
+            .map_err(|e| format!("{e:#}"))?;
+        fed.push(v);
+    }
+    // Outputs: the probes' outlets (tract labels every node output with its ONNX name).
+    let mut kept = Vec::new();
+    let mut outlets = Vec::new();
+    for (i, p) in probes.iter().enumerate() {
+        if let Some(&o) = parsed.outlets_by_name.get(&p.output)
+            && !outlets.contains(&o)
+        {
+            outlets.push(o);
+            kept.push(i);
+        }
+    }
+    if outlets.is_empty() {
+        return Ok(Vec::new());
+    }
+    model
+        .select_output_outlets(&outlets)
+        .map_err(|e| format!("{e:#}"))?;
+    // Optimized if tract can; some models only get through typing and decluttering.
+    let typed = match model.clone().into_optimized() {
+        Ok(m) => m,
+        Err(first) => model
+            .into_typed()
+            .and_then(TypedModel::into_decluttered)
+            .map_err(|_| {
+                format!(
+                    "tract-onnx cannot analyse the model: {}",
+                    explain(&first, graph)
+                )
+            })?,
+    };
+    let plan = typed
+        .into_runnable()
+        .map_err(|e| format!("tract-onnx cannot plan the model: {}", explain(&e, graph)))?;
+    let outputs = plan
+        .run(fed)
+        .map_err(|e| format!("tract-onnx failed to run the model: {}", explain(&e, graph)))?;
+    let mut rows = Vec::new();
+    for (&i, v) in kept.iter().zip(outputs.iter()) {
+        let p = &probes[i];
+        let Ok(f) = v.cast_to::<f32>() else {
+            continue;
+        };
+        let Ok(view) = f.try_as_plain_ram() else {
+            continue;
+        };
+        let owned: Vec<f32>;
+        let data: &[f32] = if let Ok(s) = view.as_slice::<f32>() {
+            s
+        } else if let Ok(a) = view.to_array_view::<f32>() {
+            owned = a.iter().copied().collect();
+            &owned
+        } else {
+            continue;
+        };
+        let st = Stats::of_slice(data);
+        let n = data.len().max(1) as f64;
+        let zero_fraction = matches!(p.op.as_str(), "Relu" | "Clip" | "ThresholdedRelu")
+            .then(|| data.iter().filter(|&&x| x == 0.0).count() as f64 / n);
+        let saturated_fraction = match p.op.as_str() {
+            "Tanh" | "Softsign" => Some(data.iter().filter(|x| x.abs() > 0.99).count() as f64 / n),
+            "Sigmoid" | "HardSigmoid" => Some(
+                data.iter()
+                    .filter(|&&x| !(0.01..=0.99).contains(&x))
+                    .count() as f64
+                    / n,
+            ),
+            _ => None,
+        };
+        rows.push(LayerRow {
+            index: rows.len(),
+            node: p.node.clone(),
+            op: p.op.clone(),
+            output: p.output.clone(),
+            kind: p.kind.to_owned(),
+            shape: v.shape().to_vec(),
+            mean: st.mean.unwrap_or(f64::NAN),
+            std: st.std.unwrap_or(f64::NAN),
+            zero_fraction,
+            saturated_fraction,
+        });
+    }
+    Ok(rows)
+}
+
+/// Run the forward pass (and the `--compare` pass). Never fails: what goes wrong is reported in
+/// [`ForwardReport::error`] or the run's [`ForwardRun::error`].
+pub fn forward(model: &LoadedModel, analysis: &Analysis, opts: &ForwardOptions) -> ForwardReport {
+    let mut report = ForwardReport {
+        seed: opts.seed,
+        inputs: Vec::new(),
+        runs: Vec::new(),
+        error: None,
+    };
+    let Some(graph) = model.skeleton().graph.as_ref() else {
+        report.error = Some("the model has no graph".to_owned());
+        return report;
+    };
+    let specs = match input_specs(graph, &opts.input_shapes) {
+        Ok(s) => s,
+        Err(e) => {
+            report.error = Some(e);
+            return report;
+        }
+    };
+    let inputs = match make_inputs(&specs, analysis, opts.seed) {
+        Ok((values, rows)) => {
+            report.inputs = rows;
+            values
+        }
+        Err(e) => {
+            report.error = Some(e);
+            return report;
+        }
+    };
+    let proto = match pb::ModelProto::decode(model.bytes()) {
+        Ok(p) => p,
+        Err(e) => {
+            report.error = Some(format!("tract-onnx cannot decode the model: {e}"));
+            return report;
+        }
+    };
+    let dir = model.dir().to_str();
+    let probes = probes(model, analysis);
+    let current = guarded(|| run_once(&proto, dir, graph, &probes, &specs, inputs.clone()));
+    if let Err(e) = &current
+        && opts.compare.is_none()
+    {
+        report.error = Some(e.clone());
+        return report;
+    }
+    report.runs.push(to_run("current", None, current));
+    if let Some((label, rules)) = &opts.compare {
+        let mut proto = proto;
+        let result = reinit_proto(&mut proto, analysis, rules, opts.seed)
+            .and_then(|_| guarded(|| run_once(&proto, dir, graph, &probes, &specs, inputs)));
+        report
+            .runs
+            .push(to_run("reinit", Some(label.clone()), result));
+    }
+    report
+}
+
+/// Runs `f`, turning a panic inside tract into an error so the rest of the report survives.
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown panic");
+        Err(format!("tract-onnx panicked: {what}"))
+    })
+}
+
+fn to_run(label: &str, rules: Option<String>, r: Result<Vec<LayerRow>, String>) -> ForwardRun {
+    let (layers, error) = match r {
+        Ok(l) => (l, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    ForwardRun {
+        label: label.to_owned(),
+        rules,
+        error,
+        layers,
+    }
+}

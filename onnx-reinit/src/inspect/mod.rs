@@ -1,0 +1,975 @@
+//! `onnx-reinit inspect`: diagnose a model's initialization, weight by weight, and (with the
+//! `forward` feature) show how a random input's signal propagates layer by layer.
+//!
+//! The weight diagnosis turns the seed's "what not to do" into verdicts ([`Verdict`]):
+//! all-zero weights (nothing trains), a non-zero constant (every unit updates alike: symmetry),
+//! random weights far smaller or larger than the recommended scheme for the activation that
+//! follows (vanishing signal, or saturation and explosion). Each tensor with a role (see
+//! [`crate::analysis`]) gets one [`TensorRow`]: its statistics, computed from the payload in
+//! bounded pieces ([`stats`]), the scheme the default [`Rules`] would give it and that scheme's
+//! standard deviation, their ratio, and the verdict:
+//!
+//! | role | check |
+//! |---|---|
+//! | weight, recurrent weight | `non_finite` if any NaN/inf; `zero` if all zero; `constant` if all equal; else `too_small` / `too_large` when std / recommended std is below / above the thresholds (0.1 and 10 by default) |
+//! | embedding | as a weight against normal(0, 1), except that std down to 1/√D (Flax's N(0, 1/D), D the embedding width) counts as 1 for `too_small` |
+//! | bias | zero or constant is fine; `too_large` when the RMS exceeds the large threshold (10) |
+//! | norm scale | `zero` if all zero (the layer outputs only its shift); `too_small` / `too_large` when the RMS is below / above the thresholds (the recommended value is 1) |
+//! | BatchNorm running variance | `zero` if all zero, `too_small` if any is ≤ 0 (the layer divides by √(var + ε)) |
+//! | norm shift, running mean, PReLU slope | only `non_finite` |
+//!
+//! The [`Summary`] counts the verdicts and suggests an `onnx-reinit` command line that
+//! re-initializes exactly the flagged tensors with their recommended schemes and keeps the rest.
+
+pub mod cli;
+#[cfg(feature = "forward")]
+pub mod forward;
+pub mod plot;
+pub mod stats;
+
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::{Analysis, AnalysisOptions, FanCompat, NormStatKind, Role, TensorInfo};
+use crate::model::LoadedModel;
+use crate::pipeline::{self, DEFAULT_SEED, RunError};
+use crate::plan::{self, Fill, Rules};
+use crate::report::dtype_name;
+
+pub use stats::Stats;
+
+/// Exit code of `inspect --fail-on` when a listed verdict occurs (1 is an error, 2 a usage
+/// error).
+pub const EXIT_FLAGGED: u8 = 3;
+
+/// The diagnosis of one tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Nothing wrong.
+    Ok,
+    /// All values zero: the layer's units stay identical (nothing trains), or a norm scale that
+    /// removes the signal.
+    Zero,
+    /// All values equal and non-zero: every unit updates alike (symmetry).
+    Constant,
+    /// Random, but the std is below `too_small` × the recommended std: the signal vanishes.
+    TooSmall,
+    /// Random, but the std is above `too_large` × the recommended std: saturation, explosion.
+    TooLarge,
+    /// Some values are NaN or infinite.
+    NonFinite,
+}
+
+impl Verdict {
+    /// Every verdict, in report order.
+    pub const ALL: [Verdict; 6] = [
+        Verdict::Ok,
+        Verdict::Zero,
+        Verdict::Constant,
+        Verdict::TooSmall,
+        Verdict::TooLarge,
+        Verdict::NonFinite,
+    ];
+
+    /// The name used in tables, JSON and `--fail-on`: `ok`, `zero`, `constant`, `too_small`,
+    /// `too_large`, `non_finite`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Zero => "zero",
+            Verdict::Constant => "constant",
+            Verdict::TooSmall => "too_small",
+            Verdict::TooLarge => "too_large",
+            Verdict::NonFinite => "non_finite",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Verdict {
+    type Err = String;
+
+    /// Parses [`Verdict::as_str`] names (also with `-` for `_`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().replace('-', "_");
+        Verdict::ALL
+            .into_iter()
+            .find(|v| v.as_str() == t)
+            .ok_or_else(|| {
+                format!(
+                    "unknown verdict `{s}` (expected one of: {})",
+                    Verdict::ALL.map(Verdict::as_str).join(", ")
+                )
+            })
+    }
+}
+
+/// The ratio bounds of the `too_small` and `too_large` verdicts.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// A std below this multiple of the recommended std is `too_small` (default 0.1).
+    pub too_small: f64,
+    /// A std above this multiple of the recommended std is `too_large` (default 10).
+    pub too_large: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            too_small: 0.1,
+            too_large: 10.0,
+        }
+    }
+}
+
+/// Options of [`inspect`].
+#[derive(Clone, Debug, Default)]
+pub struct InspectOptions {
+    /// Fan convention of the analysis.
+    pub analysis: AnalysisOptions,
+    /// Verdict thresholds.
+    pub thresholds: Thresholds,
+}
+
+/// One tensor with a role, as printed and as serialised in `--json`'s `tensors`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TensorRow {
+    /// Initializer name.
+    pub name: String,
+    /// Graph path (`""` for the main graph).
+    pub graph: String,
+    /// Role (`weight`, `recurrent_weight`, `bias`, `norm_scale`, `norm_shift`, `norm_stat`,
+    /// `embedding`, `prelu_slope`), as in the rewrite's report.
+    pub role: String,
+    /// The op of the first consumer (the layer).
+    pub op: String,
+    /// Shape.
+    pub shape: Vec<i64>,
+    /// Element type (`float32`, `float16`, …).
+    pub dtype: String,
+    /// fan_in, for roles with fans (per gate block for recurrent weights).
+    pub fan_in: Option<u64>,
+    /// fan_out, for roles with fans (per gate block for recurrent weights).
+    pub fan_out: Option<u64>,
+    /// The activation after the layer (`relu`, `tanh`, …, `linear`, `recurrent`).
+    pub activation: Option<String>,
+    /// Mean of the finite values.
+    pub mean: Option<f64>,
+    /// Population std of the finite values.
+    pub std: Option<f64>,
+    /// Smallest finite value.
+    pub min: Option<f64>,
+    /// Largest finite value.
+    pub max: Option<f64>,
+    /// The scheme the default rules give this tensor (`he_uniform`, `zeros`, …), if any.
+    pub recommended: Option<String>,
+    /// The std of that scheme for this tensor's shape and fans.
+    pub recommended_std: Option<f64>,
+    /// `std / recommended_std` (for weights, recurrent weights and embeddings).
+    pub ratio: Option<f64>,
+    /// The diagnosis.
+    pub verdict: Verdict,
+    /// Why, when it is not `ok` or needs explaining (which check, which values).
+    pub note: Option<String>,
+}
+
+/// Verdict counts and the suggested fix.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Initializers in the model.
+    pub initializers: usize,
+    /// Rows (tensors with a role).
+    pub tensors: usize,
+    /// Initializers without a role (not inspected).
+    pub untouched: usize,
+    /// Rows with verdict `ok`.
+    pub ok: usize,
+    /// Rows with verdict `zero`.
+    pub zero: usize,
+    /// Rows with verdict `constant`.
+    pub constant: usize,
+    /// Rows with verdict `too_small`.
+    pub too_small: usize,
+    /// Rows with verdict `too_large`.
+    pub too_large: usize,
+    /// Rows with verdict `non_finite`.
+    pub non_finite: usize,
+    /// The thresholds used.
+    pub thresholds: Thresholds,
+    /// An `onnx-reinit` command line that re-initializes the flagged tensors (and keeps the
+    /// rest), or `None` when nothing is flagged.
+    pub suggested_command: Option<String>,
+}
+
+impl Summary {
+    /// The count of one verdict.
+    pub fn count(&self, v: Verdict) -> usize {
+        match v {
+            Verdict::Ok => self.ok,
+            Verdict::Zero => self.zero,
+            Verdict::Constant => self.constant,
+            Verdict::TooSmall => self.too_small,
+            Verdict::TooLarge => self.too_large,
+            Verdict::NonFinite => self.non_finite,
+        }
+    }
+
+    fn bump(&mut self, v: Verdict) {
+        let slot = match v {
+            Verdict::Ok => &mut self.ok,
+            Verdict::Zero => &mut self.zero,
+            Verdict::Constant => &mut self.constant,
+            Verdict::TooSmall => &mut self.too_small,
+            Verdict::TooLarge => &mut self.too_large,
+            Verdict::NonFinite => &mut self.non_finite,
+        };
+        *slot += 1;
+    }
+
+    /// Number of rows whose verdict is not `ok`.
+    pub fn flagged(&self) -> usize {
+        self.tensors - self.ok
+    }
+}
+
+/// One recorded layer output of a forward pass.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerRow {
+    /// Position in graph order among the recorded outputs (0-based).
+    pub index: usize,
+    /// The ONNX node's name (or `#<index>` when it has none).
+    pub node: String,
+    /// Its op type.
+    pub op: String,
+    /// The recorded output's name.
+    pub output: String,
+    /// `weight` (a layer with a weight: Conv, Gemm, MatMul, LSTM, Gather, …), `norm` (a
+    /// normalization with a scale) or `activation`.
+    pub kind: String,
+    /// The output's shape.
+    pub shape: Vec<usize>,
+    /// Mean of the output.
+    pub mean: f64,
+    /// Std of the output (population, over every element of the batch).
+    pub std: f64,
+    /// Fraction of exact zeros, after a ReLU-like activation (Relu, Clip, ThresholdedRelu).
+    pub zero_fraction: Option<f64>,
+    /// Fraction of saturated outputs after Tanh/Softsign (|y| > 0.99) or
+    /// Sigmoid/HardSigmoid (y < 0.01 or y > 0.99).
+    pub saturated_fraction: Option<f64>,
+}
+
+/// One forward pass: the model as it is, or re-initialized in memory with `--compare` rules.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForwardRun {
+    /// `current`, or `reinit` for the re-initialized model.
+    pub label: String,
+    /// The rules of a re-initialized run, as given.
+    pub rules: Option<String>,
+    /// Why the run failed, if it did.
+    pub error: Option<String>,
+    /// The recorded outputs in graph order.
+    pub layers: Vec<LayerRow>,
+}
+
+/// A model input of the forward pass.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputRow {
+    /// Input name.
+    pub name: String,
+    /// The concrete shape used.
+    pub shape: Vec<usize>,
+    /// Element type.
+    pub dtype: String,
+    /// How the values were drawn (`normal(0,1)`, `integers in [0, 100)`, …).
+    pub values: String,
+}
+
+/// The forward-pass part of the report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForwardReport {
+    /// The seed of the random inputs.
+    pub seed: u64,
+    /// The inputs fed.
+    pub inputs: Vec<InputRow>,
+    /// Passes: the current model first, then the re-initialized one with `--compare`.
+    pub runs: Vec<ForwardRun>,
+    /// Why no pass could run at all (tract cannot load the model, the `forward` feature is
+    /// off, …). The weight statistics are still reported.
+    pub error: Option<String>,
+}
+
+/// The whole `inspect` report (the `--json` document).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InspectReport {
+    /// The model path.
+    pub model: String,
+    /// One row per tensor with a role, in the model's initializer order.
+    pub tensors: Vec<TensorRow>,
+    /// Counts and the suggested fix.
+    pub summary: Summary,
+    /// Analysis warnings about the graph.
+    pub warnings: Vec<String>,
+    /// The forward pass, with `--forward`.
+    pub forward: Option<ForwardReport>,
+}
+
+/// Options of the forward pass ([`run_forward`]).
+#[derive(Clone, Debug, Default)]
+pub struct ForwardOptions {
+    /// Seed of the random inputs (and of the `--compare` re-initialization).
+    pub seed: u64,
+    /// Concrete input shapes: `(Some(name), dims)`, or `(None, dims)` for the first input.
+    pub input_shapes: Vec<(Option<String>, Vec<usize>)>,
+    /// A second pass after re-initializing with these rules; the string is the rules as the
+    /// user wrote them, for the report.
+    pub compare: Option<(String, Rules)>,
+}
+
+/// Run the forward pass with tract-onnx (see the `forward` module). Never fails: what goes wrong is in
+/// [`ForwardReport::error`] or a run's [`ForwardRun::error`].
+#[cfg(feature = "forward")]
+pub fn run_forward(
+    model: &LoadedModel,
+    analysis: &Analysis,
+    opts: &ForwardOptions,
+) -> ForwardReport {
+    forward::forward(model, analysis, opts)
+}
+
+/// Without the `forward` feature: a report saying so.
+#[cfg(not(feature = "forward"))]
+pub fn run_forward(
+    _model: &LoadedModel,
+    _analysis: &Analysis,
+    opts: &ForwardOptions,
+) -> ForwardReport {
+    ForwardReport {
+        seed: opts.seed,
+        inputs: Vec::new(),
+        runs: Vec::new(),
+        error: Some(
+            "this onnx-reinit was built without the `forward` feature (tract-onnx); rebuild with \
+             `--features forward`"
+                .to_owned(),
+        ),
+    }
+}
+
+/// Open, analyse and diagnose the model at `path`.
+pub fn inspect(
+    path: &std::path::Path,
+    opts: &InspectOptions,
+) -> Result<(LoadedModel, Analysis, InspectReport), RunError> {
+    let model = LoadedModel::open(path)?;
+    let analysis = pipeline::analyse(&model, &opts.analysis)?;
+    let report = diagnose(&model, &analysis, opts)?;
+    Ok((model, analysis, report))
+}
+
+/// The recommended scheme of one tensor under the default rules, and its std.
+fn recommendation(t: &TensorInfo, rules: &Rules) -> Result<Option<(String, f64)>, String> {
+    let single = Analysis {
+        tensors: vec![t.clone()],
+        warnings: Vec::new(),
+    };
+    let p = plan::plan(&single, rules, DEFAULT_SEED)?;
+    let Some(fill) = p.entries.into_iter().next().and_then(|e| e.fill) else {
+        return Ok(None);
+    };
+    let (scheme, std) = match fill {
+        Fill::Whole { scheme, fans } => {
+            let shape: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+            (scheme, scheme.expected_std(&shape, fans))
+        }
+        Fill::GateBlocks {
+            scheme, rows, cols, ..
+        } => {
+            let fans = init_core::Fans {
+                fan_in: cols as u64,
+                fan_out: rows as u64,
+            };
+            (scheme, scheme.expected_std(&[rows, cols], Some(fans)))
+        }
+    };
+    let std = std.map_err(|e| format!("{scheme}: {e}"))?;
+    Ok(Some((scheme.to_string(), std)))
+}
+
+/// Diagnose every tensor with a role of an analysed model.
+pub fn diagnose(
+    model: &LoadedModel,
+    analysis: &Analysis,
+    opts: &InspectOptions,
+) -> Result<InspectReport, RunError> {
+    let rows_of: Vec<usize> = analysis
+        .tensors
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.role.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    let stats = stats::tensor_stats(model, &rows_of)?;
+    let rules = Rules::default();
+    let th = opts.thresholds;
+    let mut summary = Summary {
+        initializers: analysis.tensors.len(),
+        untouched: analysis.tensors.len() - rows_of.len(),
+        thresholds: th,
+        ..Summary::default()
+    };
+    let mut rows = Vec::with_capacity(rows_of.len());
+    for (&i, st) in rows_of.iter().zip(&stats) {
+        let t = &analysis.tensors[i];
+        let role = t.role.expect("filtered on role");
+        let (recommended, recommended_std, plan_note) = match recommendation(t, &rules) {
+            Ok(Some((s, std))) => (Some(s), Some(std), None),
+            Ok(None) => (None, None, None),
+            Err(e) => (None, None, Some(format!("no recommendation: {e}"))),
+        };
+        let (verdict, ratio, note) = match st {
+            Some(st) => judge(role, t, st, recommended_std, th),
+            None => (Verdict::Ok, None, Some("not a float tensor".to_owned())),
+        };
+        let note = match (note, plan_note) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
+        summary.bump(verdict);
+        let (fan_in, fan_out) = match t.recurrent.as_ref().and_then(|r| r.gate_fans) {
+            Some(f) => (Some(f.fan_in), Some(f.fan_out)),
+            None => (t.fans.map(|f| f.fan_in), t.fans.map(|f| f.fan_out)),
+        };
+        rows.push(TensorRow {
+            name: t.name.clone(),
+            graph: t.graph.clone(),
+            role: role.as_str().to_owned(),
+            op: t
+                .consumers
+                .first()
+                .map(|c| c.op.clone())
+                .unwrap_or_default(),
+            shape: t.dims.clone(),
+            dtype: dtype_name(t.data_type),
+            fan_in,
+            fan_out,
+            activation: t.activation.map(|a| a.as_str().to_owned()),
+            mean: st.and_then(|s| s.mean),
+            std: st.and_then(|s| s.std),
+            min: st.and_then(|s| s.min),
+            max: st.and_then(|s| s.max),
+            recommended,
+            recommended_std,
+            ratio,
+            verdict,
+            note,
+        });
+    }
+    summary.tensors = rows.len();
+    let compat = match opts.analysis.compat {
+        FanCompat::True => "",
+        FanCompat::PyTorch => " --compat pytorch",
+    };
+    summary.suggested_command = suggest_command(&model.path().display().to_string(), compat, &rows);
+    Ok(InspectReport {
+        model: model.path().display().to_string(),
+        tensors: rows,
+        summary,
+        warnings: analysis.warnings.clone(),
+        forward: None,
+    })
+}
+
+/// The verdict of one tensor, the std ratio when the role has one, and a note.
+fn judge(
+    role: Role,
+    t: &TensorInfo,
+    st: &Stats,
+    recommended_std: Option<f64>,
+    th: Thresholds,
+) -> (Verdict, Option<f64>, Option<String>) {
+    if st.non_finite > 0 {
+        return (
+            Verdict::NonFinite,
+            None,
+            Some(format!(
+                "{} of {} values are NaN or infinite",
+                st.non_finite, st.count
+            )),
+        );
+    }
+    if st.count == 0 {
+        return (Verdict::Ok, None, Some("empty tensor".to_owned()));
+    }
+    let std = st.std.unwrap_or(0.0);
+    let rms = st.rms.unwrap_or(0.0);
+    match role {
+        Role::Weight | Role::RecurrentWeight | Role::Embedding => {
+            let ratio = recommended_std.filter(|&r| r > 0.0).map(|r| std / r);
+            if st.all_zero() {
+                return (Verdict::Zero, ratio, Some("all values are zero".to_owned()));
+            }
+            if st.is_constant() {
+                let v = st.min.unwrap_or(0.0);
+                return (
+                    Verdict::Constant,
+                    ratio,
+                    Some(format!(
+                        "all values are {v} (symmetry: every unit updates alike)"
+                    )),
+                );
+            }
+            let Some(ratio) = ratio else {
+                return (Verdict::Ok, None, None);
+            };
+            // Embeddings: Flax's N(0, 1/D) is as legitimate as PyTorch's N(0, 1).
+            let floor = if role == Role::Embedding {
+                let d = t.dims.last().copied().unwrap_or(1).max(1) as f64;
+                (1.0 / d.sqrt()).min(1.0)
+            } else {
+                1.0
+            };
+            if ratio < th.too_small * floor {
+                let why = if floor < 1.0 {
+                    format!(
+                        "std {} < {}× the recommended {} (embedding floor 1/√D = {})",
+                        num(std),
+                        th.too_small,
+                        num(recommended_std.unwrap_or(0.0)),
+                        num(floor)
+                    )
+                } else {
+                    format!(
+                        "std {} < {}× the recommended {}: the signal vanishes",
+                        num(std),
+                        th.too_small,
+                        num(recommended_std.unwrap_or(0.0))
+                    )
+                };
+                (Verdict::TooSmall, Some(ratio), Some(why))
+            } else if ratio > th.too_large {
+                (
+                    Verdict::TooLarge,
+                    Some(ratio),
+                    Some(format!(
+                        "std {} > {}× the recommended {}: saturation or explosion",
+                        num(std),
+                        th.too_large,
+                        num(recommended_std.unwrap_or(0.0))
+                    )),
+                )
+            } else {
+                (Verdict::Ok, Some(ratio), None)
+            }
+        }
+        Role::Bias => {
+            if rms > th.too_large {
+                (
+                    Verdict::TooLarge,
+                    None,
+                    Some(format!("bias RMS {} > {}", num(rms), th.too_large)),
+                )
+            } else {
+                (Verdict::Ok, None, None)
+            }
+        }
+        Role::NormScale => {
+            if st.all_zero() {
+                (
+                    Verdict::Zero,
+                    None,
+                    Some("norm scale all zero: the layer outputs only its shift".to_owned()),
+                )
+            } else if rms < th.too_small {
+                (
+                    Verdict::TooSmall,
+                    None,
+                    Some(format!(
+                        "norm scale RMS {} < {} (recommended 1)",
+                        num(rms),
+                        th.too_small
+                    )),
+                )
+            } else if rms > th.too_large {
+                (
+                    Verdict::TooLarge,
+                    None,
+                    Some(format!(
+                        "norm scale RMS {} > {} (recommended 1)",
+                        num(rms),
+                        th.too_large
+                    )),
+                )
+            } else {
+                (Verdict::Ok, None, None)
+            }
+        }
+        Role::NormStat(NormStatKind::Var) => {
+            let bad = st.zeros + st.negatives;
+            if st.all_zero() {
+                (
+                    Verdict::Zero,
+                    None,
+                    Some("running variance all zero: the layer divides by √ε".to_owned()),
+                )
+            } else if bad > 0 {
+                (
+                    Verdict::TooSmall,
+                    None,
+                    Some(format!(
+                        "{bad} of {} running variances are ≤ 0 (the layer divides by √(var + ε))",
+                        st.count
+                    )),
+                )
+            } else {
+                (Verdict::Ok, None, None)
+            }
+        }
+        Role::NormShift | Role::NormStat(NormStatKind::Mean) | Role::PreluSlope => {
+            (Verdict::Ok, None, None)
+        }
+    }
+}
+
+/// Quote a word for a POSIX shell when it needs it.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A glob (for `--rule GLOB=SCHEME`) that matches `name` literally: glob metacharacters are
+/// escaped with a backslash or a one-character class, and the characters `--rule`'s own
+/// parser splits on (`=`, parentheses) become `?`.
+pub fn literal_glob(name: &str) -> String {
+    let mut g = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '*' | '?' | '{' | '}' | ']' | '\\' => {
+                g.push('\\');
+                g.push(c);
+            }
+            '[' => g.push_str("[[]"),
+            '=' | '(' | ')' => g.push('?'),
+            c => g.push(c),
+        }
+    }
+    g
+}
+
+/// The `onnx-reinit` command line that fixes the flagged rows: a `--rule` per flagged tensor
+/// with its recommended scheme, then `--rule '*=keep'` so nothing else changes — or the plain
+/// command when every tensor is flagged (the defaults then re-initialize exactly those).
+fn suggest_command(model: &str, flags: &str, rows: &[TensorRow]) -> Option<String> {
+    let flagged: Vec<&TensorRow> = rows.iter().filter(|r| r.verdict != Verdict::Ok).collect();
+    if flagged.is_empty() {
+        return None;
+    }
+    let mut cmd = format!("onnx-reinit {}{flags}", shell_quote(model));
+    let all = flagged.len() == rows.len() && rows.iter().all(|r| r.graph.is_empty());
+    if !all {
+        for r in &flagged {
+            let Some(scheme) = &r.recommended else {
+                continue;
+            };
+            // Nested-graph tensors are matched by name too (the graph path is not part of it).
+            let glob = literal_glob(&r.name);
+            let _ = write!(cmd, " --rule {}", shell_quote(&format!("{glob}={scheme}")));
+        }
+        cmd.push_str(" --rule '*=keep'");
+    }
+    Some(cmd)
+}
+
+/// A number in at most 4 significant digits, switching to exponent notation outside
+/// [1e-3, 1e5).
+pub fn num(x: f64) -> String {
+    if x == 0.0 {
+        return "0".to_owned();
+    }
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    let a = x.abs();
+    if (1e-3..1e5).contains(&a) {
+        let digits = (3 - a.log10().floor() as i32).max(0) as usize;
+        let s = format!("{x:.digits$}");
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            s
+        }
+    } else {
+        format!("{x:.2e}")
+    }
+}
+
+fn opt_num(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_owned(), num)
+}
+
+/// Left-aligned columns separated by two spaces, trailing blanks trimmed.
+pub(crate) fn columns(rows: &[Vec<String>]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; n];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, w) in r.iter().zip(&widths) {
+            let _ = write!(line, "{c:<w$}  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+impl InspectReport {
+    /// The human report: the weight table, the summary with the suggested command, then the
+    /// forward pass if any.
+    pub fn table(&self) -> String {
+        let mut rows: Vec<Vec<String>> = vec![
+            [
+                "tensor",
+                "op",
+                "role",
+                "shape",
+                "fan_in",
+                "fan_out",
+                "activation",
+                "mean",
+                "std",
+                "min",
+                "max",
+                "rec_std",
+                "ratio",
+                "verdict",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ];
+        let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |x| x.to_string());
+        for t in &self.tensors {
+            rows.push(vec![
+                t.name.clone(),
+                t.op.clone(),
+                t.role.clone(),
+                format!("{:?}", t.shape),
+                opt(t.fan_in),
+                opt(t.fan_out),
+                t.activation.clone().unwrap_or_else(|| "-".into()),
+                opt_num(t.mean),
+                opt_num(t.std),
+                opt_num(t.min),
+                opt_num(t.max),
+                opt_num(t.recommended_std),
+                opt_num(t.ratio),
+                t.verdict.to_string(),
+            ]);
+        }
+        let mut out = columns(&rows);
+        for t in self.tensors.iter().filter(|t| t.verdict != Verdict::Ok) {
+            if let Some(n) = &t.note {
+                let _ = writeln!(out, "  {} {}: {n}", t.verdict, t.name);
+            }
+        }
+        let s = &self.summary;
+        let counts: Vec<String> = Verdict::ALL
+            .iter()
+            .filter(|&&v| v == Verdict::Ok || s.count(v) > 0)
+            .map(|&v| format!("{v} {}", s.count(v)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{} tensors inspected: {}; {} initializers without a role not inspected \
+             (thresholds: std < {}× or > {}× the recommended)",
+            s.tensors,
+            counts.join(", "),
+            s.untouched,
+            s.thresholds.too_small,
+            s.thresholds.too_large
+        );
+        match &s.suggested_command {
+            Some(c) => {
+                let _ = writeln!(out, "fix: {c}");
+            }
+            None => out.push_str("nothing flagged\n"),
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
+        }
+        if let Some(f) = &self.forward {
+            out.push('\n');
+            out.push_str(&f.table());
+        }
+        out
+    }
+}
+
+impl ForwardReport {
+    /// The forward-pass table: one line per recorded output, one std column per run.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let inputs: Vec<String> = self
+            .inputs
+            .iter()
+            .map(|i| format!("{} {:?} {} ~ {}", i.name, i.shape, i.dtype, i.values))
+            .collect();
+        let _ = writeln!(
+            out,
+            "forward pass (tract-onnx, seed {}): {}",
+            self.seed,
+            if inputs.is_empty() {
+                "no inputs".to_owned()
+            } else {
+                inputs.join(", ")
+            }
+        );
+        if let Some(e) = &self.error {
+            let _ = writeln!(out, "forward pass skipped: {e}");
+            return out;
+        }
+        let Some(first) = self.runs.iter().find(|r| r.error.is_none()) else {
+            for r in &self.runs {
+                let _ = writeln!(
+                    out,
+                    "{} run failed: {}",
+                    r.label,
+                    r.error.as_deref().unwrap_or("?")
+                );
+            }
+            return out;
+        };
+        let ok_runs: Vec<&ForwardRun> = self.runs.iter().filter(|r| r.error.is_none()).collect();
+        let many = ok_runs.len() > 1;
+        let suffix = |r: &ForwardRun| {
+            if many {
+                format!(" ({})", r.label)
+            } else {
+                String::new()
+            }
+        };
+        // Zero / saturated fractions share one column per run, shown only when some row has one.
+        let flagged = |r: &ForwardRun| {
+            r.layers
+                .iter()
+                .any(|l| l.zero_fraction.is_some() || l.saturated_fraction.is_some())
+        };
+        let mut header: Vec<String> = ["#", "node", "op", "output", "shape", "mean"]
+            .map(str::to_owned)
+            .to_vec();
+        for r in &ok_runs {
+            header.push(format!("std{}", suffix(r)));
+        }
+        for r in ok_runs.iter().filter(|r| flagged(r)) {
+            header.push(format!("zeros/saturated{}", suffix(r)));
+        }
+        let mut rows = vec![header];
+        for (k, l) in first.layers.iter().enumerate() {
+            let mut row = vec![
+                (l.index + 1).to_string(),
+                l.node.clone(),
+                l.op.clone(),
+                l.output.clone(),
+                format!("{:?}", l.shape),
+                num(l.mean),
+            ];
+            let other = |r: &ForwardRun| r.layers.get(k).filter(|o| o.output == l.output).cloned();
+            for r in &ok_runs {
+                row.push(other(r).map_or_else(|| "-".to_owned(), |o| num(o.std)));
+            }
+            for r in ok_runs.iter().filter(|r| flagged(r)) {
+                let o = other(r);
+                let cell = match o.as_ref().map(|o| (o.zero_fraction, o.saturated_fraction)) {
+                    Some((Some(z), _)) => format!("{:.1}% zeros", z * 100.0),
+                    Some((None, Some(s))) => format!("{:.1}% saturated", s * 100.0),
+                    _ => String::new(),
+                };
+                row.push(cell);
+            }
+            rows.push(row);
+        }
+        out.push_str(&columns(&rows));
+        for r in &self.runs {
+            if let Some(rules) = &r.rules {
+                let _ = writeln!(out, "{}: re-initialized in memory with {rules}", r.label);
+            }
+            if let Some(e) = &r.error {
+                let _ = writeln!(out, "{} run failed: {e}", r.label);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_short() {
+        assert_eq!(num(0.0), "0");
+        assert_eq!(num(0.012345), "0.01235");
+        assert_eq!(num(1.5), "1.5");
+        assert_eq!(num(1234.5), "1234");
+        assert_eq!(num(1e-5), "1.00e-5");
+        assert_eq!(num(-2.0e6), "-2.00e6");
+    }
+
+    #[test]
+    fn literal_globs_match_only_their_name() {
+        for name in [
+            "fc1.weight",
+            "onnx::Conv_40",
+            "a[0]*b",
+            "x=y(1)",
+            "w{1,2}?",
+            "a\\b",
+        ] {
+            let rule = crate::plan::NameRule::parse(&format!("{}=zeros", literal_glob(name)))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(rule.pattern, literal_glob(name));
+            let m = globset::Glob::new(&rule.pattern).unwrap().compile_matcher();
+            assert!(m.is_match(name), "{name} vs {}", rule.pattern);
+        }
+        let m = globset::Glob::new(&literal_glob("a*"))
+            .unwrap()
+            .compile_matcher();
+        assert!(!m.is_match("ab"));
+    }
+
+    #[test]
+    fn verdict_names_round_trip() {
+        for v in Verdict::ALL {
+            assert_eq!(v.as_str().parse::<Verdict>(), Ok(v));
+            assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{v}\""));
+        }
+        assert_eq!("too-large".parse::<Verdict>(), Ok(Verdict::TooLarge));
+        assert!("bad".parse::<Verdict>().is_err());
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("model.onnx"), "model.onnx");
+        assert_eq!(shell_quote("my model.onnx"), "'my model.onnx'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}
