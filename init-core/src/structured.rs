@@ -65,8 +65,16 @@ pub(crate) fn dirac<T: Element>(
 }
 
 /// (Semi-)orthogonal rows × cols matrix times `gain`, PyTorch's `orthogonal_`: draw A ~ N(0, 1)
-/// of shape (max, min) from the tensor's stream, A = QR, Q ← Q·sign(diag R), transpose when
-/// rows < cols. Rows are orthonormal when rows ≤ cols, columns otherwise.
+/// of shape (max, min) from the tensor's stream (the f64 normal sampler, A column-major), A = QR
+/// (Householder, faer), Q ← Q·sign(diag R)·gain, transposed when rows < cols. Rows are
+/// orthonormal (× gain) when rows ≤ cols, columns otherwise.
+///
+/// QR runs on the calling thread below [`PARALLEL_QR_FLOPS`]; above it, split in a fixed
+/// number ([`QR_SPLIT`]) of rayon tasks on the current pool. faer's results depend on the split
+/// count but not on how many threads run the tasks, so the values never depend on the pool's
+/// size (tested). They do depend on the SIMD kernels faer picks for the CPU (FMA, AVX-512), so
+/// unlike the element-wise samplers, orthogonal values are bit-stable per instruction set
+/// rather than across every machine (f32 results agree to within an ulp or so elsewhere).
 #[cfg(feature = "std")]
 pub(crate) fn orthogonal<T: Element>(
     out: &mut [T],
@@ -76,6 +84,11 @@ pub(crate) fn orthogonal<T: Element>(
 ) -> Result<(), InitError> {
     use crate::sample::Sampler;
     use alloc::vec;
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::householder;
+    use faer::linalg::qr::no_pivoting::factor;
+    use faer::{Conj, Mat, MatMut, Par};
+
     let (rows, cols) = rows_cols(shape, "orthogonal")?;
     if rows == 0 || cols == 0 {
         return Ok(());
@@ -87,22 +100,78 @@ pub(crate) fn orthogonal<T: Element>(
         std: 1.0,
     }
     .fill(&mut a, stream);
-    // `a` is read as column-major m × n: column j is a[j·m .. (j+1)·m].
-    let mat = faer::MatRef::from_column_major_slice(&a, m, n);
-    let qr = mat.qr();
-    let q = qr.compute_thin_Q();
-    let r = qr.thin_R();
+    let par = if (m as f64) * (n as f64) * (n as f64) >= PARALLEL_QR_FLOPS {
+        Par::rayon(QR_SPLIT)
+    } else {
+        Par::Seq
+    };
+    // QR in place: `a` (column-major m × n) becomes R above the diagonal and the Householder
+    // basis below.
+    let mut qr = MatMut::from_column_major_slice_mut(&mut a, m, n);
+    let bs = factor::recommended_block_size::<f64>(m, n);
+    let mut coeff = Mat::<f64>::zeros(bs, n);
+    factor::qr_in_place(
+        qr.as_mut(),
+        coeff.as_mut(),
+        par,
+        MemStack::new(&mut MemBuffer::new(factor::qr_in_place_scratch::<f64>(
+            m,
+            n,
+            bs,
+            par,
+            Default::default(),
+        ))),
+        Default::default(),
+    );
+    // The thin Q: the first n columns of H₁⋯H_k·I.
+    let mut q = vec![0f64; m * n];
     for j in 0..n {
-        let s = if r[(j, j)] < 0.0 { -gain } else { gain };
-        for i in 0..m {
-            // Element (i, j) of Q·diag(sign)·gain; written transposed when rows < cols.
-            let v = T::from_f64(q[(i, j)] * s);
-            if rows >= cols {
-                out[i * cols + j] = v;
-            } else {
-                out[j * cols + i] = v;
+        q[j * m + j] = 1.0;
+    }
+    householder::apply_block_householder_sequence_on_the_left_in_place_with_conj(
+        qr.as_ref(),
+        coeff.as_ref(),
+        Conj::No,
+        MatMut::from_column_major_slice_mut(&mut q, m, n),
+        par,
+        MemStack::new(&mut MemBuffer::new(
+            householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(
+                m, bs, n,
+            ),
+        )),
+    );
+    let scale: alloc::vec::Vec<f64> = (0..n)
+        .map(|j| if a[j * m + j] < 0.0 { -gain } else { gain })
+        .collect();
+    if rows < cols {
+        // out = (Q·S)ᵀ: row j of out is column j of Q, both contiguous.
+        for (j, row) in out.chunks_exact_mut(cols).enumerate() {
+            let col = &q[j * m..(j + 1) * m];
+            for (o, &x) in row.iter_mut().zip(col) {
+                *o = T::from_f64(x * scale[j]);
+            }
+        }
+    } else {
+        // out = Q·S, row-major from column-major: tiles keep both sides in cache.
+        const TILE: usize = 64;
+        for i0 in (0..m).step_by(TILE) {
+            for j0 in (0..n).step_by(TILE) {
+                for i in i0..(i0 + TILE).min(m) {
+                    let row = &mut out[i * n..(i + 1) * n];
+                    for j in j0..(j0 + TILE).min(n) {
+                        row[j] = T::from_f64(q[j * m + i] * scale[j]);
+                    }
+                }
             }
         }
     }
     Ok(())
 }
+
+/// m·n² (n ≤ m) from which [`orthogonal`] factors in parallel: 2048³.
+#[cfg(feature = "std")]
+pub(crate) const PARALLEL_QR_FLOPS: f64 = 8_589_934_592.0;
+
+/// The fixed number of tasks a parallel QR is split into (see [`orthogonal`]).
+#[cfg(feature = "std")]
+pub(crate) const QR_SPLIT: usize = 2;

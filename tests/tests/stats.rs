@@ -14,6 +14,8 @@
 //!   f32 → f16/bf16 rounding equals the `half` crate's for all 2³² f32 bit patterns.
 //! - Moments, lag-1 correlation and streams pooled across tensor keys, as extra checks on the
 //!   generator.
+//! - Orthogonal init of a matrix large enough for the parallel QR: orthogonal, and the same bits
+//!   on 1 and 2 threads.
 
 use half::{bf16, f16};
 use init_core::rng::key_of;
@@ -417,4 +419,50 @@ fn half_rounding_is_exact_for_every_f32() {
             });
         }
     });
+}
+
+#[test]
+fn large_orthogonal_is_thread_independent() {
+    if skip() {
+        return;
+    }
+    let n = 2048;
+    let scheme = Scheme::orthogonal(1.0).unwrap();
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                let mut w = vec![0f32; n * n];
+                init_core::init_tensor(
+                    &scheme,
+                    &mut w,
+                    &[n, n],
+                    None,
+                    Stream {
+                        seed: 3,
+                        key: key_of("big"),
+                    },
+                )
+                .unwrap();
+                w
+            })
+    };
+    let one = run(1);
+    let two = run(2);
+    assert!(
+        one.iter()
+            .zip(&two)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "orthogonal {n}x{n} differs between 1 and 2 threads"
+    );
+    // Rows orthonormal: check a sample of the Gram matrix.
+    for (i, j) in [(0, 0), (0, 1), (5, 2047), (1000, 1000), (2047, 3), (77, 78)] {
+        let dot: f64 = (0..n)
+            .map(|k| f64::from(one[i * n + k]) * f64::from(one[j * n + k]))
+            .sum();
+        let want = if i == j { 1.0 } else { 0.0 };
+        assert!((dot - want).abs() < 1e-5, "({i}, {j}): {dot}");
+    }
 }
