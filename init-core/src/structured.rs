@@ -87,7 +87,7 @@ pub(crate) fn orthogonal<T: Element>(
     use faer::dyn_stack::{MemBuffer, MemStack};
     use faer::linalg::householder;
     use faer::linalg::qr::no_pivoting::factor;
-    use faer::{Conj, Mat, MatMut, Par};
+    use faer::{Conj, Mat, MatMut, Par, Spec};
 
     let (rows, cols) = rows_cols(shape, "orthogonal")?;
     if rows == 0 || cols == 0 {
@@ -119,9 +119,9 @@ pub(crate) fn orthogonal<T: Element>(
             n,
             bs,
             par,
-            Default::default(),
+            Spec::default(),
         ))),
-        Default::default(),
+        Spec::default(),
     );
     // The thin Q: the first n columns of H₁⋯H_k·I.
     let mut q = vec![0f64; m * n];
