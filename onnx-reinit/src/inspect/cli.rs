@@ -22,6 +22,11 @@ use crate::plan::Rules;
 /// Exit codes: 0 (also when tensors are flagged, unless --fail-on lists their verdict), 1 error,
 /// 2 usage, 3 a verdict listed by --fail-on occurred.
 #[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Exit codes: 0 success (also when tensors are flagged, unless --fail-on \
+                        lists their verdict), 1 error, 2 usage, 3 a verdict listed by --fail-on \
+                        occurred."
+)]
 pub struct InspectArgs {
     /// The ONNX model to inspect.
     pub model: PathBuf,
