@@ -226,6 +226,9 @@ pub(crate) const REJECTION_MIN_MASS: f64 = 0.3;
 impl Plan {
     pub(crate) fn new(s: &crate::Sampler, wide: bool) -> Plan {
         use crate::Sampler;
+        if !s.is_valid() {
+            return Plan::Constant(f64::NAN);
+        }
         match *s {
             Sampler::Constant(v) => Plan::Constant(v),
             Sampler::Uniform { lo, hi } => {
@@ -1266,6 +1269,62 @@ mod tests {
         assert!((normal_mass(-2.0, 2.0) - 0.954_499_736_103_642).abs() < 1e-14);
         assert!((normal_mass(5.0, f64::INFINITY) - 2.866_515_718_791_939e-7).abs() < 1e-20);
         assert!((normal_mass(f64::NEG_INFINITY, -5.0) - 2.866_515_718_791_939e-7).abs() < 1e-20);
+    }
+
+    #[test]
+    fn invalid_samplers_fill_nan_without_panicking_or_hanging() {
+        use crate::Sampler;
+        let lanes = || Lanes::for_chunk(1, 2, 0);
+        for s in [
+            Sampler::Uniform { lo: 1.0, hi: 0.0 },
+            Sampler::Uniform {
+                lo: f64::NAN,
+                hi: 0.0,
+            },
+            Sampler::Normal {
+                mean: 0.0,
+                std: -1.0,
+            },
+            Sampler::Normal {
+                mean: f64::NAN,
+                std: 1.0,
+            },
+            Sampler::TruncatedNormal {
+                mean: 0.0,
+                std: f64::NAN,
+                lo: -1.0,
+                hi: 1.0,
+            },
+            Sampler::TruncatedNormal {
+                mean: 0.0,
+                std: 1.0,
+                lo: 1.0,
+                hi: -1.0,
+            },
+            Sampler::TruncatedNormal {
+                mean: 0.0,
+                std: 1.0,
+                lo: 50.0,
+                hi: 60.0,
+            },
+            Sampler::TruncatedNormal {
+                mean: 0.0,
+                std: 0.0,
+                lo: -1.0,
+                hi: 1.0,
+            },
+        ] {
+            assert!(!s.is_valid(), "{s:?}");
+            let mut v = [0f32; 40];
+            run::<f32, Portable>(&Plan::new(&s, false), &mut v, lanes());
+            assert!(v.iter().all(|x| x.is_nan()), "{s:?}");
+        }
+        // Degenerate but valid: a point interval.
+        let point = Sampler::Uniform { lo: 0.5, hi: 0.5 };
+        assert!(point.is_valid());
+        let mut v = [0f64; 20];
+        run::<f64, Portable>(&Plan::new(&point, true), &mut v, lanes());
+        assert!(v.iter().all(|&x| x == 0.5));
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub struct Stream {
 }
 
 /// A fully resolved distribution.
+///
+/// Build samplers through [`crate::Scheme::sampler`], which validates every parameter. A sampler
+/// written by hand with invalid parameters (see [`Sampler::is_valid`]) fills NaN: never a panic
+/// or an endless rejection loop.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Sampler {
     /// Every element this value.
@@ -82,6 +86,28 @@ pub enum Sampler {
 }
 
 impl Sampler {
+    /// Whether the parameters describe a distribution: finite (the bounds of a truncated normal
+    /// may be infinite), std > 0, lo ≤ hi for the uniform and lo < hi for the truncated normal,
+    /// whose interval must hold some mass (within 37 std of the mean).
+    pub fn is_valid(&self) -> bool {
+        match *self {
+            Sampler::Constant(v) => v.is_finite(),
+            Sampler::Uniform { lo, hi } => lo.is_finite() && hi.is_finite() && lo <= hi,
+            Sampler::Normal { mean, std } => mean.is_finite() && std.is_finite() && std > 0.0,
+            Sampler::TruncatedNormal { mean, std, lo, hi } => {
+                let (a, b) = ((lo - mean) / std, (hi - mean) / std);
+                mean.is_finite()
+                    && std.is_finite()
+                    && std > 0.0
+                    && lo < hi
+                    && !lo.is_nan()
+                    && !hi.is_nan()
+                    && a <= 37.0
+                    && b >= -37.0
+            }
+        }
+    }
+
     /// The distribution's mean.
     pub fn mean(&self) -> f64 {
         match *self {

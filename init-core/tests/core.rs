@@ -850,6 +850,7 @@ mod grammar {
             let s = parse(&spelled(name));
             // Every fan-based scheme gives a sampler for fans; structured ones give none.
             let smp = s.sampler(Some(FANS)).unwrap();
+            assert!(smp.is_none_or(|x| x.is_valid()), "{name}");
             assert_eq!(
                 smp.is_none(),
                 matches!(
