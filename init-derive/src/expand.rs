@@ -16,6 +16,7 @@ pub fn expand(input: &Input, plan: &Plan) -> TokenStream {
     let mut init_bounds: Vec<WherePredicate> = Vec::new();
     let mut zeroed_bounds: Vec<WherePredicate> = Vec::new();
     let mut checks = Vec::new();
+    let mut seen_dims: Vec<String> = Vec::new();
     let mut stmts = Vec::new();
     let mut zeroed = Vec::new();
     for (field, action) in &plan.fields {
@@ -59,7 +60,17 @@ pub fn expand(input: &Input, plan: &Plan) -> TokenStream {
                     init_bounds.push(parse_quote!(#ty: __init::Tensor));
                     zeroed_bounds.push(parse_quote!(#ty: __init::Tensor));
                 }
-                checks.extend(t.checks.iter().map(|c| check(ty, c)));
+                for c in &t.checks {
+                    // One check per distinct dimension (`H` may size several fields).
+                    if let Check::DimNonZero { dim, .. } = c {
+                        let text = quote!(#dim).to_string();
+                        if seen_dims.contains(&text) {
+                            continue;
+                        }
+                        seen_dims.push(text);
+                    }
+                    checks.push(check(ty, c));
+                }
                 let spec = spec(name, t);
                 let span = syn::spanned::Spanned::span(ty);
                 stmts

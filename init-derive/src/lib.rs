@@ -79,11 +79,13 @@ use syn::{DeriveInput, parse_macro_input};
 /// - `skip`: untouched by `initialize`; `Default::default()` in `initialized`.
 /// - A field with a scheme, or with `layout`/`fans`/`shape`/`allow_symmetric`, or whose type is
 ///   written as a float tensor (`f32`, `[[f32; I]; O]` of any rank, `Box<[[f32; I]; O]>`,
-///   `Vec<f32>`, `Box<[f32]>`; elements f32/f64/f16/bf16) is a **tensor**: its own scheme, else
-///   the struct's `bias` (rank 1) or `default`. Its type must implement `init_core::Tensor`
-///   (arrays, boxed arrays, Vec/Box<[T]> with `shape`, ndarray `Array` and nalgebra `SMatrix`
-///   with their features). Write a scheme on fields whose type the tokens do not show to be a
-///   tensor (a type alias, a generic `T`, `Array2<f32>`) to give them the defaults' treatment.
+///   `Vec<f32>`, `Box<[f32]>`, ndarray's `Array1<f32>`..`Array6`/`ArrayD`/`Array<f32, D>`,
+///   nalgebra's `SMatrix<f32, R, C>`/`SVector`/`SRowVector`; elements f32/f64/f16/bf16) is a
+///   **tensor**: its own scheme, else the struct's `bias` (rank 1) or `default`. Its type must
+///   implement `init_core::Tensor` (ndarray and nalgebra with init-core's features of those
+///   names). A tensor the tokens do not show (a type alias, a generic `T`) needs a scheme or one
+///   of those keys on the field (`#[init(layout = out_in)]` gives it the struct's defaults).
+///   nalgebra is column-major: `SMatrix<T, R, C>` (y = M·x) has fan_in C and fan_out R.
 /// - Any other field is a **layer**, initialized recursively through its own `Initialize`
 ///   (`[Layer; N]`, `Vec<Layer>`, `Box<Layer>` and `Option<Layer>` included).
 ///
@@ -151,6 +153,37 @@ mod tests {
         assert!(out.contains("Spec :: new (\"w\" , \"he_uniform\")"));
         assert!(out.contains("Spec :: new (\"b\" , \"zeros\")"));
         assert!(!out.contains("compile_error"));
+    }
+
+    #[test]
+    fn the_issue_example_expands() {
+        let out = expand(
+            "#[init(default = he_uniform, bias = zeros)]
+             struct Mlp<const H: usize> {
+                 #[init(he_uniform)]                  w1: [[f32; 784]; H],
+                 #[init(zeros)]                       b1: [f32; H],
+                 #[init(glorot_normal, gain = 1.0)]   w2: [[f32; H]; 10],
+                 #[init(constant = 0.01)]             b2: [f32; 10],
+                 #[init(he_normal, mode = fan_out, nonlinearity = leaky_relu(0.2))]
+                 w3: [[f32; 10]; 10],
+                 #[init(layout = in_out, glorot_uniform)] w4: [[f32; 10]; 4],
+                 conv: Conv2d<3, 16, 3>,
+                 #[init(skip)]                        steps: u64,
+             }",
+        );
+        if std::env::var_os("INIT_DERIVE_PRINT").is_some() {
+            println!("{out}");
+        }
+        assert!(!out.contains("compile_error"));
+        for spec in [
+            "Spec :: new (\"w2\" , \"glorot_normal\")",
+            "Spec :: new (\"b2\" , \"constant(0.01)\")",
+            "Spec :: new (\"w3\" , \"he_normal(mode=fan_out,nonlinearity=leaky_relu(0.2))\")",
+            "Spec :: new (\"w4\" , \"glorot_uniform\") . layout (__init :: Layout :: InOut)",
+        ] {
+            assert!(out.contains(spec), "{spec} not in {out}");
+        }
+        assert!(!out.contains("\"steps\""));
     }
 
     #[test]

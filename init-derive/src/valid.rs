@@ -379,7 +379,7 @@ fn field<'a>(cx: &Ctxt, f: &'a Field<'a>, d: &Defaults<'a>) -> Option<Action<'a>
                 checks.push(Check::DimNonZero {
                     dim,
                     message: format!(
-                        "dimension `{text}` of field `{}` is zero, so the field holds no \
+                        "dimension `{text}` (of field `{}`) is zero, so the field holds no \
                          parameters",
                         f.name
                     ),

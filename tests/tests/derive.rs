@@ -594,3 +594,15 @@ fn a_logging_initializer_records_each_tensor() {
     t.initialize_with_seed(Seed(12));
     assert_eq!(t.extra[0].w.flat(), s.extra[0].w.flat());
 }
+
+#[derive(Initialize)]
+struct Unit;
+
+#[derive(Initialize)]
+struct Empty {}
+
+#[test]
+fn structs_without_parameters() {
+    let Unit = Unit::initialized(Seed(1));
+    let Empty {} = Empty::initialized(Seed(1));
+}

@@ -29,7 +29,11 @@ fn main() {
     const FAN_IN: usize = <[[f32; 784]; 128] as Shape>::FAN_IN;
     assert_eq!(FAN_IN, 784);
     let d = Dense::<784, 128>::initialized(Seed(1));
-    assert!(d.w.flat().iter().all(|x| x.abs() <= (6.0f32 / 784.0).sqrt()));
+    assert!(
+        d.w.flat()
+            .iter()
+            .all(|x| x.abs() <= (6.0f32 / 784.0).sqrt())
+    );
     let m = Misc::<[[f32; 5]; 4]>::initialized(Seed(2));
     assert!(m.gate.flat().iter().all(|&x| x == 0.0));
     assert_eq!(m.layers.len(), 2);
