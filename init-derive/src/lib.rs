@@ -94,7 +94,7 @@ use syn::{DeriveInput, parse_macro_input};
 ///
 /// # Fans and compile-time checks
 /// `[[f32; IN]; OUT]` has fan_in IN, fan_out OUT; `[[[[f32; K]; K]; C]; M]` has fan_in C·K²,
-/// fan_out M·K² (with `layout = in_out` the last two dims are [in][out]). Fans are the
+/// fan_out M·K² (with `layout = in_out` the last two dims are `[in][out]`). Fans are the
 /// `init_core::Shape` constants of the field's type, so they are constants per
 /// monomorphization. These are compile errors, on the offending token:
 /// an unknown scheme, nonlinearity, key or parameter (with the closest valid names); a duplicate
@@ -104,7 +104,7 @@ use syn::{DeriveInput, parse_macro_input};
 /// have no effect; a `Vec<f32>` without `shape`; enums and unions. Where the tokens do not fix
 /// a rank or a dimension (a const generic `H`, a type alias, a generic type), the same checks
 /// are emitted as `const { assert!(..) }` and fail when the type is instantiated.
-/// Run-time-shaped fields (Vec, Box<[T]>, ndarray) are checked when initialized: a length that
+/// Run-time-shaped fields (`Vec`, `Box<[T]>`, ndarray) are checked when initialized: a length that
 /// disagrees with `shape` panics with the field's path.
 #[proc_macro_derive(Initialize, attributes(init))]
 pub fn derive_initialize(input: TokenStream) -> TokenStream {
