@@ -87,8 +87,6 @@ pub struct FieldAttrs {
     /// `key = value` entries that are neither field keys nor a scheme: the scheme's parameters
     /// (attached to `scheme` once the attributes are read).
     pub params: Vec<Arg>,
-    /// Whether an `#[init]` attribute was present at all.
-    pub present: bool,
     /// Whether reading the attributes reported an error (then the field is not checked
     /// further: one error, not a cascade).
     pub had_errors: bool,
@@ -228,7 +226,6 @@ pub fn field_attrs(cx: &Ctxt, attrs: &[Attribute]) -> FieldAttrs {
     let mut out = FieldAttrs::default();
     let errors_before = cx.len();
     for attr in attrs.iter().filter(|a| is_init(a)) {
-        out.present = true;
         let r = attr.parse_nested_meta(|meta| field_entry(cx, &mut out, &meta));
         if let Err(e) = r {
             cx.syn_error(e);

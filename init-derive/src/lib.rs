@@ -106,6 +106,12 @@ use syn::{DeriveInput, parse_macro_input};
 /// are emitted as `const { assert!(..) }` and fail when the type is instantiated.
 /// Run-time-shaped fields (`Vec`, `Box<[T]>`, ndarray) are checked when initialized: a length that
 /// disagrees with `shape` panics with the field's path.
+///
+/// # Large models
+/// Array fields live inside the struct, so a by-value model lives where its value does; debug
+/// builds move the value a few times on its way out of `initialized`. Box the big tensors
+/// (`Box<[[f32; 4096]; 4096]>` is allocated zeroed on the heap, never built on the stack) or
+/// use `Vec<f32>` with `shape = [..]`.
 #[proc_macro_derive(Initialize, attributes(init))]
 pub fn derive_initialize(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

@@ -606,3 +606,21 @@ fn structs_without_parameters() {
     let Unit = Unit::initialized(Seed(1));
     let Empty {} = Empty::initialized(Seed(1));
 }
+
+/// Keras-style layer: every weight `[in][out]` (struct-level `layout`), one field overriding it.
+#[derive(Initialize)]
+#[init(default = he_uniform, bias = zeros, layout = in_out)]
+struct KerasDense {
+    kernel: [[f32; 32]; 600],
+    bias: [f32; 32],
+    #[init(layout = out_in)]
+    torch: [[f32; 600]; 32],
+}
+
+#[test]
+fn struct_level_layout() {
+    let k = KerasDense::initialized(Seed(18));
+    assert_uniform(k.kernel.flat(), (6.0f64 / 600.0).sqrt());
+    assert_all(k.bias.flat(), 0.0);
+    assert_uniform(k.torch.flat(), (6.0f64 / 600.0).sqrt());
+}
