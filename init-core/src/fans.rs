@@ -36,6 +36,13 @@ pub struct Fans {
     pub fan_out: u64,
 }
 
+impl core::fmt::Display for Fans {
+    /// `fan_in=K fan_out=N`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "fan_in={} fan_out={}", self.fan_in, self.fan_out)
+    }
+}
+
 /// Which axes hold the output and input features.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Layout {

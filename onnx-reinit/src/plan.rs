@@ -418,38 +418,27 @@ fn fill_for(t: &TensorInfo, scheme: Scheme, adapt_gain: bool) -> Result<Fill, St
         scheme
     };
     let dims = dims_usize(t)?;
-    if let (Some(rec), Role::RecurrentWeight) = (&t.recurrent, t.role.unwrap_or(Role::Weight)) {
-        if let Some(gf) = rec.gate_fans {
-            let blocks = (rec.directions * rec.gates) as usize;
-            let rows = usize::try_from(rec.hidden).map_err(|e| e.to_string())?;
-            let numel: usize = dims.iter().product();
-            if blocks > 0 && rows > 0 && numel % (blocks * rows) == 0 {
-                let cols = numel / (blocks * rows);
-                check_scheme(
-                    scheme,
-                    &[rows, cols],
-                    Some(Fans {
-                        fan_in: gf.fan_in,
-                        fan_out: gf.fan_out,
-                    }),
-                )?;
-                return Ok(Fill::GateBlocks {
-                    scheme,
-                    blocks,
-                    rows,
-                    cols,
-                });
-            }
+    if let (Some(rec), Some(Role::RecurrentWeight)) = (&t.recurrent, t.role)
+        && let Some(gate_fans) = rec.gate_fans
+    {
+        let blocks = (rec.directions * rec.gates) as usize;
+        let rows = usize::try_from(rec.hidden).map_err(|e| e.to_string())?;
+        let numel: usize = dims.iter().product();
+        if blocks > 0 && rows > 0 && numel.is_multiple_of(blocks * rows) {
+            let cols = numel / (blocks * rows);
+            check_scheme(scheme, &[rows, cols], Some(gate_fans))?;
+            return Ok(Fill::GateBlocks {
+                scheme,
+                blocks,
+                rows,
+                cols,
+            });
         }
     }
-    let fans = t.fans.map(|f| Fans {
-        fan_in: f.fan_in,
-        fan_out: f.fan_out,
-    });
-    check_scheme(scheme, &dims, fans)?;
+    check_scheme(scheme, &dims, t.fans)?;
     Ok(Fill::Whole {
         scheme,
-        fans: if scheme.needs_fans() { fans } else { None },
+        fans: if scheme.needs_fans() { t.fans } else { None },
     })
 }
 
@@ -465,12 +454,12 @@ fn check_scheme(scheme: Scheme, shape: &[usize], fans: Option<Fans>) -> Result<(
         .expected_std(shape, fans)
         .map(|_| ())
         .map_err(|e| format!("{scheme}: {e}"))?;
-    if let SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } = scheme.kind() {
-        if shape.len() < 2 {
-            return Err(format!(
-                "{scheme} needs a tensor of rank >= 2, got {shape:?}"
-            ));
-        }
+    if let SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } = scheme.kind()
+        && shape.len() < 2
+    {
+        return Err(format!(
+            "{scheme} needs a tensor of rank >= 2, got {shape:?}"
+        ));
     }
     Ok(())
 }

@@ -128,21 +128,8 @@ pub struct AnalysisOptions {
 }
 
 /// Fans of a weight: how many inputs feed one output unit (`fan_in`) and how many outputs one
-/// input unit feeds (`fan_out`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Fans {
-    /// Inputs per output unit.
-    pub fan_in: u64,
-    /// Outputs per input unit.
-    pub fan_out: u64,
-}
-
-impl fmt::Display for Fans {
-    /// `fan_in=K fan_out=N`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "fan_in={} fan_out={}", self.fan_in, self.fan_out)
-    }
-}
+/// input unit feeds (`fan_out`); init-core's type, so plans hand them to the schemes unchanged.
+pub use init_core::Fans;
 
 /// Which running statistic of a BatchNormalization a tensor holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
