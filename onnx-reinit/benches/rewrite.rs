@@ -125,10 +125,17 @@ impl<'a> Case<'a> {
     }
 }
 
+/// Flushes the file system holding `dir` (`sync -f`), so that no case pays for the writeback
+/// of an earlier one. Untimed.
+fn settle(dir: &Path) {
+    let _ = Command::new("sync").arg("-f").arg(dir).status();
+}
+
 /// Runs every case once per rep, interleaved, so drifting machine load hits all alike.
-fn run_interleaved(cases: &mut [Case<'_>], reps: usize) {
+fn run_interleaved(cases: &mut [Case<'_>], reps: usize, dir: &Path) {
     for _ in 0..reps {
         for c in cases.iter_mut() {
+            settle(dir);
             let d = (c.run)();
             c.samples.push(d);
         }
@@ -266,7 +273,7 @@ fn time_copies_and_rewrite<'a>(
             t.elapsed()
         }));
     }
-    run_interleaved(&mut cases, reps);
+    run_interleaved(&mut cases, reps, dir);
     cases
 }
 
@@ -393,8 +400,9 @@ fn stages(model_path: &Path, dir: &Path, reps: usize) {
     println!(
         "RssFile of this process grew by {:.1} MB after open + analyse and by {:.1} MB after the \
          rewrites, with the model still open: mapped pages of the input (page cache, counted in \
-         RSS). It depends on the page-cache folio size: after a whole-file read() by another \
-         process (as onnx.load does) the same scan maps ~15 MB more.\n",
+         RSS). It depends on the page-cache folio size: when the input entered the page cache \
+         through one large read (cold, read whole, as onnx.load does) the same scan maps ~15 MB \
+         more.\n",
         rss_file.1.saturating_sub(rss_file.0) as f64 / 1024.0,
         rss_file.2.saturating_sub(rss_file.0) as f64 / 1024.0
     );
@@ -424,6 +432,8 @@ impl Filler for Adapter<'_> {
 struct Proc {
     wall: f64,
     rss_kb: u64,
+    /// User + system CPU seconds (all threads): less sensitive to other load than the wall time.
+    cpu: f64,
 }
 
 /// Runs `prog args` through this binary's `--child exec` wrapper, which reports the wall time
@@ -443,11 +453,12 @@ fn measure(prog: &Path, args: &[&Path]) -> Option<Proc> {
     let wall = it.next()?.parse().ok()?;
     let rss_kb = it.next()?.parse().ok()?;
     let code: i32 = it.next()?.parse().ok()?;
+    let cpu = it.next()?.parse().ok()?;
     if code != 0 {
         eprintln!("{} exited with {code}", prog.display());
         return None;
     }
-    Some(Proc { wall, rss_kb })
+    Some(Proc { wall, rss_kb, cpu })
 }
 
 struct ProcRow {
@@ -458,10 +469,15 @@ struct ProcRow {
 fn proc_rows(
     rows: &mut Vec<ProcRow>,
     name: &str,
-    reps: usize,
+    (reps, dir): (usize, &Path),
     mut each: impl FnMut() -> Option<Proc>,
 ) {
-    let runs: Vec<Proc> = (0..reps).filter_map(|_| each()).collect();
+    let runs: Vec<Proc> = (0..reps)
+        .filter_map(|_| {
+            settle(dir);
+            each()
+        })
+        .collect();
     if !runs.is_empty() {
         rows.push(ProcRow {
             name: name.into(),
@@ -478,16 +494,33 @@ fn print_procs(rows: &[ProcRow], base: &str) {
             .for_each(|p| s.push(Duration::from_secs_f64(p.wall)));
         (s.min(), s.median())
     };
+    let cpu = |r: &ProcRow| {
+        let mut s = Samples::default();
+        r.runs
+            .iter()
+            .for_each(|p| s.push(Duration::from_secs_f64(p.cpu)));
+        s.median()
+    };
     let b = rows.iter().find(|r| r.name == base).map(|r| med(r).1);
-    println!("| process | min s | median s | peak RSS MB (max) | × `{base}` |");
-    println!("|---|---:|---:|---:|---:|");
+    let bc = rows.iter().find(|r| r.name == base).map(cpu);
+    println!(
+        "| process | min s | median s | × `{base}` | CPU s (user+sys, median) | CPU × `{base}` | \
+         peak RSS MB (max) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let ratio = |x: f64, b: Option<f64>| {
+        b.filter(|b| *b > 0.0)
+            .map_or("–".into(), |b| format!("{:.2}", x / b))
+    };
     for r in rows {
         let (min, m) = med(r);
+        let c = cpu(r);
         let rss = r.runs.iter().map(|p| p.rss_kb).max().unwrap_or(0) as f64 / 1024.0;
         println!(
-            "| {} | {min:.3} | {m:.3} | {rss:.1} | {} |",
+            "| {} | {min:.3} | {m:.3} | {} | {c:.3} | {} | {rss:.1} |",
             r.name,
-            b.map_or("–".into(), |b| format!("{:.2}", m / b))
+            ratio(m, b),
+            ratio(c, bc)
         );
     }
     println!();
@@ -526,13 +559,13 @@ fn processes(model: &Path, bulk: &Path, dir: &Path, reps: usize, in_place: bool)
     };
     let mut rows = Vec::new();
     if let Some(cp) = which("cp") {
-        proc_rows(&mut rows, "cp", reps, || {
+        proc_rows(&mut rows, "cp", (reps, dir), || {
             clean();
             measure(&cp, &[bulk, &copy_dst])
         });
         if let Some(sh) = which("sh") {
             let script = PathBuf::from(r#"cp "$1" "$2" && sync "$2""#);
-            proc_rows(&mut rows, "cp + sync FILE", reps, || {
+            proc_rows(&mut rows, "cp + sync FILE", (reps, dir), || {
                 clean();
                 measure(
                     &sh,
@@ -541,7 +574,7 @@ fn processes(model: &Path, bulk: &Path, dir: &Path, reps: usize, in_place: bool)
             });
         }
     }
-    proc_rows(&mut rows, "bench child: pipeline::run", reps, || {
+    proc_rows(&mut rows, "bench child: pipeline::run", (reps, dir), || {
         clean();
         measure(&me, &[Path::new("--child"), Path::new("run"), model, &out])
     });
@@ -549,7 +582,7 @@ fn processes(model: &Path, bulk: &Path, dir: &Path, reps: usize, in_place: bool)
         proc_rows(
             &mut rows,
             "bench child: pipeline::run in place",
-            reps,
+            (reps, dir),
             || {
                 clean();
                 measure(&me, &[Path::new("--child"), Path::new("in-place"), model])
@@ -558,7 +591,7 @@ fn processes(model: &Path, bulk: &Path, dir: &Path, reps: usize, in_place: bool)
     }
     if let Some(cli) = cli_binary() {
         let name = format!("CLI `{}` -o OUT --force", cli.display());
-        proc_rows(&mut rows, &name, reps, || {
+        proc_rows(&mut rows, &name, (reps, dir), || {
             clean();
             measure(&cli, &[model, Path::new("-o"), &out, Path::new("--force")])
         });
@@ -771,7 +804,8 @@ fn child(args: &[String]) -> ExitCode {
                     127
                 }
             };
-            println!("{wall:.6} {} {code}", children_maxrss_kb().unwrap_or(0));
+            let (rss, cpu) = children_usage().unwrap_or((0, 0.0));
+            println!("{wall:.6} {rss} {code} {cpu:.6}");
             ExitCode::SUCCESS
         }
         Some("run") if args.len() == 3 => {
@@ -802,9 +836,9 @@ fn report<T>(r: Result<T, pipeline::RunError>) -> ExitCode {
     }
 }
 
-/// `ru_maxrss` of the waited-for children, in KiB (Linux).
+/// `ru_maxrss` (KiB) and user + system CPU seconds of the waited-for children (Linux).
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
-fn children_maxrss_kb() -> Option<u64> {
+fn children_usage() -> Option<(u64, f64)> {
     // struct rusage on 64-bit Linux: two struct timeval (2 × 16 bytes), then 14 longs, the first
     // of which is ru_maxrss (KiB).
     #[repr(C)]
@@ -822,10 +856,16 @@ fn children_maxrss_kb() -> Option<u64> {
     };
     // SAFETY: `u` has the layout of `struct rusage` on 64-bit Linux and outlives the call.
     let rc = unsafe { getrusage(RUSAGE_CHILDREN, &raw mut u) };
-    (rc == 0).then(|| u.longs[0] as u64)
+    let secs = |s: i64, us: i64| s as f64 + us as f64 * 1e-6;
+    (rc == 0).then(|| {
+        (
+            u.longs[0] as u64,
+            secs(u.times[0], u.times[1]) + secs(u.times[2], u.times[3]),
+        )
+    })
 }
 
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
-fn children_maxrss_kb() -> Option<u64> {
+fn children_usage() -> Option<(u64, f64)> {
     None
 }
