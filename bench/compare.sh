@@ -93,10 +93,12 @@ ERRFILE="$OUT/.stderr"
 
 free_bytes() { df -Pk "$1" | awk 'NR == 2 { print $4 * 1024 }'; }
 
-# measure NAME CMD...: one run; appends "wall_seconds rss_kb" to $OUT/.rows/NAME.
+# measure NAME CMD...: one run; appends "wall_seconds rss_kb cpu_seconds" to $OUT/.rows/NAME.
+# The file system is flushed first (untimed), so no case pays for an earlier one's writeback.
 measure() {
     local name="$1"; shift
     rm -rf "$RUN"; mkdir -p "$RUN"
+    sync -f "$OUT" 2>/dev/null || true
     local t0="$EPOCHREALTIME"
     if ! /usr/bin/time -v -o "$TIMEFILE" "$@" >/dev/null 2>"$ERRFILE"; then
         echo "compare.sh: '$name' failed:" >&2
@@ -104,9 +106,10 @@ measure() {
         return 1
     fi
     local t1="$EPOCHREALTIME"
-    local rss
+    local rss cpu
     rss="$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$TIMEFILE")"
-    echo "$t0 $t1 $rss" | awk '{ printf "%.4f %d\n", $2 - $1, $3 }' >>"$OUT/.rows/$name"
+    cpu="$(awk -F': ' '/(User|System) time \(seconds\)/ { s += $2 } END { print s }' "$TIMEFILE")"
+    echo "$t0 $t1 $rss $cpu" | awk '{ printf "%.4f %d %.3f\n", $2 - $1, $3, $4 }' >>"$OUT/.rows/$name"
 }
 
 # table TITLE BASE CASE...: median/min wall, max RSS, ratio to BASE and to the python case.
@@ -115,28 +118,34 @@ table() {
     echo
     echo "### $title"
     echo
-    echo "| process | median s | min s | peak RSS MB | × $base | Python ÷ this |"
-    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| process | median s | min s | × $base | Python ÷ this | CPU s (user+sys) | peak RSS MB | Python RSS ÷ this |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     local bmed pymed
     bmed="$(stat_of "$base" median || true)"
     pymed="$(stat_of python median || true)"
+    pyrss="$(stat_of python rss || true)"
     for c in "$@"; do
         [ -s "$OUT/.rows/$c" ] || continue
-        local med min rss
+        local med min rss cpu
         med="$(stat_of "$c" median)"; min="$(stat_of "$c" min)"; rss="$(stat_of "$c" rss)"
+        cpu="$(stat_of "$c" cpu)"
         awk -v c="${LABEL[$c]}" -v med="$med" -v min="$min" -v rss="$rss" -v b="$bmed" \
-            -v py="$pymed" 'BEGIN {
+            -v py="$pymed" -v pyrss="$pyrss" -v cpu="$cpu" 'BEGIN {
                 r = (b > 0) ? sprintf("%.2f", med / b) : "–"
                 p = (py > 0) ? sprintf("%.1f", py / med) : "–"
-                printf "| %s | %.3f | %.3f | %.1f | %s | %s |\n", c, med, min, rss / 1024, r, p }'
+                m = (pyrss > 0) ? sprintf("%.0f", pyrss / rss) : "–"
+                printf "| %s | %.3f | %.3f | %s | %s | %.2f | %.1f | %s |\n",
+                    c, med, min, r, p, cpu, rss / 1024, m }'
     done
 }
 
-# stat_of CASE median|min|rss
+# stat_of CASE median|min|rss|cpu: wall median/min, max RSS (KiB), median CPU seconds.
 stat_of() {
     [ -s "$OUT/.rows/$1" ] || return 1
-    sort -n "$OUT/.rows/$1" | awk -v what="$2" '
-        { w[NR] = $1; if ($2 > rss) rss = $2 }
+    local col=1
+    [ "$2" = cpu ] && col=3
+    sort -n -k"$col","$col" "$OUT/.rows/$1" | awk -v what="$2" -v col="$col" '
+        { w[NR] = $col; if ($2 > rss) rss = $2 }
         END {
             if (what == "min") print w[1]
             else if (what == "rss") print rss
@@ -157,14 +166,15 @@ run_cases() {
     LABEL[python]="\`python py_reinit.py MODEL OUT${pyextra:+ $pyextra}\`"
     for ((r = 1; r <= REPS; r++)); do
         log "  round $r/$REPS"
-        measure cp cp "$bulk" "$RUN/copy" || true
-        # shellcheck disable=SC2016 # $1 and $2 are the inner shell's arguments
-        measure cp_sync sh -c 'cp "$1" "$2" && sync "$2"' sh "$bulk" "$RUN/copy" || true
-        measure rust "$BIN" "$model" -o "$RUN/$out_name" || true
+        # Python first, so that every other case sees the page cache as Python left it.
         if [ "$PYTHON_BASELINE" = 1 ]; then
             # shellcheck disable=SC2086 # $pyextra is empty or one flag
             measure python "$PY" "$BENCH/py_reinit.py" "$model" "$RUN/$out_name" $pyextra || true
         fi
+        measure cp cp "$bulk" "$RUN/copy" || true
+        # shellcheck disable=SC2016 # $1 and $2 are the inner shell's arguments
+        measure cp_sync sh -c 'cp "$1" "$2" && sync "$2"' sh "$bulk" "$RUN/copy" || true
+        measure rust "$BIN" "$model" -o "$RUN/$out_name" || true
     done
     rm -rf "$RUN"
 }
@@ -188,9 +198,9 @@ size_mb="$(($(stat -c %s "$OUT/big/big.onnx") / 1000000))"
 table "${size_mb} MB inline model (10 × Gemm 3200², Relu/Tanh)" cp cp cp_sync rust python
 echo
 echo "Targets (issue 6): onnx-reinit ≤ 1.5 × cp; ≥ 8 × faster than Python; peak RSS ≤ 1/50 of Python's."
-echo "onnx-reinit's RSS includes the pages of the memory-mapped input that its scan touches; after"
-echo "a whole-file read() by another process (Python's onnx.load, in the previous round) the page"
-echo "cache holds them as large folios and the same scan maps ~15 MB more, hence a spread over rounds."
+echo "onnx-reinit's RSS includes the pages of the memory-mapped input that its scan touches (~3 MB"
+echo "here). When the input entered the page cache through one large read (cold, read whole, as"
+echo "onnx.load does) those pages are large folios and the same scan maps ~15 MB more (~27 MB peak)."
 rm -f "$OUT/big/big.onnx"
 
 # --- The > 2 GB external-data model -------------------------------------------------------------

@@ -52,8 +52,8 @@ def numpy_rows(reps):
 
     def random_out():
         rng.random(out=a, dtype=np.float32)
-        a *= 2 * bound
-        a -= bound
+        np.multiply(a, np.float32(2 * bound), out=a)
+        np.subtract(a, np.float32(bound), out=a)
 
     row("numpy uniform(-b,b).astype(f32)", 1, timed(uniform_astype, reps), a.nbytes, base_gbs)
     row("numpy random(out=, f32), scaled", 1, timed(random_out, reps), a.nbytes, base_gbs)
