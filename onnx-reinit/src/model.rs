@@ -336,11 +336,16 @@ impl LoadedModel {
                 "no graph (ModelProto field 7): not an ONNX model".into(),
             ));
         }
-        let skeleton =
-            <skeleton::Model as prost::Message>::decode(&map[..]).map_err(|e| Error::Decode {
-                file: path.clone(),
-                what: e.to_string(),
-            })?;
+        // prost names the field path but not the offset: locate the failure in the wire format.
+        let skeleton = <skeleton::Model as prost::Message>::decode(&map[..]).map_err(|e| {
+            match scan::locate_decode_error(&map) {
+                Some(at) => malformed(at.offset, at.context, at.what),
+                None => Error::Decode {
+                    file: path.clone(),
+                    what: e.to_string(),
+                },
+            }
+        })?;
         cross_check(&skeleton, &scan).map_err(|what| Error::Inconsistent {
             file: path.clone(),
             what,

@@ -554,3 +554,286 @@ fn lenient_name(buf: &[u8], body: Range<usize>) -> Option<String> {
     }
     None
 }
+
+/// The messages of [`crate::skeleton`], for [`locate_decode_error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SkelMsg {
+    Model,
+    OperatorSetId,
+    Graph,
+    Node,
+    Attribute,
+    TensorHeader,
+    ConstTensor,
+    StringEntry,
+    ValueInfo,
+    TypeProto,
+    TensorType,
+    Shape,
+    Dimension,
+}
+
+/// How the skeleton decodes one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SkelField {
+    /// A UTF-8 string.
+    Str,
+    /// Bytes (any content).
+    Bytes,
+    /// A single varint (`int32`, `int64`).
+    Varint,
+    /// A single `float`.
+    Fixed32,
+    /// A repeated varint: unpacked, or packed in a length-delimited run.
+    RepeatedVarint,
+    /// A repeated `float` (4 bytes), unpacked or packed.
+    RepeatedFixed32,
+    /// A repeated `double` (8 bytes), unpacked or packed.
+    RepeatedFixed64,
+    /// An embedded message.
+    Msg(SkelMsg),
+}
+
+/// The skeleton's schema: how field `number` of `msg` is decoded (`None`: skipped as unknown).
+/// Mirrors the `prost` attributes of [`crate::skeleton`].
+fn skeleton_field(msg: SkelMsg, number: u32) -> Option<SkelField> {
+    use SkelField::{
+        Bytes, Fixed32, Msg, RepeatedFixed32, RepeatedFixed64, RepeatedVarint, Str, Varint,
+    };
+    use SkelMsg as M;
+    Some(match (msg, number) {
+        (M::Model | M::TensorType | M::Dimension, 1)
+        | (M::OperatorSetId | M::TensorHeader | M::ConstTensor, 2)
+        | (M::Attribute, 3 | 20)
+        | (M::TensorHeader, 14) => Varint,
+        (M::Model | M::Graph | M::Dimension, 2)
+        | (M::OperatorSetId | M::Attribute | M::ValueInfo, 1)
+        | (M::Node, 1 | 2 | 3 | 4 | 7)
+        | (M::TensorHeader | M::ConstTensor, 8)
+        | (M::StringEntry, 1 | 2) => Str,
+        (M::Model, 7) | (M::Attribute, 6 | 11) => Msg(M::Graph),
+        (M::Model, 8) => Msg(M::OperatorSetId),
+        (M::Graph, 1) => Msg(M::Node),
+        (M::Graph, 5) => Msg(M::TensorHeader),
+        (M::Graph, 11 | 12) => Msg(M::ValueInfo),
+        (M::Node, 5) => Msg(M::Attribute),
+        (M::Attribute, 2) => Fixed32,
+        (M::Attribute, 4) | (M::ConstTensor, 9) => Bytes,
+        (M::Attribute, 5) => Msg(M::ConstTensor),
+        (M::Attribute, 7) | (M::ConstTensor, 4) => RepeatedFixed32,
+        (M::Attribute, 8) | (M::TensorHeader | M::ConstTensor, 1) | (M::ConstTensor, 5 | 7) => {
+            RepeatedVarint
+        }
+        (M::TensorHeader, 13) => Msg(M::StringEntry),
+        (M::ConstTensor, 10) => RepeatedFixed64,
+        (M::ValueInfo, 2) => Msg(M::TypeProto),
+        (M::TypeProto, 1) => Msg(M::TensorType),
+        (M::TensorType, 2) => Msg(M::Shape),
+        (M::Shape, 1) => Msg(M::Dimension),
+        _ => return None,
+    })
+}
+
+/// Where, in wire-format terms, decoding the payload-free skeleton fails.
+///
+/// The skeleton is decoded by `prost`, whose errors name the field path but not the byte
+/// offset; the scanner only walks the messages on the way to initializers. When prost refuses a
+/// model the scanner accepted, this walks the skeleton's whole schema in prost's order with the
+/// panic-free [`Reader`] and reports the first field prost would refuse: a wrong wire type, a
+/// string that is not UTF-8, a malformed packed run, a length past its message, a varint over
+/// 10 bytes. `None` when it finds nothing (the caller then reports prost's own message).
+pub fn locate_decode_error(buf: &[u8]) -> Option<ScanError> {
+    locate_in(buf, 0..buf.len(), SkelMsg::Model, "ModelProto", 0)
+}
+
+/// Nesting deeper than prost's recursion limit (100) is reported by prost itself.
+const LOCATE_MAX_DEPTH: usize = 100;
+
+fn locate_in(
+    buf: &[u8],
+    range: Range<usize>,
+    msg: SkelMsg,
+    context: &str,
+    depth: usize,
+) -> Option<ScanError> {
+    if depth > LOCATE_MAX_DEPTH {
+        return None;
+    }
+    let err = |offset: usize, what: String| {
+        Some(ScanError {
+            offset,
+            context: context.to_string(),
+            what,
+        })
+    };
+    let end = range.end.min(buf.len());
+    let mut r = Reader::sub(buf, range);
+    // Occurrences so far of each embedded-message field, to name the one that fails.
+    let mut seen: Vec<(u32, usize)> = Vec::new();
+    loop {
+        let f = match r.next_field() {
+            Ok(Some(f)) => f,
+            Ok(None) => return None,
+            // The reader refuses groups; prost skips a well-formed one in an unknown field.
+            Err(WireError {
+                offset,
+                kind: wire::WireErrorKind::Group { field },
+            }) => {
+                let (tag, tag_len) = wire::decode_varint(&buf[offset..end], offset).ok()?;
+                if tag & 7 == 4 {
+                    return err(
+                        offset,
+                        format!("end-group tag of field {field} without a start"),
+                    );
+                }
+                if skeleton_field(msg, field).is_some() {
+                    return err(
+                        offset,
+                        format!("field {field} has unexpected wire type group"),
+                    );
+                }
+                match skip_group(buf, offset + tag_len, end, field, depth + 1) {
+                    Ok(next) => r = Reader::sub(buf, next..end),
+                    Err(e) => {
+                        return e.map(|(offset, what)| ScanError {
+                            offset,
+                            context: context.to_string(),
+                            what,
+                        });
+                    }
+                }
+                continue;
+            }
+            Err(e) => return Some(ScanError::wire(&e, context.to_string())),
+        };
+        let Some(kind) = skeleton_field(msg, f.number) else {
+            continue;
+        };
+        let wrong = || {
+            err(
+                f.start,
+                format!(
+                    "field {} has unexpected wire type {:?}",
+                    f.number,
+                    f.wire_type()
+                ),
+            )
+        };
+        match (kind, &f.value) {
+            (SkelField::Str, Value::Len { body, .. }) => {
+                if let Err(e) = std::str::from_utf8(&buf[body.clone()]) {
+                    return err(
+                        body.start + e.valid_up_to(),
+                        format!("field {} is not valid UTF-8", f.number),
+                    );
+                }
+            }
+            (SkelField::Bytes, Value::Len { .. })
+            | (SkelField::Varint | SkelField::RepeatedVarint, Value::Varint(_))
+            | (SkelField::Fixed32 | SkelField::RepeatedFixed32, Value::Fixed32 { .. })
+            | (SkelField::RepeatedFixed64, Value::Fixed64 { .. }) => {}
+            (SkelField::RepeatedVarint, Value::Len { body, .. }) => {
+                if let Err(e) = wire::count_varints(&buf[body.clone()], body.start) {
+                    return Some(ScanError::wire(&e, context.to_string()));
+                }
+            }
+            (SkelField::RepeatedFixed32 | SkelField::RepeatedFixed64, Value::Len { body, .. }) => {
+                let width = if kind == SkelField::RepeatedFixed32 {
+                    4
+                } else {
+                    8
+                };
+                if body.len() % width != 0 {
+                    return err(
+                        body.start,
+                        format!(
+                            "packed field {} has {} bytes, not a multiple of {width}",
+                            f.number,
+                            body.len()
+                        ),
+                    );
+                }
+            }
+            (SkelField::Msg(sub), Value::Len { body, .. }) => {
+                let n = if let Some((_, n)) = seen.iter_mut().find(|(k, _)| *k == f.number) {
+                    *n += 1;
+                    *n
+                } else {
+                    seen.push((f.number, 0));
+                    0
+                };
+                let ctx = format!("{context}, {sub:?} #{n}");
+                if let Some(e) = locate_in(buf, body.clone(), sub, &ctx, depth + 1) {
+                    return Some(e);
+                }
+            }
+            _ => return wrong(),
+        }
+    }
+}
+
+/// Skips a group's fields from `pos` (just past its start tag) to its end tag, as prost skips
+/// an unknown group field; returns the offset after the end tag. `Err(Some((offset, what)))`
+/// where prost would fail, `Err(None)` past prost's recursion limit (left to prost's message).
+fn skip_group(
+    buf: &[u8],
+    mut pos: usize,
+    end: usize,
+    field: u32,
+    depth: usize,
+) -> Result<usize, Option<(usize, String)>> {
+    if depth > LOCATE_MAX_DEPTH {
+        return Err(None);
+    }
+    let varint = |pos: usize| {
+        wire::decode_varint(&buf[pos..end], pos)
+            .map_err(|e| Some((e.offset, ScanError::wire(&e, String::new()).what)))
+    };
+    loop {
+        if pos >= end {
+            return Err(Some((pos, format!("group of field {field} not closed"))));
+        }
+        let start = pos;
+        let (tag, n) = varint(pos)?;
+        pos += n;
+        let number = tag >> 3;
+        if number == 0 || number >= 1 << 29 {
+            return Err(Some((
+                start,
+                format!("invalid field number {number} in a group"),
+            )));
+        }
+        let fixed = |pos: usize, width: usize| {
+            if end - pos < width {
+                Err(Some((pos, "message truncated".to_string())))
+            } else {
+                Ok(pos + width)
+            }
+        };
+        pos = match tag & 7 {
+            0 => pos + varint(pos)?.1,
+            1 => fixed(pos, 8)?,
+            2 => {
+                let (len, n) = varint(pos)?;
+                let body = pos + n;
+                if len > (end - body) as u64 {
+                    return Err(Some((
+                        pos,
+                        format!("length {len} runs past the end of the group"),
+                    )));
+                }
+                body + len as usize
+            }
+            3 => skip_group(buf, pos, end, number as u32, depth + 1)?,
+            4 if number == u64::from(field) => return Ok(pos),
+            4 => {
+                return Err(Some((
+                    start,
+                    format!("end-group tag of field {number} inside the group of field {field}"),
+                )));
+            }
+            5 => fixed(pos, 4)?,
+            w => return Err(Some((start, format!("invalid wire type {w}")))),
+        };
+    }
+}
