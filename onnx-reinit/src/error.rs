@@ -71,12 +71,15 @@ pub enum Error {
     },
 
     /// An initializer's external data is refused (bad location, missing file, out of range).
-    #[error("{}: tensor {tensor:?}: external data: {what}", file.display())]
+    #[error("{}: tensor {tensor:?} (TensorProto at byte {offset}): external data: {what}",
+            file.display())]
     External {
         /// The model file.
         file: PathBuf,
         /// The tensor name.
         tensor: String,
+        /// Offset of the tensor's `TensorProto` body.
+        offset: u64,
         /// What is wrong.
         what: String,
     },

@@ -395,6 +395,7 @@ impl LoadedModel {
                     ExtErr::External(w) => Error::External {
                         file: path.clone(),
                         tensor: t.name.clone(),
+                        offset: scan.frames[t.frame].body.start as u64,
                         what: w,
                     },
                 })?

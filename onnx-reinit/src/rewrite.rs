@@ -605,6 +605,7 @@ impl<'a> Rewriter<'a> {
                             Error::External {
                                 file: self.file(),
                                 tensor: t.name.clone(),
+                                offset: t.offset as u64,
                                 what,
                             }
                         })?;
@@ -713,6 +714,7 @@ impl<'a> Rewriter<'a> {
                         return Err(Error::External {
                             file: self.file(),
                             tensor: tensors[i].name.clone(),
+                            offset: tensors[i].offset as u64,
                             what: format!(
                                 "{} shrank to {} bytes since the model was opened",
                                 plan.src_path.display(),
