@@ -75,6 +75,12 @@ pub trait Element:
     fn from_f16_bits(h: u16) -> Self {
         Self::from_f32(f16::from_bits(h).to_f32())
     }
+    /// The value of bfloat16 bits `h` (exact for bf16, f32 and f64; rounded for f16).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn from_bf16_bits(h: u16) -> Self {
+        Self::from_f32(bf16::from_bits(h).to_f32())
+    }
 }
 
 impl Element for f32 {
@@ -142,6 +148,10 @@ impl Element for bf16 {
     #[inline(always)]
     fn from_f32(x: f32) -> Self {
         bf16::from_bits(f32_to_bf16_bits(x))
+    }
+    #[inline(always)]
+    fn from_bf16_bits(h: u16) -> Self {
+        bf16::from_bits(h)
     }
     #[inline(always)]
     fn from_f64(x: f64) -> Self {

@@ -28,7 +28,8 @@ pub enum Isa {
     Portable,
     /// AVX2 and F16C (x86-64, run-time detected).
     Avx2,
-    /// AVX-512 F/DQ/VL/BW (x86-64, run-time detected).
+    /// AVX-512 F/DQ/VL/BW (x86-64, run-time detected); bf16 fills also use AVX512-BF16 when
+    /// the CPU has it.
     Avx512,
 }
 
@@ -139,6 +140,11 @@ pub(crate) fn run_on<T: Element>(isa: Isa, plan: &Plan, out: &mut [T], lanes: La
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
         Isa::Avx512 => {
             debug_assert!(isa.is_available());
+            if T::DTYPE == DType::BF16 && std::arch::is_x86_feature_detected!("avx512bf16") {
+                // SAFETY: AVX-512 F/DQ/VL/BW (callers only pass an available instruction set)
+                // and AVX512-BF16 (just detected).
+                return unsafe { run_avx512_bf16(plan, out, lanes) };
+            }
             // SAFETY: callers only pass an instruction set whose `is_available()` is true.
             unsafe { run_avx512(plan, out, lanes) }
         }
@@ -161,7 +167,16 @@ fn run_avx2<T: Element>(plan: &Plan, out: &mut [T], lanes: Lanes) {
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
 fn run_avx512<T: Element>(plan: &Plan, out: &mut [T], lanes: Lanes) {
-    run::<T, x86::Avx512>(plan, out, lanes);
+    run::<T, x86::Avx512<false>>(plan, out, lanes);
+}
+
+/// The AVX-512 kernels for bf16 on CPUs with AVX512-BF16 (`vcvtne2ps2bf16` rounds 32 values
+/// in one instruction; blocks holding an f32 subnormal, which it flushes to zero, take the
+/// integer rounding instead).
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw,avx512bf16")]
+fn run_avx512_bf16<T: Element>(plan: &Plan, out: &mut [T], lanes: Lanes) {
+    run::<T, x86::Avx512<true>>(plan, out, lanes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -297,13 +312,13 @@ impl Plan {
 /// Fill `out` (at most one chunk) from the chunk generator `lanes`.
 #[inline(always)]
 pub(crate) fn run<T: Element, I: Target>(plan: &Plan, out: &mut [T], lanes: Lanes) {
-    let mut g = Steps(lanes);
+    let mut g = Steps(I::Gen::from_lanes(lanes));
     match *plan {
         Plan::Constant(v) => out.fill(T::from_f64(v)),
         Plan::Uniform32 { mid, half, lo, hi } => {
-            write32::<T, I, _>(out, &mut g, &Uniform32 { mid, half, lo, hi });
+            write32::<T, I, _, _>(out, &mut g, &Uniform32 { mid, half, lo, hi });
         }
-        Plan::Normal32 { mean, std } => write32::<T, I, _>(out, &mut g, &Normal32 { mean, std }),
+        Plan::Normal32 { mean, std } => write32::<T, I, _, _>(out, &mut g, &Normal32 { mean, std }),
         Plan::Uniform64 { mid, half, lo, hi } => {
             write64(out, &mut g, &Uniform64 { mid, half, lo, hi });
         }
@@ -315,7 +330,7 @@ pub(crate) fn run<T: Element, I: Target>(plan: &Plan, out: &mut [T], lanes: Lane
             std,
             lo,
             hi,
-        } => reject32::<T, I>(out, &mut g, [a, b, mean, std, lo, hi]),
+        } => reject32::<T, I, _>(out, &mut g, [a, b, mean, std, lo, hi]),
         Plan::Reject64 {
             a,
             b,
@@ -323,7 +338,7 @@ pub(crate) fn run<T: Element, I: Target>(plan: &Plan, out: &mut [T], lanes: Lane
             std,
             lo,
             hi,
-        } => reject64::<T, I>(out, &mut g, [a, b, mean, std, lo, hi]),
+        } => reject64::<T, I, _>(out, &mut g, [a, b, mean, std, lo, hi]),
         Plan::Tail {
             wide,
             tail,
@@ -332,7 +347,7 @@ pub(crate) fn run<T: Element, I: Target>(plan: &Plan, out: &mut [T], lanes: Lane
             lo,
             hi,
         } => {
-            let mut words = Words::new(g.0);
+            let mut words = Words::new(g.0.into_lanes());
             if wide {
                 for o in out.iter_mut() {
                     let z = tail.sample(|| (u01_f64(words.next_u64()), u01_f64(words.next_u64())));
@@ -349,9 +364,9 @@ pub(crate) fn run<T: Element, I: Target>(plan: &Plan, out: &mut [T], lanes: Lane
 }
 
 /// The chunk generator, two steps at a time.
-pub(crate) struct Steps(Lanes);
+pub(crate) struct Steps<G>(G);
 
-impl Steps {
+impl<G: Gen> Steps<G> {
     /// Two steps: lane `j`'s outputs at index `j` (first step) and `8 + j` (second).
     #[inline(always)]
     fn two(&mut self) -> [u64; 2 * LANES] {
@@ -381,7 +396,7 @@ impl Steps {
 /// closure: closures are separate functions that do not inherit the dispatch wrapper's target
 /// features unless inlined.)
 trait Block<V> {
-    fn block(&self, g: &mut Steps) -> V;
+    fn block<G: Gen>(&self, g: &mut Steps<G>) -> V;
 }
 
 struct Uniform32 {
@@ -393,7 +408,7 @@ struct Uniform32 {
 
 impl Block<[f32; B32]> for Uniform32 {
     #[inline(always)]
-    fn block(&self, g: &mut Steps) -> [f32; B32] {
+    fn block<G: Gen>(&self, g: &mut Steps<G>) -> [f32; B32] {
         let h = g.halves();
         let mut v = [0f32; B32];
         for k in 0..B32 {
@@ -410,7 +425,7 @@ struct Normal32 {
 
 impl Block<[f32; B32]> for Normal32 {
     #[inline(always)]
-    fn block(&self, g: &mut Steps) -> [f32; B32] {
+    fn block<G: Gen>(&self, g: &mut Steps<G>) -> [f32; B32] {
         let z = std_normal32(g);
         let mut v = [0f32; B32];
         for k in 0..B32 {
@@ -429,11 +444,16 @@ struct Uniform64 {
 
 impl Block<[f64; B64]> for Uniform64 {
     #[inline(always)]
-    fn block(&self, g: &mut Steps) -> [f64; B64] {
-        let w = g.two();
+    fn block<G: Gen>(&self, g: &mut Steps<G>) -> [f64; B64] {
+        // Step by step (not via `Steps::two`): the compiler then keeps each step's eight lanes
+        // in one vector register.
         let mut v = [0f64; B64];
-        for k in 0..B64 {
-            v[k] = (self.mid + self.half * signed_u01_f64(w[k])).clamp(self.lo, self.hi);
+        for half in 0..2 {
+            let w = g.0.step();
+            for j in 0..LANES {
+                v[half * LANES + j] =
+                    (self.mid + self.half * signed_u01_f64(w[j])).clamp(self.lo, self.hi);
+            }
         }
         v
     }
@@ -446,7 +466,7 @@ struct Normal64 {
 
 impl Block<[f64; B64]> for Normal64 {
     #[inline(always)]
-    fn block(&self, g: &mut Steps) -> [f64; B64] {
+    fn block<G: Gen>(&self, g: &mut Steps<G>) -> [f64; B64] {
         let z = std_normal64(g);
         let mut v = [0f64; B64];
         for k in 0..B64 {
@@ -459,7 +479,11 @@ impl Block<[f64; B64]> for Normal64 {
 /// Write blocks of [`B32`] f32 values (two steps each), rounded to `T`; a short last block is
 /// cut (the prefix property).
 #[inline(always)]
-fn write32<T: Element, I: Target, B: Block<[f32; B32]>>(out: &mut [T], g: &mut Steps, b: &B) {
+fn write32<T: Element, I: Target, B: Block<[f32; B32]>, G: Gen>(
+    out: &mut [T],
+    g: &mut Steps<G>,
+    b: &B,
+) {
     let mut it = out.chunks_exact_mut(B32);
     for dst in &mut it {
         let dst: &mut [T; B32] = dst.try_into().expect("exact chunk");
@@ -474,7 +498,7 @@ fn write32<T: Element, I: Target, B: Block<[f32; B32]>>(out: &mut [T], g: &mut S
 
 /// Write blocks of [`B64`] f64 values (two steps each).
 #[inline(always)]
-fn write64<T: Element, B: Block<[f64; B64]>>(out: &mut [T], g: &mut Steps, b: &B) {
+fn write64<T: Element, B: Block<[f64; B64]>, G: Gen>(out: &mut [T], g: &mut Steps<G>, b: &B) {
     let mut it = out.chunks_exact_mut(B64);
     for dst in &mut it {
         let dst: &mut [T; B64] = dst.try_into().expect("exact chunk");
@@ -503,6 +527,11 @@ fn convert32<T: Element, I: Target>(v: &[f32; B32]) -> [T; B32] {
         for k in 0..B32 / 2 {
             out[k] = T::from_f16_bits(a[k]);
             out[B32 / 2 + k] = T::from_f16_bits(b[k]);
+        }
+    } else if T::DTYPE == DType::BF16 {
+        let h = I::bf16x32(v);
+        for k in 0..B32 {
+            out[k] = T::from_bf16_bits(h[k]);
         }
     } else {
         for k in 0..B32 {
@@ -542,7 +571,7 @@ fn uniform32(w: u32, mid: f32, half: f32, lo: f32, hi: f32) -> f32 {
 /// Sixteen Box–Muller pairs from two steps: element `2k` is `r_k·cos θ_k`, `2k + 1` is
 /// `r_k·sin θ_k`, where word `k` gives u₁ (low half) and θ (high half).
 #[inline(always)]
-fn std_normal32(g: &mut Steps) -> [f32; B32] {
+fn std_normal32<G: Gen>(g: &mut Steps<G>) -> [f32; B32] {
     let h = g.halves();
     let mut r = [0f32; 2 * LANES];
     let mut s = [0f32; 2 * LANES];
@@ -570,7 +599,7 @@ fn u1_f32(w: u32) -> f32 {
 /// Truncated normal by rejection: the block normals z with a ≤ z ≤ b, in stream order, as
 /// `clamp(mean + std·z, lo, hi)`.
 #[inline(always)]
-fn reject32<T: Element, I: Target>(out: &mut [T], g: &mut Steps, p: [f32; 6]) {
+fn reject32<T: Element, I: Target, G: Gen>(out: &mut [T], g: &mut Steps<G>, p: [f32; 6]) {
     let [a, b, mean, std, lo, hi] = p;
     let len = out.len();
     let mut n = 0;
@@ -598,15 +627,16 @@ fn reject32<T: Element, I: Target>(out: &mut [T], g: &mut Steps, p: [f32; 6]) {
 /// Sixteen f64 Box–Muller values from two steps: u₁ from the first step's lane `j`, θ from the
 /// second's; element `j` is `r_j·cos θ_j`, element `8 + j` is `r_j·sin θ_j`.
 #[inline(always)]
-fn std_normal64(g: &mut Steps) -> [f64; B64] {
-    let w = g.two();
+fn std_normal64<G: Gen>(g: &mut Steps<G>) -> [f64; B64] {
+    let a = g.0.step();
+    let b = g.0.step();
     let mut z = [0f64; B64];
     let mut r = [0f64; LANES];
     let mut s = [0f64; LANES];
     let mut c = [0f64; LANES];
     for j in 0..LANES {
-        r[j] = sqrt_f64(-2.0 * ln_f64(u1_f64(w[j])));
-        (s[j], c[j]) = sincos_turn_f64(w[LANES + j] >> 11);
+        r[j] = sqrt_f64(-2.0 * ln_f64(u1_f64(a[j])));
+        (s[j], c[j]) = sincos_turn_f64(b[j] >> 11);
     }
     for j in 0..LANES {
         z[j] = r[j] * c[j];
@@ -635,7 +665,7 @@ fn u1_f64(w: u64) -> f64 {
 }
 
 #[inline(always)]
-fn reject64<T: Element, I: Target>(out: &mut [T], g: &mut Steps, p: [f64; 6]) {
+fn reject64<T: Element, I: Target, G: Gen>(out: &mut [T], g: &mut Steps<G>, p: [f64; 6]) {
     let [a, b, mean, std, lo, hi] = p;
     let len = out.len();
     let mut n = 0;
@@ -665,8 +695,21 @@ fn reject64<T: Element, I: Target>(out: &mut [T], g: &mut Steps, p: [f64; 6]) {
 /// the rounding sense: the f32 → f16 conversion is the correctly rounded IEEE conversion
 /// whichever way it is computed, and packing only moves values.
 pub(crate) trait Target {
+    /// The chunk generator in this instruction set's registers.
+    type Gen: Gen;
+
     /// f16 bits of 16 f32 values (nearest, ties to even).
     fn f16x16(v: &[f32; 16]) -> [u16; 16];
+
+    /// bfloat16 bits of 32 f32 values (nearest, ties to even).
+    #[inline(always)]
+    fn bf16x32(v: &[f32; B32]) -> [u16; B32] {
+        let mut h = [0u16; B32];
+        for k in 0..B32 {
+            h[k] = crate::element::f32_to_bf16_bits(v[k]);
+        }
+        h
+    }
 
     /// Write, in order, `v[k]` rounded to `T` for every k with `a ≤ z[k] ≤ b` to `dst[0..m]` and
     /// return m. `dst[m..]` may be overwritten with values the caller overwrites later.
@@ -688,10 +731,36 @@ pub(crate) trait Target {
     ) -> usize;
 }
 
+/// The eight Xoshiro256++ lanes of [`Lanes`], held however the instruction set likes (the
+/// integer operations are exact, so every representation steps to the same words).
+pub(crate) trait Gen {
+    fn from_lanes(l: Lanes) -> Self;
+    fn into_lanes(self) -> Lanes;
+    /// [`Lanes::step`].
+    fn step(&mut self) -> [u64; LANES];
+}
+
+impl Gen for Lanes {
+    #[inline(always)]
+    fn from_lanes(l: Lanes) -> Self {
+        l
+    }
+    #[inline(always)]
+    fn into_lanes(self) -> Lanes {
+        self
+    }
+    #[inline(always)]
+    fn step(&mut self) -> [u64; LANES] {
+        Lanes::step(self)
+    }
+}
+
 /// The baseline build: everything in plain Rust.
 pub(crate) struct Portable;
 
 impl Target for Portable {
+    type Gen = Lanes;
+
     #[inline(always)]
     fn f16x16(v: &[f32; 16]) -> [u16; 16] {
         let mut h = [0u16; 16];
@@ -737,25 +806,140 @@ impl Target for Portable {
 }
 
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
-mod x86 {
+pub(crate) mod x86 {
     //! The x86-64 implementations of [`Target`]: F16C / AVX-512 `vcvtps2ph` for the f16
     //! conversion (round to nearest even, the same result as the portable code), and AVX-512
     //! `vcompressps`/`vcompresspd` for packing. Only `run_avx2`/`run_avx512` instantiate these,
     //! and only after the CPU features were detected.
 
-    use super::{B32, B64, Portable, Target, convert16, convert32};
+    use super::{B32, B64, Gen, LANES, Lanes, Portable, Target, convert16, convert32};
     use crate::element::Element;
     use core::arch::x86_64::{
-        __m256i, __m512, __m512d, _CMP_GE_OQ, _CMP_LE_OQ, _MM_FROUND_NO_EXC,
-        _MM_FROUND_TO_NEAREST_INT, _mm256_cvtps_ph, _mm256_loadu_ps, _mm512_cmp_pd_mask,
-        _mm512_cmp_ps_mask, _mm512_cvtps_ph, _mm512_loadu_pd, _mm512_loadu_ps,
-        _mm512_maskz_compress_pd, _mm512_maskz_compress_ps, _mm512_set1_pd, _mm512_set1_ps,
-        _mm512_storeu_pd, _mm512_storeu_ps,
+        __m256i, __m512bh, __m512i, _mm256_add_epi64, _mm256_or_si256, _mm256_slli_epi64,
+        _mm256_srli_epi64, _mm256_xor_si256, _mm512_add_epi32, _mm512_add_epi64, _mm512_and_si512,
+        _mm512_castps_si512, _mm512_cmpgt_epu32_mask, _mm512_cvtne2ps_pbh, _mm512_loadu_si512,
+        _mm512_mask_or_epi32, _mm512_permutex2var_epi16, _mm512_rol_epi64, _mm512_set1_epi32,
+        _mm512_slli_epi64, _mm512_srli_epi32, _mm512_testn_epi32_mask, _mm512_xor_si512,
+    };
+    use core::arch::x86_64::{
+        __m512, __m512d, _CMP_GE_OQ, _CMP_LE_OQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT,
+        _mm256_cvtps_ph, _mm256_loadu_ps, _mm512_cmp_pd_mask, _mm512_cmp_ps_mask, _mm512_cvtps_ph,
+        _mm512_loadu_pd, _mm512_loadu_ps, _mm512_maskz_compress_pd, _mm512_maskz_compress_ps,
+        _mm512_set1_pd, _mm512_set1_ps, _mm512_storeu_pd, _mm512_storeu_ps,
     };
 
     pub(crate) struct Avx2;
-    pub(crate) struct Avx512;
+    /// `BF16`: AVX512-BF16 is available (see `run_avx512_bf16`).
+    pub(crate) struct Avx512<const BF16: bool>;
 
+    /// The lanes as four 512-bit vectors (s0..s3), one lane per 64-bit element.
+    pub(crate) struct Gen512([__m512i; 4]);
+
+    /// The lanes as eight 256-bit vectors: s0..s3 for lanes 0–3, then for lanes 4–7.
+    pub(crate) struct Gen256([__m256i; 8]);
+
+    impl Gen for Gen512 {
+        #[inline(always)]
+        fn from_lanes(l: Lanes) -> Self {
+            // SAFETY: [u64; 8] and __m512i have the same size; any bits are valid for both.
+            Gen512(unsafe { core::mem::transmute::<[[u64; LANES]; 4], [__m512i; 4]>(l.state()) })
+        }
+        #[inline(always)]
+        fn into_lanes(self) -> Lanes {
+            // SAFETY: as above.
+            Lanes::from_state(unsafe {
+                core::mem::transmute::<[__m512i; 4], [[u64; LANES]; 4]>(self.0)
+            })
+        }
+        #[inline(always)]
+        fn step(&mut self) -> [u64; LANES] {
+            // SAFETY: `Gen512` is only created by `run_avx512` (through `Avx512::Gen`), after
+            // AVX-512F was detected.
+            let out = unsafe { step512(&mut self.0) };
+            // SAFETY: same size, plain bits.
+            unsafe { core::mem::transmute::<__m512i, [u64; LANES]>(out) }
+        }
+    }
+
+    /// Xoshiro256++ on eight lanes: the operations of [`Lanes::step`].
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn step512(s: &mut [__m512i; 4]) -> __m512i {
+        let [s0, s1, s2, s3] = *s;
+        let out = _mm512_add_epi64(_mm512_rol_epi64::<23>(_mm512_add_epi64(s0, s3)), s0);
+        let t = _mm512_slli_epi64::<17>(s1);
+        let s2 = _mm512_xor_si512(s2, s0);
+        let s3 = _mm512_xor_si512(s3, s1);
+        let s1 = _mm512_xor_si512(s1, s2);
+        let s0 = _mm512_xor_si512(s0, s3);
+        let s2 = _mm512_xor_si512(s2, t);
+        let s3 = _mm512_rol_epi64::<45>(s3);
+        *s = [s0, s1, s2, s3];
+        out
+    }
+
+    impl Gen for Gen256 {
+        #[inline(always)]
+        fn from_lanes(l: Lanes) -> Self {
+            let st = l.state();
+            let mut v = [[0u64; 4]; 8];
+            for w in 0..4 {
+                v[w].copy_from_slice(&st[w][..4]);
+                v[4 + w].copy_from_slice(&st[w][4..]);
+            }
+            // SAFETY: [u64; 4] and __m256i have the same size; any bits are valid for both.
+            Gen256(unsafe { core::mem::transmute::<[[u64; 4]; 8], [__m256i; 8]>(v) })
+        }
+        #[inline(always)]
+        fn into_lanes(self) -> Lanes {
+            // SAFETY: as above.
+            let v = unsafe { core::mem::transmute::<[__m256i; 8], [[u64; 4]; 8]>(self.0) };
+            let mut st = [[0u64; LANES]; 4];
+            for w in 0..4 {
+                st[w][..4].copy_from_slice(&v[w]);
+                st[w][4..].copy_from_slice(&v[4 + w]);
+            }
+            Lanes::from_state(st)
+        }
+        #[inline(always)]
+        fn step(&mut self) -> [u64; LANES] {
+            let (lo, hi) = self.0.split_at_mut(4);
+            // SAFETY: `Gen256` is only created by `run_avx2`, after AVX2 was detected.
+            let (a, b) = unsafe {
+                (
+                    step256((&mut *lo).try_into().expect("4")),
+                    step256((&mut *hi).try_into().expect("4")),
+                )
+            };
+            // SAFETY: two 256-bit vectors are eight u64.
+            unsafe { core::mem::transmute::<[__m256i; 2], [u64; LANES]>([a, b]) }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn rol256<const L: i32, const R: i32>(x: __m256i) -> __m256i {
+        _mm256_or_si256(_mm256_slli_epi64::<L>(x), _mm256_srli_epi64::<R>(x))
+    }
+
+    /// Xoshiro256++ on four lanes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn step256(s: &mut [__m256i; 4]) -> __m256i {
+        let [s0, s1, s2, s3] = *s;
+        let out = _mm256_add_epi64(rol256::<23, 41>(_mm256_add_epi64(s0, s3)), s0);
+        let t = _mm256_slli_epi64::<17>(s1);
+        let s2 = _mm256_xor_si256(s2, s0);
+        let s3 = _mm256_xor_si256(s3, s1);
+        let s1 = _mm256_xor_si256(s1, s2);
+        let s0 = _mm256_xor_si256(s0, s3);
+        let s2 = _mm256_xor_si256(s2, t);
+        let s3 = rol256::<45, 19>(s3);
+        *s = [s0, s1, s2, s3];
+        out
+    }
+
+    #[inline]
     #[target_feature(enable = "avx2,f16c")]
     fn f16x16_f16c(v: &[f32; 16]) -> [u16; 16] {
         const RNE: i32 = _MM_FROUND_TO_NEAREST_INT;
@@ -771,6 +955,7 @@ mod x86 {
         unsafe { core::mem::transmute([a, b]) }
     }
 
+    #[inline]
     #[target_feature(enable = "avx512f")]
     fn f16x16_avx512(v: &[f32; 16]) -> [u16; 16] {
         // SAFETY: reads 16 f32 from `v`.
@@ -780,7 +965,71 @@ mod x86 {
         unsafe { core::mem::transmute(h) }
     }
 
+    /// [`crate::element::f32_to_bf16_bits`] on 32 values: the same integer operations, and
+    /// the high halves gathered into one vector by a permutation (rather than two narrowing
+    /// stores).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) fn bf16x32_avx512(v: &[f32; B32]) -> [u16; B32] {
+        let round = |x: __m512i| {
+            let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(x), _mm512_set1_epi32(1));
+            let r = _mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7FFF)), lsb);
+            let abs = _mm512_and_si512(x, _mm512_set1_epi32(0x7FFF_FFFF));
+            let nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7F80_0000));
+            // NaN: the quiet bit set, so the high half is (bits >> 16) | 0x40.
+            _mm512_mask_or_epi32(r, nan, x, _mm512_set1_epi32(0x0040_0000))
+        };
+        // SAFETY: the loads read 16 f32 each from inside `v`.
+        let (a, b) = unsafe {
+            (
+                _mm512_loadu_si512(v.as_ptr().cast()),
+                _mm512_loadu_si512(v.as_ptr().add(16).cast()),
+            )
+        };
+        // The odd 16-bit words (high halves) of a, then of b.
+        const IDX: [u16; 32] = {
+            let mut i = [0u16; 32];
+            let mut k = 0;
+            while k < 32 {
+                i[k] = 2 * k as u16 + 1;
+                k += 1;
+            }
+            i
+        };
+        // SAFETY: reads 32 u16 from a 32-element array.
+        let idx = unsafe { _mm512_loadu_si512(IDX.as_ptr().cast()) };
+        let packed = _mm512_permutex2var_epi16(round(a), idx, round(b));
+        // SAFETY: a 512-bit vector is 32 u16.
+        unsafe { core::mem::transmute::<__m512i, [u16; B32]>(packed) }
+    }
+
+    /// [`crate::element::f32_to_bf16_bits`] on 32 values by `vcvtne2ps2bf16` (round to nearest
+    /// even, NaN quieted the same way), except that the instruction flushes f32 subnormals to
+    /// zero: a block with any input whose exponent field is zero (subnormal, or ±0) is rounded
+    /// by [`bf16x32_avx512`] instead.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) fn bf16x32_hw(v: &[f32; B32]) -> [u16; B32] {
+        // SAFETY: the loads read 16 f32 each from inside `v`.
+        let (a, b) = unsafe {
+            (
+                _mm512_loadu_ps(v.as_ptr()),
+                _mm512_loadu_ps(v.as_ptr().add(16)),
+            )
+        };
+        let exp = _mm512_set1_epi32(0x7F80_0000);
+        let tiny = _mm512_testn_epi32_mask(_mm512_castps_si512(a), exp)
+            | _mm512_testn_epi32_mask(_mm512_castps_si512(b), exp);
+        if tiny != 0 {
+            return bf16x32_avx512(v);
+        }
+        let h = _mm512_cvtne2ps_pbh(b, a);
+        // SAFETY: a 512-bit vector is 32 u16.
+        unsafe { core::mem::transmute::<__m512bh, [u16; B32]>(h) }
+    }
+
     /// The kept lanes of `v` (a ≤ z ≤ b), packed to the front; the rest zero.
+    #[inline]
     #[target_feature(enable = "avx512f")]
     fn compress_ps(v: &[f32; 16], z: &[f32; 16], a: f32, b: f32) -> ([f32; 16], usize) {
         // SAFETY: each load reads 16 f32 from a 16-element array.
@@ -794,6 +1043,7 @@ mod x86 {
         (out, keep.count_ones() as usize)
     }
 
+    #[inline]
     #[target_feature(enable = "avx512f")]
     fn compress_pd(v: &[f64; 8], z: &[f64; 8], a: f64, b: f64) -> ([f64; 8], usize) {
         // SAFETY: each load reads 8 f64 from an 8-element array.
@@ -808,6 +1058,8 @@ mod x86 {
     }
 
     impl Target for Avx2 {
+        type Gen = Gen256;
+
         #[inline(always)]
         fn f16x16(v: &[f32; 16]) -> [u16; 16] {
             // SAFETY: `Avx2` is only used by `run_avx2`, which runs after AVX2 and F16C were
@@ -844,7 +1096,21 @@ mod x86 {
         }
     }
 
-    impl Target for Avx512 {
+    impl<const BF16: bool> Target for Avx512<BF16> {
+        type Gen = Gen512;
+
+        #[inline(always)]
+        fn bf16x32(v: &[f32; B32]) -> [u16; B32] {
+            if BF16 {
+                // SAFETY: `Avx512<true>` is only used by `run_avx512_bf16`, which runs after
+                // AVX-512 F/DQ/VL/BW and AVX512-BF16 were detected.
+                unsafe { bf16x32_hw(v) }
+            } else {
+                // SAFETY: as in `f16x16`.
+                unsafe { bf16x32_avx512(v) }
+            }
+        }
+
         #[inline(always)]
         fn f16x16(v: &[f32; 16]) -> [u16; 16] {
             // SAFETY: `Avx512` is only used by `run_avx512`, which runs after AVX-512 F/DQ/VL/BW
@@ -1325,6 +1591,66 @@ mod tests {
         let mut v = [0f64; 20];
         run::<f64, Portable>(&Plan::new(&point, true), &mut v, lanes());
         assert!(v.iter().all(|&x| x == 0.5));
+    }
+
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[test]
+    fn bf16_vector_rounding_matches_the_scalar_rounding() {
+        use crate::element::f32_to_bf16_bits;
+        let has = |f| match f {
+            "bw" => std::arch::is_x86_feature_detected!("avx512bw"),
+            _ => std::arch::is_x86_feature_detected!("avx512bf16"),
+        };
+        if !has("bw") {
+            eprintln!("note: no AVX-512BW here; bf16 vector rounding not tested");
+            return;
+        }
+        let edges = [
+            0u32,
+            1,
+            0x8000,
+            0x0001_8000,
+            0x007F_FFFF,
+            0x0080_0000,
+            0x3F80_8000,
+            0x3F81_8000,
+            0x3F80_7FFF,
+            0x3F80_8001,
+            0x7F7F_FFFF,
+            0x7F80_0000,
+            0x7F80_0001,
+            0x7FC0_0000,
+            0x7FFF_FFFF,
+            0x4049_0FDB,
+        ];
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for round in 0..20_000 {
+            let mut v = [0f32; B32];
+            for (k, o) in v.iter_mut().enumerate() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let b = if round % 4 == 0 {
+                    edges[(x as usize + k) % edges.len()]
+                } else {
+                    x as u32
+                };
+                // Mostly normal numbers, so whole blocks take the instruction.
+                let b = if round % 4 == 1 {
+                    (b & 0x807F_FFFF) | 0x3F00_0000
+                } else {
+                    b
+                };
+                *o = f32::from_bits(b | (u32::from(k % 2 == 1) << 31));
+            }
+            let want: [u16; B32] = core::array::from_fn(|k| f32_to_bf16_bits(v[k]));
+            // SAFETY: AVX-512F/BW detected above.
+            assert_eq!(unsafe { x86::bf16x32_avx512(&v) }, want, "{v:?}");
+            if has("bf16") {
+                // SAFETY: AVX512-BF16 detected.
+                assert_eq!(unsafe { x86::bf16x32_hw(&v) }, want, "{v:?}");
+            }
+        }
     }
 
     #[test]

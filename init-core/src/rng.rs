@@ -81,6 +81,16 @@ impl Lanes {
         Lanes { s }
     }
 
+    /// The state words: `[s0, s1, s2, s3]`, lane `j` at index `j` of each.
+    pub fn state(&self) -> [[u64; LANES]; 4] {
+        self.s
+    }
+
+    /// Lanes with this state (as returned by [`Lanes::state`]).
+    pub fn from_state(s: [[u64; LANES]; 4]) -> Lanes {
+        Lanes { s }
+    }
+
     /// One step of every lane: output `j` is lane `j`'s next Xoshiro256++ output.
     #[inline(always)]
     pub fn step(&mut self) -> [u64; LANES] {

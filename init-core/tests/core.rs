@@ -1807,6 +1807,15 @@ mod stability {
                 hi: 3.0,
             },
             Sampler::Constant(0.3),
+            // f32 subnormal outputs (AVX512-BF16 flushes them; the kernels must not).
+            Sampler::Uniform {
+                lo: -1e-39,
+                hi: 1e-39,
+            },
+            Sampler::Normal {
+                mean: 0.0,
+                std: 1e-39,
+            },
         ];
         extra.extend(samplers().into_iter().map(|(_, s)| s));
         for s in extra {
