@@ -541,24 +541,6 @@ fn convert32<T: Element, I: Target>(v: &[f32; B32]) -> [T; B32] {
     out
 }
 
-/// Sixteen f32 values rounded to `T`.
-#[cfg_attr(not(all(feature = "std", target_arch = "x86_64")), allow(dead_code))]
-#[inline(always)]
-fn convert16<T: Element, I: Target>(v: &[f32; 16]) -> [T; 16] {
-    let mut out = [T::ZERO; 16];
-    if T::DTYPE == DType::F16 {
-        let h = I::f16x16(v);
-        for k in 0..16 {
-            out[k] = T::from_f16_bits(h[k]);
-        }
-    } else {
-        for k in 0..16 {
-            out[k] = T::from_f32(v[k]);
-        }
-    }
-    out
-}
-
 /// U(lo, hi) from a 32-bit half: `mid + half·(2u − 1)` with u = (w >> 8)·2⁻²⁴, clamped.
 /// `2u − 1 = ((w >> 8) − 2²³)·2⁻²³` exactly.
 #[inline(always)]
@@ -812,19 +794,20 @@ pub(crate) mod x86 {
     //! `vcompressps`/`vcompresspd` for packing. Only `run_avx2`/`run_avx512` instantiate these,
     //! and only after the CPU features were detected.
 
-    use super::{B32, B64, Gen, LANES, Lanes, Portable, Target, convert16, convert32};
+    use super::{B32, B64, Gen, LANES, Lanes, Portable, Target, convert32};
     use crate::element::Element;
     use core::arch::x86_64::{
         __m256i, __m512bh, __m512i, _mm256_add_epi64, _mm256_or_si256, _mm256_slli_epi64,
         _mm256_srli_epi64, _mm256_xor_si256, _mm512_add_epi32, _mm512_add_epi64, _mm512_and_si512,
-        _mm512_castps_si512, _mm512_cmpgt_epu32_mask, _mm512_cvtne2ps_pbh, _mm512_loadu_si512,
-        _mm512_mask_or_epi32, _mm512_permutex2var_epi16, _mm512_rol_epi64, _mm512_set1_epi32,
-        _mm512_slli_epi64, _mm512_srli_epi32, _mm512_testn_epi32_mask, _mm512_xor_si512,
+        _mm512_castps_si512, _mm512_cmpgt_epu32_mask, _mm512_cmplt_epu32_mask, _mm512_cvtne2ps_pbh,
+        _mm512_loadu_si512, _mm512_mask_or_epi32, _mm512_permutex2var_epi16, _mm512_rol_epi64,
+        _mm512_set1_epi32, _mm512_slli_epi64, _mm512_srli_epi32, _mm512_sub_epi32,
+        _mm512_testn_epi32_mask, _mm512_xor_si512,
     };
     use core::arch::x86_64::{
         __m512, __m512d, _CMP_GE_OQ, _CMP_LE_OQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT,
         _mm256_cvtps_ph, _mm256_loadu_ps, _mm512_cmp_pd_mask, _mm512_cmp_ps_mask, _mm512_cvtps_ph,
-        _mm512_loadu_pd, _mm512_loadu_ps, _mm512_maskz_compress_pd, _mm512_maskz_compress_ps,
+        _mm512_loadu_pd, _mm512_loadu_ps, _mm512_mask_compress_ps, _mm512_maskz_compress_pd,
         _mm512_set1_pd, _mm512_set1_ps, _mm512_storeu_pd, _mm512_storeu_ps,
     };
 
@@ -1005,8 +988,7 @@ pub(crate) mod x86 {
 
     /// [`crate::element::f32_to_bf16_bits`] on 32 values by `vcvtne2ps2bf16` (round to nearest
     /// even, NaN quieted the same way), except that the instruction flushes f32 subnormals to
-    /// zero: a block with any input whose exponent field is zero (subnormal, or ±0) is rounded
-    /// by [`bf16x32_avx512`] instead.
+    /// zero: a block with any subnormal input is rounded by [`bf16x32_avx512`] instead.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) fn bf16x32_hw(v: &[f32; B32]) -> [u16; B32] {
@@ -1017,10 +999,20 @@ pub(crate) mod x86 {
                 _mm512_loadu_ps(v.as_ptr().add(16)),
             )
         };
+        // Subnormal: 1 ≤ |bits| ≤ 0x007F_FFFF, i.e. |bits| − 1 < 0x007F_FFFF unsigned (zeros
+        // wrap around and pass: the instruction gets them right).
+        let sub = |x: __m512| {
+            let abs = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7FFF_FFFF));
+            _mm512_cmplt_epu32_mask(
+                _mm512_sub_epi32(abs, _mm512_set1_epi32(1)),
+                _mm512_set1_epi32(0x007F_FFFF),
+            )
+        };
+        // Cheap test first: any exponent field zero (subnormal or ±0)?
         let exp = _mm512_set1_epi32(0x7F80_0000);
         let tiny = _mm512_testn_epi32_mask(_mm512_castps_si512(a), exp)
             | _mm512_testn_epi32_mask(_mm512_castps_si512(b), exp);
-        if tiny != 0 {
+        if tiny != 0 && sub(a) | sub(b) != 0 {
             return bf16x32_avx512(v);
         }
         let h = _mm512_cvtne2ps_pbh(b, a);
@@ -1028,7 +1020,8 @@ pub(crate) mod x86 {
         unsafe { core::mem::transmute::<__m512bh, [u16; B32]>(h) }
     }
 
-    /// The kept lanes of `v` (a ≤ z ≤ b), packed to the front; the rest zero.
+    /// The kept lanes of `v` (a ≤ z ≤ b), packed to the front; the rest 1.0 (scratch that
+    /// is cheap to round).
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn compress_ps(v: &[f32; 16], z: &[f32; 16], a: f32, b: f32) -> ([f32; 16], usize) {
@@ -1036,7 +1029,7 @@ pub(crate) mod x86 {
         let (x, zz) = unsafe { (_mm512_loadu_ps(v.as_ptr()), _mm512_loadu_ps(z.as_ptr())) };
         let keep = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(zz, _mm512_set1_ps(a))
             & _mm512_cmp_ps_mask::<_CMP_LE_OQ>(zz, _mm512_set1_ps(b));
-        let packed: __m512 = _mm512_maskz_compress_ps(keep, x);
+        let packed: __m512 = _mm512_mask_compress_ps(_mm512_set1_ps(1.0), keep, x);
         let mut out = [0f32; 16];
         // SAFETY: writes 16 f32 to a 16-element array.
         unsafe { _mm512_storeu_ps(out.as_mut_ptr(), packed) };
@@ -1126,20 +1119,22 @@ pub(crate) mod x86 {
             b: f32,
             dst: &mut [T; B32],
         ) -> usize {
-            let mut n = 0;
-            for half in 0..2 {
-                let r = half * 16..half * 16 + 16;
-                let vv: &[f32; 16] = v[r.clone()].try_into().expect("16");
-                let zz: &[f32; 16] = z[r].try_into().expect("16");
-                // SAFETY: as in `f16x16`.
-                let (packed, m) = unsafe { compress_ps(vv, zz, a, b) };
-                // Convert all 16 (the tail of `packed` is zeros) and write them at n: n ≤ 16
-                // after the first half, so n + 16 ≤ 32.
-                let t = convert16::<T, Self>(&packed);
-                dst[n..n + 16].copy_from_slice(&t);
-                n += m;
-            }
-            n
+            let (v0, v1) = v.split_at(16);
+            let (z0, z1) = z.split_at(16);
+            // SAFETY: as in `f16x16`.
+            let ((p0, m0), (p1, m1)) = unsafe {
+                (
+                    compress_ps(v0.try_into().expect("16"), z0.try_into().expect("16"), a, b),
+                    compress_ps(v1.try_into().expect("16"), z1.try_into().expect("16"), a, b),
+                )
+            };
+            // Both packed halves back to back (what lies past m0 + m1 is scratch), then one
+            // 32-value conversion and store.
+            let mut tmp = [1f32; B32 + 16];
+            tmp[..16].copy_from_slice(&p0);
+            tmp[m0..m0 + 16].copy_from_slice(&p1);
+            *dst = convert32::<T, Self>(tmp[..B32].try_into().expect("32"));
+            m0 + m1
         }
 
         #[inline(always)]
