@@ -319,11 +319,7 @@ fn progress_bar() -> Arc<onnx_reinit::rewrite::ProgressFn> {
     let last = std::sync::atomic::AtomicU64::new(u64::MAX);
     Arc::new(move |bytes: u64, total: u64| {
         let now = done.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        let pct = if total == 0 {
-            100
-        } else {
-            now.min(total) * 100 / total
-        };
+        let pct = (now.min(total) * 100).checked_div(total).unwrap_or(100);
         if last.swap(pct, Ordering::Relaxed) != pct {
             let filled = (pct / 4) as usize;
             eprint!(

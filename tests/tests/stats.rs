@@ -403,7 +403,7 @@ fn half_rounding_is_exact_for_every_f32() {
     if skip() {
         return;
     }
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as u64;
     let per = (1u64 << 32).div_ceil(threads);
     std::thread::scope(|sc| {
         for t in 0..threads {
