@@ -5,17 +5,18 @@
 //! | [`Layout::OutIn`] (PyTorch, ONNX Conv/Gemm transB=1) | [out, in/g, k…] | in/g·∏k | out/g·∏k |
 //! | [`Layout::InOut`] (Keras, JAX, ONNX MatMul) | [k…, in/g, out] | in/g·∏k | out/g·∏k |
 //! | transposed conv, OutIn (PyTorch/ONNX ConvTranspose) | [in, out/g, k…] | in/g·∏k | out/g·∏k |
+//! | transposed conv, InOut (Keras Conv*Transpose) | [k…, out/g, in] | in/g·∏k | out/g·∏k |
 //!
 //! These are the *true* fans: the number of inputs feeding each output and of outputs each input
 //! feeds. [`Convention::Framework`] reproduces what PyTorch (`_calculate_fan_in_and_fan_out`) and
-//! Keras (`compute_fans`) compute instead: fan_in = shape[1]·∏k, fan_out = shape[0]·∏k for OutIn
-//! and shape[-2]·∏k, shape[-1]·∏k for InOut, ignoring groups (PyTorch issue #23854) and
+//! Keras (`compute_fans`) compute instead: fan_in = `shape[1]`·∏k, fan_out = `shape[0]`·∏k for
+//! OutIn and `shape[-2]`·∏k, `shape[-1]`·∏k for InOut, ignoring groups (PyTorch issue #23854) and
 //! swapping in and out for transposed convolutions (PyTorch #7865, TensorFlow #31192). Below
-//! rank 2, PyTorch raises and so does OutIn; Keras returns (n, n) for a vector [n] and (1, 1) for
+//! rank 2, PyTorch raises and so does OutIn; Keras returns (n, n) for a vector `[n]` and (1, 1) for
 //! a scalar, and so does InOut with [`Convention::Framework`]. True fans need rank ≥ 2.
 //!
 //! ```
-//! use init_core::{Convention, FanRule, Fans, Layout};
+//! use init_core::{Convention, FanRule, Fans};
 //! // PyTorch Conv2d(4, 4, 3, groups=4): weight [4, 1, 3, 3].
 //! let rule = FanRule { groups: 4, ..FanRule::default() };
 //! assert_eq!(Fans::of(&[4, 1, 3, 3], rule).unwrap(), Fans { fan_in: 9, fan_out: 9 });

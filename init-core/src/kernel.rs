@@ -2,12 +2,16 @@
 //! instruction-set dispatch.
 //!
 //! Every kernel is one `#[inline(always)]` generic function ([`run`]); the dispatch wrappers
-//! (`run_avx2`, `run_avx512`) only compile that same source with more instruction sets enabled.
-//! The arithmetic is plain IEEE-754 (`+ − × ÷ √`, integer ↔ float conversions of exactly
-//! representable values, comparisons and selects); Rust never contracts `a·b + c` into a fused
-//! multiply-add, and no kernel calls a platform math library, so every instruction set — and
-//! every other platform — computes the same bits. The value-stability tests compare the
-//! dispatched kernels against the portable build bit for bit.
+//! (`run_avx2`, `run_avx512`, `run_avx512_bf16`) only compile that same source with more
+//! instruction sets enabled. The arithmetic is plain IEEE-754 binary32/binary64 (`+ − × ÷ √`,
+//! correctly rounded integer → float conversions, comparisons and selects); Rust never
+//! contracts `a·b + c` into a fused multiply-add, and no kernel calls a platform math library,
+//! so every instruction set — and every platform whose floats are IEEE binary32/64 with
+//! round-to-nearest, i.e. every Rust target except x87-only ones such as i586 — computes the
+//! same bits. What the [`Target`] implementations do differently is exact by construction: the
+//! Xoshiro256++ integer steps, the f32 → f16/bf16 rounding (a correctly rounded conversion
+//! however it is computed), and the packing of accepted values. The value-stability tests
+//! compare the dispatched kernels against the portable build bit for bit.
 
 use crate::element::{DType, Element};
 use crate::rng::{LANES, Lanes, Words};
