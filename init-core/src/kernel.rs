@@ -322,7 +322,7 @@ pub(crate) fn run<T: Element, I: Target>(plan: &Plan, out: &mut [T], lanes: Lane
         Plan::Uniform32 { mid, half, lo, hi } => {
             write32::<T, I, _, _>(out, &mut g, &Uniform32 { mid, half, lo, hi });
         }
-        Plan::Normal32 { mean, std } => write32::<T, I, _, _>(out, &mut g, &Normal32 { mean, std }),
+        Plan::Normal32 { mean, std } => write_normal32::<T, I, _>(out, &mut g, mean, std),
         Plan::Uniform64 { mid, half, lo, hi } => {
             write64(out, &mut g, &Uniform64 { mid, half, lo, hi });
         }
@@ -417,23 +417,6 @@ impl Block<[f32; B32]> for Uniform32 {
         let mut v = [0f32; B32];
         for k in 0..B32 {
             v[k] = uniform32(h[k], self.mid, self.half, self.lo, self.hi);
-        }
-        v
-    }
-}
-
-struct Normal32 {
-    mean: f32,
-    std: f32,
-}
-
-impl Block<[f32; B32]> for Normal32 {
-    #[inline(always)]
-    fn block<G: Gen>(&self, g: &mut Steps<G>) -> [f32; B32] {
-        let z = std_normal32(g);
-        let mut v = [0f32; B32];
-        for k in 0..B32 {
-            v[k] = self.mean + self.std * z[k];
         }
         v
     }
@@ -558,20 +541,66 @@ fn uniform32(w: u32, mid: f32, half: f32, lo: f32, hi: f32) -> f32 {
 /// `r_k·sin θ_k`, where word `k` gives u₁ (low half) and θ (high half).
 #[inline(always)]
 fn std_normal32<G: Gen>(g: &mut Steps<G>) -> [f32; B32] {
-    let h = g.halves();
-    let mut r = [0f32; 2 * LANES];
-    let mut s = [0f32; 2 * LANES];
-    let mut c = [0f32; 2 * LANES];
-    for k in 0..2 * LANES {
-        r[k] = sqrt_f32(-2.0 * ln_f32(u1_f32(h[2 * k])));
-        (s[k], c[k]) = sincos_turn_f32(h[2 * k + 1] >> 8);
-    }
+    let (zc, zs) = std_normal32_planes(g);
     let mut z = [0f32; B32];
     for k in 0..2 * LANES {
-        z[2 * k] = r[k] * c[k];
-        z[2 * k + 1] = r[k] * s[k];
+        z[2 * k] = zc[k];
+        z[2 * k + 1] = zs[k];
     }
     z
+}
+
+/// [`std_normal32`] before interleaving: (`r_k·cos θ_k`, `r_k·sin θ_k`) for k < 16.
+#[inline(always)]
+fn std_normal32_planes<G: Gen>(g: &mut Steps<G>) -> ([f32; 2 * LANES], [f32; 2 * LANES]) {
+    let h = g.halves();
+    let mut zc = [0f32; 2 * LANES];
+    let mut zs = [0f32; 2 * LANES];
+    for k in 0..2 * LANES {
+        let r = sqrt_f32(-2.0 * ln_f32(u1_f32(h[2 * k])));
+        let (s, c) = sincos_turn_f32(h[2 * k + 1] >> 8);
+        zc[k] = r * c;
+        zs[k] = r * s;
+    }
+    (zc, zs)
+}
+
+/// N(mean, std²) in f32: `mean + std·z` for the [`std_normal32`] order, computed on the cos and
+/// sin planes and interleaved by [`Target::zip_convert`] (after rounding, for f16 and bf16,
+/// where interleaving 16-bit values is cheaper).
+#[inline(always)]
+fn write_normal32<T: Element, I: Target, G: Gen>(
+    out: &mut [T],
+    g: &mut Steps<G>,
+    mean: f32,
+    std: f32,
+) {
+    let mut it = out.chunks_exact_mut(B32);
+    for dst in &mut it {
+        let dst: &mut [T; B32] = dst.try_into().expect("exact chunk");
+        *dst = normal32_block::<T, I, G>(g, mean, std);
+    }
+    let rest = it.into_remainder();
+    if !rest.is_empty() {
+        let v = normal32_block::<T, I, G>(g, mean, std);
+        rest.copy_from_slice(&v[..rest.len()]);
+    }
+}
+
+#[inline(always)]
+fn normal32_block<T: Element, I: Target, G: Gen>(
+    g: &mut Steps<G>,
+    mean: f32,
+    std: f32,
+) -> [T; B32] {
+    let (zc, zs) = std_normal32_planes(g);
+    let mut a = [0f32; 2 * LANES];
+    let mut b = [0f32; 2 * LANES];
+    for k in 0..2 * LANES {
+        a[k] = mean + std * zc[k];
+        b[k] = mean + std * zs[k];
+    }
+    I::zip_convert::<T>(&a, &b)
 }
 
 /// u₁ ∈ (0, 1] of the f32 Box–Muller: `((w >> 1) | 1)·2⁻³¹`, the odd 31-bit integer rounded to
@@ -687,6 +716,20 @@ pub(crate) trait Target {
     /// f16 bits of 16 f32 values (nearest, ties to even).
     fn f16x16(v: &[f32; 16]) -> [u16; 16];
 
+    /// `[a₀, b₀, a₁, b₁, …]` rounded to `T`.
+    #[inline(always)]
+    fn zip_convert<T: Element>(a: &[f32; 16], b: &[f32; 16]) -> [T; B32]
+    where
+        Self: Sized,
+    {
+        let mut v = [0f32; B32];
+        for k in 0..16 {
+            v[2 * k] = a[k];
+            v[2 * k + 1] = b[k];
+        }
+        convert32::<T, Self>(&v)
+    }
+
     /// bfloat16 bits of 32 f32 values (nearest, ties to even).
     #[inline(always)]
     fn bf16x32(v: &[f32; B32]) -> [u16; B32] {
@@ -799,14 +842,15 @@ pub(crate) mod x86 {
     //! and only after the CPU features were detected.
 
     use super::{B32, B64, Gen, LANES, Lanes, Portable, Target, convert32};
+    use crate::element::DType;
     use crate::element::Element;
     use core::arch::x86_64::{
         __m256i, __m512bh, __m512i, _mm256_add_epi64, _mm256_or_si256, _mm256_slli_epi64,
         _mm256_srli_epi64, _mm256_xor_si256, _mm512_add_epi32, _mm512_add_epi64, _mm512_and_si512,
         _mm512_castps_si512, _mm512_cmpgt_epu32_mask, _mm512_cmplt_epu32_mask, _mm512_cvtne2ps_pbh,
-        _mm512_loadu_si512, _mm512_mask_or_epi32, _mm512_permutex2var_epi16, _mm512_rol_epi64,
-        _mm512_set1_epi32, _mm512_slli_epi64, _mm512_srli_epi32, _mm512_sub_epi32,
-        _mm512_testn_epi32_mask, _mm512_xor_si512,
+        _mm512_loadu_si512, _mm512_mask_or_epi32, _mm512_permutex2var_epi16,
+        _mm512_permutexvar_epi16, _mm512_rol_epi64, _mm512_set1_epi32, _mm512_slli_epi64,
+        _mm512_srli_epi32, _mm512_sub_epi32, _mm512_testn_epi32_mask, _mm512_xor_si512,
     };
     use core::arch::x86_64::{
         __m512, __m512d, _CMP_GE_OQ, _CMP_LE_OQ, _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT,
@@ -1024,6 +1068,28 @@ pub(crate) mod x86 {
         unsafe { core::mem::transmute::<__m512bh, [u16; B32]>(h) }
     }
 
+    /// `[a₀, b₀, a₁, b₁, …]`: one 16-bit permutation.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn zip16(a: [u16; 16], b: [u16; 16]) -> [u16; B32] {
+        const IDX: [u16; 32] = {
+            let mut i = [0u16; 32];
+            let mut k = 0;
+            while k < 16 {
+                i[2 * k] = k as u16;
+                i[2 * k + 1] = 16 + k as u16;
+                k += 1;
+            }
+            i
+        };
+        // SAFETY: [u16; 16] pairs and [u16; 32] have the sizes of __m256i pairs and __m512i.
+        let ab = unsafe { core::mem::transmute::<[[u16; 16]; 2], __m512i>([a, b]) };
+        // SAFETY: reads 32 u16 from a 32-element array.
+        let idx = unsafe { _mm512_loadu_si512(IDX.as_ptr().cast()) };
+        // SAFETY: as above.
+        unsafe { core::mem::transmute::<__m512i, [u16; B32]>(_mm512_permutexvar_epi16(idx, ab)) }
+    }
+
     /// The kept lanes of `v` (a ≤ z ≤ b), packed to the front; the rest 1.0 (scratch that
     /// is cheap to round).
     #[inline]
@@ -1095,6 +1161,42 @@ pub(crate) mod x86 {
 
     impl<const BF16: bool> Target for Avx512<BF16> {
         type Gen = Gen512;
+
+        #[inline(always)]
+        fn zip_convert<T: Element>(a: &[f32; 16], b: &[f32; 16]) -> [T; B32] {
+            let h = if T::DTYPE == DType::F16 {
+                // SAFETY: as in `f16x16`.
+                unsafe { zip16(Self::f16x16(a), Self::f16x16(b)) }
+            } else if T::DTYPE == DType::BF16 {
+                let mut v = [0f32; B32];
+                v[..16].copy_from_slice(a);
+                v[16..].copy_from_slice(b);
+                let h = Self::bf16x32(&v);
+                // SAFETY: as in `f16x16`.
+                unsafe {
+                    zip16(
+                        h[..16].try_into().expect("16"),
+                        h[16..].try_into().expect("16"),
+                    )
+                }
+            } else {
+                let mut v = [0f32; B32];
+                for k in 0..16 {
+                    v[2 * k] = a[k];
+                    v[2 * k + 1] = b[k];
+                }
+                return convert32::<T, Self>(&v);
+            };
+            let mut out = [T::ZERO; B32];
+            for k in 0..B32 {
+                out[k] = if T::DTYPE == DType::F16 {
+                    T::from_f16_bits(h[k])
+                } else {
+                    T::from_bf16_bits(h[k])
+                };
+            }
+            out
+        }
 
         #[inline(always)]
         fn bf16x32(v: &[f32; B32]) -> [u16; B32] {
