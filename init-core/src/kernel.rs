@@ -1754,6 +1754,66 @@ mod tests {
         }
     }
 
+    /// The first values of tests/core.rs's pins, from the portable kernels: run by
+    /// `cargo test --no-default-features --lib` too, so the no_std build (libm's square roots)
+    /// is held to the same bits.
+    #[test]
+    fn portable_kernels_match_the_pins() {
+        use crate::Sampler;
+        let lanes = || Lanes::for_chunk(42, crate::rng::key_of("pin"), 0);
+        let f32s = |s: Sampler| {
+            let mut v = [0f32; 4];
+            run::<f32, Portable>(&Plan::new(&s, false), &mut v, lanes());
+            v.map(f32::to_bits)
+        };
+        let f64s = |s: Sampler| {
+            let mut v = [0f64; 4];
+            run::<f64, Portable>(&Plan::new(&s, true), &mut v, lanes());
+            v.map(f64::to_bits)
+        };
+        let u = Sampler::Uniform { lo: -0.5, hi: 1.5 };
+        let n = Sampler::Normal {
+            mean: 0.25,
+            std: 2.0,
+        };
+        let t = Sampler::TruncatedNormal {
+            mean: 0.0,
+            std: 1.0,
+            lo: -2.0,
+            hi: 2.0,
+        };
+        assert_eq!(f32s(u), [0x3f8c1bb7, 0x3f4ca7a0, 0x3e1fab98, 0x3e91b368]);
+        assert_eq!(f32s(n), [0xbf0b0fa5, 0xbf5671e0, 0xc005011f, 0x4007b452]);
+        assert_eq!(f32s(t), [0xbecb0fa5, 0xbf0b38f0, 0xbf95011f, 0x3f6f68a5]);
+        assert_eq!(
+            f64s(u),
+            [
+                0x3fe994f414f306ec,
+                0x3fd2366d0229fab8,
+                0xbfb5d2f72c48c790,
+                0x3fe6c032b2f60e2c
+            ]
+        );
+        assert_eq!(
+            f64s(n),
+            [
+                0x3fd3166837c8ddd1,
+                0xbf809d82b61a8e20,
+                0x400e1587c187b607,
+                0xbff685bc9105c45a
+            ]
+        );
+        assert_eq!(
+            f64s(t),
+            [
+                0x3f98b341be46ee85,
+                0xbfc084ec15b0d471,
+                0x3ffc1587c187b607,
+                0xbfea85bc9105c45a
+            ]
+        );
+    }
+
     #[test]
     fn tail_methods_are_chosen_by_shape() {
         assert!(TailSampler::new(3.0, f64::INFINITY).is_exponential());
