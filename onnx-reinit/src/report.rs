@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{Analysis, TensorInfo};
+use crate::analysis::Analysis;
 use crate::plan::{Fill, Plan};
 
 /// One tensor with a role (changed or kept by a rule).
@@ -151,7 +151,7 @@ impl Report {
             let changed = e.fill.is_some();
             if changed {
                 summary.changed += 1;
-                summary.elements_changed += numel(t);
+                summary.elements_changed += crate::model::numel(&t.dims).unwrap_or(0);
             } else {
                 summary.kept += 1;
             }
@@ -260,11 +260,4 @@ impl Report {
         }
         out
     }
-}
-
-fn numel(t: &TensorInfo) -> u64 {
-    t.dims
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(u64::try_from(d).ok()?))
-        .unwrap_or(0)
 }
