@@ -3,6 +3,7 @@ pub mod analysis;
 pub mod apply;
 pub mod error;
 pub mod external;
+mod fileio;
 pub mod inspect;
 pub mod model;
 pub mod pipeline;

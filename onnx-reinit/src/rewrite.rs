@@ -12,7 +12,11 @@
 //! start offsets are multiples of the piece size; pieces of all tensors are filled and written in
 //! parallel (rayon) with positional writes, so memory is bounded by a few pieces per thread
 //! whatever the model size, and positional writes (not a writable mapping) turn a full disk into
-//! an error instead of a crash.
+//! an error instead of a crash. On a little-endian machine a piece's values are written from
+//! their own memory (no encoding pass), unchanged bytes are copied inside the kernel
+//! (`copy_file_range`), and each written range is handed to writeback at once
+//! (`sync_file_range`), so the final `fsync` overlaps the generation instead of following it:
+//! a rewrite to a new file takes about the time of a plain `cp` without any flush.
 //!
 //! Safety of the files: every output is written to a temporary file in its destination folder,
 //! flushed to disk, and only then renamed into place — side files first, the `.onnx` last. On any
@@ -33,6 +37,7 @@ use tempfile::NamedTempFile;
 
 use crate::error::Error;
 use crate::external;
+use crate::fileio;
 use crate::model::{DType, LoadedModel, Storage};
 use crate::values::{self, ValuesBuf, ValuesMut};
 use crate::wire;
@@ -974,11 +979,13 @@ impl<'a> Rewriter<'a> {
         match w {
             Work::Copy { plan, start, len } => {
                 let plan = &plans[plan];
-                s.copy.resize(len as usize, 0);
-                plan.src
-                    .read_exact_at(&mut s.copy, start)
-                    .map_err(|e| Error::io(&plan.src_path, "read", e))?;
-                write(plan, &s.copy, plan.map(start))?;
+                let at = plan.map(start);
+                fileio::copy_range(&plan.src, start, plan.temp_file(), at, len, &mut s.copy)
+                    .map_err(|e| match e {
+                        fileio::CopyError::Read(e) => Error::io(&plan.src_path, "read", e),
+                        fileio::CopyError::Write(e) => Error::io(&plan.dest, "write the output", e),
+                    })?;
+                fileio::start_writeback(plan.temp_file(), at, len);
                 Ok(len)
             }
             Work::Fixed {
@@ -991,8 +998,7 @@ impl<'a> Rewriter<'a> {
                 let start = piece * self.pe;
                 let v = self.fill_piece(&mut s.values, t.tensor, t.dtype, piece);
                 let n = v.len() as u64;
-                s.bytes.clear();
-                values::encode_le(&v, &mut s.bytes);
+                let bytes = values::le_bytes(&v, &mut s.bytes);
                 let end = start + n;
                 let first = t
                     .regions
@@ -1000,13 +1006,11 @@ impl<'a> Rewriter<'a> {
                 for r in t.regions[first..].iter().take_while(|r| r.elem_start < end) {
                     let lo = start.max(r.elem_start);
                     let hi = end.min(r.elem_start + r.elems);
-                    let src = &s.bytes
+                    let src = &bytes
                         [((lo - start) * t.width) as usize..((hi - start) * t.width) as usize];
-                    write(
-                        plan,
-                        src,
-                        plan.map(r.offset + (lo - r.elem_start) * t.width),
-                    )?;
+                    let at = plan.map(r.offset + (lo - r.elem_start) * t.width);
+                    write(plan, src, at)?;
+                    fileio::start_writeback(plan.temp_file(), at, src.len() as u64);
                 }
                 Ok(n * t.width)
             }

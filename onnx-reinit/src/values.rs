@@ -123,12 +123,16 @@ pub(crate) struct ValuesBuf {
 }
 
 impl ValuesBuf {
-    /// A zeroed view of `n` values of `dtype` (which must be one of the four float types).
+    /// A view of `n` values of `dtype` (which must be one of the four float types) for a filler
+    /// to overwrite. Its contents are whatever the previous piece left (zeros the first time):
+    /// a [`crate::rewrite::Filler`] writes every value, and clearing 1 MiB per piece first
+    /// would cost a pass over memory for nothing.
     pub(crate) fn view(&mut self, dtype: DType, n: usize) -> ValuesMut<'_> {
         fn sized<T: Copy>(v: &mut Vec<T>, n: usize, zero: T) -> &mut [T] {
-            v.clear();
-            v.resize(n, zero);
-            v
+            if v.len() < n {
+                v.resize(n, zero);
+            }
+            &mut v[..n]
         }
         match dtype {
             DType::F64 => ValuesMut::F64(sized(&mut self.f64s, n, 0.0)),
@@ -137,6 +141,23 @@ impl ValuesBuf {
             // Callers only pass float types; F32 is the harmless fallback.
             DType::F32 | DType::Other(_) => ValuesMut::F32(sized(&mut self.f32s, n, 0.0)),
         }
+    }
+}
+
+/// The little-endian bytes of `values`: on a little-endian machine the values' own memory
+/// (no copy), elsewhere encoded into `scratch`.
+pub(crate) fn le_bytes<'a>(values: &'a ValuesMut<'_>, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    if cfg!(target_endian = "little") {
+        match values {
+            ValuesMut::F32(v) => bytemuck::cast_slice(v),
+            ValuesMut::F64(v) => bytemuck::cast_slice(v),
+            ValuesMut::F16(v) => bytemuck::cast_slice(v),
+            ValuesMut::BF16(v) => bytemuck::cast_slice(v),
+        }
+    } else {
+        scratch.clear();
+        encode_le(values, scratch);
+        scratch
     }
 }
 
