@@ -90,7 +90,7 @@ def torch_rows(torch, reps, threads_list, ortho_4096):
         w = torch.empty(n, n, dtype=torch.float32)
         for threads in threads_list:
             torch.set_num_threads(threads)
-            r = 1 if n >= 4096 else 3
+            r = 3 if n >= 4096 else 5
             secs = timed(lambda: init.orthogonal_(w), r)
             print(f"| {f'{n}x{n}':<21} | {threads:>7} | {secs * 1e3:>8.1f} |")
 

@@ -5,7 +5,8 @@
 //! (f32; f16, bf16 and f64 with the same element count), each with its ratio to the memory fill
 //! of the same thread count; then the kernels' compute rate per thread for each instruction
 //! set (one L2-resident chunk, best of many: insensitive to other load on the host); then
-//! orthogonal init of 1024² and 2048² f32 (4096² with `INIT_BENCH_ORTHO_4096=1`). `INIT_BENCH_REPS` sets the rounds (the best is reported);
+//! orthogonal init of 1024² and 2048² f32 (4096² with `INIT_BENCH_ORTHO_4096=1`; one warm-up,
+//! then the median of 5, or 3 at 4096²). `INIT_BENCH_REPS` sets the rounds (the best is reported);
 //! `INIT_CORE_PORTABLE=1` measures the portable fallback instead of the dispatched kernels.
 #![allow(missing_docs)]
 
@@ -255,14 +256,19 @@ fn main() {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            let r = if n >= 4096 { 1 } else { 3 };
+            // One warm-up run, then the median of `r`, as bench/peers.py times torch's
+            // `orthogonal_`, so the two tables compare like with like.
+            let r = if n >= 4096 { 3 } else { 5 };
             let secs = pool.install(|| {
                 let mut f = || {
                     init_tensor(&scheme, &mut w, &[n, n], None, Stream { seed: 1, key: 2 })
                         .unwrap();
                     black_box(&w[0]);
                 };
-                (0..r).map(|_| secs(&mut f)).fold(f64::INFINITY, f64::min)
+                secs(&mut f);
+                let mut t: Vec<f64> = (0..r).map(|_| secs(&mut f)).collect();
+                t.sort_by(f64::total_cmp);
+                t[r / 2]
             });
             println!(
                 "| {:<14} | {:>7} | {:>8.1} |",
