@@ -185,9 +185,18 @@ pub struct Scan {
 
 /// Scans a serialized `ModelProto`. Never panics; errors carry the byte offset.
 pub fn scan(buf: &[u8]) -> Result<Scan, ScanError> {
+    scan_with(buf, &|_| {})
+}
+
+/// [`scan`], calling `done(offset)` after each initializer with the offset the scan has moved
+/// past. Offsets grow with each call within a graph; the scan never reads the bytes of an
+/// initializer it has reported, so a memory-mapped caller can drop those pages from its
+/// mapping (the model's loader does, to keep its resident set small on big models).
+pub fn scan_with(buf: &[u8], done: &dyn Fn(usize)) -> Result<Scan, ScanError> {
     let mut s = Scanner {
         buf,
         out: Scan::default(),
+        done,
     };
     let mut r = Reader::new(buf);
     while let Some(f) = r
@@ -231,6 +240,7 @@ fn len_parts(f: &Field, context: &str) -> Result<(Range<usize>, Range<usize>), S
 struct Scanner<'a> {
     buf: &'a [u8],
     out: Scan,
+    done: &'a dyn Fn(usize),
 }
 
 impl Scanner<'_> {
@@ -311,6 +321,7 @@ impl Scanner<'_> {
                         })?;
                     self.out.tensors.push(t);
                     self.out.graphs[graph].initializers += 1;
+                    (self.done)(tbody.end);
                 }
                 _ => {}
             }
