@@ -105,6 +105,28 @@ impl Scheme {
         }))
     }
 
+    /// Whether [`init_tensor`] accepts this scheme for a tensor of `shape` with `fans`, without
+    /// computing anything: `Ok` exactly when `init_tensor` on a buffer of the shape's length
+    /// would succeed. Lets a caller that fills lazily (onnx-reinit computes each orthogonal
+    /// matrix only when its first piece is written) refuse a bad plan before writing.
+    pub fn check(&self, shape: &[usize], fans: Option<Fans>) -> Result<(), InitError> {
+        fans::checked_product(shape)?;
+        if self.sampler(fans)?.is_some() {
+            return Ok(());
+        }
+        match self.kind() {
+            SchemeKind::Eye { .. } => structured::rows_cols(shape, "eye").map(drop),
+            SchemeKind::Dirac { groups } => structured::check_dirac(shape, groups),
+            #[cfg(feature = "std")]
+            SchemeKind::Orthogonal { .. } => structured::rows_cols(shape, "orthogonal").map(drop),
+            #[cfg(not(feature = "std"))]
+            SchemeKind::Orthogonal { .. } => Err(InitError::BadShape(alloc::string::String::from(
+                "orthogonal initialization needs the `std` feature (QR by faer)",
+            ))),
+            _ => unreachable!("element-wise schemes have a sampler"),
+        }
+    }
+
     /// The standard deviation the scheme gives a tensor of this shape and fans (for reports
     /// and the inspector): the sampler's std; for orthogonal gain/√cols of the rows × cols view
     /// when rows ≤ cols, else gain/√rows; for eye and dirac the std of their fixed values.

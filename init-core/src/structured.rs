@@ -6,7 +6,7 @@ use crate::fans::checked_product;
 use alloc::format;
 
 /// The 2-D view PyTorch uses: rows = dim 0, columns = the rest flattened.
-fn rows_cols(shape: &[usize], what: &'static str) -> Result<(usize, usize), InitError> {
+pub(crate) fn rows_cols(shape: &[usize], what: &'static str) -> Result<(usize, usize), InitError> {
     if shape.len() < 2 {
         return Err(InitError::RankTooLow {
             what,
@@ -35,6 +35,26 @@ pub(crate) fn dirac<T: Element>(
     shape: &[usize],
     groups: u64,
 ) -> Result<(), InitError> {
+    check_dirac(shape, groups)?;
+    out.fill(T::ZERO);
+    let g = groups as usize;
+    let per_group = shape[0] / g;
+    let min_dim = per_group.min(shape[1]);
+    let kernel = &shape[2..];
+    let kernel_size: usize = kernel.iter().product();
+    // Row-major offset of the centre tap within one kernel.
+    let centre = kernel.iter().fold(0usize, |acc, &k| acc * k + k / 2);
+    for gi in 0..g {
+        for d in 0..min_dim {
+            let o = gi * per_group + d;
+            out[(o * shape[1] + d) * kernel_size + centre] = T::ONE;
+        }
+    }
+    Ok(())
+}
+
+/// The shape rules of [`dirac`]: rank 3 to 5, groups dividing dim 0.
+pub(crate) fn check_dirac(shape: &[usize], groups: u64) -> Result<(), InitError> {
     if !(3..=5).contains(&shape.len()) {
         return Err(InitError::BadShape(format!(
             "dirac needs a convolution weight of rank 3, 4 or 5, got rank {}",
@@ -47,19 +67,6 @@ pub(crate) fn dirac<T: Element>(
             "dirac: dim 0 ({}) is not divisible by groups = {groups}",
             shape[0]
         )));
-    }
-    out.fill(T::ZERO);
-    let per_group = shape[0] / g;
-    let min_dim = per_group.min(shape[1]);
-    let kernel = &shape[2..];
-    let kernel_size: usize = kernel.iter().product();
-    // Row-major offset of the centre tap within one kernel.
-    let centre = kernel.iter().fold(0usize, |acc, &k| acc * k + k / 2);
-    for gi in 0..g {
-        for d in 0..min_dim {
-            let o = gi * per_group + d;
-            out[(o * shape[1] + d) * kernel_size + centre] = T::ONE;
-        }
     }
     Ok(())
 }

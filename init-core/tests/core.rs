@@ -1993,6 +1993,56 @@ mod structured {
     const ORTHO_PIN: [u32; 4] = [0xbe89_afc8, 0xbdcd_2895, 0x3dc6_eae1, 0xbe2d_9edb];
 
     #[test]
+    fn check_agrees_with_init_tensor() {
+        let fans = Some(Fans {
+            fan_in: 4,
+            fan_out: 6,
+        });
+        let shapes: [&[usize]; 9] = [
+            &[],
+            &[8],
+            &[0, 3],
+            &[6, 4],
+            &[4, 6],
+            &[6, 2, 3],
+            &[6, 4, 3, 3],
+            &[5, 4, 3, 3],
+            &[2, 2, 2, 2, 2, 2],
+        ];
+        let mut checked = 0;
+        for name in [
+            "orthogonal",
+            "orthogonal(gain=2)",
+            "eye",
+            "dirac",
+            "dirac(groups=2)",
+            "he_normal",
+            "normal(0,1)",
+        ] {
+            let scheme = Scheme::parse(name).unwrap();
+            for shape in shapes {
+                for f in [None, fans] {
+                    let numel: usize = shape.iter().product();
+                    let mut w = vec![0f32; numel];
+                    let st = Stream { seed: 1, key: 1 };
+                    let filled = init_tensor(&scheme, &mut w, shape, f, st);
+                    let check = scheme.check(shape, f);
+                    assert_eq!(
+                        check.is_ok(),
+                        filled.is_ok(),
+                        "{name} {shape:?} {f:?}: check {check:?}, init_tensor {filled:?}"
+                    );
+                    if let (Err(a), Err(b)) = (&check, &filled) {
+                        assert_eq!(a.to_string(), b.to_string());
+                    }
+                    checked += usize::from(check.is_err());
+                }
+            }
+        }
+        assert!(checked > 10, "the cases include refusals");
+    }
+
+    #[test]
     fn orthogonal_rejects_bad_shapes() {
         let s = Scheme::orthogonal(1.0).unwrap();
         let st = Stream { seed: 1, key: 1 };

@@ -3,15 +3,19 @@
 //!
 //! Element-wise schemes are sampled piece by piece straight into the output buffer (memory does
 //! not grow with the tensor); structured schemes (orthogonal, eye, dirac) and per-gate-block
-//! recurrent fills need the whole matrix at once and are computed up front — they are small in
-//! practice (recurrent and square matrices). Either way a tensor's values are a pure function
+//! recurrent fills need the whole matrix at once: each is computed when its first piece is
+//! written and dropped after its last, so memory holds the few being written (about one per
+//! thread), not all of a model's recurrent matrices. Either way a tensor's values are a pure function
 //! of (seed, graph path and name, scheme, fans, shape, dtype): the determinism contract of
 //! init-core, so the output does not depend on the thread count or on which other tensors are
 //! re-initialized.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
 use half::{bf16, f16};
 use init_core::rng::key_of;
-use init_core::{Element, Fans, Sampler, Stream, init_tensor};
+use init_core::{Element, Fans, Sampler, Scheme, Stream, init_tensor};
 
 use crate::analysis::Analysis;
 use crate::plan::{Fill, Plan};
@@ -28,10 +32,132 @@ pub fn tensor_key(graph: &str, name: &str) -> u64 {
 
 enum Prepared {
     Sampled { sampler: Sampler, stream: Stream },
+    Structured(Box<Lazy>),
+}
+
+/// A whole-tensor fill (orthogonal, eye, dirac, or gate blocks), computed when the first piece
+/// of the tensor is asked for and dropped once every element has been handed out, so memory
+/// holds the structured tensors being written, not all of them.
+///
+/// Never computed under a lock: a rayon worker waiting inside the (parallel) QR may run another
+/// piece of the same tensor, which must not wait for the computation below it on its own
+/// stack. Two threads that meet an uncomputed tensor at once both compute it (the same values:
+/// the fill is a pure function of the plan); the first result is kept.
+struct Lazy {
+    recipe: Recipe,
+    data_type: i32,
+    numel: u64,
+    cached: Mutex<Option<Arc<Values>>>,
+    /// Elements not yet handed out in this pass; reset to `numel` when it reaches 0 (an
+    /// `int32_data` tensor is filled twice: once to measure, once to write).
+    remaining: AtomicU64,
+}
+
+enum Recipe {
+    Whole {
+        scheme: Scheme,
+        shape: Vec<usize>,
+        fans: Option<Fans>,
+        stream: Stream,
+    },
+    GateBlocks {
+        scheme: Scheme,
+        blocks: usize,
+        rows: usize,
+        cols: usize,
+        seed: u64,
+        graph: String,
+        name: String,
+    },
+}
+
+enum Values {
     F32(Vec<f32>),
     F64(Vec<f64>),
     F16(Vec<f16>),
     BF16(Vec<bf16>),
+}
+
+impl Lazy {
+    fn values(&self) -> Arc<Values> {
+        let lock = || self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(v) = lock().as_ref() {
+            return Arc::clone(v);
+        }
+        let v = Arc::new(self.compute());
+        Arc::clone(lock().get_or_insert(v))
+    }
+
+    /// Counts `n` elements as handed out; drops the values after the last.
+    fn handed_out(&self, n: u64) {
+        let before = self
+            .remaining
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                Some(r.saturating_sub(n))
+            })
+            .unwrap_or(0);
+        if before <= n {
+            *self.cached.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            self.remaining.store(self.numel, Ordering::Release);
+        }
+    }
+
+    fn compute(&self) -> Values {
+        let numel = usize::try_from(self.numel).unwrap_or(usize::MAX);
+        let result = match &self.recipe {
+            Recipe::Whole {
+                scheme,
+                shape,
+                fans,
+                stream,
+            } => precompute(self.data_type, numel, |buf| match buf {
+                Buf::F32(v) => init_tensor(scheme, v, shape, *fans, *stream),
+                Buf::F64(v) => init_tensor(scheme, v, shape, *fans, *stream),
+                Buf::F16(v) => init_tensor(scheme, v, shape, *fans, *stream),
+                Buf::BF16(v) => init_tensor(scheme, v, shape, *fans, *stream),
+            }),
+            Recipe::GateBlocks {
+                scheme,
+                blocks,
+                rows,
+                cols,
+                seed,
+                graph,
+                name,
+            } => {
+                let block = [*rows, *cols];
+                let fans = Some(gate_fans(*rows, *cols));
+                let per = rows * cols;
+                precompute(self.data_type, numel, |mut buf| {
+                    for b in 0..*blocks {
+                        let s = Stream {
+                            seed: *seed,
+                            key: tensor_key(graph, &format!("{name}#{b}")),
+                        };
+                        let r = b * per..(b + 1) * per;
+                        match &mut buf {
+                            Buf::F32(v) => init_tensor(scheme, &mut v[r], &block, fans, s)?,
+                            Buf::F64(v) => init_tensor(scheme, &mut v[r], &block, fans, s)?,
+                            Buf::F16(v) => init_tensor(scheme, &mut v[r], &block, fans, s)?,
+                            Buf::BF16(v) => init_tensor(scheme, &mut v[r], &block, fans, s)?,
+                        }
+                    }
+                    Ok(())
+                })
+            }
+        };
+        // `PlanFiller::new` ran `Scheme::check` on exactly these shapes and fans, which
+        // accepts precisely what `init_tensor` accepts (init-core tests that equivalence).
+        result.expect("structured fill checked by PlanFiller::new")
+    }
+}
+
+/// The fans of one `rows × cols` gate block: a matrix of its own.
+fn gate_fans(rows: usize, cols: usize) -> Fans {
+    Fans {
+        fan_in: cols as u64,
+        fan_out: rows as u64,
+    }
 }
 
 /// The values of every planned tensor, ready to be written.
@@ -51,8 +177,9 @@ impl std::fmt::Debug for PlanFiller {
 }
 
 impl PlanFiller {
-    /// Prepare the plan's values. Fails (naming the tensor) when a structured scheme cannot be
-    /// computed for a tensor's shape.
+    /// Prepares the plan's fills. Fails (naming the tensor) when a scheme cannot apply to a
+    /// tensor's shape and fans; nothing is computed yet (structured fills are computed when
+    /// written, see the module docs).
     pub fn new(analysis: &Analysis, plan: &Plan) -> Result<PlanFiller, String> {
         let mut tensors = Vec::with_capacity(plan.entries.len());
         for e in &plan.entries {
@@ -66,53 +193,56 @@ impl PlanFiller {
                 key: tensor_key(&t.graph, &t.name),
             };
             let shape: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
-            let numel: usize = shape.iter().product();
+            let numel = shape.iter().product::<usize>() as u64;
             let err = |e: init_core::InitError| format!("tensor `{}`: {e}", t.name);
-            let prepared = match fill {
-                Fill::Whole { scheme, fans } => match scheme.sampler(*fans).map_err(err)? {
-                    Some(sampler) => Prepared::Sampled { sampler, stream },
-                    None => precompute(t.data_type, numel, |buf| match buf {
-                        Buf::F32(v) => init_tensor(scheme, v, &shape, *fans, stream),
-                        Buf::F64(v) => init_tensor(scheme, v, &shape, *fans, stream),
-                        Buf::F16(v) => init_tensor(scheme, v, &shape, *fans, stream),
-                        Buf::BF16(v) => init_tensor(scheme, v, &shape, *fans, stream),
-                    })
-                    .map_err(err)?,
-                },
+            let recipe = match fill {
+                Fill::Whole { scheme, fans } => {
+                    if let Some(sampler) = scheme.sampler(*fans).map_err(err)? {
+                        tensors.push(Some(Prepared::Sampled { sampler, stream }));
+                        continue;
+                    }
+                    scheme.check(&shape, *fans).map_err(err)?;
+                    Recipe::Whole {
+                        scheme: *scheme,
+                        shape,
+                        fans: *fans,
+                        stream,
+                    }
+                }
                 Fill::GateBlocks {
                     scheme,
                     blocks,
                     rows,
                     cols,
                 } => {
-                    let block = [*rows, *cols];
-                    let fans = Some(Fans {
-                        fan_in: *cols as u64,
-                        fan_out: *rows as u64,
-                    });
-                    let per = rows * cols;
-                    let name = t.name.clone();
-                    let graph = t.graph.clone();
-                    precompute(t.data_type, numel, |mut buf| {
-                        for b in 0..*blocks {
-                            let s = Stream {
-                                seed: plan.seed,
-                                key: tensor_key(&graph, &format!("{name}#{b}")),
-                            };
-                            let r = b * per..(b + 1) * per;
-                            match &mut buf {
-                                Buf::F32(v) => init_tensor(scheme, &mut v[r], &block, fans, s)?,
-                                Buf::F64(v) => init_tensor(scheme, &mut v[r], &block, fans, s)?,
-                                Buf::F16(v) => init_tensor(scheme, &mut v[r], &block, fans, s)?,
-                                Buf::BF16(v) => init_tensor(scheme, &mut v[r], &block, fans, s)?,
-                            }
-                        }
-                        Ok(())
-                    })
-                    .map_err(err)?
+                    scheme
+                        .check(&[*rows, *cols], Some(gate_fans(*rows, *cols)))
+                        .map_err(err)?;
+                    if (blocks * rows * cols) as u64 != numel {
+                        return Err(format!(
+                            "tensor `{}`: {blocks} gate blocks of {rows}×{cols} do not make its \
+                             {numel} elements",
+                            t.name
+                        ));
+                    }
+                    Recipe::GateBlocks {
+                        scheme: *scheme,
+                        blocks: *blocks,
+                        rows: *rows,
+                        cols: *cols,
+                        seed: plan.seed,
+                        graph: t.graph.clone(),
+                        name: t.name.clone(),
+                    }
                 }
             };
-            tensors.push(Some(prepared));
+            tensors.push(Some(Prepared::Structured(Box::new(Lazy {
+                recipe,
+                data_type: t.data_type,
+                numel,
+                cached: Mutex::new(None),
+                remaining: AtomicU64::new(numel),
+            }))));
         }
         Ok(PlanFiller { tensors })
     }
@@ -132,19 +262,27 @@ impl PlanFiller {
         let Some(Some(p)) = self.tensors.get(tensor) else {
             return;
         };
-        let s = start as usize;
-        match (p, out) {
-            (Prepared::Sampled { sampler, stream }, out) => match out {
+        match p {
+            Prepared::Sampled { sampler, stream } => match out {
                 ValuesMut::F32(v) => sampler.fill_at(v, *stream, start),
                 ValuesMut::F64(v) => sampler.fill_at(v, *stream, start),
                 ValuesMut::F16(v) => sampler.fill_at(v, *stream, start),
                 ValuesMut::BF16(v) => sampler.fill_at(v, *stream, start),
             },
-            (Prepared::F32(src), ValuesMut::F32(v)) => copy_from(v, src, s),
-            (Prepared::F64(src), ValuesMut::F64(v)) => copy_from(v, src, s),
-            (Prepared::F16(src), ValuesMut::F16(v)) => copy_from(v, src, s),
-            (Prepared::BF16(src), ValuesMut::BF16(v)) => copy_from(v, src, s),
-            _ => unreachable!("values are prepared in the tensor's own dtype"),
+            Prepared::Structured(lazy) => {
+                let n = out.len() as u64;
+                let values = lazy.values();
+                let s = start as usize;
+                match (&*values, out) {
+                    (Values::F32(src), ValuesMut::F32(v)) => copy_from(v, src, s),
+                    (Values::F64(src), ValuesMut::F64(v)) => copy_from(v, src, s),
+                    (Values::F16(src), ValuesMut::F16(v)) => copy_from(v, src, s),
+                    (Values::BF16(src), ValuesMut::BF16(v)) => copy_from(v, src, s),
+                    _ => unreachable!("values are prepared in the tensor's own dtype"),
+                }
+                drop(values);
+                lazy.handed_out(n);
+            }
         }
     }
 }
@@ -164,27 +302,107 @@ fn precompute(
     data_type: i32,
     numel: usize,
     f: impl FnOnce(Buf<'_>) -> Result<(), init_core::InitError>,
-) -> Result<Prepared, init_core::InitError> {
+) -> Result<Values, init_core::InitError> {
     Ok(match data_type {
         11 => {
             let mut v = vec![0f64; numel];
             f(Buf::F64(&mut v))?;
-            Prepared::F64(v)
+            Values::F64(v)
         }
         10 => {
             let mut v = vec![f16::ZERO; numel];
             f(Buf::F16(&mut v))?;
-            Prepared::F16(v)
+            Values::F16(v)
         }
         16 => {
             let mut v = vec![bf16::ZERO; numel];
             f(Buf::BF16(&mut v))?;
-            Prepared::BF16(v)
+            Values::BF16(v)
         }
         _ => {
             let mut v = vec![0f32; numel];
             f(Buf::F32(&mut v))?;
-            Prepared::F32(v)
+            Values::F32(v)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lazy(scheme: &str, shape: &[usize]) -> Lazy {
+        let numel = shape.iter().product::<usize>() as u64;
+        Lazy {
+            recipe: Recipe::Whole {
+                scheme: Scheme::parse(scheme).unwrap(),
+                shape: shape.to_vec(),
+                fans: None,
+                stream: Stream { seed: 5, key: 7 },
+            },
+            data_type: 1,
+            numel,
+            cached: Mutex::new(None),
+            remaining: AtomicU64::new(numel),
+        }
+    }
+
+    fn take(l: &Lazy, start: usize, n: usize) -> Vec<f32> {
+        let v = l.values();
+        let Values::F32(src) = &*v else {
+            panic!("f32 values expected")
+        };
+        let out = src[start..start + n].to_vec();
+        drop(v);
+        l.handed_out(n as u64);
+        out
+    }
+
+    #[test]
+    fn structured_values_live_from_first_to_last_piece_of_each_pass() {
+        let l = lazy("orthogonal", &[48, 40]);
+        let mut want = vec![0f32; 48 * 40];
+        init_tensor(
+            &Scheme::parse("orthogonal").unwrap(),
+            &mut want,
+            &[48, 40],
+            None,
+            Stream { seed: 5, key: 7 },
+        )
+        .unwrap();
+        for _pass in 0..2 {
+            assert!(l.cached.lock().unwrap().is_none());
+            let mut got = Vec::new();
+            for start in (0..48 * 40).step_by(512) {
+                let n = (48 * 40 - start).min(512);
+                got.extend(take(&l, start, n));
+                let last = start + n == 48 * 40;
+                assert_eq!(l.cached.lock().unwrap().is_none(), last, "piece at {start}");
+            }
+            assert_eq!(got, want);
+            assert_eq!(l.remaining.load(Ordering::Acquire), 48 * 40);
+        }
+    }
+
+    #[test]
+    fn concurrent_pieces_agree_and_release() {
+        let l = lazy("eye", &[300, 500]);
+        let pieces: Vec<usize> = (0..300 * 500).step_by(1000).collect();
+        let got: Vec<Vec<f32>> = std::thread::scope(|s| {
+            let handles: Vec<_> = pieces
+                .chunks(pieces.len().div_ceil(4))
+                .map(|c| s.spawn(|| c.iter().map(|&p| take(&l, p, 1000)).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let flat: Vec<f32> = got.concat();
+        for (i, x) in flat.iter().enumerate() {
+            let (r, c) = (i / 500, i % 500);
+            assert_eq!(*x, if r == c { 1.0 } else { 0.0 }, "element {i}");
+        }
+        assert!(l.cached.lock().unwrap().is_none());
+    }
 }
