@@ -2,7 +2,8 @@
 //!
 //! A thin clap layer over the library: arguments become a [`RewriteConfig`] before any work
 //! starts; errors print as one line naming the file and tensor. Exit codes: 0 success,
-//! 1 failure (bad model, I/O, a rule that cannot apply), 2 usage.
+//! 1 failure (bad model, I/O, a rule that cannot apply), 2 usage, 130 cancelled by Ctrl-C,
+//! SIGTERM or SIGHUP (nothing written, input intact).
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -301,7 +302,16 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("onnx-reinit: error: {e}");
-            ExitCode::FAILURE
+            if matches!(
+                e,
+                pipeline::RunError::Model(onnx_reinit::error::Error::Cancelled { .. })
+            ) {
+                // The shell's code for a run stopped by Ctrl-C, so a pipeline (`set -e`, make)
+                // tells an interruption from a failure.
+                ExitCode::from(130)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

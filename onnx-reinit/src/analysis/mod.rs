@@ -538,6 +538,9 @@ fn decide(
     info.role = Some(best);
     info.fans = candidates[first].fans;
     info.recurrent.clone_from(&candidates[first].recurrent);
+    if let Some(note) = &candidates[first].note {
+        notes.push(note.clone());
+    }
 
     let distinct_nodes = {
         let mut n: Vec<graph::NodeId> = uses.iter().map(|u| u.node).collect();
