@@ -10,7 +10,7 @@
 //! - Read-only destination, full disk (a 1 MiB tmpfs, and `RLIMIT_FSIZE`), SIGINT mid-run.
 //! - Determinism for 1 vs 2 threads and across runs; external-data models through the CLI.
 //! - `#[ignore]`d: the same on ≥ 100 MB and a > 2 GB external-data model (run with
-//!   `cargo test --release -p onnx-reinit --test robustness -- --ignored --nocapture`).
+//!   `cargo test --release -p onnx-reinit --test suite -- robustness:: --ignored --nocapture`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -30,174 +30,15 @@ use onnx_reinit::rewrite::{self, Filler, OutputTarget, RewriteOptions, RewriteSt
 use onnx_reinit::values::ValuesMut;
 use onnx_reinit::{scan, wire};
 
-// =============================================================================================
-// A minimal protobuf encoder (test-only; the library never encodes).
-// =============================================================================================
+use crate::common::onnx::{
+    self, BFLOAT16, DOUBLE, FLOAT, FLOAT16, Payload, attr_float, attr_graph, attr_int, attr_ints,
+    attr_str, f32_bytes, graph, node, tensor, value_info,
+};
+use crate::common::{bin, fixture_models, pb, text};
 
-mod pb {
-    pub fn varint(mut v: u64, out: &mut Vec<u8>) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    pub fn varint_len(v: u64) -> usize {
-        let mut b = Vec::new();
-        varint(v, &mut b);
-        b.len()
-    }
-    pub fn tag(field: u32, wire: u8, out: &mut Vec<u8>) {
-        varint((u64::from(field) << 3) | u64::from(wire), out);
-    }
-    /// A varint field.
-    pub fn int(field: u32, v: i64) -> Vec<u8> {
-        let mut o = Vec::new();
-        tag(field, 0, &mut o);
-        varint(v as u64, &mut o);
-        o
-    }
-    /// A length-delimited field.
-    pub fn bytes(field: u32, data: &[u8]) -> Vec<u8> {
-        let mut o = Vec::new();
-        tag(field, 2, &mut o);
-        varint(data.len() as u64, &mut o);
-        o.extend_from_slice(data);
-        o
-    }
-    pub fn string(field: u32, s: &str) -> Vec<u8> {
-        bytes(field, s.as_bytes())
-    }
-    /// A fixed32 field.
-    pub fn fixed32(field: u32, v: u32) -> Vec<u8> {
-        let mut o = Vec::new();
-        tag(field, 5, &mut o);
-        o.extend_from_slice(&v.to_le_bytes());
-        o
-    }
-    /// An embedded message from concatenated field encodings.
-    pub fn msg(field: u32, parts: &[Vec<u8>]) -> Vec<u8> {
-        bytes(field, &parts.concat())
-    }
-    /// A `StringStringEntryProto` in field `field`.
-    pub fn entry(field: u32, k: &str, v: &str) -> Vec<u8> {
-        msg(field, &[string(1, k), string(2, v)])
-    }
-}
-
-const FLOAT: i32 = 1;
-const FLOAT16: i32 = 10;
-const DOUBLE: i32 = 11;
-const BFLOAT16: i32 = 16;
-
-/// How a built tensor stores its values.
-#[derive(Clone, Debug)]
-enum Payload {
-    Raw(Vec<u8>),
-    Floats(Vec<f32>),
-    Doubles(Vec<f64>),
-    /// `int32_data` varints (bit patterns for f16/bf16).
-    Int32(Vec<u64>),
-    /// `(location, offset, length)`; `None` fields are omitted.
-    External(String, Option<u64>, Option<u64>),
-    None,
-}
-
-/// A `TensorProto` body.
-fn tensor(name: &str, dims: &[i64], dtype: i32, payload: &Payload) -> Vec<u8> {
-    let mut parts: Vec<Vec<u8>> = dims.iter().map(|&d| pb::int(1, d)).collect();
-    parts.push(pb::int(2, i64::from(dtype)));
-    parts.push(pb::string(8, name));
-    match payload {
-        Payload::Raw(b) => parts.push(pb::bytes(9, b)),
-        Payload::Floats(v) => {
-            let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-            parts.push(pb::bytes(4, &b));
-        }
-        Payload::Doubles(v) => {
-            let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-            parts.push(pb::bytes(10, &b));
-        }
-        Payload::Int32(v) => {
-            let mut b = Vec::new();
-            for &x in v {
-                pb::varint(x, &mut b);
-            }
-            parts.push(pb::bytes(5, &b));
-        }
-        Payload::External(location, offset, length) => {
-            parts.push(pb::entry(13, "location", location));
-            if let Some(o) = offset {
-                parts.push(pb::entry(13, "offset", &o.to_string()));
-            }
-            if let Some(l) = length {
-                parts.push(pb::entry(13, "length", &l.to_string()));
-            }
-            parts.push(pb::int(14, 1));
-        }
-        Payload::None => {}
-    }
-    parts.push(pb::string(12, &format!("doc of {name}")));
-    parts.concat()
-}
-
-/// An `AttributeProto` holding an int.
-fn attr_int(name: &str, v: i64) -> Vec<u8> {
-    [pb::string(1, name), pb::int(20, 2), pb::int(3, v)].concat()
-}
-
-/// An `AttributeProto` holding one graph.
-fn attr_graph(name: &str, graph_body: &[u8]) -> Vec<u8> {
-    [
-        pb::string(1, name),
-        pb::int(20, 5),
-        pb::bytes(6, graph_body),
-    ]
-    .concat()
-}
-
-fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str], attrs: &[Vec<u8>]) -> Vec<u8> {
-    let mut parts: Vec<Vec<u8>> = inputs.iter().map(|s| pb::string(1, s)).collect();
-    parts.extend(outputs.iter().map(|s| pb::string(2, s)));
-    if !name.is_empty() {
-        parts.push(pb::string(3, name));
-    }
-    parts.push(pb::string(4, op));
-    parts.extend(attrs.iter().map(|a| pb::bytes(5, a)));
-    parts.concat()
-}
-
-/// A `ValueInfoProto` with a name only.
-fn value_info(name: &str) -> Vec<u8> {
-    pb::string(1, name)
-}
-
-/// A `GraphProto` body: nodes, name, initializers, inputs, outputs.
-fn graph(nodes: &[Vec<u8>], inits: &[Vec<u8>], inputs: &[&str], outputs: &[&str]) -> Vec<u8> {
-    let mut parts: Vec<Vec<u8>> = nodes.iter().map(|n| pb::bytes(1, n)).collect();
-    parts.push(pb::string(2, "g"));
-    parts.extend(inits.iter().map(|t| pb::bytes(5, t)));
-    parts.extend(inputs.iter().map(|i| pb::bytes(11, &value_info(i))));
-    parts.extend(outputs.iter().map(|o| pb::bytes(12, &value_info(o))));
-    parts.push(pb::entry(16, "graph-meta", "kept"));
-    parts.concat()
-}
-
-/// A `ModelProto` around a graph body, with metadata and an unknown field.
+/// This file's models: by `robustness-test`, without a doc string.
 fn model(graph_body: &[u8]) -> Vec<u8> {
-    [
-        pb::int(1, 9),
-        pb::string(2, "robustness-test"),
-        pb::msg(8, &[pb::string(1, ""), pb::int(2, 20)]),
-        pb::bytes(7, graph_body),
-        pb::entry(14, "model-meta", "kept"),
-        pb::int(4242, 7),
-    ]
-    .concat()
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    onnx::model("robustness-test", None, graph_body)
 }
 
 /// A Gemm MLP: `x → Gemm(W_k, B_k, transB) → act_k → …`; `inits[k]` are the weight and bias
@@ -666,8 +507,8 @@ fn random_tensor(rng: &mut Rng, names: &[String]) -> Vec<u8> {
         _ => 4,
     };
     let payload = match rng.below(4) {
-        1 => Payload::External(
-            rng.pick(&LOCATIONS).to_string(),
+        1 => Payload::external(
+            rng.pick(&LOCATIONS),
             Some(rng.below(3) as u64 * 4),
             Some((n * width) as u64),
         ),
@@ -1182,15 +1023,9 @@ fn exercise(input: &Path, out_dir: &Path, in_place: bool) -> Reached {
     }
 }
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
 fn fixtures() -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> = fs::read_dir(fixture_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+    let mut v: Vec<(String, Vec<u8>)> = fixture_models()
+        .into_iter()
         .map(|p| {
             (
                 p.file_name().unwrap().to_string_lossy().into_owned(),
@@ -1233,13 +1068,13 @@ fn built_sources() -> Vec<(String, Vec<u8>)> {
                 "w3",
                 &[n, n],
                 FLOAT,
-                &Payload::External("w.bin".into(), Some(0), Some(64)),
+                &Payload::external("w.bin", Some(0), Some(64)),
             ),
             tensor(
                 "w3.bias",
                 &[n],
                 FLOAT,
-                &Payload::External("sub/v.bin".into(), Some(16), None),
+                &Payload::external("sub/v.bin", Some(16), None),
             ),
         ),
     ];
@@ -1382,16 +1217,6 @@ fn mutated_models_never_panic_and_successes_are_faithful() {
 // Refusals through the CLI: the message names what is wrong, no file is left, the input is
 // unchanged.
 // =============================================================================================
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_onnx-reinit"));
-    c.env_remove("RAYON_NUM_THREADS");
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Every file under `dir` with its bytes (symlinks as their target path).
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -1727,7 +1552,7 @@ fn external_case(location: &str, offset: u64, length: u64) -> (Case, usize) {
         "W",
         &[2, 2],
         FLOAT,
-        &Payload::External(location.into(), Some(offset), Some(length)),
+        &Payload::external(location, Some(offset), Some(length)),
     );
     let m = one_layer(&[w.clone(), bias()]);
     let case = Case::new(&m, &[("w.bin", &[0u8; 64])]);
@@ -2123,7 +1948,7 @@ fn write_streamed_mlp(path: &Path, layers: &[Layer]) {
                     &format!("w{k}"),
                     &dims,
                     FLOAT,
-                    &Payload::External(loc.clone(), Some(*off), Some(bytes)),
+                    &Payload::external(loc, Some(*off), Some(bytes)),
                 ),
                 0,
             )),
@@ -2335,8 +2160,8 @@ fn interrupt(
     assert!(sent, "the run failed on its own: {err}");
     assert_eq!(
         o.status.code(),
-        Some(1),
-        "not a clean exit: {:?} {err}",
+        Some(130),
+        "not a clean cancellation exit (130): {:?} {err}",
         o.status
     );
     assert!(
@@ -2513,7 +2338,7 @@ fn multi_piece_model(dir: &Path) -> PathBuf {
                 "w4",
                 &[700, 700],
                 FLOAT,
-                &Payload::External("side.bin".into(), Some(64), Some(700 * 700 * 4)),
+                &Payload::external("side.bin", Some(64), Some(700 * 700 * 4)),
             ),
             tensor("w4.bias", &[700], FLOAT, &Payload::Raw(vec![0; 2800])),
         ),
@@ -2675,7 +2500,7 @@ fn small_external_model(dir: &Path) -> (PathBuf, Vec<(&'static str, u64, u64, &'
                     name,
                     &[*rows as i64, *cols as i64],
                     FLOAT,
-                    &Payload::External(file.into(), Some(off), Some(n as u64 * 4)),
+                    &Payload::external(file, Some(off), Some(n as u64 * 4)),
                 )
             }
             None => tensor(
@@ -2982,28 +2807,6 @@ fn huge_external_model_through_the_cli() {
 // =============================================================================================
 // Hostile graphs: valid wire format, adversarial structure and attributes.
 // =============================================================================================
-
-/// An attribute holding ints.
-fn attr_ints(name: &str, v: &[i64]) -> Vec<u8> {
-    let mut parts = vec![pb::string(1, name), pb::int(20, 7)];
-    parts.extend(v.iter().map(|&x| pb::int(8, x)));
-    parts.concat()
-}
-
-/// An attribute holding a string.
-fn attr_str(name: &str, v: &str) -> Vec<u8> {
-    [pb::string(1, name), pb::int(20, 3), pb::string(4, v)].concat()
-}
-
-/// An attribute holding a float.
-fn attr_float(name: &str, v: f32) -> Vec<u8> {
-    [
-        pb::string(1, name),
-        pb::int(20, 1),
-        pb::fixed32(2, v.to_bits()),
-    ]
-    .concat()
-}
 
 /// A float tensor with `dims` and a matching raw payload.
 fn dense(name: &str, dims: &[i64]) -> Vec<u8> {
@@ -3402,4 +3205,103 @@ fn skeleton_decode_errors_are_located() {
         );
         assert!(e.contains(&want), "{extra:x?}: {e}\nwanted {want}");
     }
+}
+
+// =============================================================================================
+// Resident memory while opening a model of many tensors.
+
+/// Peak resident set (VmHWM, KiB) of a fresh process that opens and analyses `model`: this test
+/// binary re-run for [`rss_probe`] alone. (A child's `ru_maxrss` would count the pages it
+/// shared with this big test process between fork and exec; VmHWM starts afresh at exec.)
+fn probe_peak_rss_kib(model: &Path) -> u64 {
+    let o = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "robustness::rss_probe",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("ONNX_REINIT_RSS_PROBE", model)
+        .output()
+        .unwrap();
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    out.lines()
+        .find_map(|l| l.split_once("VMHWM_KIB=").map(|(_, v)| v))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no VMHWM_KIB in {out}"))
+}
+
+/// Not a test on its own: with `ONNX_REINIT_RSS_PROBE=MODEL` (set by
+/// [`probe_peak_rss_kib`]), opens and analyses MODEL as a dry run does and prints this
+/// process's peak resident set.
+#[test]
+fn rss_probe() {
+    let Some(path) = std::env::var_os("ONNX_REINIT_RSS_PROBE") else {
+        return;
+    };
+    let m = LoadedModel::open(&path).unwrap();
+    let a = pipeline::analyse(&m, &AnalysisOptions::default()).unwrap();
+    std::hint::black_box(&a);
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .to_owned();
+    println!("VMHWM_KIB={hwm}");
+}
+
+/// Opening a model maps the file; reading each initializer's header faults in the page cache
+/// around it (64 KiB by default, a whole 2 MiB folio after a large read). The loader drops
+/// what the scan and the skeleton decode have moved past, so the resident set does not grow
+/// with the number of tensors. 400 layers of 64 KiB: without the dropping the mapped headers
+/// alone add about the file's size (26 MB) to the peak.
+#[test]
+fn opening_many_tensors_keeps_the_resident_set_small() {
+    let layers = 400;
+    let (rows, cols) = (64i64, 256i64);
+    let nodes: Vec<Vec<u8>> = (0..layers)
+        .map(|l| {
+            let x = if l == 0 {
+                "x".to_owned()
+            } else {
+                format!("h{}", l - 1)
+            };
+            let y = if l + 1 == layers {
+                "y".to_owned()
+            } else {
+                format!("h{l}")
+            };
+            node(
+                &format!("fc{l}"),
+                "Gemm",
+                &[&x, &format!("W{l}")],
+                &[&y],
+                &[attr_int("transB", 1)],
+            )
+        })
+        .collect();
+    let zeros = Payload::Raw(vec![0; (rows * cols * 4) as usize]);
+    let inits: Vec<Vec<u8>> = (0..layers)
+        .map(|l| tensor(&format!("W{l}"), &[rows, cols], FLOAT, &zeros))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("many.onnx");
+    fs::write(&big, model(&graph(&nodes, &inits, &["x"], &["y"]))).unwrap();
+    let small = dir.path().join("small.onnx");
+    fs::write(&small, sized_model(4, 4)).unwrap();
+
+    let base = probe_peak_rss_kib(&small);
+    let many = probe_peak_rss_kib(&big);
+    let file_kib = fs::metadata(&big).unwrap().len() / 1024;
+    eprintln!("peak RSS: {base} KiB for one tensor, {many} KiB for {layers} ({file_kib} KiB file)");
+    assert!(
+        many < base + 12 * 1024,
+        "opening {layers} tensors ({file_kib} KiB) peaked at {many} KiB, {base} KiB for one"
+    );
 }

@@ -1,6 +1,7 @@
 //! Loading and rewriting: real fixtures, models built in code, and every refusal.
 //!
-//! Models are built with a tiny protobuf encoder below (test-only; the library never encodes).
+//! Models are built with the test-only protobuf encoder in `common` (the library never encodes),
+//! with metadata around every message: it must survive a rewrite byte for byte.
 
 use std::collections::HashSet;
 use std::fs;
@@ -17,167 +18,16 @@ use onnx_reinit::rewrite::{Filler, OutputTarget, RewriteOptions, rewrite};
 use onnx_reinit::values::ValuesMut;
 use onnx_reinit::{scan, wire};
 
-// ---------------------------------------------------------------------------------------------
-// A minimal protobuf encoder (the wire format, nothing more).
-// ---------------------------------------------------------------------------------------------
-mod pb {
-    pub fn varint(mut v: u64, out: &mut Vec<u8>) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    fn tag(field: u32, wire: u8, out: &mut Vec<u8>) {
-        varint((u64::from(field) << 3) | u64::from(wire), out);
-    }
-    /// A varint field.
-    pub fn int(field: u32, v: i64) -> Vec<u8> {
-        let mut o = Vec::new();
-        tag(field, 0, &mut o);
-        varint(v as u64, &mut o);
-        o
-    }
-    /// A length-delimited field.
-    pub fn bytes(field: u32, data: &[u8]) -> Vec<u8> {
-        let mut o = Vec::new();
-        tag(field, 2, &mut o);
-        varint(data.len() as u64, &mut o);
-        o.extend_from_slice(data);
-        o
-    }
-    pub fn string(field: u32, s: &str) -> Vec<u8> {
-        bytes(field, s.as_bytes())
-    }
-    /// A fixed32 field (unpacked element).
-    pub fn fixed32(field: u32, v: u32) -> Vec<u8> {
-        let mut o = Vec::new();
-        tag(field, 5, &mut o);
-        o.extend_from_slice(&v.to_le_bytes());
-        o
-    }
-    /// An embedded message from concatenated field encodings.
-    pub fn msg(field: u32, parts: &[Vec<u8>]) -> Vec<u8> {
-        bytes(field, &parts.concat())
-    }
-    /// A `StringStringEntryProto` in field `field`.
-    pub fn entry(field: u32, k: &str, v: &str) -> Vec<u8> {
-        msg(field, &[string(1, k), string(2, v)])
-    }
-}
+// The metadata variants under the short names: every message built here carries metadata.
+use crate::common::onnx::{
+    self, BFLOAT16, DOUBLE, FLOAT, FLOAT16, INT64, Payload, attr_graph, attr_graphs, f32_bytes,
+    named_graph as graph, node_with_metadata as node, tensor_with_metadata as tensor,
+};
+use crate::common::{fixture_models, fixtures_dir, pb};
 
-const FLOAT: i32 = 1;
-const INT64: i32 = 7;
-const FLOAT16: i32 = 10;
-const DOUBLE: i32 = 11;
-const BFLOAT16: i32 = 16;
-
-#[derive(Clone, Debug)]
-enum Payload {
-    Raw(Vec<u8>),
-    Floats(Vec<f32>),
-    FloatsUnpacked(Vec<f32>),
-    Doubles(Vec<f64>),
-    /// `int32_data` varints (bit patterns for f16/bf16).
-    Int32(Vec<u64>),
-    External(Vec<(String, String)>),
-    None,
-}
-
-/// A `TensorProto` (body, without the field tag).
-fn tensor(name: &str, dims: &[i64], dtype: i32, payload: &Payload) -> Vec<u8> {
-    let mut parts: Vec<Vec<u8>> = dims.iter().map(|&d| pb::int(1, d)).collect();
-    parts.push(pb::int(2, i64::from(dtype)));
-    parts.push(pb::string(8, name));
-    match payload {
-        Payload::Raw(b) => parts.push(pb::bytes(9, b)),
-        Payload::Floats(v) => {
-            let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-            parts.push(pb::bytes(4, &b));
-        }
-        Payload::FloatsUnpacked(v) => {
-            parts.extend(v.iter().map(|x| pb::fixed32(4, x.to_bits())));
-        }
-        Payload::Doubles(v) => {
-            let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-            parts.push(pb::bytes(10, &b));
-        }
-        Payload::Int32(v) => {
-            let mut b = Vec::new();
-            for &x in v {
-                pb::varint(x, &mut b);
-            }
-            parts.push(pb::bytes(5, &b));
-        }
-        Payload::External(entries) => {
-            for (k, v) in entries {
-                parts.push(pb::entry(13, k, v));
-            }
-            parts.push(pb::int(14, 1));
-        }
-        Payload::None => {}
-    }
-    // A doc string and metadata after the payload: must survive byte for byte.
-    parts.push(pb::string(12, &format!("doc of {name}")));
-    parts.push(pb::entry(16, "origin", name));
-    parts.concat()
-}
-
-fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str], attrs: &[Vec<u8>]) -> Vec<u8> {
-    let mut parts: Vec<Vec<u8>> = inputs.iter().map(|s| pb::string(1, s)).collect();
-    parts.extend(outputs.iter().map(|s| pb::string(2, s)));
-    if !name.is_empty() {
-        parts.push(pb::string(3, name));
-    }
-    parts.push(pb::string(4, op));
-    parts.extend(attrs.iter().map(|a| pb::bytes(5, a)));
-    parts.push(pb::entry(9, "pkg.torch.stack", &format!("node {name}")));
-    parts.concat()
-}
-
-/// An `AttributeProto` holding one graph (`g`).
-fn attr_graph(name: &str, graph_body: &[u8]) -> Vec<u8> {
-    [
-        pb::string(1, name),
-        pb::int(20, 5),
-        pb::bytes(6, graph_body),
-    ]
-    .concat()
-}
-
-/// An `AttributeProto` holding several graphs (`graphs`).
-fn attr_graphs(name: &str, graph_bodies: &[Vec<u8>]) -> Vec<u8> {
-    let mut parts = vec![pb::string(1, name), pb::int(20, 10)];
-    parts.extend(graph_bodies.iter().map(|g| pb::bytes(11, g)));
-    parts.concat()
-}
-
-/// A `GraphProto` body: nodes first, then initializers (as exporters write them).
-fn graph(name: &str, nodes: &[Vec<u8>], inits: &[Vec<u8>]) -> Vec<u8> {
-    let mut parts: Vec<Vec<u8>> = nodes.iter().map(|n| pb::bytes(1, n)).collect();
-    parts.push(pb::string(2, name));
-    parts.extend(inits.iter().map(|t| pb::bytes(5, t)));
-    parts.push(pb::string(10, "graph doc"));
-    parts.push(pb::entry(16, "graph-meta", name));
-    parts.concat()
-}
-
-/// A `ModelProto` with doc string, metadata and an unknown field around the graph.
+/// This file's models: by `initforge-test`, with a doc string.
 fn model(graph_body: &[u8]) -> Vec<u8> {
-    [
-        pb::int(1, 9),
-        pb::string(2, "initforge-test"),
-        pb::string(6, "model doc"),
-        pb::msg(8, &[pb::string(1, ""), pb::int(2, 20)]),
-        pb::bytes(7, graph_body),
-        pb::entry(14, "model-meta", "kept"),
-        pb::int(4242, 7),
-    ]
-    .concat()
-}
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    onnx::model("initforge-test", Some("model doc"), graph_body)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,13 +197,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn fixtures() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
-    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-        .collect();
-    v.sort();
+    let dir = fixtures_dir();
+    let v = fixture_models();
     assert!(v.len() >= 14, "fixtures missing in {}", dir.display());
     v
 }

@@ -2,30 +2,15 @@
 //! exit codes, JSON, determinism across thread counts, and the written values.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use onnx_reinit::model::LoadedModel;
 use onnx_reinit::report::Report;
 use onnx_reinit::values::ValuesMut;
 
+use crate::common::{bin, fixtures_dir, run, text};
+
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_onnx-reinit"));
-    c.env_remove("RAYON_NUM_THREADS");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run onnx-reinit")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    fixtures_dir().join(name)
 }
 
 fn copy_fixture(dir: &Path, name: &str) -> PathBuf {

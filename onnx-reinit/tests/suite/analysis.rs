@@ -6,24 +6,23 @@
 //! and activation pattern the analysis claims to handle.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use onnx_reinit::analysis::{
     Activation, Analysis, AnalysisOptions, ConstValues, FanCompat, Fans, NoConstValues,
     NormStatKind, RecurrentOp, RecurrentPart, Role, TensorInfo, analyze,
 };
+use onnx_reinit::model::LoadedModel;
+use onnx_reinit::pipeline;
 use onnx_reinit::skeleton::{
     Attribute, ConstTensor, Graph, Model, Node, OperatorSetId, TensorHeader, ValueInfo,
 };
 use prost::Message;
 use serde_json::Value as Json;
 
+use crate::common::fixtures_dir;
+
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
 
 fn load_fixture(stem: &str) -> (Model, Json) {
     let dir = fixtures_dir();
@@ -112,10 +111,20 @@ const TRUE_FANS: &[(&str, u64, u64)] = &[
     ("up.weight", 128, 32),
     // Embedding (100, 32): one row per lookup
     ("emb.weight", 1, 32),
+    // MultiheadAttention's packed in_proj [96, 32] = Q, K, V of 32 → 32 each: the export's
+    // MatMul output is cut by Gather(0), Gather(1), Gather(2) (pytorch#166378 keeps 96)
+    ("enc.self_attn.in_proj_weight", 32, 32),
 ];
 
 fn analyse(model: &Model, compat: FanCompat) -> Analysis {
     analyze(model, &NoConstValues, &AnalysisOptions { compat })
+}
+
+/// The analysis the CLI makes of a fixture: with the file's constant values (the dynamo
+/// exports keep Gather indices and Clip bounds as initializers, not Constant nodes).
+fn analyse_file(stem: &str, compat: FanCompat) -> Analysis {
+    let m = LoadedModel::open(fixtures_dir().join(format!("{stem}.onnx"))).expect("open fixture");
+    pipeline::analyse(&m, &AnalysisOptions { compat }).expect("analyse fixture")
 }
 
 #[test]
@@ -129,8 +138,19 @@ fn fixtures_match_ground_truth() {
     let mut failures: Vec<String> = Vec::new();
     for stem in &stems {
         let (model, gt) = load_fixture(stem);
-        let true_mode = analyse(&model, FanCompat::True);
-        let torch_mode = analyse(&model, FanCompat::PyTorch);
+        let true_mode = analyse_file(stem, FanCompat::True);
+        let torch_mode = analyse_file(stem, FanCompat::PyTorch);
+        // The skeleton alone (no constant values) decides the same except where a constant
+        // matters (here: the dynamo export's Gather indices behind the packed in_proj).
+        let skeleton_only = analyse(&model, FanCompat::True);
+        for (a, b) in skeleton_only.tensors.iter().zip(&true_mode.tensors) {
+            if a.role != b.role || a.activation != b.activation {
+                failures.push(format!(
+                    "{stem}: {}: constant values changed role or activation",
+                    a.name
+                ));
+            }
+        }
         let gt_inits = gt["initializers"].as_array().expect("initializers");
         let mut fail = |msg: String| failures.push(format!("{stem}: {msg}"));
 
@@ -653,6 +673,87 @@ fn gemm_trans_a_and_b() {
     assert_eq!(get(&a, "bt").fans, Some(fans(3, 5)));
     assert_eq!(get(&a, "at").fans, Some(fans(4, 6)));
     assert_eq!(get(&a, "bn").fans, Some(fans(3, 5)));
+}
+
+#[test]
+fn packed_projections_get_per_part_fans() {
+    let mut b = B::new(
+        &["x"],
+        &[
+            "q", "k", "v", "s0", "s1", "g", "u", "r0", "r1", "n0", "n1", "o", "t0", "t1", "t2",
+        ],
+    );
+    // PyTorch's MHA export: MatMul → Add(bias) → Reshape → Unsqueeze → Transpose → Squeeze →
+    // Gather(0), Gather(1), Gather(2) on axis 0.
+    b.w("qkv", &[32, 96])
+        .w("qkv_b", &[96])
+        .w("shape", &[4])
+        .w("ax", &[1]);
+    b.n("MatMul", &["x", "qkv"], &["m"]);
+    b.n("Add", &["qkv_b", "m"], &["a"]);
+    b.n("Reshape", &["a", "shape"], &["r"]);
+    b.n("Unsqueeze", &["r", "ax"], &["un"]);
+    b.n("Transpose", &["un"], &["tr"])
+        .ints("perm", &[3, 1, 2, 0, 4]);
+    b.n("Squeeze", &["tr", "ax"], &["sq"]);
+    b.n("Shape", &["sq"], &["shp"]);
+    b.konst("i0", 0.0).konst("i1", 1.0).konst("i2", 2.0);
+    b.n("Gather", &["sq", "i2"], &["v"]);
+    b.n("Gather", &["sq", "i0"], &["q"]);
+    b.n("Gather", &["sq", "i1"], &["k"]);
+    // GPT-2 style: Gemm (transB) → Split into 2 (gate and up halves).
+    b.w("gu", &[128, 32]);
+    b.n("Gemm", &["x", "gu"], &["h"]).i("transB", 1);
+    b.n("Split", &["h"], &["s0", "s1"]).i("axis", -1);
+    // Three Slices of one output.
+    b.w("sl", &[32, 48]);
+    b.n("MatMul", &["x", "sl"], &["hs"]);
+    b.konst("z", 0.0);
+    for t in ["t0", "t1", "t2"] {
+        b.n("Slice", &["hs", "z", "z"], &[t]);
+    }
+    // Not packed: two Gathers of the same index; a residual (dynamic) Add before the cut; a
+    // cut that does not divide fan_out; a plain layer with one consumer.
+    b.w("dup", &[32, 64]);
+    b.n("MatMul", &["x", "dup"], &["hd"]);
+    b.n("Gather", &["hd", "i0"], &["g"]);
+    b.n("Gather", &["hd", "i0"], &["u"]);
+    b.w("res", &[32, 64]);
+    b.n("MatMul", &["x", "res"], &["hr"]);
+    b.n("Add", &["hr", "x"], &["hra"]);
+    b.n("Split", &["hra"], &["r0", "r1"]);
+    b.w("odd", &[32, 63]);
+    b.n("MatMul", &["x", "odd"], &["ho"]);
+    b.n("Split", &["ho"], &["n0", "n1"]);
+    b.w("plain", &[32, 64]);
+    b.n("MatMul", &["x", "plain"], &["hp"]);
+    b.n("Relu", &["hp"], &["o"]);
+
+    let a = run_true(&b);
+    let qkv = get(&a, "qkv");
+    assert_eq!(qkv.fans, Some(fans(32, 32)), "{qkv:?}");
+    let note = qkv.note.as_deref().unwrap_or_default();
+    assert!(
+        note.contains("packed projection") && note.contains("3 parts"),
+        "{note}"
+    );
+    assert!(
+        note.contains("Gather of indices 0..2 on axis 0 after Add → Reshape"),
+        "{note}"
+    );
+    assert_eq!(get(&a, "qkv_b").role, Some(Role::Bias));
+    assert_eq!(get(&a, "gu").fans, Some(fans(32, 64)));
+    assert_eq!(get(&a, "sl").fans, Some(fans(32, 16)));
+    for (name, out) in [("dup", 64), ("res", 64), ("odd", 63), ("plain", 64)] {
+        let t = get(&a, name);
+        assert_eq!(t.fans, Some(fans(32, out)), "{name}: {t:?}");
+        assert!(t.note.is_none(), "{name}: {:?}", t.note);
+    }
+    // PyTorch's convention keeps the packed matrix's fans (pytorch#166378).
+    let p = run(&b, &NoConstValues, FanCompat::PyTorch);
+    assert_eq!(get(&p, "qkv").fans, Some(fans(32, 96)));
+    assert_eq!(get(&p, "gu").fans, Some(fans(32, 128)));
+    assert!(get(&p, "qkv").note.is_none());
 }
 
 #[test]

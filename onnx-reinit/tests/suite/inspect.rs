@@ -3,7 +3,6 @@
 //! (feature `forward`) the layer-by-layer std of a deep ReLU MLP built here in code.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use init_core::{Sampler, Stream};
 use onnx_reinit::analysis::{AnalysisOptions, Role};
@@ -14,20 +13,14 @@ use onnx_reinit::plan::Rules;
 use onnx_reinit::rewrite::{self, Filler, OutputTarget, RewriteOptions};
 use onnx_reinit::values::ValuesMut;
 
+use crate::common::onnx::{BFLOAT16, FLOAT, FLOAT16, Payload, node, tensor_fields};
+use crate::common::{bin, fixture_models, fixtures_dir, pb, run, text};
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
-
 fn fixtures() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
-        .expect("fixtures dir")
-        .filter_map(|e| Some(e.ok()?.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
-        .collect();
-    v.sort();
+    let v = fixture_models();
     assert!(v.len() >= 10, "fixtures missing: {v:?}");
     v
 }
@@ -36,20 +29,6 @@ fn inspect_path(path: &Path) -> InspectReport {
     inspect::inspect(path, &InspectOptions::default())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .2
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_onnx-reinit"));
-    c.env_remove("RAYON_NUM_THREADS");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run onnx-reinit")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// How a damaged copy's weights are made.
@@ -368,117 +347,35 @@ fn reinitialized_fixtures_are_all_ok() {
 // ---------------------------------------------------------------------------------------------
 // Models built in code
 
-/// A minimal protobuf writer for ONNX models built in tests.
-mod pb {
-    pub fn varint(mut v: u64, out: &mut Vec<u8>) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
+/// A `ValueInfoProto` of a tensor: `dims` as fixed sizes, or `None` for a symbolic dim.
+fn value_info(name: &str, elem: i32, dims: &[Option<i64>]) -> Vec<u8> {
+    let shape: Vec<Vec<u8>> = dims
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match d {
+            Some(v) => pb::msg(1, &[pb::int(1, *v)]),
+            None => pb::msg(1, &[pb::string(2, &format!("d{i}"))]),
+        })
+        .collect();
+    let tensor_type = pb::msg(1, &[pb::int(1, i64::from(elem)), pb::msg(2, &shape)]);
+    [pb::string(1, name), pb::bytes(2, &tensor_type)].concat()
+}
 
-    pub fn int(field: u32, v: i64, out: &mut Vec<u8>) {
-        varint(u64::from(field) << 3, out);
-        varint(v as u64, out);
-    }
-
-    pub fn bytes(field: u32, b: &[u8], out: &mut Vec<u8>) {
-        varint((u64::from(field) << 3) | 2, out);
-        varint(b.len() as u64, out);
-        out.extend_from_slice(b);
-    }
-
-    pub fn string(field: u32, s: &str, out: &mut Vec<u8>) {
-        bytes(field, s.as_bytes(), out);
-    }
-
-    /// `ValueInfoProto` of a tensor: `dims` as fixed sizes, or `None` for a symbolic dim.
-    pub fn value_info(name: &str, elem: i64, dims: &[Option<i64>]) -> Vec<u8> {
-        let mut shape = Vec::new();
-        for (i, d) in dims.iter().enumerate() {
-            let mut dim = Vec::new();
-            match d {
-                Some(v) => int(1, *v, &mut dim),
-                None => string(2, &format!("d{i}"), &mut dim),
-            }
-            bytes(1, &dim, &mut shape);
-        }
-        let mut tensor = Vec::new();
-        int(1, elem, &mut tensor);
-        bytes(2, &shape, &mut tensor);
-        let mut ty = Vec::new();
-        bytes(1, &tensor, &mut ty);
-        let mut vi = Vec::new();
-        string(1, name, &mut vi);
-        bytes(2, &ty, &mut vi);
-        vi
-    }
-
-    /// An f32/f16 `TensorProto` with `raw_data`, or (`int32 = true`) f16/bf16 bit patterns in
-    /// `int32_data` (packed).
-    pub fn tensor(name: &str, dims: &[i64], data_type: i64, raw: &[u8], int32: bool) -> Vec<u8> {
-        let mut t = Vec::new();
-        for &d in dims {
-            int(1, d, &mut t);
-        }
-        int(2, data_type, &mut t);
-        string(8, name, &mut t);
-        if int32 {
-            let mut packed = Vec::new();
-            for c in raw.chunks_exact(2) {
-                varint(u64::from(u16::from_le_bytes([c[0], c[1]])), &mut packed);
-            }
-            bytes(5, &packed, &mut t);
-        } else {
-            bytes(9, raw, &mut t);
-        }
-        t
-    }
-
-    pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> Vec<u8> {
-        let mut n = Vec::new();
-        for i in inputs {
-            string(1, i, &mut n);
-        }
-        for o in outputs {
-            string(2, o, &mut n);
-        }
-        string(3, name, &mut n);
-        string(4, op, &mut n);
-        n
-    }
-
-    pub fn model(
-        nodes: &[Vec<u8>],
-        inits: &[Vec<u8>],
-        inputs: &[Vec<u8>],
-        outputs: &[Vec<u8>],
-    ) -> Vec<u8> {
-        let mut g = Vec::new();
-        for n in nodes {
-            bytes(1, n, &mut g);
-        }
-        string(2, "test", &mut g);
-        for t in inits {
-            bytes(5, t, &mut g);
-        }
-        for i in inputs {
-            bytes(11, i, &mut g);
-        }
-        for o in outputs {
-            bytes(12, o, &mut g);
-        }
-        let mut m = Vec::new();
-        int(1, 8, &mut m);
-        let mut opset = Vec::new();
-        string(1, "", &mut opset);
-        int(2, 17, &mut opset);
-        bytes(8, &opset, &mut m);
-        string(2, "initforge-tests", &mut m);
-        bytes(7, &g, &mut m);
-        m
-    }
+/// A `ModelProto` (IR version 8, opset 17) around a graph `test` of `nodes`, initializers,
+/// inputs and outputs (value infos).
+fn model(nodes: &[Vec<u8>], inits: &[Vec<u8>], inputs: &[Vec<u8>], outputs: &[Vec<u8>]) -> Vec<u8> {
+    let mut g: Vec<Vec<u8>> = nodes.iter().map(|n| pb::bytes(1, n)).collect();
+    g.push(pb::string(2, "test"));
+    g.extend(inits.iter().map(|t| pb::bytes(5, t)));
+    g.extend(inputs.iter().map(|i| pb::bytes(11, i)));
+    g.extend(outputs.iter().map(|o| pb::bytes(12, o)));
+    [
+        pb::int(1, 8),
+        pb::msg(8, &[pb::string(1, ""), pb::int(2, 17)]),
+        pb::string(2, "initforge-tests"),
+        pb::msg(7, &g),
+    ]
+    .concat()
 }
 
 /// Element type of the weights of [`deep_relu_mlp`].
@@ -512,61 +409,59 @@ fn deep_relu_mlp(
                 key: i as u64,
             },
         );
-        let (data_type, raw, int32, stored): (i64, Vec<u8>, bool, Vec<f64>) = match ty {
+        // f32 and f16 in `raw_data`; bf16 bit patterns in `int32_data` (packed).
+        let (data_type, payload, stored): (i32, Payload, Vec<f64>) = match ty {
             WeightType::F32 => (
-                1,
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                false,
+                FLOAT,
+                Payload::Raw(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
                 v.iter().map(|&x| f64::from(x)).collect(),
             ),
             WeightType::F16Raw => {
                 let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
                 (
-                    10,
-                    h.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                    false,
+                    FLOAT16,
+                    Payload::Raw(h.iter().flat_map(|x| x.to_le_bytes()).collect()),
                     h.iter().map(|x| x.to_f64()).collect(),
                 )
             }
             WeightType::Bf16Int32 => {
                 let h: Vec<half::bf16> = v.iter().map(|&x| half::bf16::from_f32(x)).collect();
                 (
-                    16,
-                    h.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                    true,
+                    BFLOAT16,
+                    Payload::Int32(h.iter().map(|x| u64::from(x.to_bits())).collect()),
                     h.iter().map(|x| x.to_f64()).collect(),
                 )
             }
         };
-        inits.push(pb::tensor(
+        inits.push(tensor_fields(
             &w,
             &[width as i64, width as i64],
             data_type,
-            &raw,
-            int32,
+            &payload,
         ));
         values.push(stored);
         let mm = format!("h{i}");
         let act = format!("a{i}");
-        nodes.push(pb::node(
-            "MatMul",
+        nodes.push(node(
             &format!("matmul{i}"),
+            "MatMul",
             &[&prev, &w],
             &[&mm],
+            &[],
         ));
-        nodes.push(pb::node("Relu", &format!("relu{i}"), &[&mm], &[&act]));
+        nodes.push(node(&format!("relu{i}"), "Relu", &[&mm], &[&act], &[]));
         prev = act;
     }
     let elem = match ty {
-        WeightType::F32 => 1,
-        WeightType::F16Raw => 10,
-        WeightType::Bf16Int32 => 16,
+        WeightType::F32 => FLOAT,
+        WeightType::F16Raw => FLOAT16,
+        WeightType::Bf16Int32 => BFLOAT16,
     };
-    let bytes = pb::model(
+    let bytes = model(
         &nodes,
         &inits,
-        &[pb::value_info("x", elem, &[None, Some(width as i64)])],
-        &[pb::value_info(&prev, elem, &[None, Some(width as i64)])],
+        &[value_info("x", elem, &[None, Some(width as i64)])],
+        &[value_info(&prev, elem, &[None, Some(width as i64)])],
     );
     let path = dir.join(format!("mlp_{width}x{depth}_{ty:?}.onnx"));
     std::fs::write(&path, bytes).unwrap();
@@ -952,11 +847,11 @@ mod forward {
         assert!(t.contains("tensors inspected: ok 20"), "{t}");
         // An op tract does not know at all is named too.
         let dir = tempfile::tempdir().unwrap();
-        let bytes = pb::model(
-            &[pb::node("FancyOp", "fancy", &["x"], &["y"])],
+        let bytes = model(
+            &[node("fancy", "FancyOp", &["x"], &["y"], &[])],
             &[],
-            &[pb::value_info("x", 1, &[Some(2)])],
-            &[pb::value_info("y", 1, &[Some(2)])],
+            &[value_info("x", FLOAT, &[Some(2)])],
+            &[value_info("y", FLOAT, &[Some(2)])],
         );
         let p = dir.path().join("fancy.onnx");
         std::fs::write(&p, bytes).unwrap();
