@@ -399,10 +399,9 @@ fn stages(model_path: &Path, dir: &Path, reps: usize) {
     println!();
     println!(
         "RssFile of this process grew by {:.1} MB after open + analyse and by {:.1} MB after the \
-         rewrites, with the model still open: mapped pages of the input (page cache, counted in \
-         RSS). It depends on the page-cache folio size: when the input entered the page cache \
-         through one large read (cold, read whole, as onnx.load does) the same scan maps ~15 MB \
-         more.\n",
+         rewrites, with the model still open: pages of the input still mapped (page cache, \
+         counted in RSS). The loader drops the pages its scan has read past, so this stays at \
+         a few MB whatever the page-cache folio size and the number of tensors.\n",
         rss_file.1.saturating_sub(rss_file.0) as f64 / 1024.0,
         rss_file.2.saturating_sub(rss_file.0) as f64 / 1024.0
     );

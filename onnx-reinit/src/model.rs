@@ -449,6 +449,25 @@ impl LoadedModel {
         &self.dir
     }
 
+    /// Removes the pages that hold `range` of the file from this process's mapping (see
+    /// `Unmapper`): the bytes stay readable (a later read, even of a neighbouring range on
+    /// another thread, faults them back from the page cache); only the resident set shrinks.
+    /// For readers that go through a big model once.
+    pub(crate) fn unmap_pages(&self, range: Range<usize>) {
+        const PAGE: usize = 4096;
+        let start = range.start - range.start % PAGE;
+        let end = range.end.next_multiple_of(PAGE).min(self.map.len());
+        if end <= start {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        // SAFETY: as in `Unmapper::upto`: a read-only mapping, a range inside it.
+        let _ = unsafe {
+            self.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+        };
+    }
+
     /// The whole file, memory-mapped.
     pub fn bytes(&self) -> &[u8] {
         &self.map

@@ -227,6 +227,46 @@ impl<'a> From<&'a str> for TensorRef<'a> {
 const READ_CHUNK: usize = 1 << 20;
 
 impl LoadedModel {
+    /// [`Self::read_values`], then drops the model file's pages that held those values from
+    /// the mapping, for a reader that visits each value once (`inspect`'s statistics): its
+    /// resident set then stays at a few pieces instead of growing to the model's size.
+    /// External data is read with `pread`, never mapped, so there is nothing to drop.
+    pub(crate) fn read_values_once(
+        &self,
+        index: usize,
+        start: u64,
+        out: ValuesMut<'_>,
+    ) -> Result<(), Error> {
+        let n = out.len() as u64;
+        self.read_values(index, start, out)?;
+        let t = &self.tensors()[index];
+        let width = t.dtype().size().unwrap_or(4) as u64;
+        let span = |seg_start: u64, elements: u64, bytes: &std::ops::Range<usize>| {
+            let lo = start.max(seg_start);
+            let hi = (start + n).min(seg_start + elements);
+            (lo < hi).then(|| {
+                let from = bytes.start + ((lo - seg_start) * width) as usize;
+                from..from + ((hi - lo) * width) as usize
+            })
+        };
+        match &t.storage {
+            Storage::Raw { bytes } => {
+                if let Some(r) = span(0, t.numel(), bytes) {
+                    self.unmap_pages(r);
+                }
+            }
+            Storage::FloatData { segments } | Storage::DoubleData { segments } => {
+                for (seg_start, seg) in with_starts(segments) {
+                    if let Some(r) = span(seg_start, seg.elements, &seg.bytes) {
+                        self.unmap_pages(r);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Reads `out.len()` values of tensor `index` starting at element `start` into `out`.
     ///
     /// Works for every storage of the four float types: `raw_data`, `float_data`, `double_data`,

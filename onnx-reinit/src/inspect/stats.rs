@@ -1,10 +1,10 @@
 //! Value statistics of initializers, read from the payload in bounded pieces, in parallel.
 //!
 //! Every tensor is cut into pieces of [`PIECE`] elements; all pieces of all requested tensors
-//! are read with [`LoadedModel::read_values`] into per-thread buffers (so memory is a few pieces
-//! per thread whatever the model size) and summarised on the rayon pool; the per-piece summaries
-//! are merged exactly (Chan et al.'s pairwise update for the mean and the sum of squared
-//! deviations). f32, f64, f16 and bf16 are read in their own type and widened to f64.
+//! are read into per-thread buffers, their pages then dropped from the model's mapping (so
+//! memory is a few pieces per thread whatever the model size), and summarised on the rayon
+//! pool; the per-piece summaries are merged exactly (Chan et al.'s pairwise update for the mean
+//! and the sum of squared deviations). f32, f64, f16 and bf16 are read in their own type and widened to f64.
 
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -217,7 +217,7 @@ pub fn tensor_stats(model: &LoadedModel, indices: &[usize]) -> Result<Vec<Option
         .par_iter()
         .map_init(ValuesBuf::default, |buf, &(_, i, start, len)| {
             let mut view = buf.view(tensors[i].dtype(), len);
-            model.read_values(i, start, view.reborrow_prefix(len))?;
+            model.read_values_once(i, start, view.reborrow_prefix(len))?;
             Ok(partial_of(&view))
         })
         .collect::<Result<_, Error>>()?;

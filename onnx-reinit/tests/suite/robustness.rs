@@ -3213,7 +3213,7 @@ fn skeleton_decode_errors_are_located() {
 /// Peak resident set (VmHWM, KiB) of a fresh process that opens and analyses `model`: this test
 /// binary re-run for [`rss_probe`] alone. (A child's `ru_maxrss` would count the pages it
 /// shared with this big test process between fork and exec; VmHWM starts afresh at exec.)
-fn probe_peak_rss_kib(model: &Path) -> u64 {
+fn probe_peak_rss_kib(model: &Path, with_stats: bool) -> u64 {
     let o = Command::new(std::env::current_exe().unwrap())
         .args([
             "robustness::rss_probe",
@@ -3222,6 +3222,10 @@ fn probe_peak_rss_kib(model: &Path) -> u64 {
             "--test-threads=1",
         ])
         .env("ONNX_REINIT_RSS_PROBE", model)
+        .env(
+            "ONNX_REINIT_RSS_PROBE_STATS",
+            if with_stats { "1" } else { "0" },
+        )
         .output()
         .unwrap();
     let out = text(&o.stdout);
@@ -3234,7 +3238,8 @@ fn probe_peak_rss_kib(model: &Path) -> u64 {
 }
 
 /// Not a test on its own: with `ONNX_REINIT_RSS_PROBE=MODEL` (set by
-/// [`probe_peak_rss_kib`]), opens and analyses MODEL as a dry run does and prints this
+/// [`probe_peak_rss_kib`]), opens and analyses MODEL as a dry run does (and with
+/// `ONNX_REINIT_RSS_PROBE_STATS=1` reads every value as `inspect` does) and prints this
 /// process's peak resident set.
 #[test]
 fn rss_probe() {
@@ -3244,6 +3249,11 @@ fn rss_probe() {
     let m = LoadedModel::open(&path).unwrap();
     let a = pipeline::analyse(&m, &AnalysisOptions::default()).unwrap();
     std::hint::black_box(&a);
+    if std::env::var_os("ONNX_REINIT_RSS_PROBE_STATS").is_some_and(|v| v == "1") {
+        let all: Vec<usize> = (0..m.tensors().len()).collect();
+        let stats = onnx_reinit::inspect::stats::tensor_stats(&m, &all).unwrap();
+        assert!(stats.iter().all(Option::is_some));
+    }
     let status = fs::read_to_string("/proc/self/status").unwrap();
     let hwm = status
         .lines()
@@ -3258,8 +3268,9 @@ fn rss_probe() {
 
 /// Opening a model maps the file; reading each initializer's header faults in the page cache
 /// around it (64 KiB by default, a whole 2 MiB folio after a large read). The loader drops
-/// what the scan and the skeleton decode have moved past, so the resident set does not grow
-/// with the number of tensors. 400 layers of 64 KiB: without the dropping the mapped headers
+/// what the scan and the skeleton decode have moved past, and `inspect` the pages of each
+/// piece it has summarised, so the resident set grows neither with the number of tensors nor
+/// with the model's size. 400 layers of 64 KiB: without the dropping the mapped headers
 /// alone add about the file's size (26 MB) to the peak.
 #[test]
 fn opening_many_tensors_keeps_the_resident_set_small() {
@@ -3296,12 +3307,21 @@ fn opening_many_tensors_keeps_the_resident_set_small() {
     let small = dir.path().join("small.onnx");
     fs::write(&small, sized_model(4, 4)).unwrap();
 
-    let base = probe_peak_rss_kib(&small);
-    let many = probe_peak_rss_kib(&big);
     let file_kib = fs::metadata(&big).unwrap().len() / 1024;
-    eprintln!("peak RSS: {base} KiB for one tensor, {many} KiB for {layers} ({file_kib} KiB file)");
-    assert!(
-        many < base + 12 * 1024,
-        "opening {layers} tensors ({file_kib} KiB) peaked at {many} KiB, {base} KiB for one"
-    );
+    // Opening, and reading every value once (inspect's statistics).
+    for (what, stats) in [
+        ("open + analyse", false),
+        ("+ statistics of every value", true),
+    ] {
+        let base = probe_peak_rss_kib(&small, stats);
+        let many = probe_peak_rss_kib(&big, stats);
+        eprintln!(
+            "{what}: peak RSS {base} KiB for one tensor, {many} KiB for {layers} \
+             ({file_kib} KiB file)"
+        );
+        assert!(
+            many < base + 12 * 1024,
+            "{what}: {layers} tensors ({file_kib} KiB) peaked at {many} KiB, {base} KiB for one"
+        );
+    }
 }
