@@ -457,15 +457,7 @@ impl LoadedModel {
         const PAGE: usize = 4096;
         let start = range.start - range.start % PAGE;
         let end = range.end.next_multiple_of(PAGE).min(self.map.len());
-        if end <= start {
-            return;
-        }
-        #[cfg(target_os = "linux")]
-        // SAFETY: as in `Unmapper::upto`: a read-only mapping, a range inside it.
-        let _ = unsafe {
-            self.map
-                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
-        };
+        unmap(&self.map, start..end);
     }
 
     /// The whole file, memory-mapped.
@@ -873,19 +865,32 @@ impl<'a> Unmapper<'a> {
             offset - offset % Self::STEP
         };
         let start = self.released.get();
-        if end <= start {
-            return;
+        if end > start {
+            unmap(self.map, start..end);
+            self.released.set(end);
         }
-        #[cfg(target_os = "linux")]
-        // SAFETY: the mapping is read-only (`Mmap`), so MADV_DONTNEED cannot discard anything
-        // this process wrote; the range lies inside the mapping. Later reads see the file's
-        // bytes again (the file must not change while mapped, as documented on `LoadedModel`).
-        let _ = unsafe {
-            self.map
-                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
-        };
-        self.released.set(end);
     }
+}
+
+/// `MADV_DONTNEED` on `range` (page-aligned, inside `map`): see [`Unmapper`]. Advice only; a
+/// failure leaves the pages mapped, which costs memory, not correctness.
+fn unmap(map: &Mmap, range: Range<usize>) {
+    if range.is_empty() {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: the mapping is read-only (`Mmap`), so MADV_DONTNEED cannot discard anything this
+    // process wrote; the range lies inside the mapping. Later reads see the file's bytes again
+    // (the file must not change while mapped, as documented on `LoadedModel`).
+    let _ = unsafe {
+        map.unchecked_advise_range(
+            memmap2::UncheckedAdvice::DontNeed,
+            range.start,
+            range.end - range.start,
+        )
+    };
+    #[cfg(not(target_os = "linux"))]
+    let _ = (map, range);
 }
 
 /// The model's bytes as a [`prost::bytes::Buf`] that drops the pages it has advanced past (see
