@@ -46,6 +46,8 @@ use crate::wire;
 ///
 /// `fill(tensor, start, out)` must write `out.len()` values for elements `start ..` of tensor
 /// `tensor` (an index into [`LoadedModel::tensors`]), in `out`'s type, which is the tensor's type.
+/// Every value must be written: `out` is a reused buffer that still holds an earlier piece's
+/// values (clearing it first would cost a pass over memory per piece).
 /// The values must be a pure function of `(tensor, start, out.len())`: pieces are filled in any
 /// order, on any thread, and an `int32_data` tensor's pieces are filled twice (once to measure
 /// their encoded length, once to write them; a mismatch is reported as an error).
