@@ -1,5 +1,5 @@
-//! Turning a [`Plan`] into values: the [`Filler`] the rewrite calls for each piece of each
-//! tensor.
+//! Turning a [`Plan`] into values: the [`Filler`](crate::rewrite::Filler) the rewrite calls
+//! for each piece of each tensor.
 //!
 //! Element-wise schemes are sampled piece by piece straight into the output buffer (memory does
 //! not grow with the tensor); structured schemes (orthogonal, eye, dirac) and per-gate-block
