@@ -201,6 +201,32 @@ pub(crate) fn varints_len(values: &ValuesMut<'_>) -> u64 {
     len
 }
 
+/// Where elements `start .. start + n` of a tensor stored in the model file as fixed-width
+/// values (`raw_data`, `float_data`, `double_data`) lie: `(elements before this span, byte
+/// range)` per contiguous span, in element order. Empty for other storages.
+fn mapped_spans(
+    storage: &Storage,
+    width: u64,
+    start: u64,
+    n: u64,
+) -> Vec<(u64, std::ops::Range<usize>)> {
+    let one = |seg_start: u64, elements: u64, bytes: &std::ops::Range<usize>| {
+        let lo = start.max(seg_start);
+        let hi = (start + n).min(seg_start + elements);
+        (lo < hi).then(|| {
+            let from = bytes.start + ((lo - seg_start) * width) as usize;
+            (lo - start, from..from + ((hi - lo) * width) as usize)
+        })
+    };
+    match storage {
+        Storage::Raw { bytes } => one(0, start + n, bytes).into_iter().collect(),
+        Storage::FloatData { segments } | Storage::DoubleData { segments } => with_starts(segments)
+            .filter_map(|(seg_start, seg)| one(seg_start, seg.elements, &seg.bytes))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Reference to a tensor by index or by name (the first match in enumeration order, so the main
 /// graph's initializers win over nested graphs' ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,28 +267,8 @@ impl LoadedModel {
         self.read_values(index, start, out)?;
         let t = &self.tensors()[index];
         let width = t.dtype().size().unwrap_or(4) as u64;
-        let span = |seg_start: u64, elements: u64, bytes: &std::ops::Range<usize>| {
-            let lo = start.max(seg_start);
-            let hi = (start + n).min(seg_start + elements);
-            (lo < hi).then(|| {
-                let from = bytes.start + ((lo - seg_start) * width) as usize;
-                from..from + ((hi - lo) * width) as usize
-            })
-        };
-        match &t.storage {
-            Storage::Raw { bytes } => {
-                if let Some(r) = span(0, t.numel(), bytes) {
-                    self.unmap_pages(r);
-                }
-            }
-            Storage::FloatData { segments } | Storage::DoubleData { segments } => {
-                for (seg_start, seg) in with_starts(segments) {
-                    if let Some(r) = span(seg_start, seg.elements, &seg.bytes) {
-                        self.unmap_pages(r);
-                    }
-                }
-            }
-            _ => {}
+        for (_, r) in mapped_spans(&t.storage, width, start, n) {
+            self.unmap_pages(r);
         }
         Ok(())
     }
@@ -305,22 +311,9 @@ impl LoadedModel {
         let width = t.dtype().size().unwrap_or(4) as u64;
         let bytes = self.bytes();
         match &t.storage {
-            Storage::Raw { bytes: r } => {
-                let from = r.start + (start * width) as usize;
-                out.decode_le(&bytes[from..from + (n * width) as usize]);
-            }
-            Storage::FloatData { segments } | Storage::DoubleData { segments } => {
-                let mut done = 0u64;
-                for (seg_start, seg) in with_starts(segments) {
-                    let lo = (start + done).max(seg_start);
-                    let hi = (start + n).min(seg_start + seg.elements);
-                    if lo >= hi {
-                        continue;
-                    }
-                    let from = seg.bytes.start + ((lo - seg_start) * width) as usize;
-                    let to = from + ((hi - lo) * width) as usize;
-                    out.tail(done as usize).decode_le(&bytes[from..to]);
-                    done += hi - lo;
+            Storage::Raw { .. } | Storage::FloatData { .. } | Storage::DoubleData { .. } => {
+                for (done, r) in mapped_spans(&t.storage, width, start, n) {
+                    out.tail(done as usize).decode_le(&bytes[r]);
                 }
             }
             Storage::Int32Data { segments } => {
