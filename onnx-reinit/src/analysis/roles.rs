@@ -338,10 +338,12 @@ fn packed_parts(
             .copied()
             .filter(|&(n, _)| !matches!(index.op(n), "Shape" | "Size"))
             .collect();
-        let through = if path.is_empty() {
-            String::new()
-        } else {
-            format!(" after {}", path.join(" → "))
+        let through = || {
+            if path.is_empty() {
+                String::new()
+            } else {
+                format!(" after {}", path.join(" → "))
+            }
         };
         match uses.as_slice() {
             [] => return None,
@@ -350,7 +352,7 @@ fn packed_parts(
                 match op {
                     "Split" if slot == 0 => {
                         let k = index.node(n).outputs.len() as u64;
-                        return (k >= 2).then(|| (k, format!("Split{through}")));
+                        return (k >= 2).then(|| (k, format!("Split{}", through())));
                     }
                     "Add" => {
                         let other = index.input(n, 1 - slot.min(1))?;
@@ -368,7 +370,7 @@ fn packed_parts(
             many => {
                 let k = many.len() as u64;
                 if many.iter().all(|&(n, s)| s == 0 && index.op(n) == "Slice") {
-                    return Some((k, format!("{k} Slices{through}")));
+                    return Some((k, format!("{k} Slices{}", through())));
                 }
                 if !many.iter().all(|&(n, s)| s == 0 && index.op(n) == "Gather") {
                     return None;
@@ -390,7 +392,7 @@ fn packed_parts(
                 }
                 return Some((
                     k,
-                    format!("Gather of indices 0..{} on axis {axis}{through}", k - 1),
+                    format!("Gather of indices 0..{} on axis {axis}{}", k - 1, through()),
                 ));
             }
         }
