@@ -11,7 +11,7 @@
 //! re-initialized.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use half::{bf16, f16};
 use init_core::rng::key_of;
@@ -39,18 +39,26 @@ enum Prepared {
 /// of the tensor is asked for and dropped once every element has been handed out, so memory
 /// holds the structured tensors being written, not all of them.
 ///
-/// Never computed under a lock: a rayon worker waiting inside the (parallel) QR may run another
-/// piece of the same tensor, which must not wait for the computation below it on its own
-/// stack. Two threads that meet an uncomputed tensor at once both compute it (the same values:
-/// the fill is a pure function of the plan); the first result is kept.
+/// The first thread to ask computes it; the others wait for the result. The computation runs on
+/// a thread and rayon pool of its own ([`Lazy::compute_apart`]), never on the rewrite's pool:
+/// a rewrite worker that waited inside a parallel QR could otherwise pick up another piece of
+/// the same tensor and start the QR again below itself (measured: 25% more CPU on ten 3200²
+/// orthogonal matrices), and a worker blocked on the result must not be one the QR needs.
 struct Lazy {
     recipe: Recipe,
     data_type: i32,
     numel: u64,
-    cached: Mutex<Option<Arc<Values>>>,
+    state: Mutex<State>,
+    ready: Condvar,
     /// Elements not yet handed out in this pass; reset to `numel` when it reaches 0 (an
     /// `int32_data` tensor is filled twice: once to measure, once to write).
     remaining: AtomicU64,
+}
+
+enum State {
+    Empty,
+    Computing,
+    Ready(Arc<Values>),
 }
 
 enum Recipe {
@@ -79,13 +87,31 @@ enum Values {
 }
 
 impl Lazy {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn values(&self) -> Arc<Values> {
-        let lock = || self.cached.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(v) = lock().as_ref() {
-            return Arc::clone(v);
+        let mut st = self.lock();
+        loop {
+            match &*st {
+                State::Ready(v) => return Arc::clone(v),
+                State::Computing => {
+                    st = self.ready.wait(st).unwrap_or_else(PoisonError::into_inner);
+                }
+                State::Empty => break,
+            }
         }
-        let v = Arc::new(self.compute());
-        Arc::clone(lock().get_or_insert(v))
+        *st = State::Computing;
+        drop(st);
+        // Whatever happens (a panic included), waiters are woken to a settled state.
+        let mut guard = Settle {
+            lazy: self,
+            values: None,
+        };
+        let v = Arc::new(self.compute_apart());
+        guard.values = Some(Arc::clone(&v));
+        v
     }
 
     /// Counts `n` elements as handed out; drops the values after the last.
@@ -97,9 +123,38 @@ impl Lazy {
             })
             .unwrap_or(0);
         if before <= n {
-            *self.cached.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            *self.lock() = State::Empty;
             self.remaining.store(self.numel, Ordering::Release);
         }
+    }
+
+    /// [`Self::compute`] on a new thread with a rayon pool of its own (as many threads as the
+    /// caller's pool), while the calling thread blocks without taking other work. The values
+    /// do not depend on the pool's size (init-core fixes how a QR is split).
+    fn compute_apart(&self) -> Values {
+        let threads = rayon::current_num_threads();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // The new thread is the pool's first worker; if no other thread can be
+                // started, it is the only one.
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .use_current_thread()
+                    .build()
+                    .or_else(|_| {
+                        rayon::ThreadPoolBuilder::new()
+                            .num_threads(1)
+                            .use_current_thread()
+                            .build()
+                    });
+                match pool {
+                    Ok(pool) => pool.install(|| self.compute()),
+                    Err(_) => self.compute(),
+                }
+            })
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
     }
 
     fn compute(&self) -> Values {
@@ -153,6 +208,23 @@ impl Lazy {
 }
 
 /// The fans of one `rows × cols` gate block: a matrix of its own.
+/// Publishes the result of a computation (or, when it unwound, the empty state) and wakes the
+/// threads waiting for it.
+struct Settle<'a> {
+    lazy: &'a Lazy,
+    values: Option<Arc<Values>>,
+}
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        *self.lazy.lock() = match self.values.take() {
+            Some(v) => State::Ready(v),
+            None => State::Empty,
+        };
+        self.lazy.ready.notify_all();
+    }
+}
+
 fn gate_fans(rows: usize, cols: usize) -> Fans {
     Fans {
         fan_in: cols as u64,
@@ -240,7 +312,8 @@ impl PlanFiller {
                 recipe,
                 data_type: t.data_type,
                 numel,
-                cached: Mutex::new(None),
+                state: Mutex::new(State::Empty),
+                ready: Condvar::new(),
                 remaining: AtomicU64::new(numel),
             }))));
         }
@@ -342,7 +415,8 @@ mod tests {
             },
             data_type: 1,
             numel,
-            cached: Mutex::new(None),
+            state: Mutex::new(State::Empty),
+            ready: Condvar::new(),
             remaining: AtomicU64::new(numel),
         }
     }
@@ -371,13 +445,13 @@ mod tests {
         )
         .unwrap();
         for _pass in 0..2 {
-            assert!(l.cached.lock().unwrap().is_none());
+            assert!(matches!(*l.lock(), State::Empty));
             let mut got = Vec::new();
             for start in (0..48 * 40).step_by(512) {
                 let n = (48 * 40 - start).min(512);
                 got.extend(take(&l, start, n));
                 let last = start + n == 48 * 40;
-                assert_eq!(l.cached.lock().unwrap().is_none(), last, "piece at {start}");
+                assert_eq!(matches!(*l.lock(), State::Empty), last, "piece at {start}");
             }
             assert_eq!(got, want);
             assert_eq!(l.remaining.load(Ordering::Acquire), 48 * 40);
@@ -403,6 +477,6 @@ mod tests {
             let (r, c) = (i / 500, i % 500);
             assert_eq!(*x, if r == c { 1.0 } else { 0.0 }, "element {i}");
         }
-        assert!(l.cached.lock().unwrap().is_none());
+        assert!(matches!(*l.lock(), State::Empty));
     }
 }
