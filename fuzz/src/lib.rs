@@ -11,13 +11,18 @@ use std::sync::OnceLock;
 
 use onnx_reinit::analysis::{self, AnalysisOptions, NoConstValues};
 use onnx_reinit::apply::PlanFiller;
-use onnx_reinit::model::{DType, LoadedModel, Storage};
+use onnx_reinit::model::{LoadedModel, Storage};
 use onnx_reinit::pipeline::{self, RunError};
 use onnx_reinit::plan::{self, Rules};
 use onnx_reinit::report::Report;
 use onnx_reinit::rewrite::{self, Filler, OutputTarget, RewriteOptions};
 use onnx_reinit::values::ValuesMut;
 use onnx_reinit::{scan, skeleton};
+
+// The rewrite fidelity helpers of the test suite, shared rather than copied.
+#[path = "../../onnx-reinit/tests/suite/common/fidelity.rs"]
+mod fidelity;
+use fidelity::{bits, inline_ranges, outside};
 
 /// The seed the CLI uses by default.
 const SEED: u64 = pipeline::DEFAULT_SEED;
@@ -102,62 +107,6 @@ impl Filler for Adapter<'_> {
     fn fill(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
         self.0.fill_values(tensor, start, out);
     }
-}
-
-/// Values of float tensor `i` as f64 bits: read from the model, or from the filler.
-fn bits(m: &LoadedModel, i: usize, filler: Option<&PlanFiller>) -> Vec<u64> {
-    let t = &m.tensors()[i];
-    let n = usize::try_from(t.numel()).unwrap();
-    macro_rules! go {
-        ($zero:expr, $var:ident, $to:expr) => {{
-            let mut b = vec![$zero; n];
-            match filler {
-                Some(f) => f.fill_values(i, 0, ValuesMut::$var(&mut b)),
-                None => m.read_values(i, 0, ValuesMut::$var(&mut b)).unwrap(),
-            }
-            b.iter().map($to).collect()
-        }};
-    }
-    match t.dtype() {
-        DType::F32 => go!(0f32, F32, |x: &f32| f64::from(*x).to_bits()),
-        DType::F64 => go!(0f64, F64, |x: &f64| x.to_bits()),
-        DType::F16 => go!(half::f16::ZERO, F16, |x: &half::f16| x.to_f64().to_bits()),
-        DType::BF16 => go!(half::bf16::ZERO, BF16, |x: &half::bf16| x
-            .to_f64()
-            .to_bits()),
-        DType::Other(_) => Vec::new(),
-    }
-}
-
-fn inline_ranges(m: &LoadedModel, i: usize) -> Vec<Range<usize>> {
-    match &m.tensors()[i].storage {
-        Storage::Raw { bytes } => vec![bytes.clone()],
-        Storage::FloatData { segments }
-        | Storage::DoubleData { segments }
-        | Storage::Int32Data { segments } => segments
-            .iter()
-            .map(|s| s.prefix.start.min(s.bytes.start)..s.bytes.end)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The bytes of `buf` outside `holes`.
-fn outside(buf: &[u8], holes: &[Range<usize>]) -> Vec<u8> {
-    let mut sorted = holes.to_vec();
-    sorted.sort_by_key(|r| r.start);
-    let mut out = Vec::with_capacity(buf.len());
-    let mut pos = 0;
-    for r in sorted {
-        if r.start > pos {
-            out.extend_from_slice(&buf[pos..r.start]);
-        }
-        pos = pos.max(r.end);
-    }
-    if pos < buf.len() {
-        out.extend_from_slice(&buf[pos..]);
-    }
-    out
 }
 
 /// The whole pipeline on `data` as a model file (beside the side files seeds reference).

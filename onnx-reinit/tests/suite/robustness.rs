@@ -19,10 +19,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use half::{bf16, f16};
 use onnx_reinit::analysis::AnalysisOptions;
 use onnx_reinit::apply::PlanFiller;
-use onnx_reinit::model::{DType, LoadedModel, Storage};
+use onnx_reinit::model::{LoadedModel, Storage};
 use onnx_reinit::pipeline::{self, RunError};
 use onnx_reinit::plan::{self, Rules};
 use onnx_reinit::report::Report;
@@ -30,6 +29,7 @@ use onnx_reinit::rewrite::{self, Filler, OutputTarget, RewriteOptions, RewriteSt
 use onnx_reinit::values::ValuesMut;
 use onnx_reinit::{scan, wire};
 
+use crate::common::fidelity::{bits, inline_ranges, outside};
 use crate::common::onnx::{
     self, BFLOAT16, DOUBLE, FLOAT, FLOAT16, Payload, attr_float, attr_graph, attr_int, attr_ints,
     attr_str, f32_bytes, graph, node, tensor, value_info,
@@ -730,79 +730,6 @@ fn listing(dir: &Path) -> Vec<String> {
     v
 }
 
-/// Every value of tensor `i` as f64 bits, through `read_values`.
-fn read_bits(m: &LoadedModel, i: usize) -> Vec<u64> {
-    let t = &m.tensors()[i];
-    let n = t.numel() as usize;
-    match t.dtype() {
-        DType::F32 => {
-            let mut b = vec![0f32; n];
-            m.read_values(i, 0, ValuesMut::F32(&mut b)).unwrap();
-            b.iter().map(|&x| f64::from(x).to_bits()).collect()
-        }
-        DType::F64 => {
-            let mut b = vec![0f64; n];
-            m.read_values(i, 0, ValuesMut::F64(&mut b)).unwrap();
-            b.iter().map(|x| x.to_bits()).collect()
-        }
-        DType::F16 => {
-            let mut b = vec![f16::ZERO; n];
-            m.read_values(i, 0, ValuesMut::F16(&mut b)).unwrap();
-            b.iter().map(|x| x.to_f64().to_bits()).collect()
-        }
-        DType::BF16 => {
-            let mut b = vec![bf16::ZERO; n];
-            m.read_values(i, 0, ValuesMut::BF16(&mut b)).unwrap();
-            b.iter().map(|x| x.to_f64().to_bits()).collect()
-        }
-        DType::Other(c) => panic!("tensor {} has non-float type {c}", t.name),
-    }
-}
-
-/// The filler's values for tensor `i` (one call over the whole tensor), as f64 bits.
-fn planned_bits(f: &PlanFiller, m: &LoadedModel, i: usize) -> Vec<u64> {
-    let t = &m.tensors()[i];
-    let n = t.numel() as usize;
-    match t.dtype() {
-        DType::F32 => {
-            let mut b = vec![0f32; n];
-            f.fill_values(i, 0, ValuesMut::F32(&mut b));
-            b.iter().map(|&x| f64::from(x).to_bits()).collect()
-        }
-        DType::F64 => {
-            let mut b = vec![0f64; n];
-            f.fill_values(i, 0, ValuesMut::F64(&mut b));
-            b.iter().map(|x| x.to_bits()).collect()
-        }
-        DType::F16 => {
-            let mut b = vec![f16::ZERO; n];
-            f.fill_values(i, 0, ValuesMut::F16(&mut b));
-            b.iter().map(|x| x.to_f64().to_bits()).collect()
-        }
-        DType::BF16 => {
-            let mut b = vec![bf16::ZERO; n];
-            f.fill_values(i, 0, ValuesMut::BF16(&mut b));
-            b.iter().map(|x| x.to_f64().to_bits()).collect()
-        }
-        DType::Other(c) => panic!("tensor {} has non-float type {c}", t.name),
-    }
-}
-
-/// Byte ranges a rewrite of tensor `i` may change in the model file: the payload (and, for
-/// packed `int32_data`, its length prefix).
-fn inline_ranges(m: &LoadedModel, i: usize) -> Vec<Range<usize>> {
-    match &m.tensors()[i].storage {
-        Storage::Raw { bytes } => vec![bytes.clone()],
-        Storage::FloatData { segments }
-        | Storage::DoubleData { segments }
-        | Storage::Int32Data { segments } => segments
-            .iter()
-            .map(|s| s.prefix.start.min(s.bytes.start)..s.bytes.end)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// Asserts that `b` is `a` with changes only inside `ranges` (same length).
 fn assert_same_outside(a: &[u8], b: &[u8], ranges: &[Range<usize>], what: &str) {
     assert_eq!(
@@ -821,24 +748,6 @@ fn assert_same_outside(a: &[u8], b: &[u8], ranges: &[Range<usize>], what: &str) 
         }
         pos = pos.max(r.end);
     }
-}
-
-/// The bytes of `buf` outside `holes`, concatenated.
-fn outside(buf: &[u8], holes: &[Range<usize>]) -> Vec<u8> {
-    let mut sorted = holes.to_vec();
-    sorted.sort_by_key(|r| r.start);
-    let mut out = Vec::with_capacity(buf.len());
-    let mut pos = 0;
-    for r in sorted {
-        if r.start > pos {
-            out.extend_from_slice(&buf[pos..r.start]);
-        }
-        pos = pos.max(r.end);
-    }
-    if pos < buf.len() {
-        out.extend_from_slice(&buf[pos..]);
-    }
-    out
 }
 
 /// The fidelity check of one successful rewrite: `before` (the input bytes, opened as `m`) was
@@ -910,15 +819,15 @@ fn check_fidelity(
         if !m.tensors()[i].dtype().is_float() {
             continue;
         }
-        let got = read_bits(&o, i);
+        let got = bits(&o, i, None);
         if targets.contains(&i) {
             assert!(
-                got == planned_bits(filler, m, i),
+                got == bits(m, i, Some(filler)),
                 "tensor {:?}: written values differ from the plan",
                 m.tensors()[i].name
             );
         } else {
-            assert!(got == read_bits(m, i), "untouched tensor {i} changed");
+            assert!(got == bits(m, i, None), "untouched tensor {i} changed");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Shared by the test modules: the protobuf encoder, ONNX builders, the fixtures folder and
 //! running the CLI binary.
 
+pub mod fidelity;
 pub mod onnx;
 pub mod pb;
 
