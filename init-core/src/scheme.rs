@@ -1388,18 +1388,13 @@ impl<'a> Args<'a> {
     }
 
     fn fan_mode(&mut self, key: &str, default: FanMode) -> Result<FanMode, SchemeError> {
-        match self.word(key)? {
-            None => Ok(default),
-            Some(c) => FanMode::parse(&c.name)
-                .filter(|_| c.args.is_empty())
-                .ok_or_else(|| SchemeError::BadParameter {
-                    scheme: self.scheme,
-                    message: format!(
-                        "mode `{}` is not one of fan_in, fan_out, fan_avg, fan_geo_avg",
-                        c.name
-                    ),
-                }),
-        }
+        self.named(
+            key,
+            default,
+            FanMode::parse,
+            "mode",
+            "fan_in, fan_out, fan_avg, fan_geo_avg",
+        )
     }
 
     fn distribution(
@@ -1407,17 +1402,33 @@ impl<'a> Args<'a> {
         key: &str,
         default: Distribution,
     ) -> Result<Distribution, SchemeError> {
+        self.named(
+            key,
+            default,
+            Distribution::parse,
+            "distribution",
+            "uniform, normal, truncated_normal",
+        )
+    }
+
+    /// A parameter that is one of a fixed set of names (without arguments): `default` when it
+    /// is absent, else `parse`d, or an error naming `what` and the `choices`.
+    fn named<T>(
+        &mut self,
+        key: &str,
+        default: T,
+        parse: fn(&str) -> Option<T>,
+        what: &str,
+        choices: &str,
+    ) -> Result<T, SchemeError> {
         match self.word(key)? {
             None => Ok(default),
-            Some(c) => Distribution::parse(&c.name)
-                .filter(|_| c.args.is_empty())
-                .ok_or_else(|| SchemeError::BadParameter {
+            Some(c) => parse(&c.name).filter(|_| c.args.is_empty()).ok_or_else(|| {
+                SchemeError::BadParameter {
                     scheme: self.scheme,
-                    message: format!(
-                        "distribution `{}` is not one of uniform, normal, truncated_normal",
-                        c.name
-                    ),
-                }),
+                    message: format!("{what} `{}` is not one of {choices}", c.name),
+                }
+            }),
         }
     }
 
