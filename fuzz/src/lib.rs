@@ -11,13 +11,13 @@ use std::sync::OnceLock;
 
 use onnx_reinit::analysis::{self, AnalysisOptions, NoConstValues};
 use onnx_reinit::apply::PlanFiller;
-use onnx_reinit::model::{LoadedModel, Storage};
+use onnx_reinit::onnx::model::{LoadedModel, Storage};
 use onnx_reinit::pipeline::{self, RunError};
 use onnx_reinit::plan::{self, Rules};
 use onnx_reinit::report::Report;
 use onnx_reinit::rewrite::{self, Filler, OutputTarget, RewriteOptions};
-use onnx_reinit::values::ValuesMut;
-use onnx_reinit::{scan, skeleton};
+use onnx_reinit::onnx::values::ValuesMut;
+use onnx_reinit::onnx::{scan, skeleton};
 
 // The rewrite fidelity helpers of the test suite, shared rather than copied.
 #[path = "../../onnx-reinit/tests/suite/common/fidelity.rs"]

@@ -40,11 +40,11 @@ use std::time::{Duration, Instant};
 
 use onnx_reinit::analysis::AnalysisOptions;
 use onnx_reinit::apply::PlanFiller;
-use onnx_reinit::model::LoadedModel;
+use onnx_reinit::onnx::model::LoadedModel;
+use onnx_reinit::onnx::values::ValuesMut;
 use onnx_reinit::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig};
 use onnx_reinit::plan::{self, Rules};
 use onnx_reinit::rewrite::{self, DEFAULT_PIECE_ELEMS, Filler, OutputTarget, RewriteOptions};
-use onnx_reinit::values::ValuesMut;
 use rayon::prelude::*;
 
 use make_big::BigModel;

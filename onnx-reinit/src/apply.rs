@@ -18,8 +18,8 @@ use init_core::rng::key_of;
 use init_core::{Element, Fans, Sampler, Scheme, Stream, init_tensor};
 
 use crate::analysis::Analysis;
+use crate::onnx::values::ValuesMut;
 use crate::plan::{Fill, Plan};
-use crate::values::ValuesMut;
 
 /// The stream key of an initializer: its name in the main graph, `graph/name` in a subgraph.
 pub fn tensor_key(graph: &str, name: &str) -> u64 {

@@ -7,11 +7,11 @@ use std::sync::atomic::AtomicBool;
 
 use crate::analysis::{self, Analysis, AnalysisOptions, ConstValues};
 use crate::apply::PlanFiller;
-use crate::model::LoadedModel;
+use crate::onnx::model::LoadedModel;
+use crate::onnx::values::ValuesMut;
 use crate::plan::{self, Plan, Rules};
 use crate::report::Report;
 use crate::rewrite::{self, OutputTarget, ProgressFn, RewriteOptions};
-use crate::values::ValuesMut;
 
 /// Why a run failed. Every message names the model file and, where it applies, the tensor.
 #[derive(Debug, thiserror::Error)]

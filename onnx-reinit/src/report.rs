@@ -151,7 +151,7 @@ impl Report {
             let changed = e.fill.is_some();
             if changed {
                 summary.changed += 1;
-                summary.elements_changed += crate::model::numel(&t.dims).unwrap_or(0);
+                summary.elements_changed += crate::onnx::model::numel(&t.dims).unwrap_or(0);
             } else {
                 summary.kept += 1;
             }

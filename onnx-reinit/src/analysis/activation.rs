@@ -174,7 +174,11 @@ fn is_weight_layer(op: &str) -> bool {
 }
 
 /// The activation of a single activation op (not Clip/Max, which need constants).
-fn single_op_activation(op: &str, node: &crate::skeleton::Node, slot: usize) -> Option<Activation> {
+fn single_op_activation(
+    op: &str,
+    node: &crate::onnx::skeleton::Node,
+    slot: usize,
+) -> Option<Activation> {
     let a = match op {
         "Relu" | "ThresholdedRelu" => Activation::Relu,
         "LeakyRelu" => Activation::LeakyRelu(node.attr_f("alpha", 0.01)),

@@ -11,7 +11,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use super::{ConstValues, Consumer};
-use crate::skeleton::{Attribute, ConstTensor, Graph, Node, TensorHeader};
+use crate::onnx::skeleton::{Attribute, ConstTensor, Graph, Node, TensorHeader};
 
 /// Index of a graph (scope) in [`GraphIndex::scopes`]; 0 is the main graph.
 pub(crate) type ScopeId = usize;

@@ -1,7 +1,7 @@
 //! Analysis: for every initializer of a model, its role, its fans and the activation that follows
 //! the layer it belongs to.
 //!
-//! The stage reads the payload-free [`crate::skeleton`] model and never looks at weight
+//! The stage reads the payload-free [`crate::onnx::skeleton`] model and never looks at weight
 //! values, except for a few scalars (Clip bounds, Gelu constants) that it asks for through
 //! [`ConstValues`]. Its output, [`Analysis`], has one [`TensorInfo`] per initializer in the order
 //! the wire scanner enumerates them (see [`analyze`]), so the two can be zipped.
@@ -75,7 +75,7 @@ mod roles;
 
 use std::fmt;
 
-use crate::skeleton;
+use crate::onnx::skeleton;
 
 use activation::{Walker, merge_activations};
 use graph::{GraphIndex, Scalars};

@@ -13,7 +13,7 @@ use super::{
     Activation, FanCompat, Fans, NormStatKind, RecurrentLayout, RecurrentOp, RecurrentPart, Role,
     fans,
 };
-use crate::skeleton::Node;
+use crate::onnx::skeleton::Node;
 
 /// What one use of a tensor says about it.
 #[derive(Debug, Clone, PartialEq)]

@@ -29,10 +29,10 @@ use tract_onnx::prelude::*;
 use super::{ForwardOptions, ForwardReport, ForwardRun, InputRow, LayerRow, Stats};
 use crate::analysis::{Analysis, Role};
 use crate::apply::PlanFiller;
-use crate::model::{DType, LoadedModel};
+use crate::onnx::model::{DType, LoadedModel};
+use crate::onnx::skeleton;
+use crate::onnx::values::{ValuesBuf, encode_le};
 use crate::plan::{self, Rules};
-use crate::skeleton;
-use crate::values::{ValuesBuf, encode_le};
 
 /// Ops whose output is recorded as an activation.
 const ACTIVATIONS: &[&str] = &[

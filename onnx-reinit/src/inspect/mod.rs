@@ -33,7 +33,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{Analysis, AnalysisOptions, FanCompat, NormStatKind, Role, TensorInfo};
-use crate::model::LoadedModel;
+use crate::onnx::model::LoadedModel;
 use crate::pipeline::{self, DEFAULT_SEED, RunError};
 use crate::plan::{self, Fill, Rules};
 use crate::report::dtype_name;

@@ -11,8 +11,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::model::LoadedModel;
-use crate::values::{ValuesBuf, ValuesMut};
+use crate::onnx::model::LoadedModel;
+use crate::onnx::values::{ValuesBuf, ValuesMut};
 
 /// Elements read at once per piece (256 KiB of f32).
 pub const PIECE: u64 = 1 << 16;

@@ -11,11 +11,11 @@ use onnx_reinit::analysis::{
     Activation, Analysis, AnalysisOptions, ConstValues, FanCompat, Fans, NoConstValues,
     NormStatKind, RecurrentOp, RecurrentPart, Role, TensorInfo, analyze,
 };
-use onnx_reinit::model::LoadedModel;
-use onnx_reinit::pipeline;
-use onnx_reinit::skeleton::{
+use onnx_reinit::onnx::model::LoadedModel;
+use onnx_reinit::onnx::skeleton::{
     Attribute, ConstTensor, Graph, Model, Node, OperatorSetId, TensorHeader, ValueInfo,
 };
+use onnx_reinit::pipeline;
 use prost::Message;
 use serde_json::Value as Json;
 

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use onnx_reinit::model::LoadedModel;
+use onnx_reinit::onnx::model::LoadedModel;
+use onnx_reinit::onnx::values::ValuesMut;
 use onnx_reinit::report::Report;
-use onnx_reinit::values::ValuesMut;
 
 use crate::common::{bin, fixtures_dir, run, text};
 

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use init_core::{Sampler, Stream};
 use onnx_reinit::analysis::{AnalysisOptions, Role};
 use onnx_reinit::inspect::{self, InspectOptions, InspectReport, TensorRow, Verdict};
-use onnx_reinit::model::LoadedModel;
+use onnx_reinit::onnx::model::LoadedModel;
+use onnx_reinit::onnx::values::ValuesMut;
 use onnx_reinit::pipeline::{self, Destination, RewriteConfig};
 use onnx_reinit::plan::Rules;
 use onnx_reinit::rewrite::{self, Filler, OutputTarget, RewriteOptions};
-use onnx_reinit::values::ValuesMut;
 
 use crate::common::onnx::{BFLOAT16, FLOAT, FLOAT16, Payload, node, tensor_fields};
 use crate::common::{bin, fixture_models, fixtures_dir, pb, run, text};

@@ -13,10 +13,10 @@ use std::sync::atomic::AtomicBool;
 
 use half::{bf16, f16};
 use onnx_reinit::error::Error;
-use onnx_reinit::model::{DType, LoadedModel, Storage};
+use onnx_reinit::onnx::model::{DType, LoadedModel, Storage};
+use onnx_reinit::onnx::values::ValuesMut;
+use onnx_reinit::onnx::{scan, wire};
 use onnx_reinit::rewrite::{Filler, OutputTarget, RewriteOptions, rewrite};
-use onnx_reinit::values::ValuesMut;
-use onnx_reinit::{scan, wire};
 
 // The metadata variants under the short names: every message built here carries metadata.
 use crate::common::onnx::{
@@ -255,7 +255,8 @@ fn scanner_and_skeleton_agree_on_fixtures() {
     for path in fixtures() {
         let bytes = fs::read(&path).unwrap();
         let s = scan::scan(&bytes).unwrap();
-        let sk = <onnx_reinit::skeleton::Model as prost::Message>::decode(&bytes[..]).unwrap();
+        let sk =
+            <onnx_reinit::onnx::skeleton::Model as prost::Message>::decode(&bytes[..]).unwrap();
         let g = sk.graph.unwrap();
         let from_skeleton: Vec<(String, Vec<i64>)> = g
             .initializer

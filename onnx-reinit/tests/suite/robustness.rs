@@ -21,13 +21,13 @@ use std::process::{Command, Output};
 
 use onnx_reinit::analysis::AnalysisOptions;
 use onnx_reinit::apply::PlanFiller;
-use onnx_reinit::model::{LoadedModel, Storage};
+use onnx_reinit::onnx::model::{LoadedModel, Storage};
+use onnx_reinit::onnx::values::ValuesMut;
+use onnx_reinit::onnx::{scan, wire};
 use onnx_reinit::pipeline::{self, RunError};
 use onnx_reinit::plan::{self, Rules};
 use onnx_reinit::report::Report;
 use onnx_reinit::rewrite::{self, Filler, OutputTarget, RewriteOptions, RewriteStats};
-use onnx_reinit::values::ValuesMut;
-use onnx_reinit::{scan, wire};
 
 use crate::common::fidelity::{bits, inline_ranges, outside};
 use crate::common::onnx::{
@@ -211,7 +211,7 @@ const LOCATIONS: [&str; 9] = [
 // =============================================================================================
 
 mod tree {
-    use onnx_reinit::wire::{Reader, Value};
+    use onnx_reinit::onnx::wire::{Reader, Value};
     use std::ops::Range;
 
     /// The message types the mutator descends into.
@@ -254,7 +254,7 @@ mod tree {
         /// Field number and wire type of a raw field.
         pub fn raw_tag(&self) -> Option<(u32, u8, usize)> {
             let Item::Raw(b) = self else { return None };
-            let (tag, len) = onnx_reinit::wire::decode_varint(b, 0).ok()?;
+            let (tag, len) = onnx_reinit::onnx::wire::decode_varint(b, 0).ok()?;
             Some(((tag >> 3) as u32, (tag & 7) as u8, len))
         }
     }

@@ -8,8 +8,8 @@ use std::ops::Range;
 
 use half::{bf16, f16};
 use onnx_reinit::apply::PlanFiller;
-use onnx_reinit::model::{DType, LoadedModel, Storage};
-use onnx_reinit::values::ValuesMut;
+use onnx_reinit::onnx::model::{DType, LoadedModel, Storage};
+use onnx_reinit::onnx::values::ValuesMut;
 
 /// The values of float tensor `i` as f64 bit patterns (exact for all four types): read from
 /// the model, or, with `filler`, the values the plan gives it (one call over the whole tensor).

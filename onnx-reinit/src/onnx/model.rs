@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use crate::error::Error;
-use crate::external;
-use crate::scan::{self, Scan, ScannedTensor};
-use crate::skeleton;
+use crate::onnx::external;
+use crate::onnx::scan::{self, Scan, ScannedTensor};
+use crate::onnx::skeleton;
 
-pub use crate::scan::Segment;
+pub use crate::onnx::scan::Segment;
 
 /// ONNX `TensorProto.DataType` codes used here.
 mod code {
@@ -230,7 +230,7 @@ impl Storage {
     }
 }
 
-/// One initializer, in the enumeration order of [`crate::scan`] (graphs in pre-order, then file
+/// One initializer, in the enumeration order of [`crate::onnx::scan`] (graphs in pre-order, then file
 /// order within a graph).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorEntry {
@@ -270,7 +270,7 @@ impl TensorEntry {
 /// A graph of the model, in pre-order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphInfo {
-    /// The graph's path (see [`crate::scan`]).
+    /// The graph's path (see [`crate::onnx::scan`]).
     pub path: String,
     /// Nesting depth (main graph 0).
     pub depth: usize,
@@ -301,7 +301,7 @@ impl LoadedModel {
     /// file cannot be read, is not a well-formed ONNX protobuf, its initializers contradict
     /// themselves (negative or overflowing dims, payload length ≠ numel × size, payload in several
     /// places or both inline and external, duplicate names in one graph), or external data is
-    /// refused (see [`crate::external`]). Never panics.
+    /// refused (see [`crate::onnx::external`]). Never panics.
     pub fn open(path: impl AsRef<Path>) -> Result<LoadedModel, Error> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|e| Error::io(&path, "open the model", e))?;
@@ -507,7 +507,7 @@ impl LoadedModel {
     }
 }
 
-/// The skeleton's graphs in the enumeration order of [`crate::scan`] (pre-order: a graph, then
+/// The skeleton's graphs in the enumeration order of [`crate::onnx::scan`] (pre-order: a graph, then
 /// for each node and attribute in order, the attribute's `g` then its `graphs`).
 fn preorder(model: &skeleton::Model) -> Vec<&skeleton::Graph> {
     fn walk<'a>(g: &'a skeleton::Graph, out: &mut Vec<&'a skeleton::Graph>) {

@@ -26,7 +26,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use crate::wire::{self, Field, Reader, Value, WireError};
+use crate::onnx::wire::{self, Field, Reader, Value, WireError};
 
 /// Deepest graph nesting accepted (the main graph has depth 0).
 ///
@@ -566,7 +566,7 @@ fn lenient_name(buf: &[u8], body: Range<usize>) -> Option<String> {
     None
 }
 
-/// The messages of [`crate::skeleton`], for [`locate_decode_error`].
+/// The messages of [`crate::onnx::skeleton`], for [`locate_decode_error`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SkelMsg {
     Model,
@@ -606,7 +606,7 @@ enum SkelField {
 }
 
 /// The skeleton's schema: how field `number` of `msg` is decoded (`None`: skipped as unknown).
-/// Mirrors the `prost` attributes of [`crate::skeleton`].
+/// Mirrors the `prost` attributes of [`crate::onnx::skeleton`].
 fn skeleton_field(msg: SkelMsg, number: u32) -> Option<SkelField> {
     use SkelField::{
         Bytes, Fixed32, Msg, RepeatedFixed32, RepeatedFixed64, RepeatedVarint, Str, Varint,

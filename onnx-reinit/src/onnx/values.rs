@@ -10,8 +10,8 @@ use std::os::unix::fs::FileExt;
 use half::{bf16, f16};
 
 use crate::error::Error;
-use crate::model::{DType, LoadedModel, Segment, Storage};
-use crate::wire;
+use crate::onnx::model::{DType, LoadedModel, Segment, Storage};
+use crate::onnx::wire;
 
 /// A mutable slice of values of one of the four rewritable element types.
 #[derive(Debug)]

@@ -36,11 +36,11 @@ use rayon::prelude::*;
 use tempfile::NamedTempFile;
 
 use crate::error::Error;
-use crate::external;
-use crate::fileio;
-use crate::model::{DType, LoadedModel, Storage};
-use crate::values::{self, ValuesBuf, ValuesMut};
-use crate::wire;
+use crate::onnx::external;
+mod fileio;
+use crate::onnx::model::{DType, LoadedModel, Storage};
+use crate::onnx::values::{self, ValuesBuf, ValuesMut};
+use crate::onnx::wire;
 
 /// The source of new values.
 ///
@@ -739,7 +739,7 @@ impl<'a> Rewriter<'a> {
         if let Some(main) = plans.iter_mut().find(|p| p.is_model) {
             for &i in targets {
                 let t = &tensors[i];
-                let bytes_regions = |segments: &[crate::model::Segment]| {
+                let bytes_regions = |segments: &[crate::onnx::model::Segment]| {
                     values::with_starts(segments)
                         .map(|(s, seg)| (s, seg.elements, seg.bytes.start as u64))
                         .collect::<Vec<_>>()

@@ -1,0 +1,8 @@
+//! Bytes → validated model: the wire-format scanner, the payload-free skeleton, external data,
+//! the loaded model and its values. Nothing here knows about roles, schemes or rewriting.
+pub mod external;
+pub mod model;
+pub mod scan;
+pub mod skeleton;
+pub mod values;
+pub mod wire;
