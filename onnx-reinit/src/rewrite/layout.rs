@@ -1,0 +1,375 @@
+//! Layout of the output files: which byte ranges of which file get which values, the encoded
+//! length of every `int32_data` piece, and the re-framed length prefixes around them.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::ops::Range;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use tempfile::NamedTempFile;
+
+use super::Rewriter;
+use super::destination::{parent_dir, same_file};
+use crate::error::Error;
+use crate::onnx::model::{DType, LoadedModel, Storage};
+use crate::onnx::values::{self, ValuesBuf};
+use crate::onnx::wire;
+
+/// A run of one fixed-width target's elements stored contiguously in one file.
+#[derive(Debug, Clone)]
+pub(super) struct Region {
+    pub(super) elem_start: u64,
+    pub(super) elems: u64,
+    /// Byte offset in the source file.
+    pub(super) offset: u64,
+}
+
+#[derive(Debug)]
+pub(super) struct FixedTarget {
+    pub(super) tensor: usize,
+    pub(super) dtype: DType,
+    pub(super) width: u64,
+    /// Sorted by `elem_start`, covering the tensor's elements.
+    pub(super) regions: Vec<Region>,
+}
+
+#[derive(Debug)]
+pub(super) struct VarintTarget {
+    pub(super) tensor: usize,
+    pub(super) dtype: DType,
+    /// The packed `int32_data` field's length prefix and body in the source.
+    pub(super) prefix: Range<u64>,
+    pub(super) body: Range<u64>,
+    /// Encoded byte length of each piece (measured in a first pass).
+    pub(super) piece_lens: Vec<u64>,
+    /// Output offset of each piece relative to the new body's start.
+    pub(super) piece_offsets: Vec<u64>,
+    /// New length prefix.
+    pub(super) new_prefix: Vec<u8>,
+}
+
+/// A source range replaced by content of another length.
+#[derive(Debug)]
+pub(super) struct Splice {
+    pub(super) input: Range<u64>,
+    pub(super) new_len: u64,
+    /// `None`: the content is a varint target's (index into `FilePlan::varint`); otherwise bytes.
+    pub(super) bytes: Option<Vec<u8>>,
+    pub(super) varint: Option<usize>,
+}
+
+/// One file to write: a copy of `src` with targets patched and splices applied.
+pub(super) struct FilePlan {
+    /// Whether this is the model file (as opposed to an external side file).
+    pub(super) is_model: bool,
+    pub(super) src_path: PathBuf,
+    pub(super) src: File,
+    pub(super) src_len: u64,
+    pub(super) dest: PathBuf,
+    /// Overwrite `dest` if it exists (force, or in place).
+    pub(super) overwrite: bool,
+    pub(super) fixed: Vec<FixedTarget>,
+    pub(super) varint: Vec<VarintTarget>,
+    /// Sorted by input start, disjoint.
+    pub(super) splices: Vec<Splice>,
+    /// `cum[k]`: total length change of the first `k` splices.
+    pub(super) cum: Vec<i64>,
+    pub(super) out_len: u64,
+    /// The temporary file in `dest`'s folder that becomes `dest`.
+    pub(super) temp: NamedTempFile,
+}
+
+impl FilePlan {
+    /// Plans a copy of `src` to `dest`, creating the temporary file beside `dest` with the
+    /// source's permissions (a temporary file is private by default) and, when `dest` is `src`
+    /// (in place), its owner.
+    pub(super) fn new(
+        is_model: bool,
+        src_path: PathBuf,
+        src: File,
+        dest: PathBuf,
+        overwrite: bool,
+    ) -> Result<Self, Error> {
+        let meta = src
+            .metadata()
+            .map_err(|e| Error::io(&src_path, "read metadata", e))?;
+        let dir = parent_dir(&dest);
+        let temp = NamedTempFile::new_in(&dir)
+            .map_err(|e| Error::io(&dir, "create a temporary file in", e))?;
+        // In place, the replacement keeps the original's owner and group, so that a run as
+        // another user (root) does not take the model away from its owner. Best effort: only a
+        // privileged process may give a file away, and an unprivileged one owns its files.
+        if fs::metadata(&dest).is_ok_and(|d| same_file(&d, &meta)) {
+            let _ = std::os::unix::fs::fchown(temp.as_file(), Some(meta.uid()), Some(meta.gid()));
+        }
+        temp.as_file()
+            .set_permissions(meta.permissions())
+            .map_err(|e| Error::io(&dest, "set the permissions of the output", e))?;
+        let src_len = meta.len();
+        Ok(FilePlan {
+            is_model,
+            src_path,
+            src,
+            src_len,
+            dest,
+            overwrite,
+            fixed: Vec::new(),
+            varint: Vec::new(),
+            splices: Vec::new(),
+            cum: vec![0],
+            out_len: src_len,
+            temp,
+        })
+    }
+
+    /// Output offset of source offset `x` (which is not strictly inside a splice).
+    pub(super) fn map(&self, x: u64) -> u64 {
+        let k = self.splices.partition_point(|s| s.input.end <= x);
+        // Lengths fit in i64 (files are far below 2^63 bytes).
+        (x as i64 + self.cum[k]) as u64
+    }
+
+    pub(super) fn temp_file(&self) -> &File {
+        self.temp.as_file()
+    }
+}
+
+impl Rewriter<'_> {
+    /// Checks every target before anything is created.
+    pub(super) fn check_targets(&self, targets: &[usize]) -> Result<(), Error> {
+        let mut seen = HashSet::new();
+        for &i in targets {
+            let t = self.model.tensor_checked(i)?;
+            if !seen.insert(i) {
+                return Err(Error::InvalidOption {
+                    what: format!("tensor {:?} (#{i}) listed twice", t.name),
+                });
+            }
+            let dtype = t.dtype();
+            if !dtype.is_float() {
+                return Err(self.unsupported(
+                    i,
+                    format!(
+                        "data_type {} is never modified (only FLOAT, DOUBLE, FLOAT16, BFLOAT16)",
+                        dtype.onnx_name()
+                    ),
+                ));
+            }
+            match &t.storage {
+                Storage::Raw { .. } | Storage::Empty => {}
+                Storage::FloatData { .. } if dtype == DType::F32 => {}
+                Storage::DoubleData { .. } if dtype == DType::F64 => {}
+                Storage::Int32Data { segments } if matches!(dtype, DType::F16 | DType::BF16) => {
+                    if segments.len() != 1 || !segments[0].packed {
+                        return Err(self.unsupported(
+                            i,
+                            format!(
+                                "int32_data in {} segment(s), {}; only a single packed run can be \
+                                 re-framed",
+                                segments.len(),
+                                if segments.iter().all(|s| s.packed) {
+                                    "packed"
+                                } else {
+                                    "unpacked"
+                                }
+                            ),
+                        ));
+                    }
+                }
+                Storage::External { checksum, .. } => {
+                    if checksum.is_some() {
+                        return Err(self.unsupported(
+                            i,
+                            "external data carries a checksum, which new values would \
+                             invalidate"
+                                .into(),
+                        ));
+                    }
+                }
+                other => {
+                    return Err(self.unsupported(
+                        i,
+                        format!("{} values stored in {}", dtype.onnx_name(), other.kind()),
+                    ));
+                }
+            }
+        }
+        self.check_external_aliasing(&seen)
+    }
+
+    /// Refuses a target whose external bytes overlap another tensor's: writing one would
+    /// silently change the other.
+    fn check_external_aliasing(&self, targets: &HashSet<usize>) -> Result<(), Error> {
+        let mut ranges: Vec<(&Path, u64, u64, usize)> = self
+            .model
+            .tensors()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match &t.storage {
+                Storage::External {
+                    path,
+                    offset,
+                    length,
+                    ..
+                } if *length > 0 => Some((path.as_path(), *offset, offset + length, i)),
+                _ => None,
+            })
+            .collect();
+        ranges.sort_unstable();
+        // Sweep each file's ranges in offset order, remembering the one reaching furthest.
+        let mut reach: Option<(&Path, u64, usize)> = None;
+        for &(path, start, end, i) in &ranges {
+            if let Some((p, r_end, r_i)) = reach
+                && p == path
+                && start < r_end
+                && (targets.contains(&i) || targets.contains(&r_i))
+            {
+                let (t, other) = if targets.contains(&i) {
+                    (i, r_i)
+                } else {
+                    (r_i, i)
+                };
+                return Err(self.unsupported(
+                    t,
+                    format!(
+                        "its external bytes overlap those of tensor {:?}",
+                        self.model.tensors()[other].name
+                    ),
+                ));
+            }
+            match reach {
+                Some((p, r_end, _)) if p == path && r_end >= end => {}
+                _ => reach = Some((path, end, i)),
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn fixed_target(&self, tensor: usize, regions: Vec<(u64, u64, u64)>) -> FixedTarget {
+        let dtype = self.model.tensors()[tensor].dtype();
+        FixedTarget {
+            tensor,
+            dtype,
+            width: dtype.size().unwrap_or(4) as u64,
+            regions: regions
+                .into_iter()
+                .filter(|r| r.1 > 0)
+                .map(|(elem_start, elems, offset)| Region {
+                    elem_start,
+                    elems,
+                    offset,
+                })
+                .collect(),
+        }
+    }
+
+    /// First pass over `int32_data` targets: the encoded length of every piece.
+    pub(super) fn measure_varints(&self, plan: &mut FilePlan) -> Result<(), Error> {
+        let jobs: Vec<(usize, u64)> = plan
+            .varint
+            .iter()
+            .enumerate()
+            .flat_map(|(k, v)| (0..self.pieces(v.tensor)).map(move |p| (k, p)))
+            .collect();
+        let lens: Vec<u64> = jobs
+            .par_iter()
+            .map_init(ValuesBuf::default, |s, &(k, p)| {
+                let v = &plan.varint[k];
+                values::varints_len(&self.fill_piece(s, v.tensor, v.dtype, p))
+            })
+            .collect();
+        if self.cancelled() {
+            return Err(Error::Cancelled { file: self.dest() });
+        }
+        for (&(k, _), len) in jobs.iter().zip(lens) {
+            plan.varint[k].piece_lens.push(len);
+        }
+        for v in &mut plan.varint {
+            let mut acc = 0u64;
+            v.piece_offsets = v
+                .piece_lens
+                .iter()
+                .map(|l| {
+                    let o = acc;
+                    acc += l;
+                    o
+                })
+                .collect();
+            wire::put_varint(acc, &mut v.new_prefix);
+        }
+        Ok(())
+    }
+
+    /// Builds the splices of the main file: each varint target's field, and the length prefix of
+    /// every enclosing message whose body length changed.
+    pub(super) fn reframe(&self, plan: &mut FilePlan) -> Result<(), Error> {
+        if plan.varint.is_empty() {
+            return Ok(());
+        }
+        let frames = &self.model.scan.frames;
+        let ancestors = |f: usize| std::iter::successors(Some(f), |&f| frames[f].parent);
+        let mut delta: HashMap<usize, i64> = HashMap::new();
+        for (k, v) in plan.varint.iter().enumerate() {
+            let body_len: u64 = v.piece_lens.iter().sum();
+            let new_len = v.new_prefix.len() as u64 + body_len;
+            let old_len = v.body.end - v.prefix.start;
+            let d = new_len as i64 - old_len as i64;
+            plan.splices.push(Splice {
+                input: v.prefix.start..v.body.end,
+                new_len,
+                bytes: None,
+                varint: Some(k),
+            });
+            for f in ancestors(self.model.tensors()[v.tensor].frame) {
+                *delta.entry(f).or_insert(0) += d;
+            }
+        }
+        // Deepest first, so a prefix that changes size is added to its ancestors before they
+        // are encoded.
+        let mut order: Vec<(usize, usize)> =
+            delta.keys().map(|&f| (ancestors(f).count(), f)).collect();
+        order.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, f) in order {
+            let d = delta[&f];
+            if d == 0 {
+                continue;
+            }
+            let frame = &frames[f];
+            let new_body =
+                u64::try_from(frame.body.len() as i64 + d).map_err(|_| Error::Inconsistent {
+                    file: self.file(),
+                    what: format!("re-framing the message at byte {}", frame.body.start),
+                })?;
+            let mut prefix = Vec::new();
+            wire::put_varint(new_body, &mut prefix);
+            let pd = prefix.len() as i64 - frame.prefix.len() as i64;
+            plan.splices.push(Splice {
+                input: frame.prefix.start as u64..frame.prefix.end as u64,
+                new_len: prefix.len() as u64,
+                bytes: Some(prefix),
+                varint: None,
+            });
+            if pd != 0 {
+                for a in ancestors(f).skip(1) {
+                    *delta.entry(a).or_insert(0) += pd;
+                }
+            }
+        }
+        plan.splices.sort_by_key(|s| s.input.start);
+        let mut acc = 0i64;
+        plan.cum = std::iter::once(0)
+            .chain(plan.splices.iter().map(|s| {
+                acc += s.new_len as i64 - (s.input.end - s.input.start) as i64;
+                acc
+            }))
+            .collect();
+        plan.out_len = (plan.src_len as i64 + acc) as u64;
+        Ok(())
+    }
+}
+
+pub(super) fn numel_of(model: &LoadedModel, i: usize) -> u64 {
+    model.tensors()[i].numel()
+}

@@ -1,0 +1,209 @@
+//! Parallel execution: the work items of a rewrite (copies, pieces, splices) and how one is done.
+
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+
+use super::Rewriter;
+use super::fileio;
+use super::layout::FilePlan;
+use crate::error::Error;
+use crate::onnx::model::DType;
+use crate::onnx::values::{self, ValuesBuf, ValuesMut};
+
+/// A unit of parallel work.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Work {
+    /// Copy source bytes `[start, start + len)` to their mapped output offset.
+    Copy { plan: usize, start: u64, len: u64 },
+    /// Fill and write piece `piece` of fixed-width target `target`.
+    Fixed {
+        plan: usize,
+        target: usize,
+        piece: u64,
+    },
+    /// Fill and write piece `piece` of varint target `target`.
+    Varint {
+        plan: usize,
+        target: usize,
+        piece: u64,
+    },
+    /// Write a splice's literal bytes (a new length prefix; for a varint target, its prefix).
+    Splice { plan: usize, splice: usize },
+}
+
+/// Bytes copied per work item: large enough to amortize a syscall, small enough to bound memory.
+const COPY_CHUNK: u64 = 4 << 20;
+
+#[derive(Default)]
+pub(super) struct Scratch {
+    values: ValuesBuf,
+    bytes: Vec<u8>,
+    copy: Vec<u8>,
+}
+
+impl Rewriter<'_> {
+    /// Fills `n` values of piece `piece` of `tensor` into the scratch buffer.
+    pub(super) fn fill_piece<'s>(
+        &self,
+        s: &'s mut ValuesBuf,
+        tensor: usize,
+        dtype: DType,
+        piece: u64,
+    ) -> ValuesMut<'s> {
+        let start = piece * self.pe;
+        let n = (self.model.tensors()[tensor].numel() - start).min(self.pe) as usize;
+        let mut v = s.view(dtype, n);
+        self.filler.fill(tensor, start, v.reborrow_prefix(n));
+        v
+    }
+
+    pub(super) fn work_items(&self, plans: &[FilePlan]) -> Vec<Work> {
+        let mut work = Vec::new();
+        for (pi, plan) in plans.iter().enumerate() {
+            // Everything not rewritten is copied: the gaps between holes.
+            let mut holes: Vec<Range<u64>> = plan
+                .splices
+                .iter()
+                .map(|s| s.input.clone())
+                .chain(plan.fixed.iter().flat_map(|t| {
+                    t.regions
+                        .iter()
+                        .map(move |r| r.offset..r.offset + r.elems * t.width)
+                }))
+                .collect();
+            holes.sort_by_key(|r| r.start);
+            let mut pos = 0u64;
+            let mut push_gap = |from: u64, to: u64| {
+                let mut s = from;
+                while s < to {
+                    let len = (to - s).min(COPY_CHUNK);
+                    work.push(Work::Copy {
+                        plan: pi,
+                        start: s,
+                        len,
+                    });
+                    s += len;
+                }
+            };
+            for h in &holes {
+                if h.start > pos {
+                    push_gap(pos, h.start);
+                }
+                pos = pos.max(h.end);
+            }
+            push_gap(pos, plan.src_len);
+            for (ti, t) in plan.fixed.iter().enumerate() {
+                for piece in 0..self.pieces(t.tensor) {
+                    work.push(Work::Fixed {
+                        plan: pi,
+                        target: ti,
+                        piece,
+                    });
+                }
+            }
+            for (ti, t) in plan.varint.iter().enumerate() {
+                for piece in 0..self.pieces(t.tensor) {
+                    work.push(Work::Varint {
+                        plan: pi,
+                        target: ti,
+                        piece,
+                    });
+                }
+            }
+            for si in 0..plan.splices.len() {
+                work.push(Work::Splice {
+                    plan: pi,
+                    splice: si,
+                });
+            }
+        }
+        work
+    }
+
+    /// Performs one work item; returns the bytes written.
+    pub(super) fn do_work(
+        &self,
+        plans: &[FilePlan],
+        w: Work,
+        s: &mut Scratch,
+    ) -> Result<u64, Error> {
+        let write = |plan: &FilePlan, bytes: &[u8], at: u64| {
+            plan.temp_file()
+                .write_all_at(bytes, at)
+                .map_err(|e| Error::io(&plan.dest, "write the output", e))
+        };
+        match w {
+            Work::Copy { plan, start, len } => {
+                let plan = &plans[plan];
+                let at = plan.map(start);
+                fileio::copy_range(&plan.src, start, plan.temp_file(), at, len, &mut s.copy)
+                    .map_err(|e| match e {
+                        fileio::CopyError::Read(e) => Error::io(&plan.src_path, "read", e),
+                        fileio::CopyError::Write(e) => Error::io(&plan.dest, "write the output", e),
+                    })?;
+                fileio::start_writeback(plan.temp_file(), at, len);
+                Ok(len)
+            }
+            Work::Fixed {
+                plan,
+                target,
+                piece,
+            } => {
+                let plan = &plans[plan];
+                let t = &plan.fixed[target];
+                let start = piece * self.pe;
+                let v = self.fill_piece(&mut s.values, t.tensor, t.dtype, piece);
+                let n = v.len() as u64;
+                let bytes = values::le_bytes(&v, &mut s.bytes);
+                let end = start + n;
+                let first = t
+                    .regions
+                    .partition_point(|r| r.elem_start + r.elems <= start);
+                for r in t.regions[first..].iter().take_while(|r| r.elem_start < end) {
+                    let lo = start.max(r.elem_start);
+                    let hi = end.min(r.elem_start + r.elems);
+                    let src = &bytes
+                        [((lo - start) * t.width) as usize..((hi - start) * t.width) as usize];
+                    let at = plan.map(r.offset + (lo - r.elem_start) * t.width);
+                    write(plan, src, at)?;
+                    fileio::start_writeback(plan.temp_file(), at, src.len() as u64);
+                }
+                Ok(n * t.width)
+            }
+            Work::Varint {
+                plan,
+                target,
+                piece,
+            } => {
+                let plan = &plans[plan];
+                let t = &plan.varint[target];
+                let v = self.fill_piece(&mut s.values, t.tensor, t.dtype, piece);
+                s.bytes.clear();
+                values::encode_varints(&v, &mut s.bytes);
+                if s.bytes.len() as u64 != t.piece_lens[piece as usize] {
+                    return Err(Error::InvalidOption {
+                        what: format!(
+                            "the filler gave different values for the same piece of tensor {:?} \
+                             (it must be a pure function of tensor and offset)",
+                            self.model.tensors()[t.tensor].name
+                        ),
+                    });
+                }
+                let body_out = plan.map(t.prefix.start) + t.new_prefix.len() as u64;
+                write(plan, &s.bytes, body_out + t.piece_offsets[piece as usize])?;
+                Ok(s.bytes.len() as u64)
+            }
+            Work::Splice { plan, splice } => {
+                let plan = &plans[plan];
+                let sp = &plan.splices[splice];
+                let bytes = match (&sp.bytes, sp.varint) {
+                    (Some(b), _) => b.as_slice(),
+                    (None, Some(k)) => plan.varint[k].new_prefix.as_slice(),
+                    (None, None) => &[],
+                };
+                write(plan, bytes, plan.map(sp.input.start))?;
+                Ok(bytes.len() as u64)
+            }
+        }
+    }
+}
