@@ -13,7 +13,7 @@ use tempfile::NamedTempFile;
 use super::Rewriter;
 use super::destination::{parent_dir, same_file};
 use crate::error::Error;
-use crate::onnx::model::{DType, LoadedModel, Storage};
+use crate::onnx::model::{DType, Storage};
 use crate::onnx::values::{self, ValuesBuf};
 use crate::onnx::wire;
 
@@ -55,13 +55,13 @@ pub(super) struct VarintTarget {
 pub(super) struct Splice {
     pub(super) input: Range<u64>,
     pub(super) new_len: u64,
-    /// `None`: the content is a varint target's (index into `FilePlan::varint`); otherwise bytes.
+    /// `None`: the content is a varint target's (index into `FileLayout::varint`); otherwise bytes.
     pub(super) bytes: Option<Vec<u8>>,
     pub(super) varint: Option<usize>,
 }
 
 /// One file to write: a copy of `src` with targets patched and splices applied.
-pub(super) struct FilePlan {
+pub(super) struct FileLayout {
     /// Whether this is the model file (as opposed to an external side file).
     pub(super) is_model: bool,
     pub(super) src_path: PathBuf,
@@ -74,15 +74,16 @@ pub(super) struct FilePlan {
     pub(super) varint: Vec<VarintTarget>,
     /// Sorted by input start, disjoint.
     pub(super) splices: Vec<Splice>,
-    /// `cum[k]`: total length change of the first `k` splices.
-    pub(super) cum: Vec<i64>,
+    /// `shift_after[k]`: how far the bytes after the first `k` splices move in the output (the
+    /// sum of those splices' length changes); `shift_after[0]` is 0.
+    pub(super) shift_after: Vec<i64>,
     pub(super) out_len: u64,
     /// The temporary file in `dest`'s folder that becomes `dest`.
     pub(super) temp: NamedTempFile,
 }
 
-impl FilePlan {
-    /// Plans a copy of `src` to `dest`, creating the temporary file beside `dest` with the
+impl FileLayout {
+    /// Lays out a copy of `src` to `dest`, creating the temporary file beside `dest` with the
     /// source's permissions (a temporary file is private by default) and, when `dest` is `src`
     /// (in place), its owner.
     pub(super) fn new(
@@ -108,7 +109,7 @@ impl FilePlan {
             .set_permissions(meta.permissions())
             .map_err(|e| Error::io(&dest, "set the permissions of the output", e))?;
         let src_len = meta.len();
-        Ok(FilePlan {
+        Ok(FileLayout {
             is_model,
             src_path,
             src,
@@ -118,17 +119,17 @@ impl FilePlan {
             fixed: Vec::new(),
             varint: Vec::new(),
             splices: Vec::new(),
-            cum: vec![0],
+            shift_after: vec![0],
             out_len: src_len,
             temp,
         })
     }
 
     /// Output offset of source offset `x` (which is not strictly inside a splice).
-    pub(super) fn map(&self, x: u64) -> u64 {
+    pub(super) fn out_offset(&self, x: u64) -> u64 {
         let k = self.splices.partition_point(|s| s.input.end <= x);
         // Lengths fit in i64 (files are far below 2^63 bytes).
-        (x as i64 + self.cum[k]) as u64
+        (x as i64 + self.shift_after[k]) as u64
     }
 
     pub(super) fn temp_file(&self) -> &File {
@@ -266,8 +267,8 @@ impl Rewriter<'_> {
     }
 
     /// First pass over `int32_data` targets: the encoded length of every piece.
-    pub(super) fn measure_varints(&self, plan: &mut FilePlan) -> Result<(), Error> {
-        let jobs: Vec<(usize, u64)> = plan
+    pub(super) fn measure_varints(&self, layout: &mut FileLayout) -> Result<(), Error> {
+        let jobs: Vec<(usize, u64)> = layout
             .varint
             .iter()
             .enumerate()
@@ -276,7 +277,7 @@ impl Rewriter<'_> {
         let lens: Vec<u64> = jobs
             .par_iter()
             .map_init(ValuesBuf::default, |s, &(k, p)| {
-                let v = &plan.varint[k];
+                let v = &layout.varint[k];
                 values::varints_len(&self.fill_piece(s, v.tensor, v.dtype, p))
             })
             .collect();
@@ -284,9 +285,9 @@ impl Rewriter<'_> {
             return Err(Error::Cancelled { file: self.dest() });
         }
         for (&(k, _), len) in jobs.iter().zip(lens) {
-            plan.varint[k].piece_lens.push(len);
+            layout.varint[k].piece_lens.push(len);
         }
-        for v in &mut plan.varint {
+        for v in &mut layout.varint {
             let mut acc = 0u64;
             v.piece_offsets = v
                 .piece_lens
@@ -304,19 +305,19 @@ impl Rewriter<'_> {
 
     /// Builds the splices of the main file: each varint target's field, and the length prefix of
     /// every enclosing message whose body length changed.
-    pub(super) fn reframe(&self, plan: &mut FilePlan) -> Result<(), Error> {
-        if plan.varint.is_empty() {
+    pub(super) fn reframe(&self, layout: &mut FileLayout) -> Result<(), Error> {
+        if layout.varint.is_empty() {
             return Ok(());
         }
         let frames = &self.model.scan.frames;
         let ancestors = |f: usize| std::iter::successors(Some(f), |&f| frames[f].parent);
         let mut delta: HashMap<usize, i64> = HashMap::new();
-        for (k, v) in plan.varint.iter().enumerate() {
+        for (k, v) in layout.varint.iter().enumerate() {
             let body_len: u64 = v.piece_lens.iter().sum();
             let new_len = v.new_prefix.len() as u64 + body_len;
             let old_len = v.body.end - v.prefix.start;
             let d = new_len as i64 - old_len as i64;
-            plan.splices.push(Splice {
+            layout.splices.push(Splice {
                 input: v.prefix.start..v.body.end,
                 new_len,
                 bytes: None,
@@ -344,32 +345,28 @@ impl Rewriter<'_> {
                 })?;
             let mut prefix = Vec::new();
             wire::put_varint(new_body, &mut prefix);
-            let pd = prefix.len() as i64 - frame.prefix.len() as i64;
-            plan.splices.push(Splice {
+            let prefix_delta = prefix.len() as i64 - frame.prefix.len() as i64;
+            layout.splices.push(Splice {
                 input: frame.prefix.start as u64..frame.prefix.end as u64,
                 new_len: prefix.len() as u64,
                 bytes: Some(prefix),
                 varint: None,
             });
-            if pd != 0 {
+            if prefix_delta != 0 {
                 for a in ancestors(f).skip(1) {
-                    *delta.entry(a).or_insert(0) += pd;
+                    *delta.entry(a).or_insert(0) += prefix_delta;
                 }
             }
         }
-        plan.splices.sort_by_key(|s| s.input.start);
+        layout.splices.sort_by_key(|s| s.input.start);
         let mut acc = 0i64;
-        plan.cum = std::iter::once(0)
-            .chain(plan.splices.iter().map(|s| {
+        layout.shift_after = std::iter::once(0)
+            .chain(layout.splices.iter().map(|s| {
                 acc += s.new_len as i64 - (s.input.end - s.input.start) as i64;
                 acc
             }))
             .collect();
-        plan.out_len = (plan.src_len as i64 + acc) as u64;
+        layout.out_len = (layout.src_len as i64 + acc) as u64;
         Ok(())
     }
-}
-
-pub(super) fn numel_of(model: &LoadedModel, i: usize) -> u64 {
-    model.tensors()[i].numel()
 }

@@ -44,7 +44,7 @@ mod parallel;
 mod persist;
 
 use destination::{create_dirs, parent_dir, same_file};
-use layout::{FilePlan, VarintTarget, numel_of};
+use layout::{FileLayout, VarintTarget};
 use parallel::Scratch;
 
 /// The source of new values.
@@ -162,11 +162,13 @@ pub fn rewrite(
     Rewriter::new(model, filler, opts)?.run(targets)
 }
 
+/// One rewrite in progress: its input, its value source and its options.
 struct Rewriter<'a> {
     model: &'a LoadedModel,
     filler: &'a dyn Filler,
     opts: &'a RewriteOptions,
-    pe: u64,
+    /// [`RewriteOptions::piece_elems`], checked.
+    piece_elems: u64,
 }
 
 impl<'a> Rewriter<'a> {
@@ -187,7 +189,7 @@ impl<'a> Rewriter<'a> {
             model,
             filler,
             opts,
-            pe: opts.piece_elems as u64,
+            piece_elems: opts.piece_elems as u64,
         })
     }
 
@@ -204,7 +206,9 @@ impl<'a> Rewriter<'a> {
     }
 
     fn pieces(&self, tensor: usize) -> u64 {
-        self.model.tensors()[tensor].numel().div_ceil(self.pe)
+        self.model.tensors()[tensor]
+            .numel()
+            .div_ceil(self.piece_elems)
     }
 
     fn cancelled(&self) -> bool {
@@ -218,7 +222,7 @@ impl<'a> Rewriter<'a> {
         let mut created = Vec::new();
         let result = self.run_in(targets, &mut created);
         if result.is_err() {
-            // The temporary files are gone (dropped with their plans): remove the folders made
+            // The temporary files are gone (dropped with their layouts): remove the folders made
             // for side files too, deepest first. `remove_dir` leaves a non-empty folder alone.
             for d in created.iter().rev() {
                 let _ = fs::remove_dir(d);
@@ -230,19 +234,20 @@ impl<'a> Rewriter<'a> {
     /// [`Self::run`], recording in `created` the folders it creates (in creation order).
     fn run_in(&self, targets: &[usize], created: &mut Vec<PathBuf>) -> Result<RewriteStats, Error> {
         self.check_targets(targets)?;
-        let mut plans = self.plan_files(targets, created)?;
-        let main_plan = plans.iter().position(|p| p.is_model);
-        if let Some(m) = main_plan {
-            self.measure_varints(&mut plans[m])?;
-            self.reframe(&mut plans[m])?;
+        let mut layouts = self.lay_out_files(targets, created)?;
+        let main_layout = layouts.iter().position(|l| l.is_model);
+        if let Some(m) = main_layout {
+            self.measure_varints(&mut layouts[m])?;
+            self.reframe(&mut layouts[m])?;
         }
-        for plan in &plans {
-            plan.temp_file()
-                .set_len(plan.out_len)
-                .map_err(|e| Error::io(&plan.dest, "size the output", e))?;
+        for layout in &layouts {
+            layout
+                .temp_file()
+                .set_len(layout.out_len)
+                .map_err(|e| Error::io(&layout.dest, "size the output", e))?;
         }
-        let work = self.work_items(&plans);
-        let total: u64 = plans.iter().map(|p| p.out_len).sum();
+        let work = self.work_items(&layouts);
+        let total: u64 = layouts.iter().map(|l| l.out_len).sum();
         if self.cancelled() {
             return Err(Error::Cancelled { file: self.dest() });
         }
@@ -251,13 +256,13 @@ impl<'a> Rewriter<'a> {
                 if self.cancelled() {
                     return Err(Error::Cancelled { file: self.dest() });
                 }
-                let done = self.do_work(&plans, *w, s)?;
+                let done = self.do_work(&layouts, *w, s)?;
                 if let Some(p) = &self.opts.progress {
                     p(done, total);
                 }
                 Ok(())
             })?;
-        self.finish(plans, targets, total)
+        self.persist(layouts, targets, total)
     }
 
     fn dest(&self) -> PathBuf {
@@ -269,11 +274,11 @@ impl<'a> Rewriter<'a> {
 
     /// Decides which files are written and which targets each holds, and refuses bad
     /// destinations.
-    fn plan_files(
+    fn lay_out_files(
         &self,
         targets: &[usize],
         created: &mut Vec<PathBuf>,
-    ) -> Result<Vec<FilePlan>, Error> {
+    ) -> Result<Vec<FileLayout>, Error> {
         let model = self.model;
         let tensors = model.tensors();
         let input_meta = model
@@ -286,7 +291,7 @@ impl<'a> Rewriter<'a> {
                 Storage::External { .. } | Storage::Empty
             )
         });
-        let mut plans = Vec::new();
+        let mut layouts = Vec::new();
         // Side files, keyed by destination path.
         let mut sides: BTreeMap<PathBuf, (PathBuf, Vec<usize>)> = BTreeMap::new();
         match &self.opts.output {
@@ -296,7 +301,7 @@ impl<'a> Rewriter<'a> {
                     .canonicalize()
                     .map_err(|e| Error::io(model.path(), "resolve the model path", e))?;
                 if inline_targets {
-                    plans.push(FilePlan::new(
+                    layouts.push(FileLayout::new(
                         true,
                         model.path().to_path_buf(),
                         model
@@ -381,7 +386,7 @@ impl<'a> Rewriter<'a> {
                     }
                     check_dest(side_dest)?;
                 }
-                plans.push(FilePlan::new(
+                layouts.push(FileLayout::new(
                     true,
                     model.path().to_path_buf(),
                     model
@@ -431,29 +436,30 @@ impl<'a> Rewriter<'a> {
         for (dest, (src_path, side_targets)) in sides {
             let src = File::open(&src_path).map_err(|e| Error::io(&src_path, "open", e))?;
             let overwrite = self.opts.force || self.opts.output == OutputTarget::InPlace;
-            let mut plan = FilePlan::new(false, src_path, src, dest, overwrite)?;
+            let mut layout = FileLayout::new(false, src_path, src, dest, overwrite)?;
             for i in side_targets {
                 if let Storage::External { offset, length, .. } = &tensors[i].storage {
-                    if offset + length > plan.src_len {
+                    if offset + length > layout.src_len {
                         return Err(Error::External {
                             file: self.file(),
                             tensor: tensors[i].name.clone(),
                             offset: tensors[i].offset as u64,
                             what: format!(
                                 "{} shrank to {} bytes since the model was opened",
-                                plan.src_path.display(),
-                                plan.src_len
+                                layout.src_path.display(),
+                                layout.src_len
                             ),
                         });
                     }
-                    plan.fixed
-                        .push(self.fixed_target(i, vec![(0, numel_of(model, i), *offset)]));
+                    layout
+                        .fixed
+                        .push(self.fixed_target(i, vec![(0, tensors[i].numel(), *offset)]));
                 }
             }
-            plans.push(plan);
+            layouts.push(layout);
         }
-        // Inline targets go into the main plan (the one whose source is the model).
-        if let Some(main) = plans.iter_mut().find(|p| p.is_model) {
+        // Inline targets go into the main layout (the one whose source is the model).
+        if let Some(main) = layouts.iter_mut().find(|l| l.is_model) {
             for &i in targets {
                 let t = &tensors[i];
                 let bytes_regions = |segments: &[crate::onnx::model::Segment]| {
@@ -485,6 +491,6 @@ impl<'a> Rewriter<'a> {
                 }
             }
         }
-        Ok(plans)
+        Ok(layouts)
     }
 }

@@ -5,7 +5,7 @@ use std::os::unix::fs::FileExt;
 
 use super::Rewriter;
 use super::fileio;
-use super::layout::FilePlan;
+use super::layout::FileLayout;
 use crate::error::Error;
 use crate::onnx::model::DType;
 use crate::onnx::values::{self, ValuesBuf, ValuesMut};
@@ -14,21 +14,21 @@ use crate::onnx::values::{self, ValuesBuf, ValuesMut};
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Work {
     /// Copy source bytes `[start, start + len)` to their mapped output offset.
-    Copy { plan: usize, start: u64, len: u64 },
+    Copy { file: usize, start: u64, len: u64 },
     /// Fill and write piece `piece` of fixed-width target `target`.
     Fixed {
-        plan: usize,
+        file: usize,
         target: usize,
         piece: u64,
     },
     /// Fill and write piece `piece` of varint target `target`.
     Varint {
-        plan: usize,
+        file: usize,
         target: usize,
         piece: u64,
     },
     /// Write a splice's literal bytes (a new length prefix; for a varint target, its prefix).
-    Splice { plan: usize, splice: usize },
+    Splice { file: usize, splice: usize },
 }
 
 /// Bytes copied per work item: large enough to amortize a syscall, small enough to bound memory.
@@ -50,22 +50,22 @@ impl Rewriter<'_> {
         dtype: DType,
         piece: u64,
     ) -> ValuesMut<'s> {
-        let start = piece * self.pe;
-        let n = (self.model.tensors()[tensor].numel() - start).min(self.pe) as usize;
+        let start = piece * self.piece_elems;
+        let n = (self.model.tensors()[tensor].numel() - start).min(self.piece_elems) as usize;
         let mut v = s.view(dtype, n);
         self.filler.fill(tensor, start, v.reborrow_prefix(n));
         v
     }
 
-    pub(super) fn work_items(&self, plans: &[FilePlan]) -> Vec<Work> {
+    pub(super) fn work_items(&self, layouts: &[FileLayout]) -> Vec<Work> {
         let mut work = Vec::new();
-        for (pi, plan) in plans.iter().enumerate() {
+        for (fi, layout) in layouts.iter().enumerate() {
             // Everything not rewritten is copied: the gaps between holes.
-            let mut holes: Vec<Range<u64>> = plan
+            let mut holes: Vec<Range<u64>> = layout
                 .splices
                 .iter()
                 .map(|s| s.input.clone())
-                .chain(plan.fixed.iter().flat_map(|t| {
+                .chain(layout.fixed.iter().flat_map(|t| {
                     t.regions
                         .iter()
                         .map(move |r| r.offset..r.offset + r.elems * t.width)
@@ -78,7 +78,7 @@ impl Rewriter<'_> {
                 while s < to {
                     let len = (to - s).min(COPY_CHUNK);
                     work.push(Work::Copy {
-                        plan: pi,
+                        file: fi,
                         start: s,
                         len,
                     });
@@ -91,28 +91,28 @@ impl Rewriter<'_> {
                 }
                 pos = pos.max(h.end);
             }
-            push_gap(pos, plan.src_len);
-            for (ti, t) in plan.fixed.iter().enumerate() {
+            push_gap(pos, layout.src_len);
+            for (ti, t) in layout.fixed.iter().enumerate() {
                 for piece in 0..self.pieces(t.tensor) {
                     work.push(Work::Fixed {
-                        plan: pi,
+                        file: fi,
                         target: ti,
                         piece,
                     });
                 }
             }
-            for (ti, t) in plan.varint.iter().enumerate() {
+            for (ti, t) in layout.varint.iter().enumerate() {
                 for piece in 0..self.pieces(t.tensor) {
                     work.push(Work::Varint {
-                        plan: pi,
+                        file: fi,
                         target: ti,
                         piece,
                     });
                 }
             }
-            for si in 0..plan.splices.len() {
+            for si in 0..layout.splices.len() {
                 work.push(Work::Splice {
-                    plan: pi,
+                    file: fi,
                     splice: si,
                 });
             }
@@ -123,35 +123,38 @@ impl Rewriter<'_> {
     /// Performs one work item; returns the bytes written.
     pub(super) fn do_work(
         &self,
-        plans: &[FilePlan],
+        layouts: &[FileLayout],
         w: Work,
         s: &mut Scratch,
     ) -> Result<u64, Error> {
-        let write = |plan: &FilePlan, bytes: &[u8], at: u64| {
-            plan.temp_file()
+        let write = |layout: &FileLayout, bytes: &[u8], at: u64| {
+            layout
+                .temp_file()
                 .write_all_at(bytes, at)
-                .map_err(|e| Error::io(&plan.dest, "write the output", e))
+                .map_err(|e| Error::io(&layout.dest, "write the output", e))
         };
         match w {
-            Work::Copy { plan, start, len } => {
-                let plan = &plans[plan];
-                let at = plan.map(start);
-                fileio::copy_range(&plan.src, start, plan.temp_file(), at, len, &mut s.copy)
+            Work::Copy { file, start, len } => {
+                let layout = &layouts[file];
+                let at = layout.out_offset(start);
+                fileio::copy_range(&layout.src, start, layout.temp_file(), at, len, &mut s.copy)
                     .map_err(|e| match e {
-                        fileio::CopyError::Read(e) => Error::io(&plan.src_path, "read", e),
-                        fileio::CopyError::Write(e) => Error::io(&plan.dest, "write the output", e),
+                        fileio::CopyError::Read(e) => Error::io(&layout.src_path, "read", e),
+                        fileio::CopyError::Write(e) => {
+                            Error::io(&layout.dest, "write the output", e)
+                        }
                     })?;
-                fileio::start_writeback(plan.temp_file(), at, len);
+                fileio::start_writeback(layout.temp_file(), at, len);
                 Ok(len)
             }
             Work::Fixed {
-                plan,
+                file,
                 target,
                 piece,
             } => {
-                let plan = &plans[plan];
-                let t = &plan.fixed[target];
-                let start = piece * self.pe;
+                let layout = &layouts[file];
+                let t = &layout.fixed[target];
+                let start = piece * self.piece_elems;
                 let v = self.fill_piece(&mut s.values, t.tensor, t.dtype, piece);
                 let n = v.len() as u64;
                 let bytes = values::le_bytes(&v, &mut s.bytes);
@@ -164,19 +167,19 @@ impl Rewriter<'_> {
                     let hi = end.min(r.elem_start + r.elems);
                     let src = &bytes
                         [((lo - start) * t.width) as usize..((hi - start) * t.width) as usize];
-                    let at = plan.map(r.offset + (lo - r.elem_start) * t.width);
-                    write(plan, src, at)?;
-                    fileio::start_writeback(plan.temp_file(), at, src.len() as u64);
+                    let at = layout.out_offset(r.offset + (lo - r.elem_start) * t.width);
+                    write(layout, src, at)?;
+                    fileio::start_writeback(layout.temp_file(), at, src.len() as u64);
                 }
                 Ok(n * t.width)
             }
             Work::Varint {
-                plan,
+                file,
                 target,
                 piece,
             } => {
-                let plan = &plans[plan];
-                let t = &plan.varint[target];
+                let layout = &layouts[file];
+                let t = &layout.varint[target];
                 let v = self.fill_piece(&mut s.values, t.tensor, t.dtype, piece);
                 s.bytes.clear();
                 values::encode_varints(&v, &mut s.bytes);
@@ -189,19 +192,19 @@ impl Rewriter<'_> {
                         ),
                     });
                 }
-                let body_out = plan.map(t.prefix.start) + t.new_prefix.len() as u64;
-                write(plan, &s.bytes, body_out + t.piece_offsets[piece as usize])?;
+                let body_out = layout.out_offset(t.prefix.start) + t.new_prefix.len() as u64;
+                write(layout, &s.bytes, body_out + t.piece_offsets[piece as usize])?;
                 Ok(s.bytes.len() as u64)
             }
-            Work::Splice { plan, splice } => {
-                let plan = &plans[plan];
-                let sp = &plan.splices[splice];
+            Work::Splice { file, splice } => {
+                let layout = &layouts[file];
+                let sp = &layout.splices[splice];
                 let bytes = match (&sp.bytes, sp.varint) {
                     (Some(b), _) => b.as_slice(),
-                    (None, Some(k)) => plan.varint[k].new_prefix.as_slice(),
+                    (None, Some(k)) => layout.varint[k].new_prefix.as_slice(),
                     (None, None) => &[],
                 };
-                write(plan, bytes, plan.map(sp.input.start))?;
+                write(layout, bytes, layout.out_offset(sp.input.start))?;
                 Ok(bytes.len() as u64)
             }
         }

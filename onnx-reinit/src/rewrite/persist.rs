@@ -4,22 +4,23 @@ use std::fs::{self, File};
 use std::path::PathBuf;
 
 use super::destination::parent_dir;
-use super::layout::FilePlan;
+use super::layout::FileLayout;
 use super::{OutputTarget, RewriteStats, Rewriter};
 use crate::error::Error;
 
 impl Rewriter<'_> {
     /// Flushes every temporary file, then renames them into place (side files first).
-    pub(super) fn finish(
+    pub(super) fn persist(
         &self,
-        mut plans: Vec<FilePlan>,
+        mut layouts: Vec<FileLayout>,
         targets: &[usize],
         total: u64,
     ) -> Result<RewriteStats, Error> {
-        for plan in &plans {
-            plan.temp_file()
+        for layout in &layouts {
+            layout
+                .temp_file()
                 .sync_all()
-                .map_err(|e| Error::io(&plan.dest, "flush the output to disk", e))?;
+                .map_err(|e| Error::io(&layout.dest, "flush the output to disk", e))?;
         }
         // The flush of a big model takes a while: a cancel that arrived meanwhile still stops
         // the run cleanly, as nothing has been renamed yet.
@@ -27,7 +28,7 @@ impl Rewriter<'_> {
             return Err(Error::Cancelled { file: self.dest() });
         }
         // The main model last: a reader never sees a new model whose side files are old.
-        plans.sort_by_key(|p| p.is_model);
+        layouts.sort_by_key(|l| l.is_model);
         let mut persisted: Vec<PathBuf> = Vec::new();
         let mut stats = RewriteStats {
             output: self.dest(),
@@ -42,24 +43,24 @@ impl Rewriter<'_> {
             reframed: 0,
             output_len: self.model.bytes().len() as u64,
         };
-        for plan in &plans {
-            stats.payload_bytes += plan
+        for layout in &layouts {
+            stats.payload_bytes += layout
                 .fixed
                 .iter()
                 .map(|t| self.model.tensors()[t.tensor].numel() * t.width)
                 .sum::<u64>();
-            stats.payload_bytes += plan
+            stats.payload_bytes += layout
                 .varint
                 .iter()
                 .map(|v| v.piece_lens.iter().sum::<u64>())
                 .sum::<u64>();
         }
-        for plan in plans {
-            let temp = plan.temp;
-            let result = if plan.overwrite {
-                temp.persist(&plan.dest).map(drop)
+        for layout in layouts {
+            let temp = layout.temp;
+            let result = if layout.overwrite {
+                temp.persist(&layout.dest).map(drop)
             } else {
-                temp.persist_noclobber(&plan.dest).map(drop)
+                temp.persist_noclobber(&layout.dest).map(drop)
             };
             if let Err(e) = result {
                 // Undo what was already renamed into a new output; in place nothing can be
@@ -70,23 +71,23 @@ impl Rewriter<'_> {
                     }
                 }
                 return Err(if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                    Error::OutputExists { file: plan.dest }
+                    Error::OutputExists { file: layout.dest }
                 } else {
-                    Error::io(&plan.dest, "rename the output into place", e.error)
+                    Error::io(&layout.dest, "rename the output into place", e.error)
                 });
             }
             // Make the rename itself durable; failing to sync a folder is not worth failing for.
-            if let Ok(d) = File::open(parent_dir(&plan.dest)) {
+            if let Ok(d) = File::open(parent_dir(&layout.dest)) {
                 let _ = d.sync_all();
             }
-            if plan.is_model {
-                stats.output_len = plan.out_len;
-                stats.output.clone_from(&plan.dest);
-                stats.reframed = plan.varint.len();
+            if layout.is_model {
+                stats.output_len = layout.out_len;
+                stats.output.clone_from(&layout.dest);
+                stats.reframed = layout.varint.len();
             } else {
-                stats.side_files.push(plan.dest.clone());
+                stats.side_files.push(layout.dest.clone());
             }
-            persisted.push(plan.dest);
+            persisted.push(layout.dest);
         }
         Ok(stats)
     }
