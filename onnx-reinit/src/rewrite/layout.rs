@@ -2,18 +2,15 @@
 //! length of every `int32_data` piece, and the re-framed length prefixes around them.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
 use std::ops::Range;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rayon::prelude::*;
-use tempfile::NamedTempFile;
 
 use super::Rewriter;
-use super::destination::{parent_dir, same_file};
+use super::destination::OutputFile;
 use crate::error::Error;
-use crate::onnx::model::{DType, Storage};
+use crate::onnx::model::{DType, Segment, Storage};
 use crate::onnx::values::{self, ValuesBuf};
 use crate::onnx::wire;
 
@@ -60,16 +57,11 @@ pub(super) struct Splice {
     pub(super) varint: Option<usize>,
 }
 
-/// One file to write: a copy of `src` with targets patched and splices applied.
+/// One output file's layout: the byte ranges that get new values, and the splices that change
+/// its length.
 pub(super) struct FileLayout {
-    /// Whether this is the model file (as opposed to an external side file).
-    pub(super) is_model: bool,
-    pub(super) src_path: PathBuf,
-    pub(super) src: File,
-    pub(super) src_len: u64,
-    pub(super) dest: PathBuf,
-    /// Overwrite `dest` if it exists (force, or in place).
-    pub(super) overwrite: bool,
+    /// The file written.
+    pub(super) output: OutputFile,
     pub(super) fixed: Vec<FixedTarget>,
     pub(super) varint: Vec<VarintTarget>,
     /// Sorted by input start, disjoint.
@@ -78,51 +70,20 @@ pub(super) struct FileLayout {
     /// sum of those splices' length changes); `shift_after[0]` is 0.
     pub(super) shift_after: Vec<i64>,
     pub(super) out_len: u64,
-    /// The temporary file in `dest`'s folder that becomes `dest`.
-    pub(super) temp: NamedTempFile,
 }
 
 impl FileLayout {
-    /// Lays out a copy of `src` to `dest`, creating the temporary file beside `dest` with the
-    /// source's permissions (a temporary file is private by default) and, when `dest` is `src`
-    /// (in place), its owner.
-    pub(super) fn new(
-        is_model: bool,
-        src_path: PathBuf,
-        src: File,
-        dest: PathBuf,
-        overwrite: bool,
-    ) -> Result<Self, Error> {
-        let meta = src
-            .metadata()
-            .map_err(|e| Error::io(&src_path, "read metadata", e))?;
-        let dir = parent_dir(&dest);
-        let temp = NamedTempFile::new_in(&dir)
-            .map_err(|e| Error::io(&dir, "create a temporary file in", e))?;
-        // In place, the replacement keeps the original's owner and group, so that a run as
-        // another user (root) does not take the model away from its owner. Best effort: only a
-        // privileged process may give a file away, and an unprivileged one owns its files.
-        if fs::metadata(&dest).is_ok_and(|d| same_file(&d, &meta)) {
-            let _ = std::os::unix::fs::fchown(temp.as_file(), Some(meta.uid()), Some(meta.gid()));
-        }
-        temp.as_file()
-            .set_permissions(meta.permissions())
-            .map_err(|e| Error::io(&dest, "set the permissions of the output", e))?;
-        let src_len = meta.len();
-        Ok(FileLayout {
-            is_model,
-            src_path,
-            src,
-            src_len,
-            dest,
-            overwrite,
+    /// A copy of `output`'s source as it is: no target yet, the same length.
+    pub(super) fn new(output: OutputFile) -> Self {
+        let out_len = output.src_len;
+        FileLayout {
+            output,
             fixed: Vec::new(),
             varint: Vec::new(),
             splices: Vec::new(),
             shift_after: vec![0],
-            out_len: src_len,
-            temp,
-        })
+            out_len,
+        }
     }
 
     /// Output offset of source offset `x` (which is not strictly inside a splice).
@@ -130,10 +91,6 @@ impl FileLayout {
         let k = self.splices.partition_point(|s| s.input.end <= x);
         // Lengths fit in i64 (files are far below 2^63 bytes).
         (x as i64 + self.shift_after[k]) as u64
-    }
-
-    pub(super) fn temp_file(&self) -> &File {
-        self.temp.as_file()
     }
 }
 
@@ -248,7 +205,73 @@ impl Rewriter<'_> {
         Ok(())
     }
 
-    pub(super) fn fixed_target(&self, tensor: usize, regions: Vec<(u64, u64, u64)>) -> FixedTarget {
+    /// Lays out the `targets` stored in a side file: each is one run at its external offset.
+    pub(super) fn lay_out_side_targets(
+        &self,
+        layout: &mut FileLayout,
+        targets: &[usize],
+    ) -> Result<(), Error> {
+        let tensors = self.model.tensors();
+        for &i in targets {
+            if let Storage::External { offset, length, .. } = &tensors[i].storage {
+                if offset + length > layout.output.src_len {
+                    return Err(Error::External {
+                        file: self.file(),
+                        tensor: tensors[i].name.clone(),
+                        offset: tensors[i].offset as u64,
+                        what: format!(
+                            "{} shrank to {} bytes since the model was opened",
+                            layout.output.src_path.display(),
+                            layout.output.src_len
+                        ),
+                    });
+                }
+                layout
+                    .fixed
+                    .push(self.fixed_target(i, vec![(0, tensors[i].numel(), *offset)]));
+            }
+        }
+        Ok(())
+    }
+
+    /// Lays out the `targets` stored in the model file itself (its layout is `layout`):
+    /// `raw_data`, `float_data` and `double_data` are patched where they are; a packed
+    /// `int32_data` run is a varint target, re-framed once its pieces are measured.
+    pub(super) fn lay_out_inline_targets(&self, layout: &mut FileLayout, targets: &[usize]) {
+        for &i in targets {
+            let t = &self.model.tensors()[i];
+            let bytes_regions = |segments: &[Segment]| {
+                values::with_starts(segments)
+                    .map(|(s, seg)| (s, seg.elements, seg.bytes.start as u64))
+                    .collect::<Vec<_>>()
+            };
+            match &t.storage {
+                Storage::Raw { bytes } => layout
+                    .fixed
+                    .push(self.fixed_target(i, vec![(0, t.numel(), bytes.start as u64)])),
+                Storage::FloatData { segments } | Storage::DoubleData { segments } => {
+                    layout
+                        .fixed
+                        .push(self.fixed_target(i, bytes_regions(segments)));
+                }
+                Storage::Int32Data { segments } => {
+                    let seg = &segments[0];
+                    layout.varint.push(VarintTarget {
+                        tensor: i,
+                        dtype: t.dtype(),
+                        prefix: seg.prefix.start as u64..seg.prefix.end as u64,
+                        body: seg.bytes.start as u64..seg.bytes.end as u64,
+                        piece_lens: Vec::new(),
+                        piece_offsets: Vec::new(),
+                        new_prefix: Vec::new(),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn fixed_target(&self, tensor: usize, regions: Vec<(u64, u64, u64)>) -> FixedTarget {
         let dtype = self.model.tensors()[tensor].dtype();
         FixedTarget {
             tensor,
@@ -366,7 +389,7 @@ impl Rewriter<'_> {
                 acc
             }))
             .collect();
-        layout.out_len = (layout.src_len as i64 + acc) as u64;
+        layout.out_len = (layout.output.src_len as i64 + acc) as u64;
         Ok(())
     }
 }

@@ -22,20 +22,22 @@
 //! flushed to disk, and only then renamed into place — side files first, the `.onnx` last. On any
 //! error before the renames, the temporary files are removed and nothing else has changed; the
 //! input is never opened for writing (in place, a patched copy is renamed over it).
+//!
+//! This module holds the API and the order of the steps; each step lives in a module of its own:
+//! `destination` (where each file goes, the checks that keep it off the input and inside the
+//! output folder, the temporary file beside it), `layout` (which byte ranges of which file get
+//! which values, and the re-framing of `int32_data`), `parallel` (the work items and how each is
+//! done) and `persist` (flush, rename into place, clean-up after a failure).
 
-use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::fs::{self, File, Metadata};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rayon::prelude::*;
-
 use crate::error::Error;
-use crate::onnx::external;
 use crate::onnx::model::{LoadedModel, Storage};
-use crate::onnx::values::{self, ValuesMut};
+use crate::onnx::values::ValuesMut;
 
 mod destination;
 mod fileio;
@@ -43,9 +45,8 @@ mod layout;
 mod parallel;
 mod persist;
 
-use destination::{create_dirs, parent_dir, same_file};
-use layout::{FileLayout, VarintTarget};
-use parallel::Scratch;
+use destination::OutputFile;
+use layout::FileLayout;
 
 /// The source of new values.
 ///
@@ -222,11 +223,7 @@ impl<'a> Rewriter<'a> {
         let mut created = Vec::new();
         let result = self.run_in(targets, &mut created);
         if result.is_err() {
-            // The temporary files are gone (dropped with their layouts): remove the folders made
-            // for side files too, deepest first. `remove_dir` leaves a non-empty folder alone.
-            for d in created.iter().rev() {
-                let _ = fs::remove_dir(d);
-            }
+            persist::remove_created_dirs(&created);
         }
         result
     }
@@ -235,33 +232,19 @@ impl<'a> Rewriter<'a> {
     fn run_in(&self, targets: &[usize], created: &mut Vec<PathBuf>) -> Result<RewriteStats, Error> {
         self.check_targets(targets)?;
         let mut layouts = self.lay_out_files(targets, created)?;
-        let main_layout = layouts.iter().position(|l| l.is_model);
-        if let Some(m) = main_layout {
+        if let Some(m) = layouts.iter().position(|l| l.output.is_model) {
             self.measure_varints(&mut layouts[m])?;
             self.reframe(&mut layouts[m])?;
         }
         for layout in &layouts {
             layout
+                .output
                 .temp_file()
                 .set_len(layout.out_len)
-                .map_err(|e| Error::io(&layout.dest, "size the output", e))?;
+                .map_err(|e| Error::io(&layout.output.dest, "size the output", e))?;
         }
-        let work = self.work_items(&layouts);
         let total: u64 = layouts.iter().map(|l| l.out_len).sum();
-        if self.cancelled() {
-            return Err(Error::Cancelled { file: self.dest() });
-        }
-        work.par_iter()
-            .try_for_each_init(Scratch::default, |s, w| {
-                if self.cancelled() {
-                    return Err(Error::Cancelled { file: self.dest() });
-                }
-                let done = self.do_work(&layouts, *w, s)?;
-                if let Some(p) = &self.opts.progress {
-                    p(done, total);
-                }
-                Ok(())
-            })?;
+        self.execute(&layouts, total)?;
         self.persist(layouts, targets, total)
     }
 
@@ -272,224 +255,63 @@ impl<'a> Rewriter<'a> {
         }
     }
 
-    /// Decides which files are written and which targets each holds, and refuses bad
-    /// destinations.
+    /// Decides which files are written and which targets each holds, refusing bad
+    /// destinations, and creates each file's temporary file beside its destination.
     fn lay_out_files(
         &self,
         targets: &[usize],
         created: &mut Vec<PathBuf>,
     ) -> Result<Vec<FileLayout>, Error> {
         let model = self.model;
-        let tensors = model.tensors();
         let input_meta = model
             .file
             .metadata()
             .map_err(|e| Error::io(model.path(), "read metadata", e))?;
         let inline_targets = targets.iter().any(|&i| {
             !matches!(
-                tensors[i].storage,
+                model.tensors()[i].storage,
                 Storage::External { .. } | Storage::Empty
             )
         });
         let mut layouts = Vec::new();
         // Side files, keyed by destination path.
-        let mut sides: BTreeMap<PathBuf, (PathBuf, Vec<usize>)> = BTreeMap::new();
-        match &self.opts.output {
+        let sides = match &self.opts.output {
             OutputTarget::InPlace => {
                 let canonical = model
                     .path()
                     .canonicalize()
                     .map_err(|e| Error::io(model.path(), "resolve the model path", e))?;
                 if inline_targets {
-                    layouts.push(FileLayout::new(
-                        true,
-                        model.path().to_path_buf(),
-                        model
-                            .file
-                            .try_clone()
-                            .map_err(|e| Error::io(model.path(), "reopen the model", e))?,
-                        canonical,
-                        true,
-                    )?);
+                    layouts.push(FileLayout::new(self.model_output(canonical, true)?));
                 }
-                for &i in targets {
-                    if let Storage::External { path, .. } = &tensors[i].storage {
-                        sides
-                            .entry(path.clone())
-                            .or_insert_with(|| (path.clone(), Vec::new()))
-                            .1
-                            .push(i);
-                    }
-                }
+                let sides = self.sides_in_place(targets);
+                let main = inline_targets.then(|| model.path());
+                destination::check_writable_in_place(
+                    main.into_iter()
+                        .chain(sides.values().map(|s| s.src.as_path())),
+                )?;
+                sides
             }
             OutputTarget::Path(dest) => {
-                let dest = dest.clone();
-                let dest_dir = parent_dir(&dest);
-                let mut inputs: Vec<(PathBuf, Metadata)> =
-                    vec![(model.path().to_path_buf(), input_meta)];
-                let target_set: HashSet<usize> = targets.iter().copied().collect();
-                for (i, t) in tensors.iter().enumerate() {
-                    if let Storage::External { location, path, .. } = &t.storage {
-                        let rel = external::checked_relative(location).map_err(|what| {
-                            Error::External {
-                                file: self.file(),
-                                tensor: t.name.clone(),
-                                offset: t.offset as u64,
-                                what,
-                            }
-                        })?;
-                        let entry = sides
-                            .entry(dest_dir.join(rel))
-                            .or_insert_with(|| (path.clone(), Vec::new()));
-                        if target_set.contains(&i) {
-                            entry.1.push(i);
-                        }
-                        let meta = fs::metadata(path)
-                            .map_err(|e| Error::io(path, "read external data", e))?;
-                        inputs.push((path.clone(), meta));
-                    }
-                }
-                let check_dest = |d: &Path| -> Result<(), Error> {
-                    match fs::metadata(d) {
-                        Ok(m) => {
-                            if inputs.iter().any(|(_, im)| same_file(im, &m)) {
-                                return Err(Error::OutputIsInput {
-                                    file: d.to_path_buf(),
-                                });
-                            }
-                            if m.is_dir() {
-                                return Err(Error::io(
-                                    d,
-                                    "write the output",
-                                    std::io::Error::other("it is a directory"),
-                                ));
-                            }
-                            if !self.opts.force {
-                                return Err(Error::OutputExists {
-                                    file: d.to_path_buf(),
-                                });
-                            }
-                            Ok(())
-                        }
-                        Err(_) => Ok(()),
-                    }
-                };
-                check_dest(&dest)?;
-                for side_dest in sides.keys() {
-                    if *side_dest == dest {
-                        return Err(Error::InvalidOption {
-                            what: format!(
-                                "the output {} is also the location of external data",
-                                dest.display()
-                            ),
-                        });
-                    }
-                    check_dest(side_dest)?;
-                }
+                let (sides, inputs) = self.sides_beside(dest, targets, input_meta)?;
+                self.check_new_outputs(dest, &sides, &inputs)?;
                 layouts.push(FileLayout::new(
-                    true,
-                    model.path().to_path_buf(),
-                    model
-                        .file
-                        .try_clone()
-                        .map_err(|e| Error::io(model.path(), "reopen the model", e))?,
-                    dest.clone(),
-                    self.opts.force,
-                )?);
-                // Side destinations in sub-folders: create them, then check they did not lead
-                // outside the output folder through a symlink.
-                let canonical_dest_dir = dest_dir
-                    .canonicalize()
-                    .map_err(|e| Error::io(&dest_dir, "resolve the output folder", e))?;
-                for side_dest in sides.keys() {
-                    let d = parent_dir(side_dest);
-                    create_dirs(&d, created)?;
-                    let cd = d
-                        .canonicalize()
-                        .map_err(|e| Error::io(&d, "resolve the folder", e))?;
-                    if !cd.starts_with(&canonical_dest_dir) {
-                        return Err(Error::InvalidOption {
-                            what: format!(
-                                "output side file {} would leave the output folder through a \
-                                 symlink",
-                                side_dest.display()
-                            ),
-                        });
-                    }
-                }
+                    self.model_output(dest.clone(), self.opts.force)?,
+                ));
+                destination::create_side_folders(dest, &sides, created)?;
+                sides
             }
-        }
-        if self.opts.output == OutputTarget::InPlace {
-            // Replacing a read-only file by rename would succeed; honour the permission instead.
-            let main = inline_targets.then(|| model.path().to_path_buf());
-            for p in main.iter().chain(sides.values().map(|(src, _)| src)) {
-                let meta = fs::metadata(p).map_err(|e| Error::io(p, "read metadata", e))?;
-                if meta.permissions().readonly() {
-                    return Err(Error::io(
-                        p,
-                        "modify in place",
-                        std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-                    ));
-                }
-            }
-        }
-        for (dest, (src_path, side_targets)) in sides {
-            let src = File::open(&src_path).map_err(|e| Error::io(&src_path, "open", e))?;
-            let overwrite = self.opts.force || self.opts.output == OutputTarget::InPlace;
-            let mut layout = FileLayout::new(false, src_path, src, dest, overwrite)?;
-            for i in side_targets {
-                if let Storage::External { offset, length, .. } = &tensors[i].storage {
-                    if offset + length > layout.src_len {
-                        return Err(Error::External {
-                            file: self.file(),
-                            tensor: tensors[i].name.clone(),
-                            offset: tensors[i].offset as u64,
-                            what: format!(
-                                "{} shrank to {} bytes since the model was opened",
-                                layout.src_path.display(),
-                                layout.src_len
-                            ),
-                        });
-                    }
-                    layout
-                        .fixed
-                        .push(self.fixed_target(i, vec![(0, tensors[i].numel(), *offset)]));
-                }
-            }
+        };
+        let overwrite = self.opts.force || self.opts.output == OutputTarget::InPlace;
+        for (dest, side) in sides {
+            let src = File::open(&side.src).map_err(|e| Error::io(&side.src, "open", e))?;
+            let mut layout =
+                FileLayout::new(OutputFile::new(false, side.src, src, dest, overwrite)?);
+            self.lay_out_side_targets(&mut layout, &side.targets)?;
             layouts.push(layout);
         }
-        // Inline targets go into the main layout (the one whose source is the model).
-        if let Some(main) = layouts.iter_mut().find(|l| l.is_model) {
-            for &i in targets {
-                let t = &tensors[i];
-                let bytes_regions = |segments: &[crate::onnx::model::Segment]| {
-                    values::with_starts(segments)
-                        .map(|(s, seg)| (s, seg.elements, seg.bytes.start as u64))
-                        .collect::<Vec<_>>()
-                };
-                match &t.storage {
-                    Storage::Raw { bytes } => main
-                        .fixed
-                        .push(self.fixed_target(i, vec![(0, t.numel(), bytes.start as u64)])),
-                    Storage::FloatData { segments } | Storage::DoubleData { segments } => {
-                        main.fixed
-                            .push(self.fixed_target(i, bytes_regions(segments)));
-                    }
-                    Storage::Int32Data { segments } => {
-                        let seg = &segments[0];
-                        main.varint.push(VarintTarget {
-                            tensor: i,
-                            dtype: t.dtype(),
-                            prefix: seg.prefix.start as u64..seg.prefix.end as u64,
-                            body: seg.bytes.start as u64..seg.bytes.end as u64,
-                            piece_lens: Vec::new(),
-                            piece_offsets: Vec::new(),
-                            new_prefix: Vec::new(),
-                        });
-                    }
-                    _ => {}
-                }
-            }
+        if let Some(main) = layouts.iter_mut().find(|l| l.output.is_model) {
+            self.lay_out_inline_targets(main, targets);
         }
         Ok(layouts)
     }

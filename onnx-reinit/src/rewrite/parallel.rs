@@ -3,6 +3,8 @@
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 
+use rayon::prelude::*;
+
 use super::Rewriter;
 use super::fileio;
 use super::layout::FileLayout;
@@ -12,7 +14,7 @@ use crate::onnx::values::{self, ValuesBuf, ValuesMut};
 
 /// A unit of parallel work.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Work {
+enum Work {
     /// Copy source bytes `[start, start + len)` to their mapped output offset.
     Copy { file: usize, start: u64, len: u64 },
     /// Fill and write piece `piece` of fixed-width target `target`.
@@ -34,15 +36,17 @@ pub(super) enum Work {
 /// Bytes copied per work item: large enough to amortize a syscall, small enough to bound memory.
 const COPY_CHUNK: u64 = 4 << 20;
 
+/// Per-thread buffers, reused from one work item to the next.
 #[derive(Default)]
-pub(super) struct Scratch {
+struct Scratch {
     values: ValuesBuf,
     bytes: Vec<u8>,
     copy: Vec<u8>,
 }
 
 impl Rewriter<'_> {
-    /// Fills `n` values of piece `piece` of `tensor` into the scratch buffer.
+    /// Fills piece `piece` of `tensor` (the last piece may be short) into `s`, returning the
+    /// filled values.
     pub(super) fn fill_piece<'s>(
         &self,
         s: &'s mut ValuesBuf,
@@ -57,7 +61,28 @@ impl Rewriter<'_> {
         v
     }
 
-    pub(super) fn work_items(&self, layouts: &[FileLayout]) -> Vec<Work> {
+    /// Does every work item of `layouts` in parallel, stopping at the first error or at a
+    /// cancellation, and reporting progress against `total` bytes.
+    pub(super) fn execute(&self, layouts: &[FileLayout], total: u64) -> Result<(), Error> {
+        let work = self.work_items(layouts);
+        if self.cancelled() {
+            return Err(Error::Cancelled { file: self.dest() });
+        }
+        work.par_iter().try_for_each_init(Scratch::default, |s, w| {
+            if self.cancelled() {
+                return Err(Error::Cancelled { file: self.dest() });
+            }
+            let done = self.do_work(layouts, *w, s)?;
+            if let Some(p) = &self.opts.progress {
+                p(done, total);
+            }
+            Ok(())
+        })
+    }
+
+    /// The work items of `layouts`: copies of the unchanged bytes between targets and splices
+    /// (in chunks of [`COPY_CHUNK`]), every piece of every target, and every splice.
+    fn work_items(&self, layouts: &[FileLayout]) -> Vec<Work> {
         let mut work = Vec::new();
         for (fi, layout) in layouts.iter().enumerate() {
             // Everything not rewritten is copied: the gaps between holes.
@@ -91,7 +116,7 @@ impl Rewriter<'_> {
                 }
                 pos = pos.max(h.end);
             }
-            push_gap(pos, layout.src_len);
+            push_gap(pos, layout.output.src_len);
             for (ti, t) in layout.fixed.iter().enumerate() {
                 for piece in 0..self.pieces(t.tensor) {
                     work.push(Work::Fixed {
@@ -121,30 +146,33 @@ impl Rewriter<'_> {
     }
 
     /// Performs one work item; returns the bytes written.
-    pub(super) fn do_work(
-        &self,
-        layouts: &[FileLayout],
-        w: Work,
-        s: &mut Scratch,
-    ) -> Result<u64, Error> {
+    fn do_work(&self, layouts: &[FileLayout], w: Work, s: &mut Scratch) -> Result<u64, Error> {
         let write = |layout: &FileLayout, bytes: &[u8], at: u64| {
             layout
+                .output
                 .temp_file()
                 .write_all_at(bytes, at)
-                .map_err(|e| Error::io(&layout.dest, "write the output", e))
+                .map_err(|e| Error::io(&layout.output.dest, "write the output", e))
         };
         match w {
             Work::Copy { file, start, len } => {
                 let layout = &layouts[file];
                 let at = layout.out_offset(start);
-                fileio::copy_range(&layout.src, start, layout.temp_file(), at, len, &mut s.copy)
-                    .map_err(|e| match e {
-                        fileio::CopyError::Read(e) => Error::io(&layout.src_path, "read", e),
-                        fileio::CopyError::Write(e) => {
-                            Error::io(&layout.dest, "write the output", e)
-                        }
-                    })?;
-                fileio::start_writeback(layout.temp_file(), at, len);
+                fileio::copy_range(
+                    &layout.output.src,
+                    start,
+                    layout.output.temp_file(),
+                    at,
+                    len,
+                    &mut s.copy,
+                )
+                .map_err(|e| match e {
+                    fileio::CopyError::Read(e) => Error::io(&layout.output.src_path, "read", e),
+                    fileio::CopyError::Write(e) => {
+                        Error::io(&layout.output.dest, "write the output", e)
+                    }
+                })?;
+                fileio::start_writeback(layout.output.temp_file(), at, len);
                 Ok(len)
             }
             Work::Fixed {
@@ -169,7 +197,7 @@ impl Rewriter<'_> {
                         [((lo - start) * t.width) as usize..((hi - start) * t.width) as usize];
                     let at = layout.out_offset(r.offset + (lo - r.elem_start) * t.width);
                     write(layout, src, at)?;
-                    fileio::start_writeback(layout.temp_file(), at, src.len() as u64);
+                    fileio::start_writeback(layout.output.temp_file(), at, src.len() as u64);
                 }
                 Ok(n * t.width)
             }

@@ -1,4 +1,5 @@
-//! Persistence: flushing the temporary files and renaming them into place.
+//! Persistence: flushing the temporary files, renaming them into place, and cleaning up after
+//! an error or a cancellation.
 
 use std::fs::{self, File};
 use std::path::PathBuf;
@@ -18,9 +19,10 @@ impl Rewriter<'_> {
     ) -> Result<RewriteStats, Error> {
         for layout in &layouts {
             layout
+                .output
                 .temp_file()
                 .sync_all()
-                .map_err(|e| Error::io(&layout.dest, "flush the output to disk", e))?;
+                .map_err(|e| Error::io(&layout.output.dest, "flush the output to disk", e))?;
         }
         // The flush of a big model takes a while: a cancel that arrived meanwhile still stops
         // the run cleanly, as nothing has been renamed yet.
@@ -28,7 +30,7 @@ impl Rewriter<'_> {
             return Err(Error::Cancelled { file: self.dest() });
         }
         // The main model last: a reader never sees a new model whose side files are old.
-        layouts.sort_by_key(|l| l.is_model);
+        layouts.sort_by_key(|l| l.output.is_model);
         let mut persisted: Vec<PathBuf> = Vec::new();
         let mut stats = RewriteStats {
             output: self.dest(),
@@ -56,11 +58,11 @@ impl Rewriter<'_> {
                 .sum::<u64>();
         }
         for layout in layouts {
-            let temp = layout.temp;
-            let result = if layout.overwrite {
-                temp.persist(&layout.dest).map(drop)
+            let temp = layout.output.temp;
+            let result = if layout.output.overwrite {
+                temp.persist(&layout.output.dest).map(drop)
             } else {
-                temp.persist_noclobber(&layout.dest).map(drop)
+                temp.persist_noclobber(&layout.output.dest).map(drop)
             };
             if let Err(e) = result {
                 // Undo what was already renamed into a new output; in place nothing can be
@@ -71,24 +73,35 @@ impl Rewriter<'_> {
                     }
                 }
                 return Err(if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                    Error::OutputExists { file: layout.dest }
+                    Error::OutputExists {
+                        file: layout.output.dest,
+                    }
                 } else {
-                    Error::io(&layout.dest, "rename the output into place", e.error)
+                    Error::io(&layout.output.dest, "rename the output into place", e.error)
                 });
             }
             // Make the rename itself durable; failing to sync a folder is not worth failing for.
-            if let Ok(d) = File::open(parent_dir(&layout.dest)) {
+            if let Ok(d) = File::open(parent_dir(&layout.output.dest)) {
                 let _ = d.sync_all();
             }
-            if layout.is_model {
+            if layout.output.is_model {
                 stats.output_len = layout.out_len;
-                stats.output.clone_from(&layout.dest);
+                stats.output.clone_from(&layout.output.dest);
                 stats.reframed = layout.varint.len();
             } else {
-                stats.side_files.push(layout.dest.clone());
+                stats.side_files.push(layout.output.dest.clone());
             }
-            persisted.push(layout.dest);
+            persisted.push(layout.output.dest);
         }
         Ok(stats)
+    }
+}
+
+/// After a failed or cancelled run: the temporary files are gone (dropped with their layouts),
+/// so remove the folders made for side files too, deepest first (`created` is in creation
+/// order). `remove_dir` leaves a non-empty folder alone.
+pub(super) fn remove_created_dirs(created: &[PathBuf]) {
+    for d in created.iter().rev() {
+        let _ = fs::remove_dir(d);
     }
 }
