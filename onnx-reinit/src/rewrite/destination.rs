@@ -77,6 +77,8 @@ pub(super) struct SideFile {
     pub(super) src: PathBuf,
     /// The targets stored in it, to be patched.
     pub(super) targets: Vec<usize>,
+    /// The first tensor found stored in it, named by errors about its destination.
+    pub(super) tensor: usize,
 }
 
 impl Rewriter<'_> {
@@ -100,6 +102,7 @@ impl Rewriter<'_> {
                     .or_insert_with(|| SideFile {
                         src: path.clone(),
                         targets: Vec::new(),
+                        tensor: i,
                     })
                     .targets
                     .push(i);
@@ -132,6 +135,7 @@ impl Rewriter<'_> {
                 let side = sides.entry(dest_dir.join(rel)).or_insert_with(|| SideFile {
                     src: path.clone(),
                     targets: Vec::new(),
+                    tensor: i,
                 });
                 if target_set.contains(&i) {
                     side.targets.push(i);
@@ -178,48 +182,47 @@ impl Rewriter<'_> {
             }
         };
         check(dest)?;
-        for side_dest in sides.keys() {
-            if *side_dest == dest {
-                return Err(Error::InvalidOption {
-                    what: format!(
-                        "the output {} is also the location of external data",
-                        dest.display()
-                    ),
+        for (side_dest, side) in sides {
+            if side_dest == dest {
+                return Err(Error::OutputIsSideFile {
+                    file: dest.to_path_buf(),
+                    model: self.file(),
+                    tensor: self.model.tensors()[side.tensor].name.clone(),
                 });
             }
             check(side_dest)?;
         }
         Ok(())
     }
-}
 
-/// Creates the folders of side destinations in sub-folders of `dest`'s (recording them in
-/// `created`), then checks that none led outside `dest`'s folder through a symlink.
-pub(super) fn create_side_folders(
-    dest: &Path,
-    sides: &BTreeMap<PathBuf, SideFile>,
-    created: &mut Vec<PathBuf>,
-) -> Result<(), Error> {
-    let dest_dir = parent_dir(dest);
-    let canonical_dest_dir = dest_dir
-        .canonicalize()
-        .map_err(|e| Error::io(&dest_dir, "resolve the output folder", e))?;
-    for side_dest in sides.keys() {
-        let d = parent_dir(side_dest);
-        create_dirs(&d, created)?;
-        let cd = d
+    /// Creates the folders of side destinations in sub-folders of `dest`'s (recording them in
+    /// `created`), then checks that none led outside `dest`'s folder through a symlink.
+    pub(super) fn create_side_folders(
+        &self,
+        dest: &Path,
+        sides: &BTreeMap<PathBuf, SideFile>,
+        created: &mut Vec<PathBuf>,
+    ) -> Result<(), Error> {
+        let dest_dir = parent_dir(dest);
+        let canonical_dest_dir = dest_dir
             .canonicalize()
-            .map_err(|e| Error::io(&d, "resolve the folder", e))?;
-        if !cd.starts_with(&canonical_dest_dir) {
-            return Err(Error::InvalidOption {
-                what: format!(
-                    "output side file {} would leave the output folder through a symlink",
-                    side_dest.display()
-                ),
-            });
+            .map_err(|e| Error::io(&dest_dir, "resolve the output folder", e))?;
+        for (side_dest, side) in sides {
+            let d = parent_dir(side_dest);
+            create_dirs(&d, created)?;
+            let cd = d
+                .canonicalize()
+                .map_err(|e| Error::io(&d, "resolve the folder", e))?;
+            if !cd.starts_with(&canonical_dest_dir) {
+                return Err(Error::SideFileEscapes {
+                    file: side_dest.clone(),
+                    model: self.file(),
+                    tensor: self.model.tensors()[side.tensor].name.clone(),
+                });
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Refuses to modify a read-only file in place: replacing it by rename would succeed, so the

@@ -101,8 +101,10 @@ impl Rewriter<'_> {
         for &i in targets {
             let t = self.model.tensor_checked(i)?;
             if !seen.insert(i) {
-                return Err(Error::InvalidOption {
-                    what: format!("tensor {:?} (#{i}) listed twice", t.name),
+                return Err(Error::DuplicateTarget {
+                    file: self.file(),
+                    tensor: t.name.clone(),
+                    index: i,
                 });
             }
             let dtype = t.dtype();

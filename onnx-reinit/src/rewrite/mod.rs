@@ -179,11 +179,10 @@ impl<'a> Rewriter<'a> {
         opts: &'a RewriteOptions,
     ) -> Result<Self, Error> {
         if opts.piece_elems == 0 || !opts.piece_elems.is_multiple_of(PIECE_ALIGN) {
-            return Err(Error::InvalidOption {
-                what: format!(
-                    "piece_elems {} is not a positive multiple of {PIECE_ALIGN}",
-                    opts.piece_elems
-                ),
+            return Err(Error::InvalidPieceSize {
+                file: model.path().to_path_buf(),
+                piece_elems: opts.piece_elems,
+                align: PIECE_ALIGN,
             });
         }
         Ok(Rewriter {
@@ -298,7 +297,7 @@ impl<'a> Rewriter<'a> {
                 layouts.push(FileLayout::new(
                     self.model_output(dest.clone(), self.opts.force)?,
                 ));
-                destination::create_side_folders(dest, &sides, created)?;
+                self.create_side_folders(dest, &sides, created)?;
                 sides
             }
         };

@@ -212,12 +212,12 @@ impl Rewriter<'_> {
                 s.bytes.clear();
                 values::encode_varints(&v, &mut s.bytes);
                 if s.bytes.len() as u64 != t.piece_lens[piece as usize] {
-                    return Err(Error::InvalidOption {
-                        what: format!(
-                            "the filler gave different values for the same piece of tensor {:?} \
-                             (it must be a pure function of tensor and offset)",
-                            self.model.tensors()[t.tensor].name
-                        ),
+                    let start = piece * self.piece_elems;
+                    return Err(Error::NondeterministicFiller {
+                        file: self.file(),
+                        tensor: self.model.tensors()[t.tensor].name.clone(),
+                        start,
+                        end: start + v.len() as u64,
                     });
                 }
                 let body_out = layout.out_offset(t.prefix.start) + t.new_prefix.len() as u64;
