@@ -160,7 +160,7 @@ pub fn pipeline(data: &[u8]) {
     };
     let a = match pipeline::analyse(&m, &AnalysisOptions::default()) {
         Ok(a) => a,
-        Err(RunError::Internal(e)) => panic!("analysis and scanner disagree: {e}"),
+        Err(e @ RunError::AnalysisMismatch { .. }) => panic!("{e}"),
         Err(_) => return,
     };
     let Ok(p) = plan::plan(&a, &Rules::default(), SEED) else {

@@ -19,7 +19,7 @@ use init_core::{Element, Fans, Sampler, Scheme, Stream, init_tensor};
 
 use crate::analysis::Analysis;
 use crate::onnx::values::ValuesMut;
-use crate::plan::{Fill, Plan};
+use crate::plan::{Fill, Plan, PlanError, Refusal};
 
 /// The stream key of an initializer: its name in the main graph, `graph/name` in a subgraph.
 pub fn tensor_key(graph: &str, name: &str) -> u64 {
@@ -249,10 +249,10 @@ impl std::fmt::Debug for PlanFiller {
 }
 
 impl PlanFiller {
-    /// Prepares the plan's fills. Fails (naming the tensor) when a scheme cannot apply to a
-    /// tensor's shape and fans; nothing is computed yet (structured fills are computed when
-    /// written, see the module docs).
-    pub fn new(analysis: &Analysis, plan: &Plan) -> Result<PlanFiller, String> {
+    /// Prepares the plan's fills. Fails (naming the tensor and its rule) when a scheme cannot
+    /// apply to a tensor's shape and fans; nothing is computed yet (structured fills are
+    /// computed when written, see the module docs).
+    pub fn new(analysis: &Analysis, plan: &Plan) -> Result<PlanFiller, PlanError> {
         let mut tensors = Vec::with_capacity(plan.entries.len());
         for e in &plan.entries {
             let t = &analysis.tensors[e.index];
@@ -266,14 +266,24 @@ impl PlanFiller {
             };
             let shape: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
             let numel = shape.iter().product::<usize>() as u64;
-            let err = |e: init_core::InitError| format!("tensor `{}`: {e}", t.name);
+            let refused = |refusal: Refusal| PlanError {
+                tensor: t.name.clone(),
+                rule: e.reason.clone(),
+                refusal: Box::new(refusal),
+            };
+            let init_refused = |scheme: Scheme, error| refused(Refusal::Scheme { scheme, error });
             let recipe = match fill {
                 Fill::Whole { scheme, fans } => {
-                    if let Some(sampler) = scheme.sampler(*fans).map_err(err)? {
+                    if let Some(sampler) = scheme
+                        .sampler(*fans)
+                        .map_err(|error| init_refused(*scheme, error))?
+                    {
                         tensors.push(Some(Prepared::Sampled { sampler, stream }));
                         continue;
                     }
-                    scheme.check(&shape, *fans).map_err(err)?;
+                    scheme
+                        .check(&shape, *fans)
+                        .map_err(|error| init_refused(*scheme, error))?;
                     Recipe::Whole {
                         scheme: *scheme,
                         shape,
@@ -289,13 +299,14 @@ impl PlanFiller {
                 } => {
                     scheme
                         .check(&[*rows, *cols], Some(gate_fans(*rows, *cols)))
-                        .map_err(err)?;
+                        .map_err(|error| init_refused(*scheme, error))?;
                     if (blocks * rows * cols) as u64 != numel {
-                        return Err(format!(
-                            "tensor `{}`: {blocks} gate blocks of {rows}×{cols} do not make its \
-                             {numel} elements",
-                            t.name
-                        ));
+                        return Err(refused(Refusal::GateBlocks {
+                            blocks: *blocks,
+                            rows: *rows,
+                            cols: *cols,
+                            numel,
+                        }));
                     }
                     Recipe::GateBlocks {
                         scheme: *scheme,

@@ -301,8 +301,8 @@ fn reinit_proto(
     rules: &Rules,
     seed: u64,
 ) -> Result<usize, String> {
-    let plan = plan::plan(analysis, rules, seed)?;
-    let filler = PlanFiller::new(analysis, &plan)?;
+    let plan = plan::plan(analysis, rules, seed).map_err(|e| e.to_string())?;
+    let filler = PlanFiller::new(analysis, &plan).map_err(|e| e.to_string())?;
     let Some(graph) = proto.graph.as_mut() else {
         return Ok(0);
     };

@@ -381,7 +381,7 @@ fn recommendation(t: &TensorInfo, rules: &Rules) -> Result<Option<(String, f64)>
         tensors: vec![t.clone()],
         warnings: Vec::new(),
     };
-    let p = plan::plan(&single, rules, DEFAULT_SEED)?;
+    let p = plan::plan(&single, rules, DEFAULT_SEED).map_err(|e| e.to_string())?;
     let Some(fill) = p.entries.into_iter().next().and_then(|e| e.fill) else {
         return Ok(None);
     };

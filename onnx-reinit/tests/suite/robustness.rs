@@ -875,7 +875,7 @@ fn exercise(input: &Path, out_dir: &Path, in_place: bool) -> Reached {
     };
     let analysis = match pipeline::analyse(&m, &AnalysisOptions::default()) {
         Ok(a) => a,
-        Err(RunError::Internal(e)) => panic!("the analysis and the scanner disagree: {e}"),
+        Err(e @ RunError::AnalysisMismatch { .. }) => panic!("{e}"),
         Err(e) => {
             unchanged(&e.to_string());
             return Reached::Loaded;
