@@ -20,6 +20,7 @@ use init_core::{Element, Fans, Sampler, Scheme, Stream, init_tensor};
 use crate::analysis::Analysis;
 use crate::onnx::values::ValuesMut;
 use crate::plan::{Fill, Plan, PlanError, Refusal};
+use crate::rewrite::Filler;
 
 /// The stream key of an initializer: its name in the main graph, `graph/name` in a subgraph.
 pub fn tensor_key(graph: &str, name: &str) -> u64 {
@@ -339,10 +340,13 @@ impl PlanFiller {
             .filter_map(|(i, t)| t.as_ref().map(|_| i))
             .collect()
     }
+}
 
-    /// Write elements `start .. start + out.len()` of tensor `tensor` (`start` a multiple of
-    /// init-core's chunk size for sampled tensors).
-    pub fn fill_values(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
+impl Filler for PlanFiller {
+    /// Writes the planned values of elements `start .. start + out.len()` of tensor `tensor`
+    /// (`start` a multiple of init-core's chunk size for sampled tensors, as the rewrite's
+    /// pieces are); a tensor the plan keeps is left as it is.
+    fn fill(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
         let Some(Some(p)) = self.tensors.get(tensor) else {
             return;
         };

@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicBool;
 use crate::analysis::{self, Analysis, AnalysisOptions, ConstValues};
 use crate::apply::PlanFiller;
 use crate::onnx::model::LoadedModel;
-use crate::onnx::values::ValuesMut;
 use crate::plan::{self, Plan, PlanError, Rules};
 use crate::report::Report;
 use crate::rewrite::{self, OutputTarget, ProgressFn, RewriteOptions};
@@ -135,14 +134,6 @@ pub fn analyse(model: &LoadedModel, opts: &AnalysisOptions) -> Result<Analysis, 
     Ok(analysis)
 }
 
-struct Adapter<'a>(&'a PlanFiller);
-
-impl rewrite::Filler for Adapter<'_> {
-    fn fill(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
-        self.0.fill_values(tensor, start, out);
-    }
-}
-
 /// Everything a run produced.
 #[derive(Debug)]
 pub struct Outcome {
@@ -175,7 +166,7 @@ pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
             opts.force = config.force;
             opts.cancel.clone_from(&config.cancel);
             opts.progress.clone_from(&config.progress);
-            rewrite::rewrite(&model, &filler.targets(), &Adapter(&filler), &opts)?;
+            rewrite::rewrite(&model, &filler.targets(), &filler, &opts)?;
             Some(match dest {
                 Destination::Path(p) => p.display().to_string(),
                 _ => config.model.display().to_string(),

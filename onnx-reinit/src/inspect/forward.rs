@@ -33,6 +33,7 @@ use crate::onnx::model::{DType, LoadedModel};
 use crate::onnx::skeleton;
 use crate::onnx::values::{ValuesBuf, encode_le};
 use crate::plan::{self, Rules};
+use crate::rewrite::Filler;
 
 /// Ops whose output is recorded as an activation.
 const ACTIVATIONS: &[&str] = &[
@@ -329,7 +330,7 @@ fn reinit_proto(
             .map(|&d| usize::try_from(d).unwrap_or(0))
             .product::<usize>();
         let mut view = buf.view(dtype, n);
-        filler.fill_values(index, 0, view.reborrow_prefix(n));
+        filler.fill(index, 0, view.reborrow_prefix(n));
         let mut raw = Vec::with_capacity(n * dtype.size().unwrap_or(4));
         encode_le(&view, &mut raw);
         let p = &mut graph.initializer[k];
