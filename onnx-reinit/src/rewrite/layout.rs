@@ -17,27 +17,35 @@ use crate::onnx::wire;
 /// A run of one fixed-width target's elements stored contiguously in one file.
 #[derive(Debug, Clone)]
 pub(super) struct Region {
+    /// The tensor's first element in the run.
     pub(super) elem_start: u64,
+    /// Elements in the run.
     pub(super) elems: u64,
     /// Byte offset in the source file.
     pub(super) offset: u64,
 }
 
+/// A target whose values keep their byte width (`raw_data`, `float_data`, `double_data`,
+/// external data): patched where it is.
 #[derive(Debug)]
 pub(super) struct FixedTarget {
     pub(super) tensor: usize,
     pub(super) dtype: DType,
+    /// Bytes per element.
     pub(super) width: u64,
     /// Sorted by `elem_start`, covering the tensor's elements.
     pub(super) regions: Vec<Region>,
 }
 
+/// A target stored as one packed `int32_data` run (f16/bf16 bit patterns as varints), whose
+/// length changes with its values.
 #[derive(Debug)]
 pub(super) struct VarintTarget {
     pub(super) tensor: usize,
     pub(super) dtype: DType,
-    /// The packed `int32_data` field's length prefix and body in the source.
+    /// The packed field's length prefix in the source.
     pub(super) prefix: Range<u64>,
+    /// The packed field's body in the source.
     pub(super) body: Range<u64>,
     /// Encoded byte length of each piece (measured in a first pass).
     pub(super) piece_lens: Vec<u64>,
@@ -50,10 +58,14 @@ pub(super) struct VarintTarget {
 /// A source range replaced by content of another length.
 #[derive(Debug)]
 pub(super) struct Splice {
+    /// The source bytes replaced.
     pub(super) input: Range<u64>,
+    /// Length of the new content.
     pub(super) new_len: u64,
-    /// `None`: the content is a varint target's (index into `FileLayout::varint`); otherwise bytes.
+    /// The new content (a message's new length prefix), or `None` for a varint target's field,
+    /// whose content is its new prefix and its pieces.
     pub(super) bytes: Option<Vec<u8>>,
+    /// The varint target whose field this is (an index into [`FileLayout::varint`]).
     pub(super) varint: Option<usize>,
 }
 
@@ -69,6 +81,7 @@ pub(super) struct FileLayout {
     /// `shift_after[k]`: how far the bytes after the first `k` splices move in the output (the
     /// sum of those splices' length changes); `shift_after[0]` is 0.
     pub(super) shift_after: Vec<i64>,
+    /// Length of the written file.
     pub(super) out_len: u64,
 }
 

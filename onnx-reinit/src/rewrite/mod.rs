@@ -151,9 +151,12 @@ pub struct RewriteStats {
 ///
 /// Refuses (before writing anything): an index out of range or listed twice, a tensor that is
 /// not f32/f64/f16/bf16, storage that cannot be rewritten (unpacked or multi-segment
-/// `int32_data`, external data with a checksum), a piece size that is not a positive multiple of
-/// [`PIECE_ALIGN`], an existing output without `force`, an output that is the input or one of its
-/// side files. On error no output file is left and the input is untouched.
+/// `int32_data`, external data with a checksum, external bytes shared with another tensor), a
+/// piece size that is not a positive multiple of [`PIECE_ALIGN`], an existing output without
+/// `force`, an output that is the input or one of its side files, a side file whose destination
+/// is the output or leaves the output folder through a symlink. A filler that gives a piece
+/// different values when asked twice fails the run. On error no output file is left and the
+/// input is untouched.
 pub fn rewrite(
     model: &LoadedModel,
     targets: &[usize],
