@@ -15,8 +15,7 @@ use onnx_reinit::onnx::model::{LoadedModel, Storage};
 use onnx_reinit::pipeline::{self, RunError};
 use onnx_reinit::plan::{self, Rules};
 use onnx_reinit::report::Report;
-use onnx_reinit::rewrite::{self, Filler, OutputTarget, RewriteOptions};
-use onnx_reinit::onnx::values::ValuesMut;
+use onnx_reinit::rewrite::{self, OutputTarget, RewriteOptions};
 use onnx_reinit::onnx::{scan, skeleton};
 
 // The rewrite fidelity helpers of the test suite, shared rather than copied.
@@ -101,14 +100,6 @@ fn listing(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-struct Adapter<'a>(&'a PlanFiller);
-
-impl Filler for Adapter<'_> {
-    fn fill(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
-        self.0.fill_values(tensor, start, out);
-    }
-}
-
 /// The whole pipeline on `data` as a model file (beside the side files seeds reference).
 ///
 /// # Panics
@@ -160,7 +151,7 @@ pub fn pipeline(data: &[u8]) {
     };
     let a = match pipeline::analyse(&m, &AnalysisOptions::default()) {
         Ok(a) => a,
-        Err(RunError::Internal(e)) => panic!("analysis and scanner disagree: {e}"),
+        Err(e @ RunError::AnalysisMismatch { .. }) => panic!("{e}"),
         Err(_) => return,
     };
     let Ok(p) = plan::plan(&a, &Rules::default(), SEED) else {
@@ -183,7 +174,7 @@ pub fn pipeline(data: &[u8]) {
     } else {
         OutputTarget::Path(out.clone())
     });
-    let stats = match rewrite::rewrite(&m, &targets, &Adapter(&filler), &opts) {
+    let stats = match rewrite::rewrite(&m, &targets, &filler, &opts) {
         Ok(s) => s,
         Err(e) => {
             let msg = e.to_string();

@@ -336,7 +336,7 @@ fn stages(model_path: &Path, dir: &Path, reps: usize) {
             .par_iter()
             .for_each_init(Vec::<f32>::new, |buf, &(i, start, n)| {
                 buf.resize(n, 0.0);
-                filler.fill_values(i, start, ValuesMut::F32(&mut buf[..n]));
+                filler.fill(i, start, ValuesMut::F32(&mut buf[..n]));
                 std::hint::black_box(&buf);
             });
         fill.push(t.elapsed());
@@ -352,7 +352,7 @@ fn stages(model_path: &Path, dir: &Path, reps: usize) {
 
         for (samples, f) in [
             (&mut write_zero, &ZeroFiller as &dyn Filler),
-            (&mut write_real, &Adapter(&filler) as &dyn Filler),
+            (&mut write_real, &filler as &dyn Filler),
         ] {
             remove(&out);
             let mut opts = RewriteOptions::new(OutputTarget::Path(out.clone()));
@@ -417,14 +417,6 @@ fn status_kb(field: &str) -> u64 {
         })
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
-}
-
-struct Adapter<'a>(&'a PlanFiller);
-
-impl Filler for Adapter<'_> {
-    fn fill(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
-        self.0.fill_values(tensor, start, out);
-    }
 }
 
 /// One whole-process measurement.

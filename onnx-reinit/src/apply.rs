@@ -1,13 +1,13 @@
-//! Turning a [`Plan`] into values: the [`Filler`](crate::rewrite::Filler) the rewrite calls
-//! for each piece of each tensor.
+//! Turning a [`Plan`] into values: [`PlanFiller`], the [`Filler`] the rewrite calls for each
+//! piece of each tensor.
 //!
 //! Element-wise schemes are sampled piece by piece straight into the output buffer (memory does
 //! not grow with the tensor); structured schemes (orthogonal, eye, dirac) and per-gate-block
 //! recurrent fills need the whole matrix at once: each is computed when its first piece is
 //! written and dropped after its last, so memory holds the few being written (about one per
-//! thread), not all of a model's recurrent matrices. Either way a tensor's values are a pure function
-//! of (seed, graph path and name, scheme, fans, shape, dtype): the determinism contract of
-//! init-core, so the output does not depend on the thread count or on which other tensors are
+//! thread), not all of a model's recurrent matrices. Either way a tensor's values are a pure
+//! function of (seed, graph path and name, scheme, fans, shape, dtype): the determinism contract
+//! of init-core, so the output does not depend on the thread count or on which other tensors are
 //! re-initialized.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +19,8 @@ use init_core::{Element, Fans, Sampler, Scheme, Stream, init_tensor};
 
 use crate::analysis::Analysis;
 use crate::onnx::values::ValuesMut;
-use crate::plan::{Fill, Plan};
+use crate::plan::{Fill, Plan, PlanError, Refusal};
+use crate::rewrite::Filler;
 
 /// The stream key of an initializer: its name in the main graph, `graph/name` in a subgraph.
 pub fn tensor_key(graph: &str, name: &str) -> u64 {
@@ -30,9 +31,12 @@ pub fn tensor_key(graph: &str, name: &str) -> u64 {
     }
 }
 
-enum Prepared {
+/// How one planned tensor's values are made.
+enum PreparedFill {
+    /// Element-wise: sampled piece by piece at the piece's offset in the stream.
     Sampled { sampler: Sampler, stream: Stream },
-    Structured(Box<Lazy>),
+    /// Whole-tensor: computed once, then copied out piece by piece.
+    Structured(Box<StructuredFill>),
 }
 
 /// A whole-tensor fill (orthogonal, eye, dirac, or gate blocks), computed when the first piece
@@ -40,34 +44,42 @@ enum Prepared {
 /// holds the structured tensors being written, not all of them.
 ///
 /// The first thread to ask computes it; the others wait for the result. The computation runs on
-/// a thread and rayon pool of its own ([`Lazy::compute_apart`]), never on the rewrite's pool:
-/// a rewrite worker that waited inside a parallel QR could otherwise pick up another piece of
-/// the same tensor and start the QR again below itself (measured: 25% more CPU on ten 3200²
-/// orthogonal matrices), and a worker blocked on the result must not be one the QR needs.
-struct Lazy {
+/// a thread and rayon pool of its own ([`StructuredFill::compute_apart`]), never on the
+/// rewrite's pool: a rewrite worker that waited inside a parallel QR could otherwise pick up
+/// another piece of the same tensor and start the QR again below itself (measured: 25% more CPU
+/// on ten 3200² orthogonal matrices), and a worker blocked on the result must not be one the QR
+/// needs.
+struct StructuredFill {
     recipe: Recipe,
     data_type: i32,
     numel: u64,
-    state: Mutex<State>,
+    state: Mutex<FillState>,
     ready: Condvar,
     /// Elements not yet handed out in this pass; reset to `numel` when it reaches 0 (an
     /// `int32_data` tensor is filled twice: once to measure, once to write).
     remaining: AtomicU64,
 }
 
-enum State {
+/// Where a [`StructuredFill`]'s values are.
+enum FillState {
+    /// Not computed, or dropped after the last piece.
     Empty,
+    /// Being computed by one thread; the others wait on `ready`.
     Computing,
+    /// Computed, shared by the threads copying pieces out.
     Ready(Arc<Values>),
 }
 
+/// What a [`StructuredFill`] computes.
 enum Recipe {
+    /// One scheme over the whole tensor.
     Whole {
         scheme: Scheme,
         shape: Vec<usize>,
         fans: Option<Fans>,
         stream: Stream,
     },
+    /// The scheme per gate block, each block with its own stream (`name#b`) and fans.
     GateBlocks {
         scheme: Scheme,
         blocks: usize,
@@ -79,6 +91,7 @@ enum Recipe {
     },
 }
 
+/// A whole tensor's values, in its element type.
 enum Values {
     F32(Vec<f32>),
     F64(Vec<f64>),
@@ -86,27 +99,28 @@ enum Values {
     BF16(Vec<bf16>),
 }
 
-impl Lazy {
-    fn lock(&self) -> MutexGuard<'_, State> {
+impl StructuredFill {
+    fn lock(&self) -> MutexGuard<'_, FillState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The tensor's values: computed by the first caller of a pass, waited for by the others.
     fn values(&self) -> Arc<Values> {
         let mut st = self.lock();
         loop {
             match &*st {
-                State::Ready(v) => return Arc::clone(v),
-                State::Computing => {
+                FillState::Ready(v) => return Arc::clone(v),
+                FillState::Computing => {
                     st = self.ready.wait(st).unwrap_or_else(PoisonError::into_inner);
                 }
-                State::Empty => break,
+                FillState::Empty => break,
             }
         }
-        *st = State::Computing;
+        *st = FillState::Computing;
         drop(st);
         // Whatever happens (a panic included), waiters are woken to a settled state.
-        let mut guard = Settle {
-            lazy: self,
+        let mut guard = PublishOnDrop {
+            fill: self,
             values: None,
         };
         let v = Arc::new(self.compute_apart());
@@ -123,7 +137,7 @@ impl Lazy {
             })
             .unwrap_or(0);
         if before <= n {
-            *self.lock() = State::Empty;
+            *self.lock() = FillState::Empty;
             self.remaining.store(self.numel, Ordering::Release);
         }
     }
@@ -207,24 +221,24 @@ impl Lazy {
     }
 }
 
-/// The fans of one `rows × cols` gate block: a matrix of its own.
 /// Publishes the result of a computation (or, when it unwound, the empty state) and wakes the
 /// threads waiting for it.
-struct Settle<'a> {
-    lazy: &'a Lazy,
+struct PublishOnDrop<'a> {
+    fill: &'a StructuredFill,
     values: Option<Arc<Values>>,
 }
 
-impl Drop for Settle<'_> {
+impl Drop for PublishOnDrop<'_> {
     fn drop(&mut self) {
-        *self.lazy.lock() = match self.values.take() {
-            Some(v) => State::Ready(v),
-            None => State::Empty,
+        *self.fill.lock() = match self.values.take() {
+            Some(v) => FillState::Ready(v),
+            None => FillState::Empty,
         };
-        self.lazy.ready.notify_all();
+        self.fill.ready.notify_all();
     }
 }
 
+/// The fans of one `rows × cols` gate block: a matrix of its own.
 fn gate_fans(rows: usize, cols: usize) -> Fans {
     Fans {
         fan_in: cols as u64,
@@ -234,7 +248,7 @@ fn gate_fans(rows: usize, cols: usize) -> Fans {
 
 /// The values of every planned tensor, ready to be written.
 pub struct PlanFiller {
-    tensors: Vec<Option<Prepared>>,
+    tensors: Vec<Option<PreparedFill>>,
 }
 
 impl std::fmt::Debug for PlanFiller {
@@ -249,10 +263,10 @@ impl std::fmt::Debug for PlanFiller {
 }
 
 impl PlanFiller {
-    /// Prepares the plan's fills. Fails (naming the tensor) when a scheme cannot apply to a
-    /// tensor's shape and fans; nothing is computed yet (structured fills are computed when
-    /// written, see the module docs).
-    pub fn new(analysis: &Analysis, plan: &Plan) -> Result<PlanFiller, String> {
+    /// Prepares the plan's fills. Fails (naming the tensor and its rule) when a scheme cannot
+    /// apply to a tensor's shape and fans; nothing is computed yet (structured fills are
+    /// computed when written, see the module docs).
+    pub fn new(analysis: &Analysis, plan: &Plan) -> Result<PlanFiller, PlanError> {
         let mut tensors = Vec::with_capacity(plan.entries.len());
         for e in &plan.entries {
             let t = &analysis.tensors[e.index];
@@ -266,14 +280,24 @@ impl PlanFiller {
             };
             let shape: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
             let numel = shape.iter().product::<usize>() as u64;
-            let err = |e: init_core::InitError| format!("tensor `{}`: {e}", t.name);
+            let refused = |refusal: Refusal| PlanError {
+                tensor: t.name.clone(),
+                rule: e.reason.clone(),
+                refusal: Box::new(refusal),
+            };
+            let init_refused = |scheme: Scheme, error| refused(Refusal::Scheme { scheme, error });
             let recipe = match fill {
                 Fill::Whole { scheme, fans } => {
-                    if let Some(sampler) = scheme.sampler(*fans).map_err(err)? {
-                        tensors.push(Some(Prepared::Sampled { sampler, stream }));
+                    if let Some(sampler) = scheme
+                        .sampler(*fans)
+                        .map_err(|error| init_refused(*scheme, error))?
+                    {
+                        tensors.push(Some(PreparedFill::Sampled { sampler, stream }));
                         continue;
                     }
-                    scheme.check(&shape, *fans).map_err(err)?;
+                    scheme
+                        .check(&shape, *fans)
+                        .map_err(|error| init_refused(*scheme, error))?;
                     Recipe::Whole {
                         scheme: *scheme,
                         shape,
@@ -289,13 +313,14 @@ impl PlanFiller {
                 } => {
                     scheme
                         .check(&[*rows, *cols], Some(gate_fans(*rows, *cols)))
-                        .map_err(err)?;
+                        .map_err(|error| init_refused(*scheme, error))?;
                     if (blocks * rows * cols) as u64 != numel {
-                        return Err(format!(
-                            "tensor `{}`: {blocks} gate blocks of {rows}×{cols} do not make its \
-                             {numel} elements",
-                            t.name
-                        ));
+                        return Err(refused(Refusal::GateBlocks {
+                            blocks: *blocks,
+                            rows: *rows,
+                            cols: *cols,
+                            numel,
+                        }));
                     }
                     Recipe::GateBlocks {
                         scheme: *scheme,
@@ -308,11 +333,11 @@ impl PlanFiller {
                     }
                 }
             };
-            tensors.push(Some(Prepared::Structured(Box::new(Lazy {
+            tensors.push(Some(PreparedFill::Structured(Box::new(StructuredFill {
                 recipe,
                 data_type: t.data_type,
                 numel,
-                state: Mutex::new(State::Empty),
+                state: Mutex::new(FillState::Empty),
                 ready: Condvar::new(),
                 remaining: AtomicU64::new(numel),
             }))));
@@ -328,23 +353,26 @@ impl PlanFiller {
             .filter_map(|(i, t)| t.as_ref().map(|_| i))
             .collect()
     }
+}
 
-    /// Write elements `start .. start + out.len()` of tensor `tensor` (`start` a multiple of
-    /// init-core's chunk size for sampled tensors).
-    pub fn fill_values(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
+impl Filler for PlanFiller {
+    /// Writes the planned values of elements `start .. start + out.len()` of tensor `tensor`
+    /// (`start` a multiple of init-core's chunk size for sampled tensors, as the rewrite's
+    /// pieces are); a tensor the plan keeps is left as it is.
+    fn fill(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
         let Some(Some(p)) = self.tensors.get(tensor) else {
             return;
         };
         match p {
-            Prepared::Sampled { sampler, stream } => match out {
+            PreparedFill::Sampled { sampler, stream } => match out {
                 ValuesMut::F32(v) => sampler.fill_at(v, *stream, start),
                 ValuesMut::F64(v) => sampler.fill_at(v, *stream, start),
                 ValuesMut::F16(v) => sampler.fill_at(v, *stream, start),
                 ValuesMut::BF16(v) => sampler.fill_at(v, *stream, start),
             },
-            Prepared::Structured(lazy) => {
+            PreparedFill::Structured(structured) => {
                 let n = out.len() as u64;
-                let values = lazy.values();
+                let values = structured.values();
                 let s = start as usize;
                 match (&*values, out) {
                     (Values::F32(src), ValuesMut::F32(v)) => copy_from(v, src, s),
@@ -354,7 +382,7 @@ impl PlanFiller {
                     _ => unreachable!("values are prepared in the tensor's own dtype"),
                 }
                 drop(values);
-                lazy.handed_out(n);
+                structured.handed_out(n);
             }
         }
     }
@@ -404,9 +432,9 @@ fn precompute(
 mod tests {
     use super::*;
 
-    fn lazy(scheme: &str, shape: &[usize]) -> Lazy {
+    fn structured(scheme: &str, shape: &[usize]) -> StructuredFill {
         let numel = shape.iter().product::<usize>() as u64;
-        Lazy {
+        StructuredFill {
             recipe: Recipe::Whole {
                 scheme: Scheme::parse(scheme).unwrap(),
                 shape: shape.to_vec(),
@@ -415,13 +443,13 @@ mod tests {
             },
             data_type: 1,
             numel,
-            state: Mutex::new(State::Empty),
+            state: Mutex::new(FillState::Empty),
             ready: Condvar::new(),
             remaining: AtomicU64::new(numel),
         }
     }
 
-    fn take(l: &Lazy, start: usize, n: usize) -> Vec<f32> {
+    fn take(l: &StructuredFill, start: usize, n: usize) -> Vec<f32> {
         let v = l.values();
         let Values::F32(src) = &*v else {
             panic!("f32 values expected")
@@ -434,7 +462,7 @@ mod tests {
 
     #[test]
     fn structured_values_live_from_first_to_last_piece_of_each_pass() {
-        let l = lazy("orthogonal", &[48, 40]);
+        let l = structured("orthogonal", &[48, 40]);
         let mut want = vec![0f32; 48 * 40];
         init_tensor(
             &Scheme::parse("orthogonal").unwrap(),
@@ -445,13 +473,17 @@ mod tests {
         )
         .unwrap();
         for _pass in 0..2 {
-            assert!(matches!(*l.lock(), State::Empty));
+            assert!(matches!(*l.lock(), FillState::Empty));
             let mut got = Vec::new();
             for start in (0..48 * 40).step_by(512) {
                 let n = (48 * 40 - start).min(512);
                 got.extend(take(&l, start, n));
                 let last = start + n == 48 * 40;
-                assert_eq!(matches!(*l.lock(), State::Empty), last, "piece at {start}");
+                assert_eq!(
+                    matches!(*l.lock(), FillState::Empty),
+                    last,
+                    "piece at {start}"
+                );
             }
             assert_eq!(got, want);
             assert_eq!(l.remaining.load(Ordering::Acquire), 48 * 40);
@@ -460,7 +492,7 @@ mod tests {
 
     #[test]
     fn concurrent_pieces_agree_and_release() {
-        let l = lazy("eye", &[300, 500]);
+        let l = structured("eye", &[300, 500]);
         let pieces: Vec<usize> = (0..300 * 500).step_by(1000).collect();
         let got: Vec<Vec<f32>> = std::thread::scope(|s| {
             let handles: Vec<_> = pieces
@@ -477,6 +509,6 @@ mod tests {
             let (r, c) = (i / 500, i % 500);
             assert_eq!(*x, if r == c { 1.0 } else { 0.0 }, "element {i}");
         }
-        assert!(matches!(*l.lock(), State::Empty));
+        assert!(matches!(*l.lock(), FillState::Empty));
     }
 }

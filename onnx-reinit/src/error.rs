@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+use crate::onnx::model::DType;
+
 /// An error of the loading and rewrite layer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -119,11 +121,100 @@ pub enum Error {
         file: PathBuf,
     },
 
-    /// An invalid option or argument.
-    #[error("invalid rewrite option: {what}")]
-    InvalidOption {
-        /// What is wrong.
-        what: String,
+    /// An output side file would be the output model itself (an external `location` with the
+    /// output's file name).
+    #[error("{}: the output is also where tensor {tensor:?} of {} keeps its external data",
+            file.display(), model.display())]
+    OutputIsSideFile {
+        /// The output model.
+        file: PathBuf,
+        /// The input model.
+        model: PathBuf,
+        /// A tensor whose external data goes there.
+        tensor: String,
+    },
+
+    /// An output side file's folder leads outside the output folder through a symlink.
+    #[error("{}: output side file (external data of tensor {tensor:?} of {}) would leave the \
+             output folder through a symlink", file.display(), model.display())]
+    SideFileEscapes {
+        /// The side file's destination.
+        file: PathBuf,
+        /// The input model.
+        model: PathBuf,
+        /// A tensor whose external data goes there.
+        tensor: String,
+    },
+
+    /// The rewrite's piece size is not a positive multiple of
+    /// [`PIECE_ALIGN`](crate::rewrite::PIECE_ALIGN).
+    #[error("{}: invalid rewrite option: piece_elems {piece_elems} is not a positive multiple \
+             of {align}", file.display())]
+    InvalidPieceSize {
+        /// The model file.
+        file: PathBuf,
+        /// The piece size asked for.
+        piece_elems: usize,
+        /// The multiple it must be.
+        align: usize,
+    },
+
+    /// A tensor listed more than once among the rewrite's targets.
+    #[error("{}: tensor {tensor:?} (#{index}) listed twice as a rewrite target", file.display())]
+    DuplicateTarget {
+        /// The model file.
+        file: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// Its index in the model's tensors.
+        index: usize,
+    },
+
+    /// The filler gave a piece different values when asked twice (it must be a pure function
+    /// of tensor and offset; an `int32_data` tensor's pieces are filled once to measure them and
+    /// once to write them).
+    #[error("{}: tensor {tensor:?}: the filler gave different values for the same piece \
+             (elements {start}..{end}); it must be a pure function of tensor and offset",
+            file.display())]
+    NondeterministicFiller {
+        /// The model file.
+        file: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// First element of the piece.
+        start: u64,
+        /// End (exclusive) of the piece.
+        end: u64,
+    },
+
+    /// Values asked for in a buffer of another element type than the tensor's.
+    #[error("{}: tensor {tensor:?}: cannot read {} values into a {buffer:?} buffer",
+            file.display(), stored.onnx_name())]
+    BufferTypeMismatch {
+        /// The model file.
+        file: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// The tensor's element type.
+        stored: DType,
+        /// The buffer's element type.
+        buffer: DType,
+    },
+
+    /// Elements asked for past the end of a tensor.
+    #[error("{}: tensor {tensor:?}: elements {start}..{end} out of range (tensor has {numel})",
+            file.display())]
+    ElementsOutOfRange {
+        /// The model file.
+        file: PathBuf,
+        /// The tensor name.
+        tensor: String,
+        /// First element asked for.
+        start: u64,
+        /// End (exclusive) of the elements asked for (saturated at `u64::MAX`).
+        end: u64,
+        /// The tensor's element count.
+        numel: u64,
     },
 
     /// The rewrite was cancelled through its cancellation flag; nothing was written.

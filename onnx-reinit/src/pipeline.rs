@@ -8,8 +8,7 @@ use std::sync::atomic::AtomicBool;
 use crate::analysis::{self, Analysis, AnalysisOptions, ConstValues};
 use crate::apply::PlanFiller;
 use crate::onnx::model::LoadedModel;
-use crate::onnx::values::ValuesMut;
-use crate::plan::{self, Plan, Rules};
+use crate::plan::{self, Plan, PlanError, Rules};
 use crate::report::Report;
 use crate::rewrite::{self, OutputTarget, ProgressFn, RewriteOptions};
 
@@ -20,11 +19,28 @@ pub enum RunError {
     #[error(transparent)]
     Model(#[from] crate::error::Error),
     /// A rule cannot apply to a tensor.
-    #[error("{0}")]
-    Plan(String),
-    /// The analysis and the scanner disagree (a bug: please report it with the model).
-    #[error("{0}")]
-    Internal(String),
+    #[error("{}: {error}", file.display())]
+    Plan {
+        /// The model file.
+        file: PathBuf,
+        /// The tensor, its rule and what is wrong.
+        error: PlanError,
+    },
+    /// The analysis and the scanner enumerate different initializers (a bug: please report it
+    /// with the model).
+    #[error("{}: the analysis and the scanner disagree on the initializers ({analysis} vs \
+             {scanner}; first difference at #{first_difference})", file.display())]
+    AnalysisMismatch {
+        /// The model file.
+        file: PathBuf,
+        /// Initializers the analysis found.
+        analysis: usize,
+        /// Initializers the scanner found.
+        scanner: usize,
+        /// Index of the first initializer they disagree on (by graph or name, or the shorter
+        /// count).
+        first_difference: usize,
+    },
 }
 
 /// The seed used when none is given; printed in every report so a run can be repeated.
@@ -101,29 +117,21 @@ impl ConstValues for ModelConsts<'_> {
 pub fn analyse(model: &LoadedModel, opts: &AnalysisOptions) -> Result<Analysis, RunError> {
     let analysis = analysis::analyze(model.skeleton(), &ModelConsts(model), opts);
     let tensors = model.tensors();
-    let same = analysis.tensors.len() == tensors.len()
-        && analysis
-            .tensors
-            .iter()
-            .zip(tensors)
-            .all(|(a, t)| a.name == t.name && a.graph == t.graph);
-    if !same {
-        return Err(RunError::Internal(format!(
-            "{}: the analysis and the scanner disagree on the initializers ({} vs {})",
-            model.path().display(),
-            analysis.tensors.len(),
-            tensors.len()
-        )));
+    let first_difference = analysis
+        .tensors
+        .iter()
+        .zip(tensors)
+        .position(|(a, t)| a.name != t.name || a.graph != t.graph)
+        .unwrap_or(analysis.tensors.len().min(tensors.len()));
+    if first_difference < analysis.tensors.len().max(tensors.len()) {
+        return Err(RunError::AnalysisMismatch {
+            file: model.path().to_path_buf(),
+            analysis: analysis.tensors.len(),
+            scanner: tensors.len(),
+            first_difference,
+        });
     }
     Ok(analysis)
-}
-
-struct Adapter<'a>(&'a PlanFiller);
-
-impl rewrite::Filler for Adapter<'_> {
-    fn fill(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
-        self.0.fill_values(tensor, start, out);
-    }
 }
 
 /// Everything a run produced.
@@ -141,10 +149,12 @@ pub struct Outcome {
 pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
     let model = LoadedModel::open(&config.model)?;
     let analysis = analyse(&model, &config.analysis)?;
-    let plan = plan::plan(&analysis, &config.rules, config.seed)
-        .map_err(|msg| RunError::Plan(format!("{}: {msg}", config.model.display())))?;
-    let filler = PlanFiller::new(&analysis, &plan)
-        .map_err(|msg| RunError::Plan(format!("{}: {msg}", config.model.display())))?;
+    let plan_error = |error| RunError::Plan {
+        file: config.model.clone(),
+        error,
+    };
+    let plan = plan::plan(&analysis, &config.rules, config.seed).map_err(plan_error)?;
+    let filler = PlanFiller::new(&analysis, &plan).map_err(plan_error)?;
     let output = match &config.destination {
         Destination::DryRun => None,
         dest => {
@@ -156,7 +166,7 @@ pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
             opts.force = config.force;
             opts.cancel.clone_from(&config.cancel);
             opts.progress.clone_from(&config.progress);
-            rewrite::rewrite(&model, &filler.targets(), &Adapter(&filler), &opts)?;
+            rewrite::rewrite(&model, &filler.targets(), &filler, &opts)?;
             Some(match dest {
                 Destination::Path(p) => p.display().to_string(),
                 _ => config.model.display().to_string(),

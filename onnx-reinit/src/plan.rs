@@ -324,26 +324,97 @@ pub struct Plan {
     pub seed: u64,
 }
 
-/// Decide every initializer's fill. Fails only when a chosen scheme cannot apply to a tensor
-/// (a fan-based scheme on a tensor without fans, orthogonal on rank 1, …), naming the tensor.
-pub fn plan(analysis: &Analysis, rules: &Rules, seed: u64) -> Result<Plan, String> {
-    let mut entries = Vec::with_capacity(analysis.tensors.len());
-    for (index, t) in analysis.tensors.iter().enumerate() {
-        let (rule, reason) = choose(t, rules);
-        let fill = match (&rule, t.role) {
-            (Rule::Keep, _) | (_, None) => None,
-            (Rule::Init { scheme, adapt_gain }, Some(_)) => Some(
-                fill_for(t, *scheme, *adapt_gain)
-                    .map_err(|e| format!("tensor `{}` ({reason}): {e}", t.name))?,
-            ),
-        };
-        entries.push(PlanEntry {
-            index,
-            fill,
-            reason,
-        });
-    }
+/// Why a chosen scheme cannot apply to a tensor: the tensor, the rule that chose the scheme, and
+/// what is wrong. [`crate::pipeline::RunError::Plan`] adds the model file.
+#[derive(Debug, thiserror::Error)]
+#[error("tensor `{tensor}` ({rule}): {refusal}")]
+pub struct PlanError {
+    /// The tensor name.
+    pub tensor: String,
+    /// The rule that chose the scheme (a [`PlanEntry::reason`]).
+    pub rule: String,
+    /// What is wrong (boxed: the error path need not make every `Result` large).
+    pub refusal: Box<Refusal>,
+}
+
+/// What keeps a scheme from applying to a tensor (see [`PlanError`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The tensor has a negative dimension.
+    #[error("negative dimension {0}")]
+    NegativeDimension(i64),
+    /// A recurrent tensor's hidden size does not fit in this machine's `usize`.
+    #[error("hidden size {0} does not fit in this machine's address space")]
+    HiddenSizeTooLarge(u64),
+    /// A fan-based scheme on a tensor whose role defines no fans.
+    #[error(
+        "{0} needs fan_in/fan_out, which this tensor's role does not define; use a scheme \
+         without fans (e.g. normal(0,0.02)) or keep"
+    )]
+    NeedsFans(Scheme),
+    /// A matrix scheme (orthogonal, eye) on a tensor of rank < 2.
+    #[error("{scheme} needs a tensor of rank >= 2, got {shape:?}")]
+    NeedsMatrix {
+        /// The scheme.
+        scheme: Scheme,
+        /// The tensor's shape.
+        shape: Vec<usize>,
+    },
+    /// init-core refuses the scheme for this shape and these fans.
+    #[error("{scheme}: {error}")]
+    Scheme {
+        /// The scheme.
+        scheme: Scheme,
+        /// init-core's reason.
+        error: init_core::InitError,
+    },
+    /// A recurrent fill's gate blocks do not make up the tensor.
+    #[error("{blocks} gate blocks of {rows}×{cols} do not make its {numel} elements")]
+    GateBlocks {
+        /// Number of blocks.
+        blocks: usize,
+        /// Rows per block.
+        rows: usize,
+        /// Columns per block.
+        cols: usize,
+        /// The tensor's element count.
+        numel: u64,
+    },
+}
+
+/// Decide every initializer's fill (each as [`plan_tensor`] does). Fails only when a chosen
+/// scheme cannot apply to a tensor (a fan-based scheme on a tensor without fans, orthogonal on
+/// rank 1, …), naming the tensor.
+pub fn plan(analysis: &Analysis, rules: &Rules, seed: u64) -> Result<Plan, PlanError> {
+    let entries = analysis
+        .tensors
+        .iter()
+        .enumerate()
+        .map(|(index, t)| plan_tensor(index, t, rules))
+        .collect::<Result<_, _>>()?;
     Ok(Plan { entries, seed })
+}
+
+/// Decide one initializer's fill: the entry [`plan`] makes for tensor `index`, `t` (the rule
+/// that applies to it, and the effective scheme with its fans or gate blocks).
+pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEntry, PlanError> {
+    let (rule, reason) = choose(t, rules);
+    let fill = match (&rule, t.role) {
+        (Rule::Keep, _) | (_, None) => None,
+        (Rule::Init { scheme, adapt_gain }, Some(_)) => Some(
+            fill_for(t, *scheme, *adapt_gain).map_err(|refusal| PlanError {
+                tensor: t.name.clone(),
+                rule: reason.clone(),
+                refusal: Box::new(refusal),
+            })?,
+        ),
+    };
+    Ok(PlanEntry {
+        index,
+        fill,
+        reason,
+    })
 }
 
 fn choose(t: &TensorInfo, rules: &Rules) -> (Rule, String) {
@@ -404,14 +475,14 @@ fn adapt(scheme: Scheme, act: Option<Activation>) -> Scheme {
     Scheme::he(distribution, mode, nl).unwrap_or(scheme)
 }
 
-fn dims_usize(t: &TensorInfo) -> Result<Vec<usize>, String> {
+fn dims_usize(t: &TensorInfo) -> Result<Vec<usize>, Refusal> {
     t.dims
         .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
+        .map(|&d| usize::try_from(d).map_err(|_| Refusal::NegativeDimension(d)))
         .collect()
 }
 
-fn fill_for(t: &TensorInfo, scheme: Scheme, adapt_gain: bool) -> Result<Fill, String> {
+fn fill_for(t: &TensorInfo, scheme: Scheme, adapt_gain: bool) -> Result<Fill, Refusal> {
     let scheme = if adapt_gain {
         adapt(scheme, t.activation)
     } else {
@@ -422,7 +493,8 @@ fn fill_for(t: &TensorInfo, scheme: Scheme, adapt_gain: bool) -> Result<Fill, St
         && let Some(gate_fans) = rec.gate_fans
     {
         let blocks = (rec.directions * rec.gates) as usize;
-        let rows = usize::try_from(rec.hidden).map_err(|e| e.to_string())?;
+        let rows =
+            usize::try_from(rec.hidden).map_err(|_| Refusal::HiddenSizeTooLarge(rec.hidden))?;
         let numel: usize = dims.iter().product();
         if blocks > 0 && rows > 0 && numel.is_multiple_of(blocks * rows) {
             let cols = numel / (blocks * rows);
@@ -443,23 +515,20 @@ fn fill_for(t: &TensorInfo, scheme: Scheme, adapt_gain: bool) -> Result<Fill, St
 }
 
 /// Reject a scheme that cannot apply before anything is written.
-fn check_scheme(scheme: Scheme, shape: &[usize], fans: Option<Fans>) -> Result<(), String> {
+fn check_scheme(scheme: Scheme, shape: &[usize], fans: Option<Fans>) -> Result<(), Refusal> {
     if scheme.needs_fans() && fans.is_none() {
-        return Err(format!(
-            "{scheme} needs fan_in/fan_out, which this tensor's role does not define; use a \
-             scheme without fans (e.g. normal(0,0.02)) or keep"
-        ));
+        return Err(Refusal::NeedsFans(scheme));
     }
     scheme
         .expected_std(shape, fans)
-        .map(|_| ())
-        .map_err(|e| format!("{scheme}: {e}"))?;
+        .map_err(|error| Refusal::Scheme { scheme, error })?;
     if let SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } = scheme.kind()
         && shape.len() < 2
     {
-        return Err(format!(
-            "{scheme} needs a tensor of rank >= 2, got {shape:?}"
-        ));
+        return Err(Refusal::NeedsMatrix {
+            scheme,
+            shape: shape.to_vec(),
+        });
     }
     Ok(())
 }

@@ -33,6 +33,7 @@ use crate::onnx::model::{DType, LoadedModel};
 use crate::onnx::skeleton;
 use crate::onnx::values::{ValuesBuf, encode_le};
 use crate::plan::{self, Rules};
+use crate::rewrite::Filler;
 
 /// Ops whose output is recorded as an activation.
 const ACTIVATIONS: &[&str] = &[
@@ -301,8 +302,8 @@ fn reinit_proto(
     rules: &Rules,
     seed: u64,
 ) -> Result<usize, String> {
-    let plan = plan::plan(analysis, rules, seed)?;
-    let filler = PlanFiller::new(analysis, &plan)?;
+    let plan = plan::plan(analysis, rules, seed).map_err(|e| e.to_string())?;
+    let filler = PlanFiller::new(analysis, &plan).map_err(|e| e.to_string())?;
     let Some(graph) = proto.graph.as_mut() else {
         return Ok(0);
     };
@@ -329,7 +330,7 @@ fn reinit_proto(
             .map(|&d| usize::try_from(d).unwrap_or(0))
             .product::<usize>();
         let mut view = buf.view(dtype, n);
-        filler.fill_values(index, 0, view.reborrow_prefix(n));
+        filler.fill(index, 0, view.reborrow_prefix(n));
         let mut raw = Vec::with_capacity(n * dtype.size().unwrap_or(4));
         encode_le(&view, &mut raw);
         let p = &mut graph.initializer[k];

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{Analysis, AnalysisOptions, FanCompat, NormStatKind, Role, TensorInfo};
 use crate::onnx::model::LoadedModel;
-use crate::pipeline::{self, DEFAULT_SEED, RunError};
+use crate::pipeline::{self, RunError};
 use crate::plan::{self, Fill, Rules};
 use crate::report::dtype_name;
 
@@ -375,14 +375,14 @@ pub fn inspect(
     Ok((model, analysis, report))
 }
 
-/// The recommended scheme of one tensor under the default rules, and its std.
-fn recommendation(t: &TensorInfo, rules: &Rules) -> Result<Option<(String, f64)>, String> {
-    let single = Analysis {
-        tensors: vec![t.clone()],
-        warnings: Vec::new(),
-    };
-    let p = plan::plan(&single, rules, DEFAULT_SEED)?;
-    let Some(fill) = p.entries.into_iter().next().and_then(|e| e.fill) else {
+/// The recommended scheme of tensor `index`, `t`, under `rules`, and its std.
+fn recommendation(
+    index: usize,
+    t: &TensorInfo,
+    rules: &Rules,
+) -> Result<Option<(String, f64)>, String> {
+    let entry = plan::plan_tensor(index, t, rules).map_err(|e| e.to_string())?;
+    let Some(fill) = entry.fill else {
         return Ok(None);
     };
     let (scheme, std) = match fill {
@@ -430,7 +430,7 @@ pub fn diagnose(
     for (&i, st) in rows_of.iter().zip(&stats) {
         let t = &analysis.tensors[i];
         let role = t.role.expect("filtered on role");
-        let (recommended, recommended_std, plan_note) = match recommendation(t, &rules) {
+        let (recommended, recommended_std, plan_note) = match recommendation(i, t, &rules) {
             Ok(Some((s, std))) => (Some(s), Some(std), None),
             Ok(None) => (None, None, None),
             Err(e) => (None, None, Some(format!("no recommendation: {e}"))),

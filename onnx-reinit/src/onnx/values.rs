@@ -286,23 +286,23 @@ impl LoadedModel {
         mut out: ValuesMut<'_>,
     ) -> Result<(), Error> {
         let t = self.tensor_checked(index)?;
-        let bad = |what: String| Error::InvalidOption {
-            what: format!("tensor {:?}: {what}", t.name),
-        };
         if t.dtype() != out.dtype() {
-            return Err(bad(format!(
-                "cannot read {} values into a {:?} buffer",
-                t.dtype().onnx_name(),
-                out.dtype()
-            )));
+            return Err(Error::BufferTypeMismatch {
+                file: self.path().to_path_buf(),
+                tensor: t.name.clone(),
+                stored: t.dtype(),
+                buffer: out.dtype(),
+            });
         }
         let n = out.len() as u64;
         if start.checked_add(n).is_none_or(|end| end > t.numel()) {
-            return Err(bad(format!(
-                "elements {start}..{} out of range (tensor has {})",
-                start.saturating_add(n),
-                t.numel()
-            )));
+            return Err(Error::ElementsOutOfRange {
+                file: self.path().to_path_buf(),
+                tensor: t.name.clone(),
+                start,
+                end: start.saturating_add(n),
+                numel: t.numel(),
+            });
         }
         if n == 0 {
             return Ok(());

@@ -27,7 +27,7 @@ use onnx_reinit::onnx::{scan, wire};
 use onnx_reinit::pipeline::{self, RunError};
 use onnx_reinit::plan::{self, Rules};
 use onnx_reinit::report::Report;
-use onnx_reinit::rewrite::{self, Filler, OutputTarget, RewriteOptions, RewriteStats};
+use onnx_reinit::rewrite::{self, OutputTarget, RewriteOptions, RewriteStats};
 
 use crate::common::fidelity::{bits, inline_ranges, outside};
 use crate::common::onnx::{
@@ -690,14 +690,6 @@ fn mutate(rng: &mut Rng, src: &[u8], others: &[Vec<u8>], names: &[String]) -> Ve
 /// The CLI's default seed, so the property test writes what the tool would.
 const SEED: u64 = pipeline::DEFAULT_SEED;
 
-struct PlanAdapter<'a>(&'a PlanFiller);
-
-impl Filler for PlanAdapter<'_> {
-    fn fill(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
-        self.0.fill_values(tensor, start, out);
-    }
-}
-
 /// Which stage a model reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Reached {
@@ -875,7 +867,7 @@ fn exercise(input: &Path, out_dir: &Path, in_place: bool) -> Reached {
     };
     let analysis = match pipeline::analyse(&m, &AnalysisOptions::default()) {
         Ok(a) => a,
-        Err(RunError::Internal(e)) => panic!("the analysis and the scanner disagree: {e}"),
+        Err(e @ RunError::AnalysisMismatch { .. }) => panic!("{e}"),
         Err(e) => {
             unchanged(&e.to_string());
             return Reached::Loaded;
@@ -911,7 +903,7 @@ fn exercise(input: &Path, out_dir: &Path, in_place: bool) -> Reached {
         OutputTarget::Path(out.clone())
     });
     opts.force = false;
-    match rewrite::rewrite(&m, &targets, &PlanAdapter(&filler), &opts) {
+    match rewrite::rewrite(&m, &targets, &filler, &opts) {
         Err(e) => {
             let msg = e.to_string();
             assert!(

@@ -10,6 +10,7 @@ use half::{bf16, f16};
 use onnx_reinit::apply::PlanFiller;
 use onnx_reinit::onnx::model::{DType, LoadedModel, Storage};
 use onnx_reinit::onnx::values::ValuesMut;
+use onnx_reinit::rewrite::Filler;
 
 /// The values of float tensor `i` as f64 bit patterns (exact for all four types): read from
 /// the model, or, with `filler`, the values the plan gives it (one call over the whole tensor).
@@ -20,7 +21,7 @@ pub fn bits(m: &LoadedModel, i: usize, filler: Option<&PlanFiller>) -> Vec<u64> 
     let t = &m.tensors()[i];
     let n = usize::try_from(t.numel()).expect("tensor fits in memory");
     let fill = |out: ValuesMut<'_>| match filler {
-        Some(f) => f.fill_values(i, 0, out),
+        Some(f) => f.fill(i, 0, out),
         None => m.read_values(i, 0, out).expect("read the tensor's values"),
     };
     match t.dtype() {

@@ -1,0 +1,274 @@
+//! Safety of the destination: where each output file goes, the checks that keep every output
+//! off the input and inside the output folder, and the temporary file beside each destination
+//! that becomes it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File, Metadata};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use super::Rewriter;
+use crate::error::Error;
+use crate::onnx::external;
+use crate::onnx::model::Storage;
+
+/// One file being written: a patched copy of `src_path`, written to a temporary file beside
+/// `dest` that is renamed to `dest` once complete.
+pub(super) struct OutputFile {
+    /// Whether this is the model file (as opposed to an external side file).
+    pub(super) is_model: bool,
+    pub(super) src_path: PathBuf,
+    pub(super) src: File,
+    /// The source's length when it was opened.
+    pub(super) src_len: u64,
+    pub(super) dest: PathBuf,
+    /// Overwrite `dest` if it exists (force, or in place).
+    pub(super) overwrite: bool,
+    /// The temporary file in `dest`'s folder that becomes `dest`.
+    pub(super) temp: NamedTempFile,
+}
+
+impl OutputFile {
+    /// Creates the temporary file beside `dest` with the source's permissions (a temporary file
+    /// is private by default) and, when `dest` is `src` (in place), its owner.
+    pub(super) fn new(
+        is_model: bool,
+        src_path: PathBuf,
+        src: File,
+        dest: PathBuf,
+        overwrite: bool,
+    ) -> Result<Self, Error> {
+        let meta = src
+            .metadata()
+            .map_err(|e| Error::io(&src_path, "read metadata", e))?;
+        let dir = parent_dir(&dest);
+        let temp = NamedTempFile::new_in(&dir)
+            .map_err(|e| Error::io(&dir, "create a temporary file in", e))?;
+        // In place, the replacement keeps the original's owner and group, so that a run as
+        // another user (root) does not take the model away from its owner. Best effort: only a
+        // privileged process may give a file away, and an unprivileged one owns its files.
+        if fs::metadata(&dest).is_ok_and(|d| same_file(&d, &meta)) {
+            let _ = std::os::unix::fs::fchown(temp.as_file(), Some(meta.uid()), Some(meta.gid()));
+        }
+        temp.as_file()
+            .set_permissions(meta.permissions())
+            .map_err(|e| Error::io(&dest, "set the permissions of the output", e))?;
+        Ok(OutputFile {
+            is_model,
+            src_path,
+            src,
+            src_len: meta.len(),
+            dest,
+            overwrite,
+            temp,
+        })
+    }
+
+    pub(super) fn temp_file(&self) -> &File {
+        self.temp.as_file()
+    }
+}
+
+/// An external-data file to write (the map holding it is keyed by its destination).
+pub(super) struct SideFile {
+    /// The side file it is a copy of.
+    pub(super) src: PathBuf,
+    /// The targets stored in it, to be patched.
+    pub(super) targets: Vec<usize>,
+    /// The first tensor found stored in it, named by errors about its destination.
+    pub(super) tensor: usize,
+}
+
+impl Rewriter<'_> {
+    /// The model's output: a copy of the model file to `dest`.
+    pub(super) fn model_output(&self, dest: PathBuf, overwrite: bool) -> Result<OutputFile, Error> {
+        let model = self.model;
+        let src = model
+            .file
+            .try_clone()
+            .map_err(|e| Error::io(model.path(), "reopen the model", e))?;
+        OutputFile::new(true, model.path().to_path_buf(), src, dest, overwrite)
+    }
+
+    /// In place: the side files holding targets, each replaced by a patched copy of itself.
+    pub(super) fn sides_in_place(&self, targets: &[usize]) -> BTreeMap<PathBuf, SideFile> {
+        let mut sides: BTreeMap<PathBuf, SideFile> = BTreeMap::new();
+        for &i in targets {
+            if let Storage::External { path, .. } = &self.model.tensors()[i].storage {
+                sides
+                    .entry(path.clone())
+                    .or_insert_with(|| SideFile {
+                        src: path.clone(),
+                        targets: Vec::new(),
+                        tensor: i,
+                    })
+                    .targets
+                    .push(i);
+            }
+        }
+        sides
+    }
+
+    /// To a new path: every side file of the model, copied beside `dest` under its relative
+    /// location (with its targets patched); and the metadata of every input file (the model's,
+    /// `model_meta`, first), which no output may be.
+    pub(super) fn sides_beside(
+        &self,
+        dest: &Path,
+        targets: &[usize],
+        model_meta: Metadata,
+    ) -> Result<(BTreeMap<PathBuf, SideFile>, Vec<Metadata>), Error> {
+        let dest_dir = parent_dir(dest);
+        let mut sides: BTreeMap<PathBuf, SideFile> = BTreeMap::new();
+        let mut inputs = vec![model_meta];
+        let target_set: HashSet<usize> = targets.iter().copied().collect();
+        for (i, t) in self.model.tensors().iter().enumerate() {
+            if let Storage::External { location, path, .. } = &t.storage {
+                let rel = external::checked_relative(location).map_err(|what| Error::External {
+                    file: self.file(),
+                    tensor: t.name.clone(),
+                    offset: t.offset as u64,
+                    what,
+                })?;
+                let side = sides.entry(dest_dir.join(rel)).or_insert_with(|| SideFile {
+                    src: path.clone(),
+                    targets: Vec::new(),
+                    tensor: i,
+                });
+                if target_set.contains(&i) {
+                    side.targets.push(i);
+                }
+                let meta =
+                    fs::metadata(path).map_err(|e| Error::io(path, "read external data", e))?;
+                inputs.push(meta);
+            }
+        }
+        Ok((sides, inputs))
+    }
+
+    /// Refuses a new output (the model's, `dest`, or a side file's) that is one of the `inputs`,
+    /// a folder, or an existing file without force, and a side file whose destination is `dest`.
+    pub(super) fn check_new_outputs(
+        &self,
+        dest: &Path,
+        sides: &BTreeMap<PathBuf, SideFile>,
+        inputs: &[Metadata],
+    ) -> Result<(), Error> {
+        let check = |d: &Path| -> Result<(), Error> {
+            match fs::metadata(d) {
+                Ok(m) => {
+                    if inputs.iter().any(|im| same_file(im, &m)) {
+                        return Err(Error::OutputIsInput {
+                            file: d.to_path_buf(),
+                        });
+                    }
+                    if m.is_dir() {
+                        return Err(Error::io(
+                            d,
+                            "write the output",
+                            std::io::Error::other("it is a directory"),
+                        ));
+                    }
+                    if !self.opts.force {
+                        return Err(Error::OutputExists {
+                            file: d.to_path_buf(),
+                        });
+                    }
+                    Ok(())
+                }
+                Err(_) => Ok(()),
+            }
+        };
+        check(dest)?;
+        for (side_dest, side) in sides {
+            if side_dest == dest {
+                return Err(Error::OutputIsSideFile {
+                    file: dest.to_path_buf(),
+                    model: self.file(),
+                    tensor: self.model.tensors()[side.tensor].name.clone(),
+                });
+            }
+            check(side_dest)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the folders of side destinations in sub-folders of `dest`'s (recording them in
+    /// `created`), then checks that none led outside `dest`'s folder through a symlink.
+    pub(super) fn create_side_folders(
+        &self,
+        dest: &Path,
+        sides: &BTreeMap<PathBuf, SideFile>,
+        created: &mut Vec<PathBuf>,
+    ) -> Result<(), Error> {
+        let dest_dir = parent_dir(dest);
+        let canonical_dest_dir = dest_dir
+            .canonicalize()
+            .map_err(|e| Error::io(&dest_dir, "resolve the output folder", e))?;
+        for (side_dest, side) in sides {
+            let d = parent_dir(side_dest);
+            create_dirs(&d, created)?;
+            let cd = d
+                .canonicalize()
+                .map_err(|e| Error::io(&d, "resolve the folder", e))?;
+            if !cd.starts_with(&canonical_dest_dir) {
+                return Err(Error::SideFileEscapes {
+                    file: side_dest.clone(),
+                    model: self.file(),
+                    tensor: self.model.tensors()[side.tensor].name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Refuses to modify a read-only file in place: replacing it by rename would succeed, so the
+/// permission is honoured here instead.
+pub(super) fn check_writable_in_place<'p>(
+    files: impl IntoIterator<Item = &'p Path>,
+) -> Result<(), Error> {
+    for p in files {
+        let meta = fs::metadata(p).map_err(|e| Error::io(p, "read metadata", e))?;
+        if meta.permissions().readonly() {
+            return Err(Error::io(
+                p,
+                "modify in place",
+                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether two metadata describe the same file (device and inode).
+fn same_file(a: &Metadata, b: &Metadata) -> bool {
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+/// Creates `dir` and its missing ancestors, appending each folder it creates to `created`.
+fn create_dirs(dir: &Path, created: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && fs::symlink_metadata(d).is_err())
+        .collect();
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => created.push(d.to_path_buf()),
+            // Created concurrently by someone else: theirs, not ours to remove.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(Error::io(d, "create the folder", e)),
+        }
+    }
+    Ok(())
+}
+
+/// The folder `p` is in (`.` for a bare file name).
+pub(super) fn parent_dir(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
