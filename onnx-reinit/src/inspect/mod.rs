@@ -21,7 +21,6 @@
 //! The [`Summary`] counts the verdicts and suggests an `onnx-reinit` command line that
 //! re-initializes exactly the flagged tensors with their recommended schemes and keeps the rest.
 
-pub mod cli;
 #[cfg(feature = "forward")]
 pub mod forward;
 pub mod plot;

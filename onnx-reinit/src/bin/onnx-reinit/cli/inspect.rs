@@ -10,10 +10,10 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::{EXIT_FLAGGED, InspectOptions, InspectReport, Thresholds, Verdict};
-use crate::analysis::{AnalysisOptions, FanCompat};
-use crate::pipeline::DEFAULT_SEED;
-use crate::plan::Rules;
+use onnx_reinit::analysis::{AnalysisOptions, FanCompat};
+use onnx_reinit::inspect::{self, EXIT_FLAGGED, InspectOptions, InspectReport, Thresholds, Verdict};
+use onnx_reinit::pipeline::DEFAULT_SEED;
+use onnx_reinit::plan::Rules;
 
 /// Diagnose a model's initialization: per-weight statistics against the recommended scheme,
 /// verdicts (zero, constant, too_small, too_large, non_finite, ok), a suggested fix, and with
@@ -245,17 +245,17 @@ pub fn run(args: &InspectArgs, parse_rules: &dyn Fn(&[String]) -> Result<Rules, 
             too_large: args.too_large,
         },
     };
-    let (model, analysis, mut report) = match super::inspect(&args.model, &opts) {
+    let (model, analysis, mut report) = match inspect::inspect(&args.model, &opts) {
         Ok(x) => x,
         Err(e) => return fail(&e.to_string()),
     };
     if args.forward || compare.is_some() {
-        let fopts = super::ForwardOptions {
+        let fopts = inspect::ForwardOptions {
             seed: args.seed,
             input_shapes: args.input_shape.clone(),
             compare,
         };
-        report.forward = Some(super::run_forward(&model, &analysis, &fopts));
+        report.forward = Some(inspect::run_forward(&model, &analysis, &fopts));
     }
     let text = if args.json {
         match serde_json::to_string_pretty(&report) {
@@ -272,7 +272,7 @@ pub fn run(args: &InspectArgs, parse_rules: &dyn Fn(&[String]) -> Result<Rules, 
         return fail(&e);
     }
     if let Some(path) = &args.plot {
-        if let Err(e) = super::plot::write_svg(path, &report) {
+        if let Err(e) = inspect::plot::write_svg(path, &report) {
             return fail(&e);
         }
         if !args.json {

@@ -16,6 +16,8 @@ use onnx_reinit::analysis::{AnalysisOptions, FanCompat};
 use onnx_reinit::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig};
 use onnx_reinit::plan::{ActivationClass, NameRule, Rule, Rules};
 
+mod cli;
+
 /// Re-initialize the weights of an ONNX model by layer type and the activation that follows.
 ///
 /// Every weight's fans come from its op (Conv, ConvTranspose, Gemm, MatMul, LSTM/GRU/RNN,
@@ -81,7 +83,7 @@ struct Cli {
 enum Command {
     /// Diagnose bad initialization per weight; with --forward, show how a random input's
     /// signal propagates layer by layer (tract-onnx).
-    Inspect(onnx_reinit::inspect::cli::InspectArgs),
+    Inspect(cli::inspect::InspectArgs),
 }
 
 /// The rule flags alone, for `inspect --compare`: the same flags as the rewrite.
@@ -275,7 +277,7 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::Inspect(args)) = &cli.command {
-        return ExitCode::from(onnx_reinit::inspect::cli::run(args, &compare_rules));
+        return ExitCode::from(cli::inspect::run(args, &compare_rules));
     }
     let (mut config, json) = cli.into_config();
     // Ctrl-C (and SIGTERM, SIGHUP) stops the rewrite at the next piece; the library then removes

@@ -1,0 +1,3 @@
+//! The binary's command-line layer.
+
+pub mod inspect;
