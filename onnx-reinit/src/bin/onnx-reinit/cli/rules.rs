@@ -1,0 +1,133 @@
+//! The rule flags, shared by the rewrite and `inspect --compare`.
+
+use clap::{Args, Parser};
+use onnx_reinit::plan::{ActivationClass, NameRule, Rule, Rules};
+
+/// The rule flags alone, for `inspect --compare`: the same flags as the rewrite.
+#[derive(Debug, Parser)]
+#[command(name = "--compare", no_binary_name = true)]
+struct CompareRules {
+    #[command(flatten)]
+    rules: RuleArgs,
+}
+
+pub(crate) fn compare_rules(tokens: &[String]) -> Result<Rules, String> {
+    CompareRules::try_parse_from(tokens)
+        .map(|c| c.rules.into_rules())
+        .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_owned())
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Rules (a scheme name or `keep`)")]
+pub(crate) struct RuleArgs {
+    /// Before ReLU, ReLU6, Softplus [default: he].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    relu: Option<Rule>,
+    /// Before LeakyRelu; He adapts its gain to the graph's alpha [default: he].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    leaky_relu: Option<Rule>,
+    /// Before PRelu [default: he, gain of leaky_relu(0.25)].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    prelu: Option<Rule>,
+    /// Before Elu, Celu [default: he].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    elu: Option<Rule>,
+    /// Before Selu [default: lecun_normal].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    selu: Option<Rule>,
+    /// Before Gelu (op or decomposition) [default: he].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    gelu: Option<Rule>,
+    /// Before SiLU/Swish, HardSwish, Mish [default: he].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    silu: Option<Rule>,
+    /// Before Tanh, Softsign [default: glorot].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    tanh: Option<Rule>,
+    /// Before Sigmoid, HardSigmoid [default: uniform, i.e. ±1/√fan_in].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    sigmoid: Option<Rule>,
+    /// Before Softmax, LogSoftmax [default: glorot].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    softmax: Option<Rule>,
+    /// With no nonlinearity after the layer [default: glorot].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    linear: Option<Rule>,
+    /// Biases [default: zeros].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    bias: Option<Rule>,
+    /// Normalization scales; shifts and running statistics are reset to 0 (var 1) unless
+    /// `keep` [default: ones].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    norm: Option<Rule>,
+    /// Embedding tables [default: normal(0,1), as PyTorch].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    embedding: Option<Rule>,
+    /// LSTM/GRU/RNN W and R, per direction and gate block (sets both).
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    recurrent: Option<Rule>,
+    /// LSTM/GRU/RNN input weights W [default: glorot_uniform].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    recurrent_w: Option<Rule>,
+    /// LSTM/GRU/RNN recurrent weights R [default: orthogonal].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    recurrent_r: Option<Rule>,
+    /// PRelu slopes [default: constant(0.25)].
+    #[arg(long, value_name = "SCHEME", value_parser = parse_rule)]
+    prelu_slope: Option<Rule>,
+    /// GLOB=SCHEME on initializer or node names; highest precedence, first match wins
+    /// (repeatable).
+    #[arg(long = "rule", value_name = "GLOB=SCHEME", value_parser = NameRule::parse)]
+    rules: Vec<NameRule>,
+}
+
+fn parse_rule(s: &str) -> Result<Rule, String> {
+    Rule::parse(s).map_err(|e| e.to_string())
+}
+
+impl RuleArgs {
+    pub(crate) fn into_rules(self) -> Rules {
+        let mut r = Rules::default();
+        let per_class = [
+            (ActivationClass::Relu, self.relu),
+            (ActivationClass::LeakyRelu, self.leaky_relu),
+            (ActivationClass::Prelu, self.prelu),
+            (ActivationClass::Elu, self.elu),
+            (ActivationClass::Selu, self.selu),
+            (ActivationClass::Gelu, self.gelu),
+            (ActivationClass::Silu, self.silu),
+            (ActivationClass::Tanh, self.tanh),
+            (ActivationClass::Sigmoid, self.sigmoid),
+            (ActivationClass::Softmax, self.softmax),
+            (ActivationClass::Linear, self.linear),
+        ];
+        r.activation = per_class
+            .into_iter()
+            .filter_map(|(c, rule)| rule.map(|rule| (c, rule)))
+            .collect();
+        if let Some(x) = self.bias {
+            r.bias = x;
+        }
+        if let Some(x) = self.norm {
+            r.norm = x;
+        }
+        if let Some(x) = self.embedding {
+            r.embedding = x;
+        }
+        if let Some(x) = self.recurrent {
+            r.recurrent_w = x.clone();
+            r.recurrent_r = x;
+        }
+        if let Some(x) = self.recurrent_w {
+            r.recurrent_w = x;
+        }
+        if let Some(x) = self.recurrent_r {
+            r.recurrent_r = x;
+        }
+        if let Some(x) = self.prelu_slope {
+            r.prelu_slope = x;
+        }
+        r.overrides = self.rules;
+        r
+    }
+}
