@@ -131,3 +131,90 @@ impl RuleArgs {
         r
     }
 }
+
+/// Splits `--compare`'s text into the rewrite's flags: `--relu he --tanh glorot` is split on
+/// blanks (single and double quotes group); the short form `relu=he tanh=glorot` (blank- or
+/// comma-separated outside parentheses) becomes `--relu he --tanh glorot`.
+pub fn compare_tokens(text: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut depth = 0i32;
+    let short = !text.trim_start().starts_with('-');
+    let mut any = false;
+    for c in text.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, '(') => {
+                depth += 1;
+                cur.push(c);
+            }
+            (None, ')') => {
+                depth -= 1;
+                cur.push(c);
+            }
+            (None, c) if c.is_whitespace() || (short && c == ',' && depth == 0) => {
+                if !cur.is_empty() || any {
+                    words.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            (_, c) => cur.push(c),
+        }
+    }
+    if quote.is_some() {
+        return Err(format!("--compare `{text}`: unterminated quote"));
+    }
+    if !cur.is_empty() || any {
+        words.push(cur);
+    }
+    if words.is_empty() {
+        return Err("--compare needs rules, e.g. '--relu he' or 'relu=he'".to_owned());
+    }
+    if !short {
+        return Ok(words);
+    }
+    let mut flags = Vec::with_capacity(words.len() * 2);
+    for w in words {
+        let Some((k, v)) = w.split_once('=') else {
+            return Err(format!(
+                "--compare: `{w}` is not CLASS=SCHEME (e.g. relu=he), nor a flag"
+            ));
+        };
+        flags.push(format!("--{}", k.trim().replace('_', "-")));
+        flags.push(v.trim().to_owned());
+    }
+    Ok(flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_text_forms() {
+        assert_eq!(
+            compare_tokens("--relu he --tanh 'glorot_normal'").unwrap(),
+            ["--relu", "he", "--tanh", "glorot_normal"]
+        );
+        assert_eq!(
+            compare_tokens("relu=he, leaky_relu=he_normal(mode=fan_out) bias=normal(0,0.1)")
+                .unwrap(),
+            [
+                "--relu",
+                "he",
+                "--leaky-relu",
+                "he_normal(mode=fan_out)",
+                "--bias",
+                "normal(0,0.1)"
+            ]
+        );
+        assert!(compare_tokens("relu").is_err());
+        assert!(compare_tokens("  ").is_err());
+        assert!(compare_tokens("--relu 'he").is_err());
+    }
+}
