@@ -5,17 +5,12 @@
 //! 1 failure (bad model, I/O, a rule that cannot apply), 2 usage, 130 cancelled by Ctrl-C,
 //! SIGTERM or SIGHUP (nothing written, input intact).
 
-use std::io::{self, IsTerminal};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
-use onnx_reinit::pipeline;
 
-use cli::output::{PROGRESS_MIN_BYTES, file_len, print_stdout, progress_bar};
 use cli::rules::compare_rules;
-use cli::{Cli, Command};
+use cli::{Cli, Command, rewrite};
 
 mod cli;
 
@@ -39,41 +34,5 @@ fn main() -> ExitCode {
     if let Some(Command::Inspect(args)) = &cli.command {
         return ExitCode::from(cli::inspect::run(args, &compare_rules));
     }
-    let (mut config, json) = cli.into_config();
-    // Ctrl-C (and SIGTERM, SIGHUP) stops the rewrite at the next piece; the library then removes
-    // its temporary files, so the input stays intact and no partial output is left.
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&cancel);
-    if ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).is_ok() {
-        config.cancel = Some(cancel);
-    }
-    if !json && io::stderr().is_terminal() && file_len(&config.model) > PROGRESS_MIN_BYTES {
-        config.progress = Some(progress_bar());
-    }
-    match pipeline::run(&config) {
-        Ok(outcome) => {
-            let text = if json {
-                let mut s = serde_json::to_string_pretty(&outcome.report)
-                    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-                s.push('\n');
-                s
-            } else {
-                outcome.report.table()
-            };
-            print_stdout(&text)
-        }
-        Err(e) => {
-            eprintln!("onnx-reinit: error: {e}");
-            if matches!(
-                e,
-                pipeline::RunError::Model(onnx_reinit::error::Error::Cancelled { .. })
-            ) {
-                // The shell's code for a run stopped by Ctrl-C, so a pipeline (`set -e`, make)
-                // tells an interruption from a failure.
-                ExitCode::from(130)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-    }
+    rewrite::run(cli.rewrite)
 }

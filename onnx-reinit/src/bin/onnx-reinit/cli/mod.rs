@@ -1,15 +1,10 @@
 //! The binary's command-line layer.
 
-use std::path::PathBuf;
-
 use clap::{Parser, Subcommand, ValueEnum};
-use onnx_reinit::analysis::{AnalysisOptions, FanCompat};
-use onnx_reinit::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig};
-
-use self::rules::RuleArgs;
 
 pub mod inspect;
 pub mod output;
+pub mod rewrite;
 pub mod rules;
 
 /// Re-initialize the weights of an ONNX model by layer type and the activation that follows.
@@ -36,41 +31,8 @@ pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 
-    /// The ONNX model to re-initialize.
-    #[arg(required = true)]
-    pub(crate) model: Option<PathBuf>,
-
-    /// Output file [default: <stem>.reinit.onnx beside the input].
-    #[arg(short, long, value_name = "OUT", conflicts_with_all = ["in_place", "dry_run"])]
-    output: Option<PathBuf>,
-
-    /// Rewrite the input file itself (through a temporary file and an atomic rename).
-    #[arg(long, conflicts_with = "dry_run")]
-    in_place: bool,
-
-    /// Overwrite OUT if it exists.
-    #[arg(long)]
-    force: bool,
-
-    /// Print the plan and write nothing.
-    #[arg(long)]
-    dry_run: bool,
-
-    /// Print one JSON document instead of the table.
-    #[arg(long)]
-    json: bool,
-
-    /// Seed of the random streams: the same seed and rules give byte-identical output.
-    #[arg(long, default_value_t = DEFAULT_SEED)]
-    seed: u64,
-
-    /// Fan convention: true connectivity, or reproduce PyTorch's fans (groups ignored,
-    /// ConvTranspose axes swapped).
-    #[arg(long, value_enum, default_value_t = Compat::True)]
-    compat: Compat,
-
     #[command(flatten)]
-    rules: RuleArgs,
+    pub(crate) rewrite: rewrite::RewriteArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,47 +43,11 @@ pub(crate) enum Command {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Compat {
+pub(crate) enum Compat {
     /// fan_in = in/g·∏k, fan_out = out/g·∏k.
     True,
     /// torch.nn.init's fans.
     Pytorch,
-}
-
-impl Cli {
-    /// Turn the arguments into the library's configuration before any work starts.
-    pub(crate) fn into_config(self) -> (RewriteConfig, bool) {
-        let model = self
-            .model
-            .expect("clap requires MODEL without a subcommand");
-        let destination = if self.dry_run {
-            Destination::DryRun
-        } else if self.in_place {
-            Destination::InPlace
-        } else {
-            Destination::Path(
-                self.output
-                    .unwrap_or_else(|| pipeline::default_output(&model)),
-            )
-        };
-        let compat = match self.compat {
-            Compat::True => FanCompat::True,
-            Compat::Pytorch => FanCompat::PyTorch,
-        };
-        (
-            RewriteConfig {
-                model,
-                destination,
-                force: self.force,
-                rules: self.rules.into_rules(),
-                seed: self.seed,
-                analysis: AnalysisOptions { compat },
-                cancel: None,
-                progress: None,
-            },
-            self.json,
-        )
-    }
 }
 
 #[cfg(test)]
