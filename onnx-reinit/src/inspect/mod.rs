@@ -39,10 +39,6 @@ use crate::report::dtype_name;
 
 pub use stats::Stats;
 
-/// Exit code of `inspect --fail-on` when a listed verdict occurs (1 is an error, 2 a usage
-/// error).
-pub const EXIT_FLAGGED: u8 = 3;
-
 /// The diagnosis of one tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -129,13 +125,16 @@ impl Default for Thresholds {
     }
 }
 
-/// Options of [`inspect`].
+/// Options of [`inspect`] (and of [`diagnose`], which reads `analysis` and `thresholds`).
 #[derive(Clone, Debug, Default)]
 pub struct InspectOptions {
-    /// Fan convention of the analysis.
+    /// Fan convention of the analysis (and of the recommended std).
     pub analysis: AnalysisOptions,
     /// Verdict thresholds.
     pub thresholds: Thresholds,
+    /// Run the forward pass too ([`run_forward`]) and put it in [`InspectReport::forward`];
+    /// `None`: the weight diagnosis only.
+    pub forward: Option<ForwardOptions>,
 }
 
 /// One tensor with a role, as printed and as serialised in `--json`'s `tensors`.
@@ -317,7 +316,7 @@ pub struct InspectReport {
     pub summary: Summary,
     /// Analysis warnings about the graph.
     pub warnings: Vec<String>,
-    /// The forward pass, with `--forward`.
+    /// The forward pass, when [`InspectOptions::forward`] asks for one (`--forward`).
     pub forward: Option<ForwardReport>,
 }
 
@@ -363,14 +362,19 @@ pub fn run_forward(
     }
 }
 
-/// Open, analyse and diagnose the model at `path`.
+/// Open, analyse and diagnose the model at `path`, then run the forward pass if
+/// [`InspectOptions::forward`] is set. The model and its analysis are returned with the report
+/// for further stages (another [`run_forward`], [`plot`]).
 pub fn inspect(
     path: &std::path::Path,
     opts: &InspectOptions,
 ) -> Result<(LoadedModel, Analysis, InspectReport), RunError> {
     let model = LoadedModel::open(path)?;
     let analysis = pipeline::analyse(&model, &opts.analysis)?;
-    let report = diagnose(&model, &analysis, opts)?;
+    let mut report = diagnose(&model, &analysis, opts)?;
+    if let Some(fopts) = &opts.forward {
+        report.forward = Some(run_forward(&model, &analysis, fopts));
+    }
     Ok((model, analysis, report))
 }
 

@@ -1,16 +1,14 @@
-//! `onnx-reinit`: re-initialize an ONNX model's weights by layer type and following activation.
+//! `onnx-reinit`: re-initialize an ONNX model's weights by layer type and following activation,
+//! or (`inspect`) diagnose their initialization.
 //!
-//! A thin clap layer over the library: arguments become a [`RewriteConfig`] before any work
-//! starts; errors print as one line naming the file and tensor. Exit codes: 0 success,
-//! 1 failure (bad model, I/O, a rule that cannot apply), 2 usage, 130 cancelled by Ctrl-C,
-//! SIGTERM or SIGHUP (nothing written, input intact).
+//! A thin clap layer over the library, in [`cli`]: arguments become the library's typed
+//! configuration before any work starts, and the library's reports are printed here.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::rules::compare_rules;
-use cli::{Cli, Command, rewrite};
+use cli::Cli;
 
 mod cli;
 
@@ -23,16 +21,12 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    match Cli::try_parse() {
+        Ok(cli) => cli.run(),
         Err(e) => {
             // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
             let _ = e.print();
-            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(cli::EXIT_USAGE))
         }
-    };
-    if let Some(Command::Inspect(args)) = &cli.command {
-        return ExitCode::from(cli::inspect::run(args, &compare_rules));
     }
-    rewrite::run(cli.rewrite)
 }

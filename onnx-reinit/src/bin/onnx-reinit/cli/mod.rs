@@ -1,11 +1,32 @@
-//! The binary's command-line layer.
+//! The command line: the top-level parser (the rewrite's arguments, [`rewrite`]) and the
+//! `inspect` subcommand ([`inspect`]), sharing the rule flags ([`rules`]) and one printer
+//! ([`output`]).
+//!
+//! Exit codes: 0 success; 1 failure (bad model, I/O, a rule that cannot apply); [`EXIT_USAGE`]
+//! (2) usage, from clap or an argument checked after parsing; [`EXIT_FLAGGED`] (3) when a
+//! verdict listed by `inspect --fail-on` occurs; [`EXIT_CANCELLED`] (130) when Ctrl-C, SIGTERM
+//! or SIGHUP stopped the rewrite (nothing written, input intact).
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use onnx_reinit::analysis::FanCompat;
 
-pub mod inspect;
-pub mod output;
-pub mod rewrite;
-pub mod rules;
+use self::inspect::InspectArgs;
+use self::rewrite::RewriteArgs;
+
+pub(crate) mod inspect;
+pub(crate) mod output;
+pub(crate) mod rewrite;
+pub(crate) mod rules;
+
+/// Exit code of a usage error.
+pub(crate) const EXIT_USAGE: u8 = 2;
+/// Exit code of `inspect --fail-on` when a listed verdict occurs.
+pub(crate) const EXIT_FLAGGED: u8 = 3;
+/// Exit code of a run stopped by Ctrl-C (SIGINT), SIGTERM or SIGHUP: the shell's code for
+/// SIGINT, so a pipeline (`set -e`, make) tells an interruption from a failure.
+pub(crate) const EXIT_CANCELLED: u8 = 130;
 
 /// Re-initialize the weights of an ONNX model by layer type and the activation that follows.
 ///
@@ -29,25 +50,46 @@ pub mod rules;
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
-    pub(crate) command: Option<Command>,
+    command: Option<Command>,
 
     #[command(flatten)]
-    pub(crate) rewrite: rewrite::RewriteArgs,
+    rewrite: RewriteArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum Command {
+enum Command {
     /// Diagnose bad initialization per weight; with --forward, show how a random input's
     /// signal propagates layer by layer (tract-onnx).
-    Inspect(inspect::InspectArgs),
+    Inspect(InspectArgs),
 }
 
+/// `--compat` values, for the rewrite and `inspect` alike; clap lists the variants' docs under
+/// "Possible values".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Compat {
     /// fan_in = in/g·∏k, fan_out = out/g·∏k.
     True,
     /// torch.nn.init's fans.
     Pytorch,
+}
+
+impl From<Compat> for FanCompat {
+    fn from(c: Compat) -> FanCompat {
+        match c {
+            Compat::True => FanCompat::True,
+            Compat::Pytorch => FanCompat::PyTorch,
+        }
+    }
+}
+
+impl Cli {
+    /// Runs the parsed command line and returns the process's exit code.
+    pub(crate) fn run(self) -> ExitCode {
+        match self.command {
+            Some(Command::Inspect(args)) => inspect::run(&args),
+            None => rewrite::run(self.rewrite),
+        }
+    }
 }
 
 #[cfg(test)]

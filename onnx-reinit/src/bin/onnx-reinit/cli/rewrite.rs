@@ -1,4 +1,4 @@
-//! The rewrite: the command line without a subcommand.
+//! The rewrite: the command line without a subcommand, and its run.
 
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
@@ -7,18 +7,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
-use onnx_reinit::analysis::{AnalysisOptions, FanCompat};
-use onnx_reinit::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig};
+use onnx_reinit::analysis::AnalysisOptions;
+use onnx_reinit::error::Error;
+use onnx_reinit::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig, RunError};
 
-use super::Compat;
-use super::output::{PROGRESS_MIN_BYTES, file_len, print_stdout, progress_bar};
+use super::output::{self, PROGRESS_MIN_BYTES, REWRITE, file_len, progress_bar};
 use super::rules::RuleArgs;
+use super::{Compat, EXIT_CANCELLED};
 
+/// The rewrite's arguments: the top level of the command line (flattened into
+/// [`super::Cli`], whose doc is the help text).
 #[derive(Debug, Args)]
 pub(crate) struct RewriteArgs {
     /// The ONNX model to re-initialize.
     #[arg(required = true)]
-    pub(crate) model: Option<PathBuf>,
+    model: Option<PathBuf>,
 
     /// Output file [default: <stem>.reinit.onnx beside the input].
     #[arg(short, long, value_name = "OUT", conflicts_with_all = ["in_place", "dry_run"])]
@@ -54,8 +57,9 @@ pub(crate) struct RewriteArgs {
 }
 
 impl RewriteArgs {
-    /// Turn the arguments into the library's configuration before any work starts.
-    pub(crate) fn into_config(self) -> (RewriteConfig, bool) {
+    /// The library's configuration, and whether to print JSON; `MODEL` is required by clap
+    /// whenever there is no subcommand.
+    fn into_config(self) -> (RewriteConfig, bool) {
         let model = self
             .model
             .expect("clap requires MODEL without a subcommand");
@@ -69,10 +73,6 @@ impl RewriteArgs {
                     .unwrap_or_else(|| pipeline::default_output(&model)),
             )
         };
-        let compat = match self.compat {
-            Compat::True => FanCompat::True,
-            Compat::Pytorch => FanCompat::PyTorch,
-        };
         (
             RewriteConfig {
                 model,
@@ -80,7 +80,9 @@ impl RewriteArgs {
                 force: self.force,
                 rules: self.rules.into_rules(),
                 seed: self.seed,
-                analysis: AnalysisOptions { compat },
+                analysis: AnalysisOptions {
+                    compat: self.compat.into(),
+                },
                 cancel: None,
                 progress: None,
             },
@@ -89,6 +91,8 @@ impl RewriteArgs {
     }
 }
 
+/// Runs the rewrite and prints its report (the table, or JSON with `--json`); returns the exit
+/// code (see [`super`]).
 pub(crate) fn run(args: RewriteArgs) -> ExitCode {
     let (mut config, json) = args.into_config();
     // Ctrl-C (and SIGTERM, SIGHUP) stops the rewrite at the next piece; the library then removes
@@ -104,24 +108,20 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
     match pipeline::run(&config) {
         Ok(outcome) => {
             let text = if json {
-                let mut s = serde_json::to_string_pretty(&outcome.report)
-                    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-                s.push('\n');
-                s
+                output::json(&outcome.report)
+                    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"))
             } else {
                 outcome.report.table()
             };
-            print_stdout(&text)
+            match output::print_stdout(REWRITE, &text) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(code) => code,
+            }
         }
         Err(e) => {
-            eprintln!("onnx-reinit: error: {e}");
-            if matches!(
-                e,
-                pipeline::RunError::Model(onnx_reinit::error::Error::Cancelled { .. })
-            ) {
-                // The shell's code for a run stopped by Ctrl-C, so a pipeline (`set -e`, make)
-                // tells an interruption from a failure.
-                ExitCode::from(130)
+            output::error(REWRITE, &e);
+            if matches!(e, RunError::Model(Error::Cancelled { .. })) {
+                ExitCode::from(EXIT_CANCELLED)
             } else {
                 ExitCode::FAILURE
             }

@@ -11,12 +11,16 @@ struct CompareRules {
     rules: RuleArgs,
 }
 
-pub(crate) fn compare_rules(tokens: &[String]) -> Result<Rules, String> {
-    CompareRules::try_parse_from(tokens)
+/// Parses `inspect --compare`'s text (see [`compare_tokens`]) with the rewrite's own rule flags,
+/// so both accept exactly the same rules; the error is clap's first line.
+pub(crate) fn compare_rules(text: &str) -> Result<Rules, String> {
+    CompareRules::try_parse_from(compare_tokens(text)?)
         .map(|c| c.rules.into_rules())
         .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_owned())
 }
 
+/// The per-class rule flags and `--rule`, flattened into the rewrite's arguments (and parsed
+/// alone for `--compare`).
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Rules (a scheme name or `keep`)")]
 pub(crate) struct RuleArgs {
@@ -86,6 +90,8 @@ fn parse_rule(s: &str) -> Result<Rule, String> {
 }
 
 impl RuleArgs {
+    /// The library's rules: [`Rules::default`] with the given flags replacing its entries;
+    /// `--recurrent` sets W and R, and `--recurrent-w` / `--recurrent-r` then override it.
     pub(crate) fn into_rules(self) -> Rules {
         let mut r = Rules::default();
         let per_class = [
@@ -135,7 +141,7 @@ impl RuleArgs {
 /// Splits `--compare`'s text into the rewrite's flags: `--relu he --tanh glorot` is split on
 /// blanks (single and double quotes group); the short form `relu=he tanh=glorot` (blank- or
 /// comma-separated outside parentheses) becomes `--relu he --tanh glorot`.
-pub fn compare_tokens(text: &str) -> Result<Vec<String>, String> {
+fn compare_tokens(text: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut quote: Option<char> = None;
