@@ -158,7 +158,7 @@ pub fn pipeline(data: &[u8]) {
             return;
         }
     };
-    let a = match pipeline::analyse(&m, &AnalysisOptions::default()) {
+    let a = match pipeline::analyze_loaded(&m, &AnalysisOptions::default()) {
         Ok(a) => a,
         Err(RunError::Internal(e)) => panic!("analysis and scanner disagree: {e}"),
         Err(_) => return,

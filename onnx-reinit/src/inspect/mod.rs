@@ -370,7 +370,7 @@ pub fn inspect(
     opts: &InspectOptions,
 ) -> Result<(LoadedModel, Analysis, InspectReport), RunError> {
     let model = LoadedModel::open(path)?;
-    let analysis = pipeline::analyse(&model, &opts.analysis)?;
+    let analysis = pipeline::analyze_loaded(&model, &opts.analysis)?;
     let mut report = diagnose(&model, &analysis, opts)?;
     if let Some(fopts) = &opts.forward {
         report.forward = Some(run_forward(&model, &analysis, fopts));
