@@ -20,6 +20,12 @@
 //!
 //! The [`Summary`] counts the verdicts and suggests an `onnx-reinit` command line that
 //! re-initializes exactly the flagged tensors with their recommended schemes and keeps the rest.
+//!
+//! The stages, for the binary and other callers: [`inspect`] opens and analyses a model, then
+//! [`diagnose`]s it (the statistics come from [`stats`]) and, when [`InspectOptions::forward`]
+//! asks for it, adds [`run_forward`]'s pass. The result is one [`InspectReport`]: the `--json`
+//! document, with [`InspectReport::table`] as the human form and [`plot::write_svg`] as the
+//! picture. Parsing flags, printing and exit codes are the binary's.
 
 #[cfg(feature = "forward")]
 pub mod forward;
@@ -332,8 +338,8 @@ pub struct ForwardOptions {
     pub compare: Option<(String, Rules)>,
 }
 
-/// Run the forward pass with tract-onnx (see the `forward` module). Never fails: what goes wrong is in
-/// [`ForwardReport::error`] or a run's [`ForwardRun::error`].
+/// Run the forward pass with tract-onnx (see the `forward` module). Never fails: what goes
+/// wrong is in [`ForwardReport::error`] or a run's [`ForwardRun::error`].
 #[cfg(feature = "forward")]
 pub fn run_forward(
     model: &LoadedModel,
@@ -407,7 +413,7 @@ fn recommendation(t: &TensorInfo, rules: &Rules) -> Result<Option<(String, f64)>
     Ok(Some((scheme.to_string(), std)))
 }
 
-/// Diagnose every tensor with a role of an analysed model.
+/// Diagnose every tensor with a role of an analysed model (the report's `forward` is `None`).
 pub fn diagnose(
     model: &LoadedModel,
     analysis: &Analysis,
