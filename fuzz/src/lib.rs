@@ -149,7 +149,7 @@ pub fn pipeline(data: &[u8]) {
             return;
         }
     };
-    let a = match pipeline::analyse(&m, &AnalysisOptions::default()) {
+    let a = match pipeline::analyze_loaded(&m, &AnalysisOptions::default()) {
         Ok(a) => a,
         Err(e @ RunError::AnalysisMismatch { .. }) => panic!("{e}"),
         Err(_) => return,

@@ -311,7 +311,8 @@ fn stages(model_path: &Path, dir: &Path, reps: usize) {
         let model = LoadedModel::open(model_path).expect("open");
         open.push(t.elapsed());
         let t = Instant::now();
-        let analysis = pipeline::analyse(&model, &AnalysisOptions::default()).expect("analyse");
+        let analysis =
+            pipeline::analyze_loaded(&model, &AnalysisOptions::default()).expect("analyse");
         analyse.push(t.elapsed());
         if rep == 0 {
             rss_file = (before, status_kb("RssFile"), 0);

@@ -112,9 +112,10 @@ impl ConstValues for ModelConsts<'_> {
     }
 }
 
-/// Analyse a loaded model, checking that the analysis and the scanner enumerate the same
-/// initializers (they share the enumeration contract).
-pub fn analyse(model: &LoadedModel, opts: &AnalysisOptions) -> Result<Analysis, RunError> {
+/// [`analysis::analyze`] of a loaded model (its skeleton, with its small constants readable),
+/// checked against the scanner: both must enumerate the same initializers in the same order
+/// (they share the enumeration contract), since plans and fills index tensors by position.
+pub fn analyze_loaded(model: &LoadedModel, opts: &AnalysisOptions) -> Result<Analysis, RunError> {
     let analysis = analysis::analyze(model.skeleton(), &ModelConsts(model), opts);
     let tensors = model.tensors();
     let first_difference = analysis
@@ -148,7 +149,7 @@ pub struct Outcome {
 /// Run the whole rewrite. On error nothing is written and the input is unchanged.
 pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
     let model = LoadedModel::open(&config.model)?;
-    let analysis = analyse(&model, &config.analysis)?;
+    let analysis = analyze_loaded(&model, &config.analysis)?;
     let plan_error = |error| RunError::Plan {
         file: config.model.clone(),
         error,

@@ -20,8 +20,13 @@
 //!
 //! The [`Summary`] counts the verdicts and suggests an `onnx-reinit` command line that
 //! re-initializes exactly the flagged tensors with their recommended schemes and keeps the rest.
+//!
+//! The stages, for the binary and other callers: [`inspect`] opens and analyses a model, then
+//! [`diagnose`]s it (the statistics come from [`stats`]) and, when [`InspectOptions::forward`]
+//! asks for it, adds [`run_forward`]'s pass. The result is one [`InspectReport`]: the `--json`
+//! document, with [`InspectReport::table`] as the human form and [`plot::write_svg`] as the
+//! picture. Parsing flags, printing and exit codes are the binary's.
 
-pub mod cli;
 #[cfg(feature = "forward")]
 pub mod forward;
 pub mod plot;
@@ -39,10 +44,6 @@ use crate::plan::{self, Fill, Rules};
 use crate::report::dtype_name;
 
 pub use stats::Stats;
-
-/// Exit code of `inspect --fail-on` when a listed verdict occurs (1 is an error, 2 a usage
-/// error).
-pub const EXIT_FLAGGED: u8 = 3;
 
 /// The diagnosis of one tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -130,13 +131,16 @@ impl Default for Thresholds {
     }
 }
 
-/// Options of [`inspect`].
+/// Options of [`inspect`] (and of [`diagnose`], which reads `analysis` and `thresholds`).
 #[derive(Clone, Debug, Default)]
 pub struct InspectOptions {
-    /// Fan convention of the analysis.
+    /// Fan convention of the analysis (and of the recommended std).
     pub analysis: AnalysisOptions,
     /// Verdict thresholds.
     pub thresholds: Thresholds,
+    /// Run the forward pass too ([`run_forward`]) and put it in [`InspectReport::forward`];
+    /// `None`: the weight diagnosis only.
+    pub forward: Option<ForwardOptions>,
 }
 
 /// One tensor with a role, as printed and as serialised in `--json`'s `tensors`.
@@ -318,7 +322,7 @@ pub struct InspectReport {
     pub summary: Summary,
     /// Analysis warnings about the graph.
     pub warnings: Vec<String>,
-    /// The forward pass, with `--forward`.
+    /// The forward pass, when [`InspectOptions::forward`] asks for one (`--forward`).
     pub forward: Option<ForwardReport>,
 }
 
@@ -334,8 +338,8 @@ pub struct ForwardOptions {
     pub compare: Option<(String, Rules)>,
 }
 
-/// Run the forward pass with tract-onnx (see the `forward` module). Never fails: what goes wrong is in
-/// [`ForwardReport::error`] or a run's [`ForwardRun::error`].
+/// Run the forward pass with tract-onnx (see the `forward` module). Never fails: what goes
+/// wrong is in [`ForwardReport::error`] or a run's [`ForwardRun::error`].
 #[cfg(feature = "forward")]
 pub fn run_forward(
     model: &LoadedModel,
@@ -364,14 +368,19 @@ pub fn run_forward(
     }
 }
 
-/// Open, analyse and diagnose the model at `path`.
+/// Open, analyse and diagnose the model at `path`, then run the forward pass if
+/// [`InspectOptions::forward`] is set. The model and its analysis are returned with the report
+/// for further stages (another [`run_forward`], [`plot`]).
 pub fn inspect(
     path: &std::path::Path,
     opts: &InspectOptions,
 ) -> Result<(LoadedModel, Analysis, InspectReport), RunError> {
     let model = LoadedModel::open(path)?;
-    let analysis = pipeline::analyse(&model, &opts.analysis)?;
-    let report = diagnose(&model, &analysis, opts)?;
+    let analysis = pipeline::analyze_loaded(&model, &opts.analysis)?;
+    let mut report = diagnose(&model, &analysis, opts)?;
+    if let Some(fopts) = &opts.forward {
+        report.forward = Some(run_forward(&model, &analysis, fopts));
+    }
     Ok((model, analysis, report))
 }
 
@@ -404,7 +413,7 @@ fn recommendation(
     Ok(Some((scheme.to_string(), std)))
 }
 
-/// Diagnose every tensor with a role of an analysed model.
+/// Diagnose every tensor with a role of an analysed model (the report's `forward` is `None`).
 pub fn diagnose(
     model: &LoadedModel,
     analysis: &Analysis,

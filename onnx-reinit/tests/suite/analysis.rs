@@ -124,7 +124,7 @@ fn analyse(model: &Model, compat: FanCompat) -> Analysis {
 /// exports keep Gather indices and Clip bounds as initializers, not Constant nodes).
 fn analyse_file(stem: &str, compat: FanCompat) -> Analysis {
     let m = LoadedModel::open(fixtures_dir().join(format!("{stem}.onnx"))).expect("open fixture");
-    pipeline::analyse(&m, &AnalysisOptions { compat }).expect("analyse fixture")
+    pipeline::analyze_loaded(&m, &AnalysisOptions { compat }).expect("analyse fixture")
 }
 
 #[test]

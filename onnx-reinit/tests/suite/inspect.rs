@@ -73,7 +73,7 @@ impl Filler for Damager<'_> {
 /// the names of the damaged tensors.
 fn damaged_copy(src: &Path, dir: &Path, damage: Damage, roles: &[Role]) -> (PathBuf, Vec<String>) {
     let model = LoadedModel::open(src).expect("open fixture");
-    let analysis = pipeline::analyse(&model, &AnalysisOptions::default()).expect("analyse");
+    let analysis = pipeline::analyze_loaded(&model, &AnalysisOptions::default()).expect("analyse");
     let targets: Vec<usize> = analysis
         .tensors
         .iter()
@@ -670,7 +670,7 @@ mod forward {
 
     fn forward(path: &Path, compare: Option<(&str, Rules)>, seed: u64) -> ForwardReport {
         let model = LoadedModel::open(path).unwrap();
-        let analysis = pipeline::analyse(&model, &AnalysisOptions::default()).unwrap();
+        let analysis = pipeline::analyze_loaded(&model, &AnalysisOptions::default()).unwrap();
         inspect::run_forward(
             &model,
             &analysis,
@@ -856,7 +856,7 @@ mod forward {
         let p = dir.path().join("fancy.onnx");
         std::fs::write(&p, bytes).unwrap();
         let model = LoadedModel::open(&p).unwrap();
-        let analysis = pipeline::analyse(&model, &AnalysisOptions::default()).unwrap();
+        let analysis = pipeline::analyze_loaded(&model, &AnalysisOptions::default()).unwrap();
         let r = inspect::run_forward(&model, &analysis, &ForwardOptions::default());
         let e = r.error.expect("an error");
         assert!(e.contains("FancyOp") && e.contains("fancy"), "{e}");
@@ -896,7 +896,7 @@ mod forward {
 
     fn forward_default(path: &Path) -> ForwardReport {
         let model = LoadedModel::open(path).unwrap();
-        let analysis = pipeline::analyse(&model, &AnalysisOptions::default()).unwrap();
+        let analysis = pipeline::analyze_loaded(&model, &AnalysisOptions::default()).unwrap();
         inspect::run_forward(&model, &analysis, &ForwardOptions::default())
     }
 
@@ -904,7 +904,7 @@ mod forward {
     fn every_runnable_fixture_runs() {
         for path in fixtures() {
             let model = LoadedModel::open(&path).unwrap();
-            let analysis = pipeline::analyse(&model, &AnalysisOptions::default()).unwrap();
+            let analysis = pipeline::analyze_loaded(&model, &AnalysisOptions::default()).unwrap();
             let r = inspect::run_forward(&model, &analysis, &ForwardOptions::default());
             let stem = path.file_stem().unwrap().to_string_lossy();
             if stem == "cnn_train" {

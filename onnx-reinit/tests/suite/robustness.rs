@@ -865,7 +865,7 @@ fn exercise(input: &Path, out_dir: &Path, in_place: bool) -> Reached {
             return Reached::Refused;
         }
     };
-    let analysis = match pipeline::analyse(&m, &AnalysisOptions::default()) {
+    let analysis = match pipeline::analyze_loaded(&m, &AnalysisOptions::default()) {
         Ok(a) => a,
         Err(e @ RunError::AnalysisMismatch { .. }) => panic!("{e}"),
         Err(e) => {
@@ -2992,7 +2992,7 @@ fn lstm_with_an_overflowing_hidden_size_is_left_untouched() {
     let input = dir.path().join("model.onnx");
     fs::write(&input, &m).unwrap();
     let loaded = LoadedModel::open(&input).unwrap();
-    let a = pipeline::analyse(&loaded, &AnalysisOptions::default()).unwrap();
+    let a = pipeline::analyze_loaded(&loaded, &AnalysisOptions::default()).unwrap();
     let w = a.find("", "W").unwrap();
     assert_eq!(w.role, None, "{w:?}");
     assert!(
@@ -3148,7 +3148,7 @@ fn rss_probe() {
         return;
     };
     let m = LoadedModel::open(&path).unwrap();
-    let a = pipeline::analyse(&m, &AnalysisOptions::default()).unwrap();
+    let a = pipeline::analyze_loaded(&m, &AnalysisOptions::default()).unwrap();
     std::hint::black_box(&a);
     if std::env::var_os("ONNX_REINIT_RSS_PROBE_STATS").is_some_and(|v| v == "1") {
         let all: Vec<usize> = (0..m.tensors().len()).collect();

@@ -1,0 +1,130 @@
+//! The rewrite: the command line without a subcommand, and its run.
+
+use std::io::{self, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Args;
+use onnx_reinit::analysis::AnalysisOptions;
+use onnx_reinit::error::Error;
+use onnx_reinit::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig, RunError};
+
+use super::output::{self, PROGRESS_MIN_BYTES, REWRITE, file_len, progress_bar};
+use super::rules::RuleArgs;
+use super::{Compat, EXIT_CANCELLED};
+
+/// The rewrite's arguments: the top level of the command line (flattened into
+/// [`super::Cli`], whose doc is the help text).
+#[derive(Debug, Args)]
+pub(crate) struct RewriteArgs {
+    /// The ONNX model to re-initialize.
+    #[arg(required = true)]
+    model: Option<PathBuf>,
+
+    /// Output file [default: <stem>.reinit.onnx beside the input].
+    #[arg(short, long, value_name = "OUT", conflicts_with_all = ["in_place", "dry_run"])]
+    output: Option<PathBuf>,
+
+    /// Rewrite the input file itself (through a temporary file and an atomic rename).
+    #[arg(long, conflicts_with = "dry_run")]
+    in_place: bool,
+
+    /// Overwrite OUT if it exists.
+    #[arg(long)]
+    force: bool,
+
+    /// Print the plan and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    json: bool,
+
+    /// Seed of the random streams: the same seed and rules give byte-identical output.
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    seed: u64,
+
+    /// Fan convention: true connectivity, or reproduce PyTorch's fans (groups ignored,
+    /// ConvTranspose axes swapped).
+    #[arg(long, value_enum, default_value_t = Compat::True)]
+    compat: Compat,
+
+    #[command(flatten)]
+    rules: RuleArgs,
+}
+
+impl RewriteArgs {
+    /// The library's configuration, and whether to print JSON; `MODEL` is required by clap
+    /// whenever there is no subcommand.
+    fn into_config(self) -> (RewriteConfig, bool) {
+        let model = self
+            .model
+            .expect("clap requires MODEL without a subcommand");
+        let destination = if self.dry_run {
+            Destination::DryRun
+        } else if self.in_place {
+            Destination::InPlace
+        } else {
+            Destination::Path(
+                self.output
+                    .unwrap_or_else(|| pipeline::default_output(&model)),
+            )
+        };
+        (
+            RewriteConfig {
+                model,
+                destination,
+                force: self.force,
+                rules: self.rules.into_rules(),
+                seed: self.seed,
+                analysis: AnalysisOptions {
+                    compat: self.compat.into(),
+                },
+                cancel: None,
+                progress: None,
+            },
+            self.json,
+        )
+    }
+}
+
+/// Runs the rewrite and prints its report (the table, or JSON with `--json`); returns the exit
+/// code (see [`super`]).
+pub(crate) fn run(args: RewriteArgs) -> ExitCode {
+    let (mut config, json) = args.into_config();
+    // Ctrl-C (and SIGTERM, SIGHUP) stops the rewrite at the next piece; the library then removes
+    // its temporary files, so the input stays intact and no partial output is left.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&cancel);
+    if ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).is_ok() {
+        config.cancel = Some(cancel);
+    }
+    if !json && io::stderr().is_terminal() && file_len(&config.model) > PROGRESS_MIN_BYTES {
+        config.progress = Some(progress_bar());
+    }
+    match pipeline::run(&config) {
+        Ok(outcome) => {
+            let text = if json {
+                output::json(&outcome.report)
+                    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"))
+            } else {
+                outcome.report.table()
+            };
+            match output::print_stdout(REWRITE, &text) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(code) => code,
+            }
+        }
+        Err(e) => {
+            output::error(REWRITE, &e);
+            if matches!(e, RunError::Model(Error::Cancelled { .. })) {
+                ExitCode::from(EXIT_CANCELLED)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
