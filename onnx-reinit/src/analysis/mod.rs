@@ -71,6 +71,7 @@
 mod activation;
 mod fans;
 mod graph;
+mod ops;
 mod roles;
 
 use std::fmt;

@@ -1,0 +1,71 @@
+//! Elementwise arithmetic: Add as the bias of a layer without one.
+
+use crate::analysis::Role;
+use crate::analysis::graph::numel;
+use crate::analysis::roles::{Candidate, SlotCtx};
+
+/// Add: the initializer operand is a bias when the other operand comes straight from a layer
+/// that has no bias of its own (MatMul, Gemm without C, Conv/ConvTranspose without B) and it has
+/// exactly one value per output feature of that layer. A MatMul of two activations (attention
+/// scores) has no weight, so a tensor added there (a mask) is not a bias.
+pub(crate) fn add_bias(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
+    let index = ctx.index;
+    let other = usize::from(ctx.slot == 0);
+    let producer = index.input(ctx.node, other).and_then(|v| index.producer(v));
+    let Some((layer, _)) = producer else {
+        return Candidate::none("Add operand not after a MatMul/Gemm/Conv: not a bias by rule");
+    };
+    let lop = index.op(layer);
+    let weight = |slot: usize| {
+        index
+            .input(layer, slot)
+            .and_then(|w| index.initializer_behind(w))
+            .map(|(_, d)| d)
+    };
+    let has_input = |slot: usize| index.input(layer, slot).is_some();
+    let dim = |d: &[i64], i: usize| d.get(i).and_then(|&x| u64::try_from(x).ok());
+    let n = index.node(layer).node;
+    let out_features: Option<u64> = match lop {
+        "MatMul" => match (weight(1), weight(0)) {
+            (Some(b), _) if !b.is_empty() => dim(&b, b.len() - 1),
+            (_, Some(a)) if a.len() >= 2 => dim(&a, a.len() - 2),
+            _ => None,
+        },
+        "Gemm" if !has_input(2) => match (weight(1), weight(0)) {
+            (Some(b), _) => dim(&b, usize::from(n.attr_i("transB", 0) == 0)),
+            (_, Some(a)) => dim(&a, usize::from(n.attr_i("transA", 0) != 0)),
+            _ => None,
+        },
+        "Conv" if !has_input(2) => weight(1).and_then(|w| dim(&w, 0)),
+        "ConvTranspose" if !has_input(2) => weight(1)
+            .and_then(|w| dim(&w, 1))
+            .and_then(|m| u64::try_from(n.attr_i("group", 1)).ok().map(|g| m * g)),
+        "Gemm" | "Conv" | "ConvTranspose" => {
+            return Candidate::none(format!(
+                "Add operand after {} '{}', which has a bias input of its own",
+                lop,
+                index.node_name(layer)
+            ));
+        }
+        _ => {
+            return Candidate::none(format!(
+                "Add operand after {lop}, not after a MatMul/Gemm/Conv: not a bias by rule"
+            ));
+        }
+    };
+    let Some(features) = out_features else {
+        return Candidate::none(format!(
+            "Add operand after {lop} '{}' whose operands are not weights (e.g. an attention mask)",
+            index.node_name(layer)
+        ));
+    };
+    let count = numel(ctx.dims);
+    if count != features {
+        return Candidate::none(format!(
+            "Add operand of {count} elements after {lop} '{}' with {features} output features: \
+             not a per-feature bias",
+            index.node_name(layer)
+        ));
+    }
+    Candidate::role(Role::Bias, ctx.out0())
+}
