@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::Activation;
 use super::graph::{GraphIndex, NodeId, Scalars, ValueId};
-use super::roles::known_domain;
+use super::ops::activation::{Const, close};
+use super::ops::{self, OpSpec, Outputs, Step, Walk, WalkSite};
 
 /// Deepest forward walk (in transparent ops) before reporting linear: real models need a few
 /// dozen at most; the bound keeps the recursion's stack use small on adversarial graphs.
@@ -81,136 +82,6 @@ pub(crate) fn merge_activations(items: &[(Activation, String)]) -> Merged {
             items[winner].1
         )),
     }
-}
-
-/// Ops that continue the walk, and which of their outputs carry the walked data.
-enum Pass {
-    /// Output 0 only (other outputs are statistics, masks or indices).
-    First,
-    /// Every output (Split).
-    All,
-}
-
-/// Ops that continue the walk from their data input (slot 0) only.
-const DATA_INPUT_ONLY: &[&str] = &[
-    // Normalizations.
-    "BatchNormalization",
-    "InstanceNormalization",
-    "LayerNormalization",
-    "GroupNormalization",
-    "LpNormalization",
-    "MeanVarianceNormalization",
-    "LRN",
-    "SimplifiedLayerNormalization",
-    "RMSNormalization",
-    // Layout, type and routing.
-    "Reshape",
-    "Transpose",
-    "Flatten",
-    "Squeeze",
-    "Unsqueeze",
-    "Identity",
-    "Dropout",
-    "Cast",
-    "CastLike",
-    "Expand",
-    "Tile",
-    "Pad",
-    "Resize",
-    "Upsample",
-    "DepthToSpace",
-    "SpaceToDepth",
-    "Slice",
-    "Gather",
-    // Pooling and reductions used as pooling.
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "LpPool",
-    "GlobalLpPool",
-    "ReduceMean",
-    "ReduceMax",
-    "ReduceMin",
-    "ReduceSum",
-];
-
-/// Transparent ops: how the walk continues when the walked value enters `slot` of `op`.
-fn transparent(op: &str, slot: usize) -> Option<Pass> {
-    let passes = match op {
-        "Split" => return (slot == 0).then_some(Pass::All),
-        // A bias or a residual, or concatenation: any operand.
-        "Add" | "Sub" | "Sum" | "Concat" => true,
-        // Skip norms add the skip input: either data operand continues.
-        "SkipLayerNormalization" | "SkipSimplifiedLayerNormalization" => slot <= 1,
-        // The selected values, not the condition.
-        "Where" => slot >= 1,
-        _ => slot == 0 && DATA_INPUT_ONLY.contains(&op),
-    };
-    passes.then_some(Pass::First)
-}
-
-/// Ops with weights of their own (or products of two activations): the walk stops there.
-fn is_weight_layer(op: &str) -> bool {
-    matches!(
-        op,
-        "Conv"
-            | "ConvTranspose"
-            | "ConvInteger"
-            | "Gemm"
-            | "MatMul"
-            | "MatMulInteger"
-            | "QLinearConv"
-            | "QLinearMatMul"
-            | "FusedMatMul"
-            | "FusedConv"
-            | "Einsum"
-            | "LSTM"
-            | "GRU"
-            | "RNN"
-            | "Attention"
-            | "MultiHeadAttention"
-    )
-}
-
-/// The activation of a single activation op (not Clip/Max, which need constants).
-fn single_op_activation(
-    op: &str,
-    node: &crate::onnx::skeleton::Node,
-    slot: usize,
-) -> Option<Activation> {
-    let a = match op {
-        "Relu" | "ThresholdedRelu" => Activation::Relu,
-        "LeakyRelu" => Activation::LeakyRelu(node.attr_f("alpha", 0.01)),
-        "PRelu" if slot == 0 => Activation::PRelu,
-        "Elu" => Activation::Elu(node.attr_f("alpha", 1.0)),
-        "Selu" => Activation::Selu,
-        "Celu" => Activation::Celu,
-        "Tanh" => Activation::Tanh,
-        "Sigmoid" => Activation::Sigmoid,
-        "HardSigmoid" => Activation::HardSigmoid,
-        "HardSwish" => Activation::HardSwish,
-        "Gelu" | "FastGelu" | "BiasGelu" | "QuickGelu" => Activation::Gelu,
-        "Swish" => Activation::Silu,
-        "Softplus" => Activation::Softplus,
-        "Softsign" => Activation::Softsign,
-        "Mish" => Activation::Mish,
-        "Softmax" | "LogSoftmax" => Activation::Softmax,
-        _ => return None,
-    };
-    Some(a)
-}
-
-/// Relative closeness for constants printed with 4–8 digits by exporters.
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-3 * b.abs().max(1e-6)
-}
-
-/// A constant operand whose value may be unknown (an initializer the loader did not provide).
-#[derive(Debug, Clone, Copy)]
-enum Const {
-    Known(f64),
-    Unknown,
 }
 
 /// One branch's outcome.
@@ -357,67 +228,47 @@ impl<'c, 'm> Walker<'c, 'm> {
         let n = index.node(node).node;
         let op = n.op();
         let label = index.node_label(node);
-        if !known_domain(n) {
-            let domain = n.domain.as_deref().unwrap_or("");
+        let domain = n.domain.as_deref();
+        if !ops::known_domain(domain) {
+            let domain = domain.unwrap_or("");
             return Some((
                 Activation::Linear,
                 format!("{label} from domain '{domain}' (unknown)"),
                 None,
             ));
         }
-        if matches!(op, "Shape" | "Size") {
-            return None;
-        }
-        if let Some(a) = single_op_activation(op, n, slot) {
-            return Some((a, label, None));
-        }
-        match op {
-            "Clip" if slot == 0 => return Some(self.clip(node, label)),
-            "Max" if n.input.len() == 2 => {
-                let other = index.input(node, 1 - slot.min(1));
-                let zero = other.and_then(|o| self.scalars.scalar(o)) == Some(0.0);
-                return Some(if zero {
-                    (Activation::Relu, label, None)
-                } else {
-                    (
-                        Activation::Linear,
-                        format!("{label} (not max with 0)"),
-                        None,
-                    )
-                });
+        let walk = ops::spec(domain, op).map_or(Walk::Opaque, |s| s.walk);
+        let step = match walk {
+            Walk::ShapeOnly => return None,
+            Walk::WeightLayer => {
+                return Some((Activation::Linear, format!("weight layer {label}"), None));
             }
-            "Mul" | "Div" => {
-                let other = index.input(node, 1 - slot.min(1));
-                let scale = other.is_some_and(|o| self.scalars.is_static(o));
-                if scale && (op == "Mul" || slot == 0) {
-                    return Some(self.continue_from(node, &Pass::First));
-                }
-                let why = if op == "Div" && slot == 1 {
-                    "divides by the walked value"
-                } else {
-                    "combined with another activation"
-                };
-                return Some((Activation::Linear, format!("{label} ({why})"), None));
-            }
-            _ => {}
-        }
-        if let Some(pass) = transparent(op, slot) {
-            return Some(self.continue_from(node, &pass));
-        }
-        let why = if is_weight_layer(op) {
-            format!("weight layer {label}")
-        } else {
-            format!("{label} (no walk rule)")
+            Walk::Transparent { slots, outputs } if slots.contains(slot) => Step::Continue(outputs),
+            Walk::Activation(f) => f(n, slot).map_or(Step::NoRule, |a| Step::End(a, label.clone())),
+            Walk::Rule(rule) => rule(&WalkSite {
+                index,
+                scalars: self.scalars,
+                node,
+                n,
+                op,
+                slot,
+                label: &label,
+            }),
+            Walk::Transparent { .. } | Walk::Opaque => Step::NoRule,
         };
-        Some((Activation::Linear, why, None))
+        Some(match step {
+            Step::End(a, at) => (a, at, None),
+            Step::Continue(outputs) => self.continue_from(node, outputs),
+            Step::NoRule => (Activation::Linear, format!("{label} (no walk rule)"), None),
+        })
     }
 
     /// Continue from a transparent node's output(s).
-    fn continue_from(&mut self, node: NodeId, pass: &Pass) -> Branch {
+    fn continue_from(&mut self, node: NodeId, outputs: Outputs) -> Branch {
         let index = self.index;
-        let outs: Vec<ValueId> = match pass {
-            Pass::First => index.output(node, 0).into_iter().collect(),
-            Pass::All => index.node(node).outputs.iter().flatten().copied().collect(),
+        let outs: Vec<ValueId> = match outputs {
+            Outputs::First => index.output(node, 0).into_iter().collect(),
+            Outputs::All => index.node(node).outputs.iter().flatten().copied().collect(),
         };
         let mut results: Vec<WalkResult> = outs.into_iter().map(|o| self.walk(o)).collect();
         if results.is_empty() {
@@ -434,42 +285,6 @@ impl<'c, 'm> Walker<'c, 'm> {
         let merged = merge_activations(&items);
         let r = results.swap_remove(merged.winner);
         (r.activation, r.at, merged.conflict.or(r.conflict))
-    }
-
-    /// Clip as an activation: (0, 6) relu6, (0, ∞) or (0, unknown) relu, else linear.
-    fn clip(&self, node: NodeId, label: String) -> Branch {
-        let index = self.index;
-        let n = index.node(node).node;
-        // `None` when absent (±∞); opset < 11 has the bounds as attributes.
-        let bound = |slot: usize, attr: &str| -> Option<Const> {
-            if let Some(v) = index.input(node, slot) {
-                return Some(self.scalars.scalar(v).map_or(Const::Unknown, Const::Known));
-            }
-            n.attr(attr)
-                .and_then(|a| a.f)
-                .map(|f| Const::Known(f64::from(f)))
-        };
-        match (bound(1, "min"), bound(2, "max")) {
-            (Some(Const::Known(0.0)), Some(Const::Known(h))) if close(h, 6.0) => {
-                (Activation::Relu6, label, None)
-            }
-            (Some(Const::Known(0.0)), None | Some(Const::Unknown)) => {
-                (Activation::Relu, label, None)
-            }
-            (Some(Const::Known(0.0)), Some(Const::Known(h))) if h == f64::INFINITY => {
-                (Activation::Relu, label, None)
-            }
-            (Some(Const::Known(l)), Some(Const::Known(h))) => (
-                Activation::Linear,
-                format!("{label} with bounds ({l}, {h}): not a rectifier"),
-                None,
-            ),
-            _ => (
-                Activation::Linear,
-                format!("{label} with a lower bound that is unknown or not 0"),
-                None,
-            ),
-        }
     }
 
     /// Composite activations rooted at `v`, and the nodes they account for.
@@ -558,7 +373,7 @@ impl<'c, 'm> Walker<'c, 'm> {
             let n = index.node(node).node;
             // An activation is parameter-free: a weight layer inside means `x + f(x)` is a
             // residual block, not an activation; bodies are beyond this local analysis.
-            if is_weight_layer(n.op())
+            if ops::by_name(n.op()).is_some_and(OpSpec::is_weight_layer)
                 || n.attribute
                     .iter()
                     .any(|a| a.g.is_some() || !a.graphs.is_empty())
@@ -587,7 +402,7 @@ impl<'c, 'm> Walker<'c, 'm> {
 
         if ops.iter().any(|o| o.starts_with("Reduce")) {
             // A decomposed normalization: continue after it.
-            return self.continue_from(c.combine, &Pass::First);
+            return self.continue_from(c.combine, Outputs::First);
         }
         let cube = has("Pow")
             || c.cone.iter().any(|&n| {

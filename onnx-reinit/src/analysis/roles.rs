@@ -1,15 +1,12 @@
-//! Role and fans of one use of an initializer: a registry from op type to the handler of its
-//! op family (one function per family), each deciding by input slot.
+//! Role and fans of one use of an initializer: the [`Candidate`] a use gives, dispatched to the
+//! role handler of the op's [`ops::OpSpec`], each handler deciding by input slot.
 //!
 //! A handler sees one (node, slot) use and returns a [`Candidate`]; `analyze` merges the
 //! candidates of all uses of a tensor. Ops without a handler, and slots a handler does not list,
 //! leave the tensor untouched with a reason naming the slot.
 
-use std::collections::HashMap;
-use std::sync::LazyLock;
-
 use super::graph::{GraphIndex, NodeId, RealUse, Scalars, ValueId, numel};
-use super::ops::{activation, conv, elementwise, embedding, linear, norm, recurrent};
+use super::ops;
 use super::{Activation, FanCompat, Fans, RecurrentLayout, Role};
 use crate::onnx::skeleton::Node;
 
@@ -82,50 +79,6 @@ impl SlotCtx<'_, '_, '_> {
     }
 }
 
-type Handler = fn(&SlotCtx<'_, '_, '_>) -> Candidate;
-
-/// Op type → handler. Domain is checked before lookup (default ONNX domain and
-/// `com.microsoft`, whose contrib ops share these names and semantics).
-static REGISTRY: LazyLock<HashMap<&'static str, Handler>> = LazyLock::new(|| {
-    let families: &[(&[&'static str], Handler)] = &[
-        (&["Conv", "ConvTranspose"], conv::conv_family),
-        (&["Gemm"], linear::gemm),
-        (&["MatMul"], linear::matmul),
-        (&["LSTM", "GRU", "RNN"], recurrent::recurrent),
-        (&["Gather"], embedding::gather),
-        (
-            &[
-                "BatchNormalization",
-                "InstanceNormalization",
-                "LayerNormalization",
-                "GroupNormalization",
-                "SimplifiedLayerNormalization",
-                "RMSNormalization",
-                "SkipLayerNormalization",
-                "SkipSimplifiedLayerNormalization",
-            ],
-            norm::normalization,
-        ),
-        (&["PRelu"], activation::prelu),
-        (&["Add"], elementwise::add_bias),
-    ];
-    let mut map = HashMap::new();
-    for (ops, handler) in families {
-        for op in *ops {
-            map.insert(*op, *handler);
-        }
-    }
-    map
-});
-
-/// Whether ops of this domain follow ONNX (or ONNX Runtime contrib) semantics.
-pub(crate) fn known_domain(node: &Node) -> bool {
-    matches!(
-        node.domain.as_deref(),
-        None | Some("" | "ai.onnx" | "com.microsoft")
-    )
-}
-
 /// The candidate for one real use of an initializer.
 pub(crate) fn candidate(
     index: &GraphIndex<'_>,
@@ -135,13 +88,15 @@ pub(crate) fn candidate(
 ) -> Candidate {
     let n = index.node(u.node).node;
     let op = n.op();
-    if !known_domain(n) {
+    let domain = n.domain.as_deref();
+    if !ops::known_domain(domain) {
         return Candidate::none(format!(
             "{op} from domain '{}' has no parameter rule",
-            n.domain.as_deref().unwrap_or("")
+            domain.unwrap_or("")
         ));
     }
-    if matches!(op, "Shape" | "Size") {
+    let spec = ops::spec(domain, op);
+    if spec.is_some_and(|s| !s.reads_values()) {
         return Candidate {
             ignorable: true,
             ..Candidate::none(format!("{op} reads only its shape"))
@@ -157,7 +112,7 @@ pub(crate) fn candidate(
         dims: &u.view_dims,
         compat,
     };
-    match REGISTRY.get(op) {
+    match spec.and_then(|s| s.params) {
         Some(handler) => handler(&ctx),
         None => not_a_parameter(&ctx),
     }

@@ -1,8 +1,19 @@
-//! Convolutions: Conv and ConvTranspose (weight and bias slots and fans).
+//! Convolutions: Conv and ConvTranspose (weight and bias slots and fans), and the quantized and
+//! fused convolutions the walk stops at.
 
+use super::{OpSpec, Walk};
 use crate::analysis::Role;
 use crate::analysis::fans;
 use crate::analysis::roles::{Candidate, SlotCtx};
+
+pub(crate) static SPECS: &[OpSpec] = &[
+    OpSpec::new(&["Conv", "ConvTranspose"], Walk::WeightLayer).params(conv_family),
+    // Weight layers whose weights are not re-initialized (quantized, or a contrib fusion).
+    OpSpec::new(
+        &["ConvInteger", "QLinearConv", "FusedConv"],
+        Walk::WeightLayer,
+    ),
+];
 
 /// Conv and ConvTranspose: W (slot 1) is a weight, B (slot 2) a bias.
 pub(crate) fn conv_family(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {

@@ -1,8 +1,40 @@
-//! Elementwise arithmetic: Add as the bias of a layer without one.
+//! Elementwise arithmetic: Add as the bias of a layer without one; the walk passes a bias, a
+//! residual or a static scale.
 
+use super::{OpSpec, Outputs, Slots, Step, Walk, WalkSite};
+use crate::analysis::Activation;
 use crate::analysis::Role;
 use crate::analysis::graph::numel;
 use crate::analysis::roles::{Candidate, SlotCtx};
+
+/// A bias or a residual: any operand continues.
+const ANY: Walk = Walk::Transparent {
+    slots: Slots::Any,
+    outputs: Outputs::First,
+};
+
+pub(crate) static SPECS: &[OpSpec] = &[
+    OpSpec::new(&["Add"], ANY).params(add_bias),
+    OpSpec::new(&["Sub", "Sum"], ANY),
+    OpSpec::new(&["Mul", "Div"], Walk::Rule(static_scale)),
+];
+
+/// Mul or Div by a static value is a scale and continues the walk; multiplying by another
+/// activation is gating (the gate branch carries its own nonlinearity), and dividing by the
+/// walked value is no scale: both end the branch as linear.
+fn static_scale(site: &WalkSite<'_, '_, '_>) -> Step {
+    let other = site.index.input(site.node, 1 - site.slot.min(1));
+    let scale = other.is_some_and(|o| site.scalars.is_static(o));
+    if scale && (site.op == "Mul" || site.slot == 0) {
+        return Step::Continue(Outputs::First);
+    }
+    let why = if site.op == "Div" && site.slot == 1 {
+        "divides by the walked value"
+    } else {
+        "combined with another activation"
+    };
+    Step::End(Activation::Linear, format!("{} ({why})", site.label))
+}
 
 /// Add: the initializer operand is a bias when the other operand comes straight from a layer
 /// that has no bias of its own (MatMul, Gemm without C, Conv/ConvTranspose without B) and it has

@@ -1,7 +1,17 @@
-//! Embeddings: Gather of a (V, D) table by run-time indices.
+//! Embeddings: Gather of a (V, D) table by run-time indices; as a data op, Gather passes the walk.
 
+use super::{OpSpec, Outputs, Slots, Walk};
 use crate::analysis::roles::{Candidate, SlotCtx};
 use crate::analysis::{Role, fans};
+
+pub(crate) static SPECS: &[OpSpec] = &[OpSpec::new(
+    &["Gather"],
+    Walk::Transparent {
+        slots: Slots::Data,
+        outputs: Outputs::First,
+    },
+)
+.params(gather)];
 
 /// Gather: data (V, D) looked up along axis 0 by run-time indices is an embedding table.
 /// Constant indices select fixed rows of a lookup table, which is data, not a parameter.

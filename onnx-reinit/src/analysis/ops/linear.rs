@@ -1,8 +1,27 @@
-//! Linear layers: Gemm and MatMul (weight and bias slots, fans, packed projections).
+//! Linear layers: Gemm and MatMul (weight and bias slots, fans, packed projections), and the
+//! other products the walk stops at (Einsum, quantized and fused MatMul, fused attention).
 
+use super::{OpSpec, Walk, by_name};
 use crate::analysis::graph::{GraphIndex, NodeId, Scalars, ValueId};
 use crate::analysis::roles::{Candidate, SlotCtx, not_a_parameter};
 use crate::analysis::{FanCompat, Fans, Role, fans};
+
+pub(crate) static SPECS: &[OpSpec] = &[
+    OpSpec::new(&["Gemm"], Walk::WeightLayer).params(gemm),
+    OpSpec::new(&["MatMul"], Walk::WeightLayer).params(matmul),
+    // Weight layers or products of activations whose operands are not re-initialized.
+    OpSpec::new(
+        &[
+            "MatMulInteger",
+            "QLinearMatMul",
+            "FusedMatMul",
+            "Einsum",
+            "Attention",
+            "MultiHeadAttention",
+        ],
+        Walk::WeightLayer,
+    ),
+];
 
 /// Gemm: B (slot 1) is the weight; A (slot 0) too when it is the initializer; C is the bias.
 pub(crate) fn gemm(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
@@ -80,7 +99,7 @@ fn packed_parts(
             .uses
             .iter()
             .copied()
-            .filter(|&(n, _)| !matches!(index.op(n), "Shape" | "Size"))
+            .filter(|&(n, _)| by_name(index.op(n)).is_none_or(super::OpSpec::reads_values))
             .collect();
         let through = || {
             if path.is_empty() {

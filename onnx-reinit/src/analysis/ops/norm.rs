@@ -1,7 +1,43 @@
-//! Normalizations: scale, shift and running-statistic slots.
+//! Normalizations: scale, shift and running-statistic slots; the walk passes every norm.
 
+use super::{OpSpec, Outputs, Slots, Walk};
 use crate::analysis::roles::{Candidate, SlotCtx};
 use crate::analysis::{NormStatKind, Role};
+
+/// A norm does not change which nonlinearity comes next.
+const DATA: Walk = Walk::Transparent {
+    slots: Slots::Data,
+    outputs: Outputs::First,
+};
+
+pub(crate) static SPECS: &[OpSpec] = &[
+    OpSpec::new(
+        &[
+            "BatchNormalization",
+            "InstanceNormalization",
+            "LayerNormalization",
+            "GroupNormalization",
+            "SimplifiedLayerNormalization",
+            "RMSNormalization",
+        ],
+        DATA,
+    )
+    .params(normalization),
+    // Skip norms add the skip input: either data operand continues.
+    OpSpec::new(
+        &["SkipLayerNormalization", "SkipSimplifiedLayerNormalization"],
+        Walk::Transparent {
+            slots: Slots::UpTo(1),
+            outputs: Outputs::First,
+        },
+    )
+    .params(normalization),
+    // Parameter-free normalizations.
+    OpSpec::new(
+        &["LpNormalization", "MeanVarianceNormalization", "LRN"],
+        DATA,
+    ),
+];
 
 /// Normalization parameters by slot.
 pub(crate) fn normalization(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {

@@ -1,7 +1,11 @@
 //! Recurrent layers: LSTM, GRU and RNN (W, R, B with their gate layout).
 
+use super::{OpSpec, Walk};
 use crate::analysis::roles::{Candidate, SlotCtx, not_a_parameter};
 use crate::analysis::{Activation, Fans, RecurrentLayout, RecurrentOp, RecurrentPart, Role, fans};
+
+pub(crate) static SPECS: &[OpSpec] =
+    &[OpSpec::new(&["LSTM", "GRU", "RNN"], Walk::WeightLayer).params(recurrent)];
 
 /// LSTM/GRU/RNN: W and R are recurrent weights with a gate layout, B a bias; initial states,
 /// sequence lengths and LSTM peepholes are left alone.
