@@ -1,10 +1,13 @@
 //! The op registry: one [`OpSpec`] per op family, saying which slots are parameters, how the
-//! activation walk passes the op, and whether its output is a constant source.
+//! activation walk passes the op, and whether its output is a constant source; and the
+//! [`PatternSpec`]s that recognise what several nodes compute together.
 //!
 //! Every question the analysis asks about an op type goes through [`spec`] (role and walk
 //! decisions, which also apply the domain rule) or [`by_name`] (the structural questions that
 //! have always been answered by op name alone). Adding an op means adding its spec to the file
-//! of its family and, for a new family, listing that file's `SPECS` in [`FAMILIES`].
+//! of its family and, for a new family, listing that file's `SPECS` in [`FAMILIES`]; adding a
+//! multi-node pattern means adding a [`PatternSpec`] to its family's `PATTERNS`, in the order
+//! it must be tried, and for a new family listing them in [`PATTERNS`].
 
 pub(crate) mod activation;
 pub(crate) mod conv;
@@ -13,6 +16,7 @@ pub(crate) mod embedding;
 pub(crate) mod layout;
 pub(crate) mod linear;
 pub(crate) mod norm;
+pub(crate) mod pattern;
 pub(crate) mod recurrent;
 pub(crate) mod source;
 
@@ -23,6 +27,7 @@ use super::Activation;
 use super::graph::{GraphIndex, NodeId, Scalars};
 use super::roles::{Candidate, SlotCtx};
 use crate::onnx::skeleton::Node;
+pub(crate) use pattern::PatternSpec;
 
 /// Decides role and fans of one (node, slot) use of an initializer; slots it does not claim get
 /// [`Candidate::none`] with the reason.
@@ -185,6 +190,19 @@ pub(crate) static FAMILIES: &[&[OpSpec]] = &[
     source::SPECS,
 ];
 
+/// Every family's patterns, in the order they are tried at an anchor (the first match wins):
+/// decomposed normalizations before composite activations, whose last pattern claims any
+/// remaining self-gating site.
+pub(crate) static PATTERNS: &[&[PatternSpec]] = &[norm::PATTERNS, activation::PATTERNS];
+
+/// The patterns anchored at an `op` node, in the order they are tried.
+pub(crate) fn patterns_at(op: &str) -> impl Iterator<Item = &'static PatternSpec> {
+    PATTERNS
+        .iter()
+        .flat_map(|family| family.iter())
+        .filter(move |p| p.anchor_ops.contains(&op))
+}
+
 static TABLE: LazyLock<HashMap<&'static str, &'static OpSpec>> = LazyLock::new(|| {
     let mut map = HashMap::new();
     for family in FAMILIES {
@@ -302,6 +320,53 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn all_patterns() -> impl Iterator<Item = &'static PatternSpec> {
+        PATTERNS.iter().flat_map(|f| f.iter())
+    }
+
+    #[test]
+    fn pattern_names_are_unique() {
+        let mut seen = HashSet::new();
+        for p in all_patterns() {
+            assert!(seen.insert(p.name), "pattern {:?} is listed twice", p.name);
+        }
+    }
+
+    #[test]
+    fn pattern_anchors_have_a_walk_rule_of_their_own() {
+        // Where no pattern matches, the walk steps into the anchor as a single op.
+        for p in all_patterns() {
+            assert!(!p.anchor_ops.is_empty(), "{:?} has no anchor", p.name);
+            for op in p.anchor_ops {
+                let spec = by_name(op).unwrap_or_else(|| panic!("{:?}: {op} has no spec", p.name));
+                assert!(!matches!(spec.walk, Walk::Opaque), "{:?}: {op}", p.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_catch_all_is_tried_last_at_each_of_its_anchors() {
+        let catch_all = all_patterns()
+            .find(|p| p.name == activation::NOT_AN_ACTIVATION)
+            .expect("the catch-all pattern is registered");
+        for op in catch_all.anchor_ops {
+            let last = patterns_at(op).last().map(|p| p.name);
+            assert_eq!(
+                last,
+                Some(catch_all.name),
+                "a pattern after the catch-all at {op}"
+            );
+        }
+    }
+
+    #[test]
+    fn normalizations_are_tried_before_activations() {
+        // A reduction inside a self-gating site is a norm even if the site also looks like
+        // an activation.
+        let first = patterns_at("Mul").next().map(|p| p.name);
+        assert_eq!(first, Some("decomposed normalization"));
     }
 
     #[test]

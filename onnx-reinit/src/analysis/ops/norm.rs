@@ -1,6 +1,9 @@
-//! Normalizations: scale, shift and running-statistic slots; the walk passes every norm.
+//! Normalizations: scale, shift and running-statistic slots; the walk passes every norm, the
+//! norm ops and the decomposed ones (a pattern).
 
+use super::pattern::{Match, PatternCtx, PatternSpec, Treatment};
 use super::{OpSpec, Outputs, Slots, Walk};
+use crate::analysis::graph::NodeId;
 use crate::analysis::roles::{Candidate, SlotCtx};
 use crate::analysis::{NormStatKind, Role};
 
@@ -38,6 +41,21 @@ pub(crate) static SPECS: &[OpSpec] = &[
         DATA,
     ),
 ];
+
+/// Decomposed normalizations, tried before the composite activations: a self-gating site whose
+/// function contains a reduction (`x − mean(x)`, `x / sqrt(mean(x²))`) normalizes, so the walk
+/// continues after it.
+pub(crate) static PATTERNS: &[PatternSpec] = &[PatternSpec {
+    name: "decomposed normalization",
+    anchor_ops: &["Mul", "Add", "Sub", "Div"],
+    matcher: decomposed,
+}];
+
+fn decomposed(ctx: &PatternCtx<'_, '_, '_>, anchor: NodeId) -> Option<Match> {
+    let site = ctx.self_gating(anchor)?;
+    site.cone_has_prefix(ctx, "Reduce")
+        .then(|| site.matched(ctx, Treatment::Transparent))
+}
 
 /// Normalization parameters by slot.
 pub(crate) fn normalization(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
