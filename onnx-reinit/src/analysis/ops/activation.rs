@@ -14,6 +14,7 @@ const fn act(ops: &'static [&'static str], f: fn(&Node, usize) -> Option<Activat
     OpSpec::new(ops, Walk::Activation(f))
 }
 
+/// The activation-op specs.
 pub(crate) static SPECS: &[OpSpec] = &[
     act(&["Relu", "ThresholdedRelu"], |_, _| Some(Activation::Relu)),
     act(&["LeakyRelu"], |n, _| {

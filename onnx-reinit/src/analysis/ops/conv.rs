@@ -6,6 +6,7 @@ use crate::analysis::Role;
 use crate::analysis::fans;
 use crate::analysis::roles::{Candidate, SlotCtx};
 
+/// The convolution specs.
 pub(crate) static SPECS: &[OpSpec] = &[
     OpSpec::new(&["Conv", "ConvTranspose"], Walk::WeightLayer).params(conv_family),
     // Weight layers whose weights are not re-initialized (quantized, or a contrib fusion).

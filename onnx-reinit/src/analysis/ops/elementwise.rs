@@ -13,6 +13,7 @@ const ANY: Walk = Walk::Transparent {
     outputs: Outputs::First,
 };
 
+/// The elementwise specs.
 pub(crate) static SPECS: &[OpSpec] = &[
     OpSpec::new(&["Add"], ANY).params(add_bias),
     OpSpec::new(&["Sub", "Sum"], ANY),

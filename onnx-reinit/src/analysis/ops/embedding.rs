@@ -4,6 +4,7 @@ use super::{OpSpec, Outputs, Slots, Walk};
 use crate::analysis::roles::{Candidate, SlotCtx};
 use crate::analysis::{Role, fans};
 
+/// The embedding specs.
 pub(crate) static SPECS: &[OpSpec] = &[OpSpec::new(
     &["Gather"],
     Walk::Transparent {

@@ -11,6 +11,7 @@ const DATA: Walk = Walk::Transparent {
     outputs: Outputs::First,
 };
 
+/// The layout, routing and pooling specs.
 pub(crate) static SPECS: &[OpSpec] = &[
     // Layout, type and routing.
     OpSpec::new(

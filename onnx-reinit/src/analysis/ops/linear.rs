@@ -6,6 +6,7 @@ use crate::analysis::graph::{GraphIndex, NodeId, Scalars, ValueId};
 use crate::analysis::roles::{Candidate, SlotCtx, not_a_parameter};
 use crate::analysis::{FanCompat, Fans, Role, fans};
 
+/// The linear-layer and product specs.
 pub(crate) static SPECS: &[OpSpec] = &[
     OpSpec::new(&["Gemm"], Walk::WeightLayer).params(gemm),
     OpSpec::new(&["MatMul"], Walk::WeightLayer).params(matmul),

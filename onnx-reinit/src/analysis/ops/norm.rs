@@ -13,6 +13,7 @@ const DATA: Walk = Walk::Transparent {
     outputs: Outputs::First,
 };
 
+/// The normalization specs.
 pub(crate) static SPECS: &[OpSpec] = &[
     OpSpec::new(
         &[

@@ -4,6 +4,7 @@ use super::{OpSpec, Walk};
 use crate::analysis::roles::{Candidate, SlotCtx, not_a_parameter};
 use crate::analysis::{Activation, Fans, RecurrentLayout, RecurrentOp, RecurrentPart, Role, fans};
 
+/// The recurrent-layer specs.
 pub(crate) static SPECS: &[OpSpec] =
     &[OpSpec::new(&["LSTM", "GRU", "RNN"], Walk::WeightLayer).params(recurrent)];
 

@@ -2,6 +2,7 @@
 
 use super::{OpSpec, Source, Walk};
 
+/// The value-source specs.
 pub(crate) static SPECS: &[OpSpec] = &[
     OpSpec::new(&["Constant"], Walk::Opaque).source(Source::Static),
     // They read only shapes: static outputs, and neither a parameter use nor a walk branch.
