@@ -6,13 +6,12 @@ use std::collections::{HashMap, HashSet};
 
 use super::Activation;
 use super::graph::{GraphIndex, NodeId, Scalars, ValueId};
-use super::roles::known_domain;
+use super::ops::pattern::{Match, PatternCtx, Treatment};
+use super::ops::{self, Outputs, Step, Walk, WalkSite};
 
 /// Deepest forward walk (in transparent ops) before reporting linear: real models need a few
 /// dozen at most; the bound keeps the recursion's stack use small on adversarial graphs.
 const MAX_DEPTH: usize = 200;
-/// Largest sub-graph accepted as "a function of x" in a composite activation.
-const MAX_CONE: usize = 24;
 
 /// Result of a walk from one value.
 #[derive(Debug, Clone)]
@@ -83,148 +82,8 @@ pub(crate) fn merge_activations(items: &[(Activation, String)]) -> Merged {
     }
 }
 
-/// Ops that continue the walk, and which of their outputs carry the walked data.
-enum Pass {
-    /// Output 0 only (other outputs are statistics, masks or indices).
-    First,
-    /// Every output (Split).
-    All,
-}
-
-/// Ops that continue the walk from their data input (slot 0) only.
-const DATA_INPUT_ONLY: &[&str] = &[
-    // Normalizations.
-    "BatchNormalization",
-    "InstanceNormalization",
-    "LayerNormalization",
-    "GroupNormalization",
-    "LpNormalization",
-    "MeanVarianceNormalization",
-    "LRN",
-    "SimplifiedLayerNormalization",
-    "RMSNormalization",
-    // Layout, type and routing.
-    "Reshape",
-    "Transpose",
-    "Flatten",
-    "Squeeze",
-    "Unsqueeze",
-    "Identity",
-    "Dropout",
-    "Cast",
-    "CastLike",
-    "Expand",
-    "Tile",
-    "Pad",
-    "Resize",
-    "Upsample",
-    "DepthToSpace",
-    "SpaceToDepth",
-    "Slice",
-    "Gather",
-    // Pooling and reductions used as pooling.
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "LpPool",
-    "GlobalLpPool",
-    "ReduceMean",
-    "ReduceMax",
-    "ReduceMin",
-    "ReduceSum",
-];
-
-/// Transparent ops: how the walk continues when the walked value enters `slot` of `op`.
-fn transparent(op: &str, slot: usize) -> Option<Pass> {
-    let passes = match op {
-        "Split" => return (slot == 0).then_some(Pass::All),
-        // A bias or a residual, or concatenation: any operand.
-        "Add" | "Sub" | "Sum" | "Concat" => true,
-        // Skip norms add the skip input: either data operand continues.
-        "SkipLayerNormalization" | "SkipSimplifiedLayerNormalization" => slot <= 1,
-        // The selected values, not the condition.
-        "Where" => slot >= 1,
-        _ => slot == 0 && DATA_INPUT_ONLY.contains(&op),
-    };
-    passes.then_some(Pass::First)
-}
-
-/// Ops with weights of their own (or products of two activations): the walk stops there.
-fn is_weight_layer(op: &str) -> bool {
-    matches!(
-        op,
-        "Conv"
-            | "ConvTranspose"
-            | "ConvInteger"
-            | "Gemm"
-            | "MatMul"
-            | "MatMulInteger"
-            | "QLinearConv"
-            | "QLinearMatMul"
-            | "FusedMatMul"
-            | "FusedConv"
-            | "Einsum"
-            | "LSTM"
-            | "GRU"
-            | "RNN"
-            | "Attention"
-            | "MultiHeadAttention"
-    )
-}
-
-/// The activation of a single activation op (not Clip/Max, which need constants).
-fn single_op_activation(
-    op: &str,
-    node: &crate::onnx::skeleton::Node,
-    slot: usize,
-) -> Option<Activation> {
-    let a = match op {
-        "Relu" | "ThresholdedRelu" => Activation::Relu,
-        "LeakyRelu" => Activation::LeakyRelu(node.attr_f("alpha", 0.01)),
-        "PRelu" if slot == 0 => Activation::PRelu,
-        "Elu" => Activation::Elu(node.attr_f("alpha", 1.0)),
-        "Selu" => Activation::Selu,
-        "Celu" => Activation::Celu,
-        "Tanh" => Activation::Tanh,
-        "Sigmoid" => Activation::Sigmoid,
-        "HardSigmoid" => Activation::HardSigmoid,
-        "HardSwish" => Activation::HardSwish,
-        "Gelu" | "FastGelu" | "BiasGelu" | "QuickGelu" => Activation::Gelu,
-        "Swish" => Activation::Silu,
-        "Softplus" => Activation::Softplus,
-        "Softsign" => Activation::Softsign,
-        "Mish" => Activation::Mish,
-        "Softmax" | "LogSoftmax" => Activation::Softmax,
-        _ => return None,
-    };
-    Some(a)
-}
-
-/// Relative closeness for constants printed with 4–8 digits by exporters.
-fn close(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-3 * b.abs().max(1e-6)
-}
-
-/// A constant operand whose value may be unknown (an initializer the loader did not provide).
-#[derive(Debug, Clone, Copy)]
-enum Const {
-    Known(f64),
-    Unknown,
-}
-
 /// One branch's outcome.
 type Branch = (Activation, String, Option<String>);
-
-/// A candidate composite: `combine(x, f(x))` where `f` is the cone.
-struct Composite {
-    /// The combining node (Mul, Div, Add, Sub).
-    combine: NodeId,
-    /// The value among `x` and its scaled copies that enters `combine` directly.
-    x: ValueId,
-    /// Nodes computing `f(x)` from `x` (and its scaled copies) and constants.
-    cone: Vec<NodeId>,
-}
 
 /// The walker: memoised per value, so shared downstream paths are walked once per model.
 pub(crate) struct Walker<'c, 'm> {
@@ -294,8 +153,8 @@ impl<'c, 'm> Walker<'c, 'm> {
             branches.push(self.leave_scope(v, scope, position));
         }
 
-        let (composites, consumed) = self.composites(v);
-        branches.extend(composites);
+        let (matched, consumed) = self.patterns(v);
+        branches.extend(matched);
 
         for &(node, slot) in &index.value(v).uses {
             if consumed.contains(&node) {
@@ -357,67 +216,47 @@ impl<'c, 'm> Walker<'c, 'm> {
         let n = index.node(node).node;
         let op = n.op();
         let label = index.node_label(node);
-        if !known_domain(n) {
-            let domain = n.domain.as_deref().unwrap_or("");
+        let domain = n.domain.as_deref();
+        if !ops::known_domain(domain) {
+            let domain = domain.unwrap_or("");
             return Some((
                 Activation::Linear,
                 format!("{label} from domain '{domain}' (unknown)"),
                 None,
             ));
         }
-        if matches!(op, "Shape" | "Size") {
-            return None;
-        }
-        if let Some(a) = single_op_activation(op, n, slot) {
-            return Some((a, label, None));
-        }
-        match op {
-            "Clip" if slot == 0 => return Some(self.clip(node, label)),
-            "Max" if n.input.len() == 2 => {
-                let other = index.input(node, 1 - slot.min(1));
-                let zero = other.and_then(|o| self.scalars.scalar(o)) == Some(0.0);
-                return Some(if zero {
-                    (Activation::Relu, label, None)
-                } else {
-                    (
-                        Activation::Linear,
-                        format!("{label} (not max with 0)"),
-                        None,
-                    )
-                });
+        let walk = ops::spec(domain, op).map_or(Walk::Opaque, |s| s.walk);
+        let step = match walk {
+            Walk::ShapeOnly => return None,
+            Walk::WeightLayer => {
+                return Some((Activation::Linear, format!("weight layer {label}"), None));
             }
-            "Mul" | "Div" => {
-                let other = index.input(node, 1 - slot.min(1));
-                let scale = other.is_some_and(|o| self.scalars.is_static(o));
-                if scale && (op == "Mul" || slot == 0) {
-                    return Some(self.continue_from(node, &Pass::First));
-                }
-                let why = if op == "Div" && slot == 1 {
-                    "divides by the walked value"
-                } else {
-                    "combined with another activation"
-                };
-                return Some((Activation::Linear, format!("{label} ({why})"), None));
-            }
-            _ => {}
-        }
-        if let Some(pass) = transparent(op, slot) {
-            return Some(self.continue_from(node, &pass));
-        }
-        let why = if is_weight_layer(op) {
-            format!("weight layer {label}")
-        } else {
-            format!("{label} (no walk rule)")
+            Walk::Transparent { slots, outputs } if slots.contains(slot) => Step::Continue(outputs),
+            Walk::Activation(f) => f(n, slot).map_or(Step::NoRule, |a| Step::End(a, label.clone())),
+            Walk::Rule(rule) => rule(&WalkSite {
+                index,
+                scalars: self.scalars,
+                node,
+                n,
+                op,
+                slot,
+                label: &label,
+            }),
+            Walk::Transparent { .. } | Walk::Opaque => Step::NoRule,
         };
-        Some((Activation::Linear, why, None))
+        Some(match step {
+            Step::End(a, at) => (a, at, None),
+            Step::Continue(outputs) => self.continue_from(node, outputs),
+            Step::NoRule => (Activation::Linear, format!("{label} (no walk rule)"), None),
+        })
     }
 
     /// Continue from a transparent node's output(s).
-    fn continue_from(&mut self, node: NodeId, pass: &Pass) -> Branch {
+    fn continue_from(&mut self, node: NodeId, outputs: Outputs) -> Branch {
         let index = self.index;
-        let outs: Vec<ValueId> = match pass {
-            Pass::First => index.output(node, 0).into_iter().collect(),
-            Pass::All => index.node(node).outputs.iter().flatten().copied().collect(),
+        let outs: Vec<ValueId> = match outputs {
+            Outputs::First => index.output(node, 0).into_iter().collect(),
+            Outputs::All => index.node(node).outputs.iter().flatten().copied().collect(),
         };
         let mut results: Vec<WalkResult> = outs.into_iter().map(|o| self.walk(o)).collect();
         if results.is_empty() {
@@ -436,286 +275,43 @@ impl<'c, 'm> Walker<'c, 'm> {
         (r.activation, r.at, merged.conflict.or(r.conflict))
     }
 
-    /// Clip as an activation: (0, 6) relu6, (0, ∞) or (0, unknown) relu, else linear.
-    fn clip(&self, node: NodeId, label: String) -> Branch {
+    /// The patterns matched at `v` (composite activations, decomposed norms), one branch per
+    /// match, and the nodes they account for.
+    fn patterns(&mut self, v: ValueId) -> (Vec<Branch>, HashSet<NodeId>) {
         let index = self.index;
-        let n = index.node(node).node;
-        // `None` when absent (±∞); opset < 11 has the bounds as attributes.
-        let bound = |slot: usize, attr: &str| -> Option<Const> {
-            if let Some(v) = index.input(node, slot) {
-                return Some(self.scalars.scalar(v).map_or(Const::Unknown, Const::Known));
-            }
-            n.attr(attr)
-                .and_then(|a| a.f)
-                .map(|f| Const::Known(f64::from(f)))
-        };
-        match (bound(1, "min"), bound(2, "max")) {
-            (Some(Const::Known(0.0)), Some(Const::Known(h))) if close(h, 6.0) => {
-                (Activation::Relu6, label, None)
-            }
-            (Some(Const::Known(0.0)), None | Some(Const::Unknown)) => {
-                (Activation::Relu, label, None)
-            }
-            (Some(Const::Known(0.0)), Some(Const::Known(h))) if h == f64::INFINITY => {
-                (Activation::Relu, label, None)
-            }
-            (Some(Const::Known(l)), Some(Const::Known(h))) => (
-                Activation::Linear,
-                format!("{label} with bounds ({l}, {h}): not a rectifier"),
-                None,
-            ),
-            _ => (
-                Activation::Linear,
-                format!("{label} with a lower bound that is unknown or not 0"),
-                None,
-            ),
-        }
-    }
-
-    /// Composite activations rooted at `v`, and the nodes they account for.
-    fn composites(&mut self, v: ValueId) -> (Vec<Branch>, HashSet<NodeId>) {
-        let index = self.index;
-        // x and its constant-scaled copies (x·0.5, x/√2, …), with the scaling node.
-        let mut xs: Vec<(ValueId, Option<NodeId>)> = vec![(v, None)];
-        for &(node, slot) in &index.value(v).uses {
-            let op = index.op(node);
-            if (op == "Mul" || (op == "Div" && slot == 0)) && index.node(node).inputs.len() == 2 {
-                let other = index.input(node, 1 - slot.min(1));
-                if other.is_some_and(|o| o != v && self.scalars.is_static(o))
-                    && let Some(out) = index.output(node, 0)
-                {
-                    xs.push((out, Some(node)));
-                }
-            }
-        }
-        let x_values: Vec<ValueId> = xs.iter().map(|&(x, _)| x).collect();
-
-        let mut found: Vec<Composite> = Vec::new();
-        for &x in &x_values {
-            for &(node, slot) in &index.value(x).uses {
-                let op = index.op(node);
-                let binary = matches!(op, "Mul" | "Add" | "Sub") || (op == "Div" && slot == 0);
-                if !binary || index.node(node).inputs.len() != 2 {
-                    continue;
-                }
-                let Some(other) = index.input(node, 1 - slot.min(1)) else {
-                    continue;
-                };
-                if x_values.contains(&other) || self.scalars.is_static(other) {
-                    continue;
-                }
-                if let Some(cone) = self.cone(other, &x_values) {
-                    found.push(Composite {
-                        combine: node,
-                        x,
-                        cone,
-                    });
-                }
-            }
-        }
-        if found.is_empty() {
-            return (Vec::new(), HashSet::new());
-        }
-
+        let ctx = PatternCtx::new(index, self.scalars, v);
         let mut consumed: HashSet<NodeId> = HashSet::new();
         let mut branches = Vec::new();
-        let outer: Vec<usize> = (0..found.len())
-            .filter(|&i| !found.iter().any(|f| f.cone.contains(&found[i].combine)))
-            .collect();
-        for i in outer {
-            let c = &found[i];
-            consumed.insert(c.combine);
-            consumed.extend(c.cone.iter().copied());
-            // The scaling nodes this composite reads x through belong to it too.
-            for &(x, scaler) in &xs {
-                let read = x == c.x
-                    || c.cone
-                        .iter()
-                        .any(|&n| index.node(n).inputs.contains(&Some(x)));
-                if let Some(s) = scaler.filter(|_| read) {
-                    consumed.insert(s);
-                }
-            }
-            branches.push(self.classify(c, v));
+        for anchor in ctx.anchors() {
+            let found = ops::patterns_at(index.op(anchor)).find_map(|p| (p.matcher)(&ctx, anchor));
+            let Some(m) = found else {
+                continue;
+            };
+            consumed.insert(m.anchor);
+            consumed.extend(m.covers.iter().copied());
+            branches.push(self.pattern_branch(m));
         }
         (branches, consumed)
     }
 
-    /// The nodes computing `value` from the `xs` and static values only, or `None` if it
-    /// depends on anything else or is too big to be an activation.
-    fn cone(&self, value: ValueId, xs: &[ValueId]) -> Option<Vec<NodeId>> {
-        let index = self.index;
-        let mut nodes: Vec<NodeId> = Vec::new();
-        let mut stack = vec![value];
-        while let Some(val) = stack.pop() {
-            if xs.contains(&val) || self.scalars.is_static(val) {
-                continue;
+    /// The branch of a pattern match.
+    fn pattern_branch(&mut self, m: Match) -> Branch {
+        let label = self.index.node_label(m.anchor);
+        match m.treatment {
+            Treatment::Activation { activation, form } => {
+                (activation, format!("{form} ending at {label}"), None)
             }
-            let (node, _) = index.producer(val)?;
-            if nodes.contains(&node) {
-                continue;
+            Treatment::NotAnActivation { reason } => {
+                (Activation::Linear, format!("{label}: {reason}"), None)
             }
-            let n = index.node(node).node;
-            // An activation is parameter-free: a weight layer inside means `x + f(x)` is a
-            // residual block, not an activation; bodies are beyond this local analysis.
-            if is_weight_layer(n.op())
-                || n.attribute
-                    .iter()
-                    .any(|a| a.g.is_some() || !a.graphs.is_empty())
-            {
-                return None;
-            }
-            nodes.push(node);
-            if nodes.len() > MAX_CONE {
-                return None;
-            }
-            stack.extend(index.node(node).inputs.iter().flatten().copied());
+            Treatment::Transparent => match m.output {
+                Some(out) => {
+                    let r = self.walk(out);
+                    (r.activation, r.at, r.conflict)
+                }
+                None => (Activation::Linear, format!("{label} (no output)"), None),
+            },
         }
-        if nodes.is_empty() { None } else { Some(nodes) }
-    }
-
-    /// Name the activation of a composite.
-    fn classify(&mut self, c: &Composite, v: ValueId) -> Branch {
-        let index = self.index;
-        let ops: Vec<&str> = c.cone.iter().map(|&n| index.op(n)).collect();
-        let has = |op: &str| ops.contains(&op);
-        let combine_op = index.op(c.combine);
-        let label = index.node_label(c.combine);
-        let found = |a: Activation, what: &str| -> Branch {
-            (a, format!("{what} ending at {label}"), None)
-        };
-
-        if ops.iter().any(|o| o.starts_with("Reduce")) {
-            // A decomposed normalization: continue after it.
-            return self.continue_from(c.combine, &Pass::First);
-        }
-        let cube = has("Pow")
-            || c.cone.iter().any(|&n| {
-                index.op(n) == "Mul"
-                    && index
-                        .node(n)
-                        .inputs
-                        .iter()
-                        .flatten()
-                        .all(|&i| !self.scalars.is_static(i))
-            });
-        let unknown = || -> Branch {
-            let mut sorted = ops.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            (
-                Activation::Linear,
-                format!(
-                    "{label}: combined with a function of itself ({}) that is not a known \
-                     activation",
-                    sorted.join(", ")
-                ),
-                None,
-            )
-        };
-        match combine_op {
-            "Mul" => {
-                if has("Erf") {
-                    let erf = c.cone.iter().copied().find(|&n| index.op(n) == "Erf");
-                    let scale = erf.and_then(|e| self.scale_from_x(index.input(e, 0)?, v));
-                    return match scale {
-                        Some(Const::Known(s)) if !close(s, std::f64::consts::FRAC_1_SQRT_2) => {
-                            unknown()
-                        }
-                        _ => found(Activation::Gelu, "Gelu (erf form)"),
-                    };
-                }
-                if has("Tanh") && (has("Softplus") || (has("Exp") && has("Log"))) {
-                    return found(Activation::Mish, "Mish (x·tanh(softplus(x)))");
-                }
-                if (has("Tanh") || has("Sigmoid")) && cube {
-                    return if self.gelu_tanh_constants_ok(&c.cone) {
-                        found(Activation::Gelu, "Gelu (tanh form)")
-                    } else {
-                        unknown()
-                    };
-                }
-                if has("Sigmoid") && !has("Tanh") {
-                    let sig = c.cone.iter().copied().find(|&n| index.op(n) == "Sigmoid");
-                    let scale = sig.and_then(|s| self.scale_from_x(index.input(s, 0)?, v));
-                    return match scale {
-                        Some(Const::Known(s)) if close(s, 1.702) => {
-                            found(Activation::Gelu, "Gelu (x·σ(1.702x))")
-                        }
-                        _ => found(Activation::Silu, "SiLU (x·σ(x))"),
-                    };
-                }
-                if has("HardSigmoid") {
-                    return found(Activation::HardSwish, "HardSwish (x·hardsigmoid(x))");
-                }
-                if has("Clip") || has("Relu") || (has("Min") && has("Max")) {
-                    return found(Activation::HardSwish, "HardSwish (x·relu6(x+3)/6)");
-                }
-                unknown()
-            }
-            "Div" if has("Abs") && ops.iter().all(|o| matches!(*o, "Abs" | "Add")) => {
-                found(Activation::Softsign, "Softsign (x/(1+|x|))")
-            }
-            _ => unknown(),
-        }
-    }
-
-    /// The factor between `v` and `value` when `value` is `v` scaled by static Mul/Div nodes
-    /// (`Unknown` if some factor's value is not known), or `None` if it is not such a scaling.
-    fn scale_from_x(&self, mut value: ValueId, v: ValueId) -> Option<Const> {
-        let index = self.index;
-        let mut factor = Const::Known(1.0);
-        for _ in 0..8 {
-            if value == v {
-                return Some(factor);
-            }
-            let (node, _) = index.producer(value)?;
-            let op = index.op(node);
-            let a = index.input(node, 0)?;
-            let b = index.input(node, 1)?;
-            let (data, konst, divide) = match op {
-                "Mul" if self.scalars.is_static(b) => (a, b, false),
-                "Mul" if self.scalars.is_static(a) => (b, a, false),
-                "Div" if self.scalars.is_static(b) => (a, b, true),
-                _ => return None,
-            };
-            factor = match (factor, self.scalars.scalar(konst)) {
-                (Const::Known(f), Some(k)) if divide => Const::Known(f / k),
-                (Const::Known(f), Some(k)) => Const::Known(f * k),
-                _ => Const::Unknown,
-            };
-            value = data;
-        }
-        None
-    }
-
-    /// The tanh-form Gelu constants: accept when no telling constant is known, else require
-    /// 0.044715 or √(2/π) (or their folded products, or the doubled sigmoid-form values).
-    fn gelu_tanh_constants_ok(&self, cone: &[NodeId]) -> bool {
-        const EXPECTED: [f64; 6] = [
-            0.044715,
-            0.797_884_560_802_865_4,
-            0.035_677_408_136_300_125,
-            1.595_769_121_605_730_8,
-            0.071_354_816_272_600_25,
-            0.089_43,
-        ];
-        let index = self.index;
-        let mut telling = Vec::new();
-        for &n in cone {
-            for &i in index.node(n).inputs.iter().flatten() {
-                if let Some(k) = self.scalars.scalar(i) {
-                    // Structural constants (exponent 3, 1 + tanh, halves) say nothing.
-                    if ![0.5, 1.0, 2.0, 3.0].iter().any(|&s| close(k, s)) {
-                        telling.push(k);
-                    }
-                }
-            }
-        }
-        telling.is_empty()
-            || telling
-                .iter()
-                .any(|&k| EXPECTED.iter().any(|&e| close(k, e)))
     }
 }
 

@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
+use super::ops::{self, Source};
 use super::{ConstValues, Consumer};
 use crate::onnx::skeleton::{Attribute, ConstTensor, Graph, Node, TensorHeader};
 
@@ -481,16 +482,6 @@ impl std::fmt::Debug for Scalars<'_, '_> {
     }
 }
 
-/// Ops whose output is random even from constant inputs.
-const RANDOM_OPS: &[&str] = &[
-    "RandomNormal",
-    "RandomUniform",
-    "RandomNormalLike",
-    "RandomUniformLike",
-    "Multinomial",
-    "Bernoulli",
-];
-
 impl<'a, 'm> Scalars<'a, 'm> {
     /// Evaluation over `index`, asking `consts` for initializer values.
     pub fn new(index: &'a GraphIndex<'m>, consts: &'a dyn ConstValues) -> Self {
@@ -521,10 +512,10 @@ impl<'a, 'm> Scalars<'a, 'm> {
             Def::Input | Def::Undefined => false,
             Def::Node { node, .. } => {
                 let e = index.node(node);
-                let op = e.node.op();
-                if matches!(op, "Constant" | "Shape" | "Size") {
+                let source = ops::by_name(e.node.op()).map_or(Source::Computed, |s| s.source);
+                if source == Source::Static {
                     true
-                } else if RANDOM_OPS.contains(&op)
+                } else if source == Source::Random
                     || e.node
                         .attribute
                         .iter()

@@ -9,11 +9,15 @@
 //! Submodules, each one concern:
 //! - `graph`: producer/consumer index across the main graph and nested If/Loop/Scan bodies, with
 //!   outer-scope references resolved, and a little constant evaluation (static values, scalars);
-//! - `roles`: a registry from op type to the handler of its op family, deciding role and fans for
-//!   one (op, input slot) use of an initializer;
+//! - `ops`: the op registry, one file per op family: each op's parameter slots (its role
+//!   handler), how the walk passes it, whether its output is a constant source; and the
+//!   multi-node patterns (composite activations such as SiLU, Gelu decompositions, Mish,
+//!   HardSwish; decomposed normalizations);
+//! - `roles`: role and fans of one (op, input slot) use of an initializer, dispatched to the
+//!   op's handler;
 //! - `fans`: the fan formulas of the DESIGN.md table, in true-connectivity and PyTorch modes;
 //! - `activation`: the forward walk from a layer's output to the nonlinearity that follows it,
-//!   including composite activations (SiLU, Gelu decompositions, Mish, HardSwish, …).
+//!   asking the registry's patterns and op specs at each step.
 //!
 //! # Activation walk
 //! From a value, every consumer is one branch:
@@ -71,6 +75,7 @@
 mod activation;
 mod fans;
 mod graph;
+mod ops;
 mod roles;
 
 use std::fmt;
