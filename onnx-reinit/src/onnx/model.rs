@@ -20,7 +20,7 @@ use crate::onnx::scan::{self, Scan};
 use crate::onnx::skeleton;
 use crate::onnx::storage::{ExtErr, external_storage, inline_storage};
 
-pub use crate::onnx::dtype::{DType, raw_byte_len};
+pub use crate::onnx::dtype::DType;
 pub use crate::onnx::scan::Segment;
 pub use crate::onnx::storage::Storage;
 

@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::onnx::dtype::{DType, code, raw_byte_len};
+use crate::onnx::dtype::DType;
 use crate::onnx::external;
 use crate::onnx::scan::{ScannedTensor, Segment};
 
@@ -110,7 +110,8 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
         }
     }
     let dt = t.data_type;
-    let dname = DType::from_onnx(dt).onnx_name();
+    let dtype = DType::from_onnx(dt);
+    let dname = dtype.onnx_name();
     if present.len() > 1 {
         return Err(format!("payload in several fields: {}", present.join(", ")));
     }
@@ -121,10 +122,10 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
             Err(format!("no payload for {n} elements"))
         };
     };
-    if dt == code::UNDEFINED {
+    if dtype == DType::UNDEFINED {
         return Err(format!("{field} present but data_type is UNDEFINED"));
     }
-    let known = dt <= code::FLOAT8E8M0;
+    let known = dt <= DType::FLOAT8E8M0.onnx_code();
     let count = |segs: &[Segment]| segs.iter().map(|s| s.elements).sum::<u64>();
     // Expected element count in the typed field, or None when the field cannot hold the type.
     let expect = |ok: bool, per: u64| ok.then(|| n.checked_mul(per));
@@ -147,16 +148,16 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
                 return Err(format!("raw_data appears {} times", t.raw_data.len()));
             }
             let bytes = t.raw_data[0].clone();
-            if dt == code::STRING {
+            if dtype == DType::STRING {
                 return Err("raw_data cannot hold STRING tensors".into());
             }
-            check(bytes.len() as u64, Some(raw_byte_len(dt, n)), "bytes")?;
+            check(bytes.len() as u64, Some(dtype.byte_len(n)), "bytes")?;
             Storage::Raw { bytes }
         }
         "float_data" => {
-            let per = match dt {
-                code::FLOAT => Some(1),
-                code::COMPLEX64 => Some(2),
+            let per = match dtype {
+                DType::FLOAT => Some(1),
+                DType::COMPLEX64 => Some(2),
                 _ => None,
             };
             check(
@@ -169,9 +170,9 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
             }
         }
         "double_data" => {
-            let per = match dt {
-                code::DOUBLE => Some(1),
-                code::COMPLEX128 => Some(2),
+            let per = match dtype {
+                DType::DOUBLE => Some(1),
+                DType::COMPLEX128 => Some(2),
                 _ => None,
             };
             check(
@@ -184,18 +185,22 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
             }
         }
         "int32_data" => {
-            let expected = match dt {
-                code::INT32
-                | code::INT16
-                | code::INT8
-                | code::UINT16
-                | code::UINT8
-                | code::BOOL
-                | code::FLOAT16
-                | code::BFLOAT16
-                | code::FLOAT8E8M0 => Some(Some(n)),
-                c if code::FLOAT8.contains(&c) => Some(Some(n)),
-                c if code::FOUR_BIT.contains(&c) => Some(Some(n.div_ceil(2))),
+            let expected = match dtype {
+                DType::INT32
+                | DType::INT16
+                | DType::INT8
+                | DType::UINT16
+                | DType::UINT8
+                | DType::BOOL
+                | DType::FLOAT16
+                | DType::BFLOAT16
+                | DType::FLOAT8E4M3FN
+                | DType::FLOAT8E4M3FNUZ
+                | DType::FLOAT8E5M2
+                | DType::FLOAT8E5M2FNUZ
+                | DType::FLOAT8E8M0 => Some(Some(n)),
+                // Two 4-bit elements per value.
+                DType::UINT4 | DType::INT4 | DType::FLOAT4E2M1 => Some(Some(n.div_ceil(2))),
                 _ => None,
             };
             check(count(&t.int32_data), expected, "values")?;
@@ -204,7 +209,11 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
             }
         }
         "int64_data" => {
-            check(count(&t.int64_data), expect(dt == code::INT64, 1), "values")?;
+            check(
+                count(&t.int64_data),
+                expect(dtype == DType::INT64, 1),
+                "values",
+            )?;
             Storage::Int64Data {
                 segments: t.int64_data.clone(),
             }
@@ -212,7 +221,7 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
         "uint64_data" => {
             check(
                 count(&t.uint64_data),
-                expect(dt == code::UINT32 || dt == code::UINT64, 1),
+                expect(dtype == DType::UINT32 || dtype == DType::UINT64, 1),
                 "values",
             )?;
             Storage::Uint64Data {
@@ -220,7 +229,7 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
             }
         }
         _ => {
-            check(t.string_data, expect(dt == code::STRING, 1), "strings")?;
+            check(t.string_data, expect(dtype == DType::STRING, 1), "strings")?;
             Storage::StringData {
                 count: t.string_data,
             }
@@ -292,14 +301,15 @@ pub(crate) fn external_storage(
         .transpose()
     };
     let offset = parse("offset", offset)?.unwrap_or(0);
-    let expected = raw_byte_len(t.data_type, n);
+    let dtype = DType::from_onnx(t.data_type);
+    let expected = dtype.byte_len(n);
     // A fixed-width type whose byte size overflows: no `length` can match it (and accepting the
     // given one would let 16 bytes stand for 2^62 elements).
-    if expected.is_none() && raw_byte_len(t.data_type, 1).is_some() {
+    if expected.is_none() && dtype.byte_len(1).is_some() {
         return Err(ExtErr::Tensor(format!(
             "dims {:?} of {} need more than 2^64 bytes (overflow)",
             t.dims,
-            DType::from_onnx(t.data_type).onnx_name()
+            dtype.onnx_name()
         )));
     }
     let length = match (parse("length", length)?, expected) {
@@ -307,7 +317,7 @@ pub(crate) fn external_storage(
             return Err(ExtErr::External(format!(
                 "length {l} but dims {:?} of {} need {e} bytes",
                 t.dims,
-                DType::from_onnx(t.data_type).onnx_name()
+                dtype.onnx_name()
             )));
         }
         (Some(l), _) => l,
@@ -315,7 +325,7 @@ pub(crate) fn external_storage(
         (None, None) => {
             return Err(ExtErr::External(format!(
                 "no length and data_type {} has no fixed width",
-                DType::from_onnx(t.data_type).onnx_name()
+                dtype.onnx_name()
             )));
         }
     };

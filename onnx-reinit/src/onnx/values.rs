@@ -416,8 +416,11 @@ impl LoadedModel {
             self.read_values(index, 0, view.reborrow_prefix(n)).ok()?;
             return Some(view.to_f64_vec());
         }
-        match (dtype.onnx_code(), &t.storage) {
-            (6 | 7, Storage::Int32Data { segments } | Storage::Int64Data { segments }) => {
+        match (dtype, &t.storage) {
+            (
+                DType::INT32 | DType::INT64,
+                Storage::Int32Data { segments } | Storage::Int64Data { segments },
+            ) => {
                 let mut out = Vec::with_capacity(n);
                 for seg in segments {
                     let mut pos = seg.bytes.start;
@@ -431,8 +434,8 @@ impl LoadedModel {
                 }
                 (out.len() == n).then_some(out)
             }
-            (c @ (6 | 7), Storage::Raw { .. } | Storage::External { .. }) => {
-                let width = if c == 6 { 4 } else { 8 };
+            (DType::INT32 | DType::INT64, Storage::Raw { .. } | Storage::External { .. }) => {
+                let width = dtype.size()?;
                 let raw = self.small_raw_bytes(index, n * width)?;
                 Some(
                     raw.chunks_exact(width)
