@@ -112,7 +112,10 @@ const TABLE: [Row; 25] = [
 const _: () = {
     let mut i = 0;
     while i < TABLE.len() {
-        assert!(TABLE[i].code as usize == i, "TABLE rows must be indexed by code");
+        assert!(
+            TABLE[i].code as usize == i,
+            "TABLE rows must be indexed by code"
+        );
         i += 1;
     }
 };

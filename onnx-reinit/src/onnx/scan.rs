@@ -26,6 +26,7 @@
 use std::fmt;
 use std::ops::Range;
 
+use crate::onnx::skeleton::{FieldKind, SkeletonMessage};
 use crate::onnx::wire::{self, Field, Reader, Value, WireError};
 
 /// Deepest graph nesting accepted (the main graph has depth 0).
@@ -566,85 +567,6 @@ fn lenient_name(buf: &[u8], body: Range<usize>) -> Option<String> {
     None
 }
 
-/// The messages of [`crate::onnx::skeleton`], for [`locate_decode_error`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SkelMsg {
-    Model,
-    OperatorSetId,
-    Graph,
-    Node,
-    Attribute,
-    TensorHeader,
-    ConstTensor,
-    StringEntry,
-    ValueInfo,
-    TypeProto,
-    TensorType,
-    Shape,
-    Dimension,
-}
-
-/// How the skeleton decodes one field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SkelField {
-    /// A UTF-8 string.
-    Str,
-    /// Bytes (any content).
-    Bytes,
-    /// A single varint (`int32`, `int64`).
-    Varint,
-    /// A single `float`.
-    Fixed32,
-    /// A repeated varint: unpacked, or packed in a length-delimited run.
-    RepeatedVarint,
-    /// A repeated `float` (4 bytes), unpacked or packed.
-    RepeatedFixed32,
-    /// A repeated `double` (8 bytes), unpacked or packed.
-    RepeatedFixed64,
-    /// An embedded message.
-    Msg(SkelMsg),
-}
-
-/// The skeleton's schema: how field `number` of `msg` is decoded (`None`: skipped as unknown).
-/// Mirrors the `prost` attributes of [`crate::onnx::skeleton`].
-fn skeleton_field(msg: SkelMsg, number: u32) -> Option<SkelField> {
-    use SkelField::{
-        Bytes, Fixed32, Msg, RepeatedFixed32, RepeatedFixed64, RepeatedVarint, Str, Varint,
-    };
-    use SkelMsg as M;
-    Some(match (msg, number) {
-        (M::Model | M::TensorType | M::Dimension, 1)
-        | (M::OperatorSetId | M::TensorHeader | M::ConstTensor, 2)
-        | (M::Attribute, 3 | 20)
-        | (M::TensorHeader, 14) => Varint,
-        (M::Model | M::Graph | M::Dimension, 2)
-        | (M::OperatorSetId | M::Attribute | M::ValueInfo, 1)
-        | (M::Node, 1 | 2 | 3 | 4 | 7)
-        | (M::TensorHeader | M::ConstTensor, 8)
-        | (M::StringEntry, 1 | 2) => Str,
-        (M::Model, 7) | (M::Attribute, 6 | 11) => Msg(M::Graph),
-        (M::Model, 8) => Msg(M::OperatorSetId),
-        (M::Graph, 1) => Msg(M::Node),
-        (M::Graph, 5) => Msg(M::TensorHeader),
-        (M::Graph, 11 | 12) => Msg(M::ValueInfo),
-        (M::Node, 5) => Msg(M::Attribute),
-        (M::Attribute, 2) => Fixed32,
-        (M::Attribute, 4) | (M::ConstTensor, 9) => Bytes,
-        (M::Attribute, 5) => Msg(M::ConstTensor),
-        (M::Attribute, 7) | (M::ConstTensor, 4) => RepeatedFixed32,
-        (M::Attribute, 8) | (M::TensorHeader | M::ConstTensor, 1) | (M::ConstTensor, 5 | 7) => {
-            RepeatedVarint
-        }
-        (M::TensorHeader, 13) => Msg(M::StringEntry),
-        (M::ConstTensor, 10) => RepeatedFixed64,
-        (M::ValueInfo, 2) => Msg(M::TypeProto),
-        (M::TypeProto, 1) => Msg(M::TensorType),
-        (M::TensorType, 2) => Msg(M::Shape),
-        (M::Shape, 1) => Msg(M::Dimension),
-        _ => return None,
-    })
-}
-
 /// Where, in wire-format terms, decoding the payload-free skeleton fails.
 ///
 /// The skeleton is decoded by `prost`, whose errors name the field path but not the byte
@@ -654,7 +576,7 @@ fn skeleton_field(msg: SkelMsg, number: u32) -> Option<SkelField> {
 /// string that is not UTF-8, a malformed packed run, a length past its message, a varint over
 /// 10 bytes. `None` when it finds nothing (the caller then reports prost's own message).
 pub fn locate_decode_error(buf: &[u8]) -> Option<ScanError> {
-    locate_in(buf, 0..buf.len(), SkelMsg::Model, "ModelProto", 0)
+    locate_in(buf, 0..buf.len(), SkeletonMessage::Model, "ModelProto", 0)
 }
 
 /// Nesting deeper than prost's recursion limit (100) is reported by prost itself.
@@ -663,7 +585,7 @@ const LOCATE_MAX_DEPTH: usize = 100;
 fn locate_in(
     buf: &[u8],
     range: Range<usize>,
-    msg: SkelMsg,
+    msg: SkeletonMessage,
     context: &str,
     depth: usize,
 ) -> Option<ScanError> {
@@ -697,7 +619,7 @@ fn locate_in(
                         format!("end-group tag of field {field} without a start"),
                     );
                 }
-                if skeleton_field(msg, field).is_some() {
+                if msg.field(field).is_some() {
                     return err(
                         offset,
                         format!("field {field} has unexpected wire type group"),
@@ -717,7 +639,7 @@ fn locate_in(
             }
             Err(e) => return Some(ScanError::wire(&e, context.to_string())),
         };
-        let Some(kind) = skeleton_field(msg, f.number) else {
+        let Some(kind) = msg.field(f.number) else {
             continue;
         };
         let wrong = || {
@@ -731,7 +653,7 @@ fn locate_in(
             )
         };
         match (kind, &f.value) {
-            (SkelField::Str, Value::Len { body, .. }) => {
+            (FieldKind::Str, Value::Len { body, .. }) => {
                 if let Err(e) = std::str::from_utf8(&buf[body.clone()]) {
                     return err(
                         body.start + e.valid_up_to(),
@@ -739,17 +661,17 @@ fn locate_in(
                     );
                 }
             }
-            (SkelField::Bytes, Value::Len { .. })
-            | (SkelField::Varint | SkelField::RepeatedVarint, Value::Varint(_))
-            | (SkelField::Fixed32 | SkelField::RepeatedFixed32, Value::Fixed32 { .. })
-            | (SkelField::RepeatedFixed64, Value::Fixed64 { .. }) => {}
-            (SkelField::RepeatedVarint, Value::Len { body, .. }) => {
+            (FieldKind::Bytes, Value::Len { .. })
+            | (FieldKind::Varint | FieldKind::RepeatedVarint, Value::Varint(_))
+            | (FieldKind::Fixed32 | FieldKind::RepeatedFixed32, Value::Fixed32 { .. })
+            | (FieldKind::RepeatedFixed64, Value::Fixed64 { .. }) => {}
+            (FieldKind::RepeatedVarint, Value::Len { body, .. }) => {
                 if let Err(e) = wire::count_varints(&buf[body.clone()], body.start) {
                     return Some(ScanError::wire(&e, context.to_string()));
                 }
             }
-            (SkelField::RepeatedFixed32 | SkelField::RepeatedFixed64, Value::Len { body, .. }) => {
-                let width = if kind == SkelField::RepeatedFixed32 {
+            (FieldKind::RepeatedFixed32 | FieldKind::RepeatedFixed64, Value::Len { body, .. }) => {
+                let width = if kind == FieldKind::RepeatedFixed32 {
                     4
                 } else {
                     8
@@ -765,7 +687,7 @@ fn locate_in(
                     );
                 }
             }
-            (SkelField::Msg(sub), Value::Len { body, .. }) => {
+            (FieldKind::Message(sub), Value::Len { body, .. }) => {
                 let n = if let Some((_, n)) = seen.iter_mut().find(|(k, _)| *k == f.number) {
                     *n += 1;
                     *n
@@ -773,7 +695,7 @@ fn locate_in(
                     seen.push((f.number, 0));
                     0
                 };
-                let ctx = format!("{context}, {sub:?} #{n}");
+                let ctx = format!("{context}, {} #{n}", sub.label());
                 if let Some(e) = locate_in(buf, body.clone(), sub, &ctx, depth + 1) {
                     return Some(e);
                 }
