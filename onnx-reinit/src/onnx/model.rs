@@ -4,8 +4,10 @@
 //! Opening a model never copies or decodes tensor payloads: the file is memory-mapped, the
 //! skeleton is decoded with prost (which skips the payload fields by length), the wire scanner
 //! records payload byte ranges, and the two views are cross-checked. Every initializer is then
-//! validated (dims, dtype, payload length, external location), so that later stages can index
-//! payloads without further checks.
+//! validated (dims, dtype, payload length, external location: [`crate::onnx::storage`]), so
+//! that later stages can index payloads without further checks. Both passes over the file drop
+//! the pages they have moved past (`residency`), so opening a big model keeps a small resident
+//! set.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -18,7 +20,7 @@ use crate::error::Error;
 use crate::onnx::residency::{Unmapper, UnmappingBuf, unmap};
 use crate::onnx::scan::{self, Scan};
 use crate::onnx::skeleton;
-use crate::onnx::storage::{ExtErr, external_storage, inline_storage};
+use crate::onnx::storage::{ExternalError, external_storage, inline_storage};
 
 pub use crate::onnx::dtype::DType;
 pub use crate::onnx::scan::Segment;
@@ -133,7 +135,7 @@ impl LoadedModel {
             return Err(malformed(0, String::new(), "the file is empty".into()));
         }
         let unmapper = Unmapper::new(&map);
-        let scan = scan::scan_with(&map, &|done| unmapper.upto(done))
+        let scan = scan::scan_with(&map, &|offset| unmapper.upto(offset))
             .map_err(|e| malformed(e.offset, e.context, e.what))?;
         if !scan.has_graph {
             return Err(malformed(
@@ -202,8 +204,8 @@ impl LoadedModel {
                     ),
                 };
                 external_storage(t, n, &dir, canonical_dir, &meta).map_err(|what| match what {
-                    ExtErr::Tensor(w) => invalid(w),
-                    ExtErr::External(w) => Error::External {
+                    ExternalError::Tensor(w) => invalid(w),
+                    ExternalError::External(w) => Error::External {
                         file: path.clone(),
                         tensor: t.name.clone(),
                         offset: scan.frames[t.frame].body.start as u64,
@@ -254,7 +256,7 @@ impl LoadedModel {
     }
 
     /// Removes the pages that hold `range` of the file from this process's mapping (see
-    /// `Unmapper`): the bytes stay readable (a later read, even of a neighbouring range on
+    /// `residency::Unmapper`): the bytes stay readable (a later read, even of a neighbouring range on
     /// another thread, faults them back from the page cache); only the resident set shrinks.
     /// For readers that go through a big model once.
     pub(crate) fn unmap_pages(&self, range: Range<usize>) {

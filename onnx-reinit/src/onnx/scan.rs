@@ -21,7 +21,8 @@
 //! [`Scan::training_info`] and their bytes are left alone. Functions (field 25) are ignored.
 //!
 //! The scanner only checks the wire format of the messages it walks (and never panics on any
-//! input); semantic checks (dims against payload length, storage rules) are `model`'s job.
+//! input); semantic checks (dims against payload length, storage rules) are
+//! [`crate::onnx::storage`]'s job.
 
 use std::fmt;
 use std::ops::Range;
@@ -189,15 +190,15 @@ pub fn scan(buf: &[u8]) -> Result<Scan, ScanError> {
     scan_with(buf, &|_| {})
 }
 
-/// [`scan`], calling `done(offset)` after each initializer with the offset the scan has moved
+/// [`scan`], calling `moved_past(offset)` after each initializer with the offset the scan has moved
 /// past. Offsets grow with each call within a graph; the scan never reads the bytes of an
 /// initializer it has reported, so a memory-mapped caller can drop those pages from its
 /// mapping (the model's loader does, to keep its resident set small on big models).
-pub fn scan_with(buf: &[u8], done: &dyn Fn(usize)) -> Result<Scan, ScanError> {
+pub fn scan_with(buf: &[u8], moved_past: &dyn Fn(usize)) -> Result<Scan, ScanError> {
     let mut s = Scanner {
         buf,
-        out: Scan::default(),
-        done,
+        scan: Scan::default(),
+        moved_past,
     };
     let mut r = Reader::new(buf);
     while let Some(f) = r
@@ -207,7 +208,7 @@ pub fn scan_with(buf: &[u8], done: &dyn Fn(usize)) -> Result<Scan, ScanError> {
         match f.number {
             7 => {
                 let (prefix, body) = len_parts(&f, "ModelProto.graph")?;
-                if s.out.has_graph {
+                if s.scan.has_graph {
                     return Err(ScanError {
                         offset: f.start,
                         context: "ModelProto".into(),
@@ -216,15 +217,15 @@ pub fn scan_with(buf: &[u8], done: &dyn Fn(usize)) -> Result<Scan, ScanError> {
                             .into(),
                     });
                 }
-                s.out.has_graph = true;
+                s.scan.has_graph = true;
                 let frame = s.push_frame(None, FrameKind::Graph, prefix, body.clone());
                 s.scan_graph(body, frame, "", 0)?;
             }
-            20 => s.out.training_info += 1,
+            20 => s.scan.training_info += 1,
             _ => {}
         }
     }
-    let mut out = s.out;
+    let mut out = s.scan;
     // Pre-order graph numbering with file-order initializers; a graph's initializers may be
     // interleaved with its nodes (and thus with nested graphs) in the file, hence the sort.
     out.tensors.sort_by_key(|t| t.graph);
@@ -238,10 +239,12 @@ fn len_parts(f: &Field, context: &str) -> Result<(Range<usize>, Range<usize>), S
     }
 }
 
+/// The walk's state: the model's bytes, what has been found so far, and the caller's
+/// progress callback (see [`scan_with`]).
 struct Scanner<'a> {
     buf: &'a [u8],
-    out: Scan,
-    done: &'a dyn Fn(usize),
+    scan: Scan,
+    moved_past: &'a dyn Fn(usize),
 }
 
 impl Scanner<'_> {
@@ -252,13 +255,13 @@ impl Scanner<'_> {
         prefix: Range<usize>,
         body: Range<usize>,
     ) -> usize {
-        self.out.frames.push(Frame {
+        self.scan.frames.push(Frame {
             parent,
             kind,
             prefix,
             body,
         });
-        self.out.frames.len() - 1
+        self.scan.frames.len() - 1
     }
 
     fn string(&self, f: &Field, context: &str) -> Result<String, ScanError> {
@@ -289,8 +292,8 @@ impl Scanner<'_> {
                 what: format!("graphs nested deeper than {MAX_GRAPH_DEPTH} levels"),
             });
         }
-        let graph = self.out.graphs.len();
-        self.out.graphs.push(ScannedGraph {
+        let graph = self.scan.graphs.len();
+        self.scan.graphs.push(ScannedGraph {
             path: path.to_owned(),
             depth,
             frame,
@@ -307,7 +310,7 @@ impl Scanner<'_> {
                 }
                 5 => {
                     let (prefix, tbody) = len_parts(&f, &ctx())?;
-                    let index_in_graph = self.out.graphs[graph].initializers;
+                    let index_in_graph = self.scan.graphs[graph].initializers;
                     let tframe =
                         self.push_frame(Some(frame), FrameKind::Tensor, prefix, tbody.clone());
                     let t = self
@@ -320,9 +323,9 @@ impl Scanner<'_> {
                             );
                             e
                         })?;
-                    self.out.tensors.push(t);
-                    self.out.graphs[graph].initializers += 1;
-                    (self.done)(tbody.end);
+                    self.scan.tensors.push(t);
+                    self.scan.graphs[graph].initializers += 1;
+                    (self.moved_past)(tbody.end);
                 }
                 _ => {}
             }
@@ -363,8 +366,8 @@ impl Scanner<'_> {
                 self.scan_attribute(aprefix, abody, node_frame, (graph_path, &label), depth)?;
             }
         }
-        if self.out.frames.len() == node_frame + 1 {
-            self.out.frames.pop();
+        if self.scan.frames.len() == node_frame + 1 {
+            self.scan.frames.pop();
         }
         Ok(())
     }

@@ -2,9 +2,13 @@
 //!
 //! These are hand-written `prost` messages declaring only the fields analysis needs, with the
 //! field numbers of `onnx.proto` (proto2). Every field not declared here — tensor payloads
-//! (`raw_data`, `float_data`, …), doc strings, `metadata_props`, value-info types — is skipped by
-//! prost's decoder by its length, so decoding a 2 GB model allocates only the graph structure.
-//! The skeleton is never encoded back: the rewrite patches the original bytes (see `scan`).
+//! (`raw_data`, `float_data`, …), doc strings, `metadata_props`, value types other than tensors
+//! — is skipped by prost's decoder by its length, so decoding a 2 GB model allocates only the
+//! graph structure. The skeleton is never encoded back: the rewrite patches the original bytes
+//! at the places [`crate::onnx::scan`] records.
+//!
+//! The messages are declared through `skeleton_messages!`, which also derives the schema that
+//! [`crate::onnx::scan::locate_decode_error`] walks to give a prost failure its byte offset.
 
 /// Declares the skeleton's messages once: emits each struct (with its `prost` attributes) as
 /// written, and derives from the same attributes the schema [`SkeletonMessage::field`] that

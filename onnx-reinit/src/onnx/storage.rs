@@ -84,8 +84,8 @@ impl Storage {
     }
 }
 
-/// Validates an inline tensor and classifies its payload.
-pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, String> {
+/// Validates an inline tensor of `numel` elements and classifies its payload.
+pub(crate) fn inline_storage(t: &ScannedTensor, numel: u64) -> Result<Storage, String> {
     if t.has_segment {
         return Err("chunked tensors (TensorProto.segment) are not supported".into());
     }
@@ -116,10 +116,10 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
         return Err(format!("payload in several fields: {}", present.join(", ")));
     }
     let Some(&field) = present.first() else {
-        return if n == 0 {
+        return if numel == 0 {
             Ok(Storage::Empty)
         } else {
-            Err(format!("no payload for {n} elements"))
+            Err(format!("no payload for {numel} elements"))
         };
     };
     if dtype == DType::UNDEFINED {
@@ -128,13 +128,13 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
     let known = dt <= DType::FLOAT8E8M0.onnx_code();
     let count = |segs: &[Segment]| segs.iter().map(|s| s.elements).sum::<u64>();
     // Expected element count in the typed field, or None when the field cannot hold the type.
-    let expect = |ok: bool, per: u64| ok.then(|| n.checked_mul(per));
+    let expect = |ok: bool, per: u64| ok.then(|| numel.checked_mul(per));
     let check = |found: u64, expected: Option<Option<u64>>, unit: &str| -> Result<(), String> {
         match expected {
             // Unknown (newer) type codes: accept without a length check.
             _ if !known => Ok(()),
             None => Err(format!("{field} cannot hold data_type {dname}")),
-            Some(None) => Err(format!("{n} elements of {dname} overflow")),
+            Some(None) => Err(format!("{numel} elements of {dname} overflow")),
             Some(Some(e)) if e != found => Err(format!(
                 "dims {:?} need {e} {unit} of {dname} but {field} holds {found}",
                 t.dims
@@ -151,7 +151,7 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
             if dtype == DType::STRING {
                 return Err("raw_data cannot hold STRING tensors".into());
             }
-            check(bytes.len() as u64, Some(dtype.byte_len(n)), "bytes")?;
+            check(bytes.len() as u64, Some(dtype.byte_len(numel)), "bytes")?;
             Storage::Raw { bytes }
         }
         "float_data" => {
@@ -162,7 +162,7 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
             };
             check(
                 count(&t.float_data),
-                per.map(|p| n.checked_mul(p)),
+                per.map(|p| numel.checked_mul(p)),
                 "values",
             )?;
             Storage::FloatData {
@@ -177,7 +177,7 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
             };
             check(
                 count(&t.double_data),
-                per.map(|p| n.checked_mul(p)),
+                per.map(|p| numel.checked_mul(p)),
                 "values",
             )?;
             Storage::DoubleData {
@@ -198,9 +198,9 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
                 | DType::FLOAT8E4M3FNUZ
                 | DType::FLOAT8E5M2
                 | DType::FLOAT8E5M2FNUZ
-                | DType::FLOAT8E8M0 => Some(Some(n)),
+                | DType::FLOAT8E8M0 => Some(Some(numel)),
                 // Two 4-bit elements per value.
-                DType::UINT4 | DType::INT4 | DType::FLOAT4E2M1 => Some(Some(n.div_ceil(2))),
+                DType::UINT4 | DType::INT4 | DType::FLOAT4E2M1 => Some(Some(numel.div_ceil(2))),
                 _ => None,
             };
             check(count(&t.int32_data), expected, "values")?;
@@ -237,7 +237,8 @@ pub(crate) fn inline_storage(t: &ScannedTensor, n: u64) -> Result<Storage, Strin
     })
 }
 
-pub(crate) enum ExtErr {
+/// Why an external tensor is refused: its header or its external reference.
+pub(crate) enum ExternalError {
     /// The tensor's header is inconsistent (reported as an invalid tensor).
     Tensor(String),
     /// The external reference is refused.
@@ -248,13 +249,13 @@ pub(crate) enum ExtErr {
 /// file whose length matches the dims.
 pub(crate) fn external_storage(
     t: &ScannedTensor,
-    n: u64,
+    numel: u64,
     dir: &Path,
     canonical_dir: &Path,
     model_meta: &std::fs::Metadata,
-) -> Result<Storage, ExtErr> {
+) -> Result<Storage, ExternalError> {
     if t.data_location != Some(1) {
-        return Err(ExtErr::Tensor(
+        return Err(ExternalError::Tensor(
             "external_data entries present but data_location is not EXTERNAL".into(),
         ));
     }
@@ -266,12 +267,12 @@ pub(crate) fn external_storage(
         || !t.double_data.is_empty()
         || !t.uint64_data.is_empty();
     if inline {
-        return Err(ExtErr::Tensor(
+        return Err(ExternalError::Tensor(
             "payload both inline and external (data_location = EXTERNAL)".into(),
         ));
     }
     if t.has_segment {
-        return Err(ExtErr::Tensor(
+        return Err(ExternalError::Tensor(
             "chunked tensors (TensorProto.segment) are not supported".into(),
         ));
     }
@@ -290,23 +291,23 @@ pub(crate) fn external_storage(
         }
     }
     let Some(location) = location else {
-        return Err(ExtErr::External("no `location` entry".into()));
+        return Err(ExternalError::External("no `location` entry".into()));
     };
-    let parse = |key: &str, v: Option<&str>| -> Result<Option<u64>, ExtErr> {
+    let parse = |key: &str, v: Option<&str>| -> Result<Option<u64>, ExternalError> {
         v.map(|s| {
-            s.trim()
-                .parse::<u64>()
-                .map_err(|_| ExtErr::External(format!("{key} {s:?} is not a non-negative integer")))
+            s.trim().parse::<u64>().map_err(|_| {
+                ExternalError::External(format!("{key} {s:?} is not a non-negative integer"))
+            })
         })
         .transpose()
     };
     let offset = parse("offset", offset)?.unwrap_or(0);
     let dtype = DType::from_onnx(t.data_type);
-    let expected = dtype.byte_len(n);
+    let expected = dtype.byte_len(numel);
     // A fixed-width type whose byte size overflows: no `length` can match it (and accepting the
     // given one would let 16 bytes stand for 2^62 elements).
     if expected.is_none() && dtype.byte_len(1).is_some() {
-        return Err(ExtErr::Tensor(format!(
+        return Err(ExternalError::Tensor(format!(
             "dims {:?} of {} need more than 2^64 bytes (overflow)",
             t.dims,
             dtype.onnx_name()
@@ -314,7 +315,7 @@ pub(crate) fn external_storage(
     }
     let length = match (parse("length", length)?, expected) {
         (Some(l), Some(e)) if l != e => {
-            return Err(ExtErr::External(format!(
+            return Err(ExternalError::External(format!(
                 "length {l} but dims {:?} of {} need {e} bytes",
                 t.dims,
                 dtype.onnx_name()
@@ -323,27 +324,27 @@ pub(crate) fn external_storage(
         (Some(l), _) => l,
         (None, Some(e)) => e,
         (None, None) => {
-            return Err(ExtErr::External(format!(
+            return Err(ExternalError::External(format!(
                 "no length and data_type {} has no fixed width",
                 dtype.onnx_name()
             )));
         }
     };
-    let path =
-        external::resolve_location(dir, canonical_dir, &location).map_err(ExtErr::External)?;
-    let side_meta =
-        std::fs::metadata(&path).map_err(|e| ExtErr::External(format!("{location:?}: {e}")))?;
+    let path = external::resolve_location(dir, canonical_dir, &location)
+        .map_err(ExternalError::External)?;
+    let side_meta = std::fs::metadata(&path)
+        .map_err(|e| ExternalError::External(format!("{location:?}: {e}")))?;
     // The model's own bytes are no side file: "patching" them would overwrite its structure,
     // and the rewrite would write the model twice.
     if side_meta.dev() == model_meta.dev() && side_meta.ino() == model_meta.ino() {
-        return Err(ExtErr::External(format!(
+        return Err(ExternalError::External(format!(
             "location {location:?} is the model file itself"
         )));
     }
     let file_len = side_meta.len();
     let end = offset.checked_add(length);
     if end.is_none_or(|end| end > file_len) {
-        return Err(ExtErr::External(format!(
+        return Err(ExternalError::External(format!(
             "offset {offset} + length {length} runs past the end of {location:?} ({file_len} \
              bytes)"
         )));

@@ -10,7 +10,10 @@ use std::os::unix::fs::FileExt;
 use half::{bf16, f16};
 
 use crate::error::Error;
-use crate::onnx::model::{DType, LoadedModel, Segment, Storage};
+use crate::onnx::dtype::DType;
+use crate::onnx::model::LoadedModel;
+use crate::onnx::scan::Segment;
+use crate::onnx::storage::Storage;
 use crate::onnx::wire;
 
 /// A mutable slice of values of one of the four rewritable element types.
