@@ -18,6 +18,7 @@ use init_core::rng::key_of;
 use init_core::{Element, Fans, Sampler, Scheme, Stream, init_tensor};
 
 use crate::analysis::Analysis;
+use crate::onnx::dtype::DType;
 use crate::onnx::values::ValuesMut;
 use crate::plan::{Fill, Plan, PlanError, Refusal};
 use crate::rewrite::Filler;
@@ -404,18 +405,18 @@ fn precompute(
     numel: usize,
     f: impl FnOnce(Buf<'_>) -> Result<(), init_core::InitError>,
 ) -> Result<Values, init_core::InitError> {
-    Ok(match data_type {
-        11 => {
+    Ok(match DType::from_onnx(data_type) {
+        DType::F64 => {
             let mut v = vec![0f64; numel];
             f(Buf::F64(&mut v))?;
             Values::F64(v)
         }
-        10 => {
+        DType::F16 => {
             let mut v = vec![f16::ZERO; numel];
             f(Buf::F16(&mut v))?;
             Values::F16(v)
         }
-        16 => {
+        DType::BF16 => {
             let mut v = vec![bf16::ZERO; numel];
             f(Buf::BF16(&mut v))?;
             Values::BF16(v)
@@ -441,7 +442,7 @@ mod tests {
                 fans: None,
                 stream: Stream { seed: 5, key: 7 },
             },
-            data_type: 1,
+            data_type: DType::FLOAT.onnx_code(),
             numel,
             state: Mutex::new(FillState::Empty),
             ready: Condvar::new(),

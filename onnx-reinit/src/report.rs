@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::Analysis;
+use crate::onnx::dtype::DType;
 use crate::plan::{Fill, Plan};
 
 /// One tensor with a role (changed or kept by a rule).
@@ -98,27 +99,12 @@ pub struct Report {
     pub summary: Summary,
 }
 
-/// The ONNX name of a `TensorProto.DataType`.
+/// The lower-case name of a `TensorProto.DataType` (`float32`, `int64`, …), `type <code>` for
+/// the codes that have none.
 pub fn dtype_name(data_type: i32) -> String {
-    match data_type {
-        1 => "float32".into(),
-        2 => "uint8".into(),
-        3 => "int8".into(),
-        4 => "uint16".into(),
-        5 => "int16".into(),
-        6 => "int32".into(),
-        7 => "int64".into(),
-        8 => "string".into(),
-        9 => "bool".into(),
-        10 => "float16".into(),
-        11 => "float64".into(),
-        12 => "uint32".into(),
-        13 => "uint64".into(),
-        14 => "complex64".into(),
-        15 => "complex128".into(),
-        16 => "bfloat16".into(),
-        other => format!("type {other}"),
-    }
+    DType::from_onnx(data_type)
+        .short_name()
+        .map_or_else(|| format!("type {data_type}"), str::to_owned)
 }
 
 impl Report {

@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::ops::{self, Source};
 use super::{ConstValues, Consumer};
+use crate::onnx::dtype::DType;
 use crate::onnx::skeleton::{Attribute, ConstTensor, Graph, Node, TensorHeader};
 
 /// Index of a graph (scope) in [`GraphIndex::scopes`]; 0 is the main graph.
@@ -588,41 +589,42 @@ pub(crate) fn tensor_scalar(t: &ConstTensor) -> Option<f64> {
     }
     let raw = t.raw_data.as_deref().filter(|r| !r.is_empty());
     let bytes = |n: usize| -> Option<&[u8]> { raw.filter(|r| r.len() == n) };
-    match t.data_type.unwrap_or(0) {
-        1 => match bytes(4) {
+    let dtype = DType::from_onnx(t.data_type.unwrap_or(0));
+    match dtype {
+        DType::FLOAT => match bytes(4) {
             Some(b) => Some(f64::from(f32::from_le_bytes(b.try_into().ok()?))),
             None => t.float_data.first().map(|&x| f64::from(x)),
         },
-        11 => match bytes(8) {
+        DType::DOUBLE => match bytes(8) {
             Some(b) => Some(f64::from_le_bytes(b.try_into().ok()?)),
             None => t.double_data.first().copied(),
         },
-        10 | 16 => {
+        DType::FLOAT16 | DType::BFLOAT16 => {
             let bits = match bytes(2) {
                 Some(b) => u16::from_le_bytes(b.try_into().ok()?),
                 None => *t.int32_data.first()? as u16,
             };
-            Some(if t.data_type == Some(10) {
+            Some(if dtype == DType::FLOAT16 {
                 f64::from(half::f16::from_bits(bits))
             } else {
                 f64::from(half::bf16::from_bits(bits))
             })
         }
-        6 => match bytes(4) {
+        DType::INT32 => match bytes(4) {
             Some(b) => Some(f64::from(i32::from_le_bytes(b.try_into().ok()?))),
             None => t.int32_data.first().map(|&x| f64::from(x)),
         },
-        7 => match bytes(8) {
+        DType::INT64 => match bytes(8) {
             Some(b) => Some(i64::from_le_bytes(b.try_into().ok()?) as f64),
             None => t.int64_data.first().map(|&x| x as f64),
         },
-        2 | 3 | 4 | 5 | 9 => {
+        DType::UINT8 | DType::INT8 | DType::UINT16 | DType::INT16 | DType::BOOL => {
             let x = match raw {
-                Some(b) => match (t.data_type.unwrap_or(0), b.len()) {
-                    (2 | 9, 1) => f64::from(b[0]),
-                    (3, 1) => f64::from(b[0] as i8),
-                    (4, 2) => f64::from(u16::from_le_bytes([b[0], b[1]])),
-                    (5, 2) => f64::from(i16::from_le_bytes([b[0], b[1]])),
+                Some(b) => match (dtype, b.len()) {
+                    (DType::UINT8 | DType::BOOL, 1) => f64::from(b[0]),
+                    (DType::INT8, 1) => f64::from(b[0] as i8),
+                    (DType::UINT16, 2) => f64::from(u16::from_le_bytes([b[0], b[1]])),
+                    (DType::INT16, 2) => f64::from(i16::from_le_bytes([b[0], b[1]])),
                     _ => return None,
                 },
                 None => f64::from(*t.int32_data.first()?),

@@ -8,6 +8,7 @@
 use super::graph::{GraphIndex, NodeId, RealUse, Scalars, ValueId, numel};
 use super::ops;
 use super::{Activation, FanCompat, Fans, RecurrentLayout, Role};
+use crate::onnx::dtype::DType;
 use crate::onnx::skeleton::Node;
 
 /// What one use of a tensor says about it.
@@ -120,32 +121,22 @@ pub(crate) fn candidate(
 
 /// f32, f16, f64, bf16: the types a rewrite can fill.
 pub(crate) fn is_float_type(data_type: i32) -> bool {
-    matches!(data_type, 1 | 10 | 11 | 16)
+    DType::from_onnx(data_type).is_float()
 }
 
-/// `TensorProto.DataType` name, for messages.
+/// `TensorProto.DataType` name, for messages: the lower-case name, else the type's family.
 pub(crate) fn dtype_name(data_type: i32) -> &'static str {
-    match data_type {
-        1 => "float32",
-        2 => "uint8",
-        3 => "int8",
-        4 => "uint16",
-        5 => "int16",
-        6 => "int32",
-        7 => "int64",
-        8 => "string",
-        9 => "bool",
-        10 => "float16",
-        11 => "float64",
-        12 => "uint32",
-        13 => "uint64",
-        14 => "complex64",
-        15 => "complex128",
-        16 => "bfloat16",
-        17..=20 | 23 => "float8",
-        21 | 22 => "4-bit integer",
+    let dtype = DType::from_onnx(data_type);
+    dtype.short_name().unwrap_or(match dtype {
+        // FLOAT4E2M1 is a 4-bit float, named with the 8-bit ones here.
+        DType::FLOAT8E4M3FN
+        | DType::FLOAT8E4M3FNUZ
+        | DType::FLOAT8E5M2
+        | DType::FLOAT8E5M2FNUZ
+        | DType::FLOAT4E2M1 => "float8",
+        DType::UINT4 | DType::INT4 => "4-bit integer",
         _ => "unknown-dtype",
-    }
+    })
 }
 
 /// The reason for a slot no handler claims, naming the slot's formal input when it is one of

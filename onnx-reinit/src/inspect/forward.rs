@@ -29,7 +29,8 @@ use tract_onnx::prelude::*;
 use super::{ForwardOptions, ForwardReport, ForwardRun, InputRow, LayerRow, Stats};
 use crate::analysis::{Analysis, Role};
 use crate::apply::PlanFiller;
-use crate::onnx::model::{DType, LoadedModel};
+use crate::onnx::dtype::DType;
+use crate::onnx::model::LoadedModel;
 use crate::onnx::skeleton;
 use crate::onnx::values::{ValuesBuf, encode_le};
 use crate::plan::{self, Rules};
@@ -134,7 +135,9 @@ fn input_specs(
             continue;
         }
         let tt = vi.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
-        let elem = tt.and_then(|t| t.elem_type).unwrap_or(1);
+        let elem = tt
+            .and_then(|t| t.elem_type)
+            .unwrap_or(DType::FLOAT.onnx_code());
         let shape = tt.and_then(|t| t.shape.as_ref()).map(|s| {
             s.dim
                 .iter()
@@ -204,32 +207,41 @@ fn make_inputs(
             key: key_of(&format!("inspect input {}", s.name)),
         };
         let mut f = vec![0f32; n];
-        let (tensor, dtype, desc) = match s.elem {
-            1 | 10 | 11 | 16 => {
+        let elem = DType::from_onnx(s.elem);
+        let (tensor, dtype, desc) = match elem {
+            DType::FLOAT | DType::FLOAT16 | DType::DOUBLE | DType::BFLOAT16 => {
                 Sampler::Normal {
                     mean: 0.0,
                     std: 1.0,
                 }
                 .fill(&mut f, stream);
                 let t = Tensor::from_shape(&s.shape, &f).map_err(|e| format!("{e:#}"))?;
-                let (t, name) = match s.elem {
-                    10 => (
+                // The type generated (bf16 inputs get f32 values).
+                let (t, generated) = match elem {
+                    DType::F16 => (
                         t.cast_to::<f16>().map(std::borrow::Cow::into_owned),
-                        "float16",
+                        DType::F16,
                     ),
-                    11 => (
+                    DType::F64 => (
                         t.cast_to::<f64>().map(std::borrow::Cow::into_owned),
-                        "float64",
+                        DType::F64,
                     ),
-                    _ => (Ok(t), "float32"),
+                    _ => (Ok(t), DType::F32),
                 };
                 (
                     t.map_err(|e| format!("{e:#}"))?,
-                    name,
+                    generated.short_name().unwrap_or_default(),
                     "normal(0,1)".to_owned(),
                 )
             }
-            2..=7 | 12 | 13 => {
+            DType::UINT8
+            | DType::INT8
+            | DType::UINT16
+            | DType::INT16
+            | DType::INT32
+            | DType::INT64
+            | DType::UINT32
+            | DType::UINT64 => {
                 Sampler::Uniform {
                     lo: 0.0,
                     hi: vocab as f64,
@@ -240,29 +252,29 @@ fn make_inputs(
                     .map(|&x| (x.floor() as i64).clamp(0, vocab as i64 - 1))
                     .collect();
                 let t = Tensor::from_shape(&s.shape, &ids).map_err(|e| format!("{e:#}"))?;
-                let dt = match s.elem {
-                    2 => u8::datum_type(),
-                    3 => i8::datum_type(),
-                    4 => u16::datum_type(),
-                    5 => i16::datum_type(),
-                    6 => i32::datum_type(),
-                    12 => u32::datum_type(),
-                    13 => u64::datum_type(),
+                let dt = match elem {
+                    DType::UINT8 => u8::datum_type(),
+                    DType::INT8 => i8::datum_type(),
+                    DType::UINT16 => u16::datum_type(),
+                    DType::INT16 => i16::datum_type(),
+                    DType::INT32 => i32::datum_type(),
+                    DType::UINT32 => u32::datum_type(),
+                    DType::UINT64 => u64::datum_type(),
                     _ => i64::datum_type(),
                 };
                 let t = t.cast_to_dt(dt).map_err(|e| format!("{e:#}"))?.into_owned();
                 (t, "integer", format!("integers in [0, {vocab})"))
             }
-            9 => (
+            DType::BOOL => (
                 Tensor::from_shape(&s.shape, &vec![false; n]).map_err(|e| format!("{e:#}"))?,
-                "bool",
+                DType::BOOL.short_name().unwrap_or_default(),
                 "false".to_owned(),
             ),
             other => {
                 return Err(format!(
                     "input `{}` has element type {} which the forward pass cannot generate",
                     s.name,
-                    DType::from_onnx(other).onnx_name()
+                    other.onnx_name()
                 ));
             }
         };

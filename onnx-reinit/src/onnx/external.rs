@@ -5,9 +5,9 @@
 //! - a `location` is relative to the model's folder; absolute locations, locations with a `..`
 //!   component, and locations that resolve (through symlinks) outside the model's folder are
 //!   refused; the side file must exist and be a regular file, and must not be the model file
-//!   itself (checked in [`crate::onnx::model`]);
+//!   itself (checked in [`crate::onnx::storage`]);
 //! - `offset + length` must lie inside the side file and `length` must equal numel × element
-//!   size, which must not overflow (checked in [`crate::onnx::model`]).
+//!   size, which must not overflow (checked in [`crate::onnx::storage`]).
 //!
 //! When rewriting to a new path, every side file the model references is copied next to the
 //! output under the same relative location (so the `.onnx` bytes, whose locations are relative,

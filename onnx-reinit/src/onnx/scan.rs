@@ -21,11 +21,13 @@
 //! [`Scan::training_info`] and their bytes are left alone. Functions (field 25) are ignored.
 //!
 //! The scanner only checks the wire format of the messages it walks (and never panics on any
-//! input); semantic checks (dims against payload length, storage rules) are `model`'s job.
+//! input); semantic checks (dims against payload length, storage rules) are
+//! [`crate::onnx::storage`]'s job.
 
 use std::fmt;
 use std::ops::Range;
 
+use crate::onnx::skeleton::{FieldKind, SkeletonMessage};
 use crate::onnx::wire::{self, Field, Reader, Value, WireError};
 
 /// Deepest graph nesting accepted (the main graph has depth 0).
@@ -188,15 +190,15 @@ pub fn scan(buf: &[u8]) -> Result<Scan, ScanError> {
     scan_with(buf, &|_| {})
 }
 
-/// [`scan`], calling `done(offset)` after each initializer with the offset the scan has moved
+/// [`scan`], calling `moved_past(offset)` after each initializer with the offset the scan has moved
 /// past. Offsets grow with each call within a graph; the scan never reads the bytes of an
 /// initializer it has reported, so a memory-mapped caller can drop those pages from its
 /// mapping (the model's loader does, to keep its resident set small on big models).
-pub fn scan_with(buf: &[u8], done: &dyn Fn(usize)) -> Result<Scan, ScanError> {
+pub fn scan_with(buf: &[u8], moved_past: &dyn Fn(usize)) -> Result<Scan, ScanError> {
     let mut s = Scanner {
         buf,
-        out: Scan::default(),
-        done,
+        scan: Scan::default(),
+        moved_past,
     };
     let mut r = Reader::new(buf);
     while let Some(f) = r
@@ -206,7 +208,7 @@ pub fn scan_with(buf: &[u8], done: &dyn Fn(usize)) -> Result<Scan, ScanError> {
         match f.number {
             7 => {
                 let (prefix, body) = len_parts(&f, "ModelProto.graph")?;
-                if s.out.has_graph {
+                if s.scan.has_graph {
                     return Err(ScanError {
                         offset: f.start,
                         context: "ModelProto".into(),
@@ -215,15 +217,15 @@ pub fn scan_with(buf: &[u8], done: &dyn Fn(usize)) -> Result<Scan, ScanError> {
                             .into(),
                     });
                 }
-                s.out.has_graph = true;
+                s.scan.has_graph = true;
                 let frame = s.push_frame(None, FrameKind::Graph, prefix, body.clone());
                 s.scan_graph(body, frame, "", 0)?;
             }
-            20 => s.out.training_info += 1,
+            20 => s.scan.training_info += 1,
             _ => {}
         }
     }
-    let mut out = s.out;
+    let mut out = s.scan;
     // Pre-order graph numbering with file-order initializers; a graph's initializers may be
     // interleaved with its nodes (and thus with nested graphs) in the file, hence the sort.
     out.tensors.sort_by_key(|t| t.graph);
@@ -237,10 +239,12 @@ fn len_parts(f: &Field, context: &str) -> Result<(Range<usize>, Range<usize>), S
     }
 }
 
+/// The walk's state: the model's bytes, what has been found so far, and the caller's
+/// progress callback (see [`scan_with`]).
 struct Scanner<'a> {
     buf: &'a [u8],
-    out: Scan,
-    done: &'a dyn Fn(usize),
+    scan: Scan,
+    moved_past: &'a dyn Fn(usize),
 }
 
 impl Scanner<'_> {
@@ -251,13 +255,13 @@ impl Scanner<'_> {
         prefix: Range<usize>,
         body: Range<usize>,
     ) -> usize {
-        self.out.frames.push(Frame {
+        self.scan.frames.push(Frame {
             parent,
             kind,
             prefix,
             body,
         });
-        self.out.frames.len() - 1
+        self.scan.frames.len() - 1
     }
 
     fn string(&self, f: &Field, context: &str) -> Result<String, ScanError> {
@@ -288,8 +292,8 @@ impl Scanner<'_> {
                 what: format!("graphs nested deeper than {MAX_GRAPH_DEPTH} levels"),
             });
         }
-        let graph = self.out.graphs.len();
-        self.out.graphs.push(ScannedGraph {
+        let graph = self.scan.graphs.len();
+        self.scan.graphs.push(ScannedGraph {
             path: path.to_owned(),
             depth,
             frame,
@@ -306,7 +310,7 @@ impl Scanner<'_> {
                 }
                 5 => {
                     let (prefix, tbody) = len_parts(&f, &ctx())?;
-                    let index_in_graph = self.out.graphs[graph].initializers;
+                    let index_in_graph = self.scan.graphs[graph].initializers;
                     let tframe =
                         self.push_frame(Some(frame), FrameKind::Tensor, prefix, tbody.clone());
                     let t = self
@@ -319,9 +323,9 @@ impl Scanner<'_> {
                             );
                             e
                         })?;
-                    self.out.tensors.push(t);
-                    self.out.graphs[graph].initializers += 1;
-                    (self.done)(tbody.end);
+                    self.scan.tensors.push(t);
+                    self.scan.graphs[graph].initializers += 1;
+                    (self.moved_past)(tbody.end);
                 }
                 _ => {}
             }
@@ -362,8 +366,8 @@ impl Scanner<'_> {
                 self.scan_attribute(aprefix, abody, node_frame, (graph_path, &label), depth)?;
             }
         }
-        if self.out.frames.len() == node_frame + 1 {
-            self.out.frames.pop();
+        if self.scan.frames.len() == node_frame + 1 {
+            self.scan.frames.pop();
         }
         Ok(())
     }
@@ -566,85 +570,6 @@ fn lenient_name(buf: &[u8], body: Range<usize>) -> Option<String> {
     None
 }
 
-/// The messages of [`crate::onnx::skeleton`], for [`locate_decode_error`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SkelMsg {
-    Model,
-    OperatorSetId,
-    Graph,
-    Node,
-    Attribute,
-    TensorHeader,
-    ConstTensor,
-    StringEntry,
-    ValueInfo,
-    TypeProto,
-    TensorType,
-    Shape,
-    Dimension,
-}
-
-/// How the skeleton decodes one field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SkelField {
-    /// A UTF-8 string.
-    Str,
-    /// Bytes (any content).
-    Bytes,
-    /// A single varint (`int32`, `int64`).
-    Varint,
-    /// A single `float`.
-    Fixed32,
-    /// A repeated varint: unpacked, or packed in a length-delimited run.
-    RepeatedVarint,
-    /// A repeated `float` (4 bytes), unpacked or packed.
-    RepeatedFixed32,
-    /// A repeated `double` (8 bytes), unpacked or packed.
-    RepeatedFixed64,
-    /// An embedded message.
-    Msg(SkelMsg),
-}
-
-/// The skeleton's schema: how field `number` of `msg` is decoded (`None`: skipped as unknown).
-/// Mirrors the `prost` attributes of [`crate::onnx::skeleton`].
-fn skeleton_field(msg: SkelMsg, number: u32) -> Option<SkelField> {
-    use SkelField::{
-        Bytes, Fixed32, Msg, RepeatedFixed32, RepeatedFixed64, RepeatedVarint, Str, Varint,
-    };
-    use SkelMsg as M;
-    Some(match (msg, number) {
-        (M::Model | M::TensorType | M::Dimension, 1)
-        | (M::OperatorSetId | M::TensorHeader | M::ConstTensor, 2)
-        | (M::Attribute, 3 | 20)
-        | (M::TensorHeader, 14) => Varint,
-        (M::Model | M::Graph | M::Dimension, 2)
-        | (M::OperatorSetId | M::Attribute | M::ValueInfo, 1)
-        | (M::Node, 1 | 2 | 3 | 4 | 7)
-        | (M::TensorHeader | M::ConstTensor, 8)
-        | (M::StringEntry, 1 | 2) => Str,
-        (M::Model, 7) | (M::Attribute, 6 | 11) => Msg(M::Graph),
-        (M::Model, 8) => Msg(M::OperatorSetId),
-        (M::Graph, 1) => Msg(M::Node),
-        (M::Graph, 5) => Msg(M::TensorHeader),
-        (M::Graph, 11 | 12) => Msg(M::ValueInfo),
-        (M::Node, 5) => Msg(M::Attribute),
-        (M::Attribute, 2) => Fixed32,
-        (M::Attribute, 4) | (M::ConstTensor, 9) => Bytes,
-        (M::Attribute, 5) => Msg(M::ConstTensor),
-        (M::Attribute, 7) | (M::ConstTensor, 4) => RepeatedFixed32,
-        (M::Attribute, 8) | (M::TensorHeader | M::ConstTensor, 1) | (M::ConstTensor, 5 | 7) => {
-            RepeatedVarint
-        }
-        (M::TensorHeader, 13) => Msg(M::StringEntry),
-        (M::ConstTensor, 10) => RepeatedFixed64,
-        (M::ValueInfo, 2) => Msg(M::TypeProto),
-        (M::TypeProto, 1) => Msg(M::TensorType),
-        (M::TensorType, 2) => Msg(M::Shape),
-        (M::Shape, 1) => Msg(M::Dimension),
-        _ => return None,
-    })
-}
-
 /// Where, in wire-format terms, decoding the payload-free skeleton fails.
 ///
 /// The skeleton is decoded by `prost`, whose errors name the field path but not the byte
@@ -654,7 +579,7 @@ fn skeleton_field(msg: SkelMsg, number: u32) -> Option<SkelField> {
 /// string that is not UTF-8, a malformed packed run, a length past its message, a varint over
 /// 10 bytes. `None` when it finds nothing (the caller then reports prost's own message).
 pub fn locate_decode_error(buf: &[u8]) -> Option<ScanError> {
-    locate_in(buf, 0..buf.len(), SkelMsg::Model, "ModelProto", 0)
+    locate_in(buf, 0..buf.len(), SkeletonMessage::Model, "ModelProto", 0)
 }
 
 /// Nesting deeper than prost's recursion limit (100) is reported by prost itself.
@@ -663,7 +588,7 @@ const LOCATE_MAX_DEPTH: usize = 100;
 fn locate_in(
     buf: &[u8],
     range: Range<usize>,
-    msg: SkelMsg,
+    msg: SkeletonMessage,
     context: &str,
     depth: usize,
 ) -> Option<ScanError> {
@@ -697,7 +622,7 @@ fn locate_in(
                         format!("end-group tag of field {field} without a start"),
                     );
                 }
-                if skeleton_field(msg, field).is_some() {
+                if msg.field(field).is_some() {
                     return err(
                         offset,
                         format!("field {field} has unexpected wire type group"),
@@ -717,7 +642,7 @@ fn locate_in(
             }
             Err(e) => return Some(ScanError::wire(&e, context.to_string())),
         };
-        let Some(kind) = skeleton_field(msg, f.number) else {
+        let Some(kind) = msg.field(f.number) else {
             continue;
         };
         let wrong = || {
@@ -731,7 +656,7 @@ fn locate_in(
             )
         };
         match (kind, &f.value) {
-            (SkelField::Str, Value::Len { body, .. }) => {
+            (FieldKind::Str, Value::Len { body, .. }) => {
                 if let Err(e) = std::str::from_utf8(&buf[body.clone()]) {
                     return err(
                         body.start + e.valid_up_to(),
@@ -739,17 +664,17 @@ fn locate_in(
                     );
                 }
             }
-            (SkelField::Bytes, Value::Len { .. })
-            | (SkelField::Varint | SkelField::RepeatedVarint, Value::Varint(_))
-            | (SkelField::Fixed32 | SkelField::RepeatedFixed32, Value::Fixed32 { .. })
-            | (SkelField::RepeatedFixed64, Value::Fixed64 { .. }) => {}
-            (SkelField::RepeatedVarint, Value::Len { body, .. }) => {
+            (FieldKind::Bytes, Value::Len { .. })
+            | (FieldKind::Varint | FieldKind::RepeatedVarint, Value::Varint(_))
+            | (FieldKind::Fixed32 | FieldKind::RepeatedFixed32, Value::Fixed32 { .. })
+            | (FieldKind::RepeatedFixed64, Value::Fixed64 { .. }) => {}
+            (FieldKind::RepeatedVarint, Value::Len { body, .. }) => {
                 if let Err(e) = wire::count_varints(&buf[body.clone()], body.start) {
                     return Some(ScanError::wire(&e, context.to_string()));
                 }
             }
-            (SkelField::RepeatedFixed32 | SkelField::RepeatedFixed64, Value::Len { body, .. }) => {
-                let width = if kind == SkelField::RepeatedFixed32 {
+            (FieldKind::RepeatedFixed32 | FieldKind::RepeatedFixed64, Value::Len { body, .. }) => {
+                let width = if kind == FieldKind::RepeatedFixed32 {
                     4
                 } else {
                     8
@@ -765,7 +690,7 @@ fn locate_in(
                     );
                 }
             }
-            (SkelField::Msg(sub), Value::Len { body, .. }) => {
+            (FieldKind::Message(sub), Value::Len { body, .. }) => {
                 let n = if let Some((_, n)) = seen.iter_mut().find(|(k, _)| *k == f.number) {
                     *n += 1;
                     *n
@@ -773,7 +698,7 @@ fn locate_in(
                     seen.push((f.number, 0));
                     0
                 };
-                let ctx = format!("{context}, {sub:?} #{n}");
+                let ctx = format!("{context}, {} #{n}", sub.label());
                 if let Some(e) = locate_in(buf, body.clone(), sub, &ctx, depth + 1) {
                     return Some(e);
                 }

@@ -10,7 +10,10 @@ use std::os::unix::fs::FileExt;
 use half::{bf16, f16};
 
 use crate::error::Error;
-use crate::onnx::model::{DType, LoadedModel, Segment, Storage};
+use crate::onnx::dtype::DType;
+use crate::onnx::model::LoadedModel;
+use crate::onnx::scan::Segment;
+use crate::onnx::storage::Storage;
 use crate::onnx::wire;
 
 /// A mutable slice of values of one of the four rewritable element types.
@@ -416,8 +419,11 @@ impl LoadedModel {
             self.read_values(index, 0, view.reborrow_prefix(n)).ok()?;
             return Some(view.to_f64_vec());
         }
-        match (dtype.onnx_code(), &t.storage) {
-            (6 | 7, Storage::Int32Data { segments } | Storage::Int64Data { segments }) => {
+        match (dtype, &t.storage) {
+            (
+                DType::INT32 | DType::INT64,
+                Storage::Int32Data { segments } | Storage::Int64Data { segments },
+            ) => {
                 let mut out = Vec::with_capacity(n);
                 for seg in segments {
                     let mut pos = seg.bytes.start;
@@ -431,8 +437,8 @@ impl LoadedModel {
                 }
                 (out.len() == n).then_some(out)
             }
-            (c @ (6 | 7), Storage::Raw { .. } | Storage::External { .. }) => {
-                let width = if c == 6 { 4 } else { 8 };
+            (DType::INT32 | DType::INT64, Storage::Raw { .. } | Storage::External { .. }) => {
+                let width = dtype.size()?;
                 let raw = self.small_raw_bytes(index, n * width)?;
                 Some(
                     raw.chunks_exact(width)

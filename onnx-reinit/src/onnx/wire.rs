@@ -1,8 +1,8 @@
 //! A minimal, panic-free protobuf wire-format reader.
 //!
-//! The rewrite must never re-encode a model (see `DESIGN.md`, "Loading without re-encoding"), so
-//! instead of decoding into generated types we walk the wire format and remember *where* things
-//! are. This module is that walk's only primitive: it reads tags, varints and the four wire types
+//! The rewrite must never re-encode a model (re-encoding would not reproduce the original bytes
+//! of everything it leaves alone), so instead of decoding into generated types we walk the wire
+//! format and remember *where* things are. This module is that walk's only primitive: it reads tags, varints and the four wire types
 //! ONNX uses, and hands back absolute byte offsets into the buffer it was created over.
 //!
 //! Contract:
