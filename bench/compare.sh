@@ -15,8 +15,8 @@
 # page cache is warm (the models were just written). Wall times come from bash's EPOCHREALTIME
 # around `/usr/bin/time`; the peak RSS from its "Maximum resident set size".
 #
-# py_reinit.py is the project's Python baseline (../shared/baselines/py_reinit.py), copied here
-# unchanged.
+# py_reinit.py is the project's Python baseline (onnx + numpy, the way such a rewrite is
+# usually written in Python).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -49,8 +49,9 @@ use rayon::prelude::*;
 
 use make_big::BigModel;
 
-/// Python baseline from ../shared/reference/onnx-feasibility.md (410 MB model), for the target
-/// lines only; `bench/compare.sh` measures it in the same run.
+/// The Python baseline (`bench/py_reinit.py`: onnx + numpy) on the 410 MB model, as measured on
+/// this 2-core machine before the project started; used for the target lines only, since
+/// `bench/compare.sh` measures it in the same run.
 const PY_SECS: f64 = 3.75;
 const PY_RSS_MB: f64 = 1970.0;
 

@@ -7,7 +7,7 @@
 //!     OUT.onnx [--layers 10] [--dim 3200] [--external]
 //! ```
 //!
-//! The model is the one `../shared/baselines/make_big.py` builds with `onnx.helper`: `layers`
+//! The model is the one the Python baseline's generator (built with `onnx.helper`) writes: `layers`
 //! Gemm layers (transB=1) of `dim`×`dim` f32 weights and `dim` zero biases, alternating Relu and
 //! Tanh between them (none after the last), input and output `[1, dim]`, opset 17, ir_version
 //! 8, a model doc string and one `metadata_props` entry. Fields are written in field-number

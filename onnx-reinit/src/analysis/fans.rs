@@ -1,4 +1,4 @@
-//! Fan formulas per op and slot (DESIGN.md "Analysis" table; initializer-anchors §7).
+//! Fan formulas per op and slot (the table in ARCHITECTURE.md, "Fan conventions").
 //!
 //! Every function takes the tensor's shape as its consumer sees it and returns the fans or a
 //! reason why the shape does not fit the op (which leaves the tensor untouched). Products
@@ -45,7 +45,7 @@ pub(crate) fn conv(dims: &[i64], group: i64, compat: FanCompat) -> Result<Fans, 
     Ok(Fans { fan_in, fan_out })
 }
 
-/// ConvTranspose W (C, M/g, k…). True: in = C/g·∏k, out = M/g·∏k (the DESIGN.md convention:
+/// ConvTranspose W (C, M/g, k…). True: in = C/g·∏k, out = M/g·∏k (the true-connectivity convention:
 /// kernel taps per channel group; with stride s an output position actually sums about ∏k/∏s
 /// taps). PyTorch reads the weight as if it were a Conv weight: fan_in = `shape[1]·∏k`,
 /// fan_out = `shape[0]·∏k` (pytorch#7865).

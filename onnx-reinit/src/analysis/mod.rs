@@ -15,7 +15,7 @@
 //!   HardSwish; decomposed normalizations);
 //! - `roles`: role and fans of one (op, input slot) use of an initializer, dispatched to the
 //!   op's handler;
-//! - `fans`: the fan formulas of the DESIGN.md table, in true-connectivity and PyTorch modes;
+//! - `fans`: the fan formulas of ARCHITECTURE.md's table, in true-connectivity and PyTorch modes;
 //! - `activation`: the forward walk from a layer's output to the nonlinearity that follows it,
 //!   asking the registry's patterns and op specs at each step.
 //!
@@ -145,7 +145,7 @@ pub enum NormStatKind {
     Var,
 }
 
-/// What an initializer is, decided from the op and input slot that consume it (DESIGN.md table).
+/// What an initializer is, decided from the op and input slot that consume it (the table in ARCHITECTURE.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     /// A layer's weight matrix or kernel (Conv, ConvTranspose, Gemm, MatMul).
