@@ -1,4 +1,5 @@
 //! Re-initialize the weights of an ONNX model, byte-exactly.
+#![warn(unreachable_pub)]
 pub mod analysis;
 pub mod apply;
 pub mod error;

@@ -105,7 +105,7 @@ impl std::fmt::Debug for Walker<'_, '_> {
 
 impl<'c, 'm> Walker<'c, 'm> {
     /// A walker over `index`.
-    pub fn new(index: &'c GraphIndex<'m>, scalars: &'c Scalars<'c, 'm>) -> Self {
+    pub(super) fn new(index: &'c GraphIndex<'m>, scalars: &'c Scalars<'c, 'm>) -> Self {
         Walker {
             index,
             scalars,
@@ -117,12 +117,12 @@ impl<'c, 'm> Walker<'c, 'm> {
     }
 
     /// Problems met while walking (cycles).
-    pub fn take_warnings(&mut self) -> Vec<String> {
+    pub(super) fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
     }
 
     /// The activation that follows value `v`.
-    pub fn walk(&mut self, v: ValueId) -> WalkResult {
+    pub(super) fn walk(&mut self, v: ValueId) -> WalkResult {
         if let Some(r) = self.memo.get(&v) {
             return r.clone();
         }

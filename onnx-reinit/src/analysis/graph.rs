@@ -113,7 +113,7 @@ pub(crate) struct GraphIndex<'m> {
 
 impl<'m> GraphIndex<'m> {
     /// Index `main` and all graphs nested in node attributes.
-    pub fn build(main: &'m Graph) -> Self {
+    pub(super) fn build(main: &'m Graph) -> Self {
         let mut index = GraphIndex {
             scopes: Vec::new(),
             nodes: Vec::new(),
@@ -291,48 +291,48 @@ impl<'m> GraphIndex<'m> {
     }
 
     /// The value with this id.
-    pub fn value(&self, id: ValueId) -> &Value<'m> {
+    pub(super) fn value(&self, id: ValueId) -> &Value<'m> {
         &self.values[id]
     }
 
     /// The scope with this id.
-    pub fn scope(&self, id: ScopeId) -> &Scope<'m> {
+    pub(super) fn scope(&self, id: ScopeId) -> &Scope<'m> {
         &self.scopes[id]
     }
 
     /// The node with this id.
-    pub fn node(&self, id: NodeId) -> &NodeEntry<'m> {
+    pub(super) fn node(&self, id: NodeId) -> &NodeEntry<'m> {
         &self.nodes[id]
     }
 
     /// The node's op type.
-    pub fn op(&self, id: NodeId) -> &'m str {
+    pub(super) fn op(&self, id: NodeId) -> &'m str {
         self.nodes[id].node.op()
     }
 
     /// `name`, or `#index` for an unnamed node.
-    pub fn node_name(&self, id: NodeId) -> String {
+    pub(super) fn node_name(&self, id: NodeId) -> String {
         let e = &self.nodes[id];
         display_name(e.node, e.index)
     }
 
     /// `Op 'name'`, for messages.
-    pub fn node_label(&self, id: NodeId) -> String {
+    pub(super) fn node_label(&self, id: NodeId) -> String {
         format!("{} '{}'", self.op(id), self.node_name(id))
     }
 
     /// Input `slot` of `node`, if present.
-    pub fn input(&self, node: NodeId, slot: usize) -> Option<ValueId> {
+    pub(super) fn input(&self, node: NodeId, slot: usize) -> Option<ValueId> {
         self.nodes[node].inputs.get(slot).copied().flatten()
     }
 
     /// Output `slot` of `node`, if present.
-    pub fn output(&self, node: NodeId, slot: usize) -> Option<ValueId> {
+    pub(super) fn output(&self, node: NodeId, slot: usize) -> Option<ValueId> {
         self.nodes[node].outputs.get(slot).copied().flatten()
     }
 
     /// The header of an initializer value. Panics for other values (internal misuse).
-    pub fn initializer_header(&self, id: ValueId) -> &'m TensorHeader {
+    pub(super) fn initializer_header(&self, id: ValueId) -> &'m TensorHeader {
         match self.values[id].def {
             Def::Initializer(h) => h,
             _ => panic!("value {id} is not an initializer"),
@@ -340,7 +340,7 @@ impl<'m> GraphIndex<'m> {
     }
 
     /// The producing node and output slot of a value.
-    pub fn producer(&self, id: ValueId) -> Option<(NodeId, usize)> {
+    pub(super) fn producer(&self, id: ValueId) -> Option<(NodeId, usize)> {
         match self.values[id].def {
             Def::Node { node, slot } => Some((node, slot)),
             _ => None,
@@ -350,7 +350,7 @@ impl<'m> GraphIndex<'m> {
     /// The uses of initializer `id`, looking through Identity (the TorchScript exporter routes
     /// merged initializers through it), Cast (f16 weights cast up) and Transpose (weights stored
     /// in the other layout), which change neither the tensor's role nor its values' meaning.
-    pub fn real_uses(&self, id: ValueId) -> Vec<RealUse> {
+    pub(super) fn real_uses(&self, id: ValueId) -> Vec<RealUse> {
         let dims = match self.values[id].def {
             Def::Initializer(h) => h.dims.clone(),
             _ => Vec::new(),
@@ -399,7 +399,7 @@ impl<'m> GraphIndex<'m> {
 
     /// The initializer behind `id` (itself, or through Identity/Cast/Transpose producers), with
     /// its shape as `id` sees it.
-    pub fn initializer_behind(&self, mut id: ValueId) -> Option<(ValueId, Vec<i64>)> {
+    pub(super) fn initializer_behind(&self, mut id: ValueId) -> Option<(ValueId, Vec<i64>)> {
         let mut perms: Vec<Option<&Attribute>> = Vec::new();
         for _ in 0..MAX_CHAIN {
             match self.values[id].def {
@@ -425,7 +425,7 @@ impl<'m> GraphIndex<'m> {
     }
 
     /// The public description of a use.
-    pub fn consumer(&self, u: &RealUse) -> Consumer {
+    pub(super) fn consumer(&self, u: &RealUse) -> Consumer {
         let e = &self.nodes[u.node];
         Consumer {
             node: self.node_name(u.node),
@@ -485,7 +485,7 @@ impl std::fmt::Debug for Scalars<'_, '_> {
 
 impl<'a, 'm> Scalars<'a, 'm> {
     /// Evaluation over `index`, asking `consts` for initializer values.
-    pub fn new(index: &'a GraphIndex<'m>, consts: &'a dyn ConstValues) -> Self {
+    pub(super) fn new(index: &'a GraphIndex<'m>, consts: &'a dyn ConstValues) -> Self {
         Scalars {
             index,
             consts,
@@ -496,7 +496,7 @@ impl<'a, 'm> Scalars<'a, 'm> {
     /// Whether `id` is fixed for every run: an initializer, a Constant, a Shape/Size result
     /// (depends on shapes only), or computed from such values. Used to tell a scale or bias
     /// (`x * c`) from gating by another activation (`x * y`).
-    pub fn is_static(&self, id: ValueId) -> bool {
+    pub(super) fn is_static(&self, id: ValueId) -> bool {
         self.is_static_depth(id, 0)
     }
 
@@ -537,7 +537,7 @@ impl<'a, 'm> Scalars<'a, 'm> {
 
     /// The value of a one-element constant: an initializer (through [`ConstValues`]), a
     /// `Constant` node, or either seen through Identity/Cast/Reshape/Squeeze/Unsqueeze.
-    pub fn scalar(&self, mut id: ValueId) -> Option<f64> {
+    pub(super) fn scalar(&self, mut id: ValueId) -> Option<f64> {
         let index = self.index;
         for _ in 0..MAX_CHAIN {
             let v = index.value(id);

@@ -3,6 +3,7 @@
 //!
 //! A thin clap layer over the library, in [`cli`]: arguments become the library's typed
 //! configuration before any work starts, and the library's reports are printed here.
+#![warn(unreachable_pub)]
 
 use std::process::ExitCode;
 
