@@ -33,7 +33,7 @@ pub struct Record {
     pub dims: Vec<usize>,
     /// The fans the scheme used (`None` for schemes without fans below rank 2).
     pub fans: Option<Fans>,
-    /// The std the scheme gives this tensor ([`crate::Scheme::expected_std`]).
+    /// The std the scheme gives this tensor ([`crate::SchemeExt::expected_std`]).
     pub expected_std: f64,
     /// The mean of the written values.
     pub mean: f64,
@@ -236,6 +236,7 @@ pub mod __private {
     pub use crate::shape::{Shape, Tensor};
 
     use super::Record;
+    use crate::SchemeExt as _;
     use crate::error::InitError;
     use crate::fans::Fans;
     use crate::scheme::{Scheme, SchemeKind};

@@ -43,7 +43,7 @@ pub struct Stream {
 
 /// A fully resolved distribution.
 ///
-/// Build samplers through [`crate::Scheme::sampler`], which validates every parameter. A sampler
+/// Build samplers through [`crate::SchemeExt::sampler`], which validates every parameter. A sampler
 /// written by hand with invalid parameters (see [`Sampler::is_valid`]) fills NaN: never a panic
 /// or an endless rejection loop.
 #[derive(Clone, Copy, Debug, PartialEq)]

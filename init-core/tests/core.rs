@@ -17,7 +17,7 @@ use init_core::sample::Isa;
 use init_core::scheme::{SCHEME_NAMES, TRUNC_STD_CORRECTION, TruncForm};
 use init_core::{
     Convention, DType, Distribution, Element, FanMode, FanRule, Fans, InitError, Layout,
-    Nonlinearity, Sampler, Scheme, SchemeError, SchemeKind, Stream, init_tensor,
+    Nonlinearity, Sampler, Scheme, SchemeError, SchemeExt as _, SchemeKind, Stream, init_tensor,
 };
 
 const FANS: Fans = Fans {

@@ -14,7 +14,7 @@
 use std::fmt;
 
 use globset::{Glob, GlobMatcher};
-use init_core::{Family, Fans, Nonlinearity, Scheme, SchemeKind};
+use init_core::{Family, Fans, Nonlinearity, Scheme, SchemeExt as _, SchemeKind};
 
 use crate::analysis::{Activation, Analysis, NormStatKind, RecurrentPart, Role, TensorInfo};
 

@@ -19,7 +19,7 @@
 
 use half::{bf16, f16};
 use init_core::rng::key_of;
-use init_core::{Element, Fans, Sampler, Scheme, Stream};
+use init_core::{Element, Fans, Sampler, Scheme, SchemeExt as _, Stream};
 
 const N: usize = 1_000_000;
 
