@@ -29,7 +29,7 @@ mod interop;
 mod kernel;
 pub mod rng;
 pub mod sample;
-pub mod scheme;
+pub use init_scheme as scheme;
 pub mod shape;
 mod structured;
 

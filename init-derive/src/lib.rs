@@ -14,12 +14,10 @@ mod ast;
 mod attr;
 mod ctxt;
 mod expand;
-#[allow(dead_code, clippy::all, clippy::pedantic)]
-#[path = "../../init-core/src/scheme.rs"]
-mod scheme;
 mod symbol;
 mod valid;
 
+use init_scheme as scheme;
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
 
