@@ -29,6 +29,9 @@ mod interop;
 mod kernel;
 pub mod rng;
 pub mod sample;
+/// The schemes: names, parameters, gains, the text grammar and rank requirements (the
+/// dependency-free `init-scheme` crate, which init-derive shares).
+#[doc(inline)]
 pub use init_scheme as scheme;
 pub mod shape;
 mod structured;

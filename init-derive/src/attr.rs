@@ -4,11 +4,11 @@
 //! the scheme and its parameters make sense is `valid.rs`'s job (through the shared grammar).
 
 use crate::ctxt::Ctxt;
-use crate::scheme::{Scheme, closest};
 use crate::symbol::{
     ALLOW_SYMMETRIC, BIAS, DEFAULT, FANS, FIELD_KEYS, IN_OUT, INIT, LAYOUT, LEN, OUT_IN, SHAPE,
     SKIP, STRUCT_KEYS,
 };
+use init_scheme::{Scheme, closest};
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
@@ -377,8 +377,8 @@ fn set_scheme(cx: &Ctxt, out: &mut FieldAttrs, name: Ident, args: Vec<Arg>) {
 pub fn is_scheme_name(name: &str) -> bool {
     !matches!(
         Scheme::parse(name),
-        Err(crate::scheme::SchemeError::UnknownScheme { .. }
-            | crate::scheme::SchemeError::Syntax { .. })
+        Err(init_scheme::SchemeError::UnknownScheme { .. }
+            | init_scheme::SchemeError::Syntax { .. })
     )
 }
 

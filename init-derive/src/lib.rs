@@ -4,11 +4,9 @@
 //! Use it through init-core's `derive` feature (`use init_core::Initialize;`), which re-exports
 //! this macro next to the trait; the generated code calls `::init_core::__private` only.
 //!
-//! The crate compiles init-core's `scheme.rs` itself, so attributes are validated by the very
-//! grammar the CLI and `Scheme::parse` use, and error messages (with their "did you mean")
+//! Attributes are validated with the `init-scheme` crate, the very grammar the CLI and
+//! `Scheme::parse` use (init-core re-exports it), so error messages (with their "did you mean")
 //! are the same.
-
-extern crate alloc;
 
 mod ast;
 mod attr;
@@ -17,7 +15,6 @@ mod expand;
 mod symbol;
 mod valid;
 
-use init_scheme as scheme;
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
 

@@ -1,15 +1,15 @@
 //! Checks, each error on the exact token, and the plan `expand.rs` turns into code.
 //!
 //! Everything the tokens decide is checked here, at macro time, with the shared scheme grammar
-//! (`scheme.rs`, the same file init-core compiles). What only the monomorphized types decide
+//! (the `init-scheme` crate, which init-core re-exports). What only the monomorphized types decide
 //! (the rank of a type alias or a generic, the value of a const-generic dimension) becomes a
 //! [`Check`]: a `const { assert!(..) }` in the generated code, spanned at the same token.
 
 use crate::ast::{Field, Input, TyKind, int_literal};
 use crate::attr::{LayoutAttr, SchemeAttr};
 use crate::ctxt::Ctxt;
-use crate::scheme::{SCHEME_NAMES, Scheme, SchemeError, SchemeKind, closest};
 use crate::symbol::{ALLOW_SYMMETRIC, FIELD_KEYS, SHAPE};
+use init_scheme::{SCHEME_NAMES, Scheme, SchemeError, SchemeKind, closest};
 use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{Expr, Type};
