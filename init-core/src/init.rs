@@ -239,7 +239,7 @@ pub mod __private {
     use crate::SchemeExt as _;
     use crate::error::InitError;
     use crate::fans::Fans;
-    use crate::scheme::{Scheme, SchemeKind};
+    use crate::scheme::{RankRequirement, Scheme};
     use crate::shape::Dims;
     use alloc::string::String;
     use core::fmt::Display;
@@ -346,7 +346,7 @@ pub mod __private {
             }
             None => None,
         };
-        if let Some(r) = rank_error(&scheme, dims.len(), fans.is_some()) {
+        if let Some(r) = rank_error(&scheme, dims.len(), spec.fans.is_some()) {
             return Err(alloc::format!(
                 "{scheme} {r}, but the tensor has shape {dims:?}"
             ));
@@ -375,19 +375,19 @@ pub mod __private {
         Ok(())
     }
 
-    fn rank_error(scheme: &Scheme, rank: usize, has_fans: bool) -> Option<&'static str> {
-        if scheme.needs_fans() && !has_fans {
-            return Some("needs fan_in and fan_out (rank >= 2, or `fans = (fan_in, fan_out)`)");
+    fn rank_error(scheme: &Scheme, rank: usize, has_fans: bool) -> Option<String> {
+        let need = scheme.rank_requirement();
+        if need.admits(rank, has_fans) {
+            return None;
         }
-        match scheme.kind() {
-            SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } if rank < 2 => {
-                Some("needs a tensor of rank >= 2")
-            }
-            SchemeKind::Dirac { .. } if !(3..=5).contains(&rank) => {
-                Some("needs a convolution weight of rank 3, 4 or 5")
-            }
-            _ => None,
-        }
+        Some(match need {
+            RankRequirement::Fans => alloc::format!(
+                "{} (rank >= {}, or `fans = (fan_in, fan_out)`)",
+                need.message(),
+                need.min_rank()
+            ),
+            _ => need.message().into(),
+        })
     }
 
     /// `n` zeroed layers (`len = n`).

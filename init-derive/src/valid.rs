@@ -9,7 +9,7 @@ use crate::ast::{Field, Input, TyKind, int_literal};
 use crate::attr::{LayoutAttr, SchemeAttr};
 use crate::ctxt::Ctxt;
 use crate::symbol::{ALLOW_SYMMETRIC, FIELD_KEYS, SHAPE};
-use init_scheme::{SCHEME_NAMES, Scheme, SchemeError, SchemeKind, closest};
+use init_scheme::{RankRequirement, SCHEME_NAMES, Scheme, SchemeError, closest};
 use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{Expr, Type};
@@ -470,45 +470,36 @@ fn check_dims(cx: &Ctxt, f: &Field) {
 /// What a scheme needs of a field's rank.
 #[derive(Clone, Copy)]
 enum Need {
-    /// Fan-based schemes: rank >= 2, or explicit `fans`.
-    Fans,
+    /// The scheme's own requirement (fans, a matrix, a convolution weight).
+    Scheme(RankRequirement),
     /// `zeros`/`constant`: rank < 2, or `allow_symmetric`.
     NotSymmetric,
-    /// orthogonal/eye: rank >= 2.
-    Matrix,
-    /// dirac: rank 3..=5.
-    Conv,
 }
 
 impl Need {
     /// The ranks that fail, for messages of checks the types decide.
     fn failing_ranks(self) -> &'static str {
         match self {
-            Need::Fans | Need::Matrix => "rank < 2",
+            Need::Scheme(r) => r.failing_ranks(),
             Need::NotSymmetric => "rank >= 2",
-            Need::Conv => "a rank outside 3..=5",
         }
     }
 
     fn message(self, origin: Origin, field: &str, rank: &str) -> String {
         let what = origin.describe();
         match self {
-            Need::Fans => format!(
-                "{what} needs fan_in and fan_out, but `{field}` has {rank} (a bias or a scalar has \
-                 no fans): give them with `fans = (fan_in, fan_out)`, or use a scheme without \
-                 fans such as zeros or normal(0, 0.02)"
+            Need::Scheme(r @ RankRequirement::Fans) => format!(
+                "{what} {}, but `{field}` has {rank} (a bias or a scalar has no fans): give them \
+                 with `fans = (fan_in, fan_out)`, or use a scheme without fans such as zeros or \
+                 normal(0, 0.02)",
+                r.message()
             ),
+            Need::Scheme(r) => format!("{what} {}, but `{field}` has {rank}", r.message()),
             Need::NotSymmetric => format!(
                 "{what} gives every unit of `{field}` ({rank}) the same value, so all units \
                  compute and learn the same thing and symmetry is never broken: use a random \
                  scheme such as he_uniform or glorot_uniform, or write `{ALLOW_SYMMETRIC}` if \
                  this is intended"
-            ),
-            Need::Matrix => {
-                format!("{what} needs a tensor of rank >= 2, but `{field}` has {rank}")
-            }
-            Need::Conv => format!(
-                "{what} needs a convolution weight of rank 3, 4 or 5, but `{field}` has {rank}"
             ),
         }
     }
@@ -518,18 +509,13 @@ impl Need {
 fn requirements(f: &Field, scheme: &Scheme) -> Vec<(usize, usize, Need)> {
     let a = &f.attrs;
     let mut out = Vec::new();
-    if scheme.needs_fans() && a.fans.is_none() {
-        out.push((2, usize::MAX, Need::Fans));
+    let need = scheme.rank_requirement();
+    let ranks = need.ranks(a.fans.is_some());
+    if ranks != (0..=usize::MAX) {
+        out.push((*ranks.start(), *ranks.end(), Need::Scheme(need)));
     }
     if scheme.is_symmetric() && a.allow_symmetric.is_none() {
         out.push((0, 1, Need::NotSymmetric));
-    }
-    match scheme.kind() {
-        SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } => {
-            out.push((2, usize::MAX, Need::Matrix));
-        }
-        SchemeKind::Dirac { .. } => out.push((3, 5, Need::Conv)),
-        _ => {}
     }
     out
 }

@@ -29,8 +29,10 @@
 
 extern crate alloc;
 
+mod rank;
 mod scheme;
 
+pub use rank::RankRequirement;
 pub use scheme::{
     Distribution, Family, FanMode, NONLINEARITY_NAMES, Nonlinearity, SCHEME_NAMES, Scheme,
     SchemeError, SchemeKind, TRUNC_STD_CORRECTION, TruncForm, closest,

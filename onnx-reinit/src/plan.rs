@@ -454,12 +454,9 @@ fn check_scheme(scheme: Scheme, shape: &[usize], fans: Option<Fans>) -> Result<(
         .expected_std(shape, fans)
         .map(|_| ())
         .map_err(|e| format!("{scheme}: {e}"))?;
-    if let SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } = scheme.kind()
-        && shape.len() < 2
-    {
-        return Err(format!(
-            "{scheme} needs a tensor of rank >= 2, got {shape:?}"
-        ));
+    let need = scheme.rank_requirement();
+    if !need.admits(shape.len(), fans.is_some()) {
+        return Err(format!("{scheme} {}, got {shape:?}", need.message()));
     }
     Ok(())
 }
