@@ -118,11 +118,11 @@ fn derive(input: &DeriveInput) -> proc_macro2::TokenStream {
     let Some(ast) = ast::parse(&cx, input) else {
         return finish_with_errors(cx, input);
     };
-    let plan = valid::check(&cx, &ast);
+    let actions = valid::check(&cx, &ast);
     if cx.len() > 0 {
         return finish_with_errors(cx, input);
     }
-    expand::expand(&ast, &plan)
+    expand::expand(&ast, &actions)
 }
 
 fn finish_with_errors(cx: ctxt::Ctxt, input: &DeriveInput) -> proc_macro2::TokenStream {

@@ -1,4 +1,4 @@
-//! Checks, each error on the exact token, and the plan `expand.rs` turns into code.
+//! Checks, each error on the exact token, and the field actions `expand.rs` turns into code.
 //!
 //! Everything the tokens decide is checked here, at macro time, with the shared scheme grammar
 //! (the `init-scheme` crate, which init-core re-exports). What only the monomorphized types decide
@@ -14,7 +14,8 @@ use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{Expr, Type};
 
-pub struct Plan<'a> {
+/// Each field of the struct and what the generated code does with it.
+pub struct FieldActions<'a> {
     pub fields: Vec<(&'a Field<'a>, Action<'a>)>,
 }
 
@@ -166,7 +167,7 @@ fn error_span(s: &SchemeAttr, e: &SchemeError) -> Span {
 }
 
 /// Checks the struct-level defaults and every field.
-pub fn check<'a>(cx: &Ctxt, input: &'a Input<'a>) -> Plan<'a> {
+pub fn check<'a>(cx: &Ctxt, input: &'a Input<'a>) -> FieldActions<'a> {
     let default = input
         .attrs
         .default
@@ -189,7 +190,7 @@ pub fn check<'a>(cx: &Ctxt, input: &'a Input<'a>) -> Plan<'a> {
         .iter()
         .filter_map(|f| Some((f, field(cx, f, &defaults)?)))
         .collect();
-    Plan { fields }
+    FieldActions { fields }
 }
 
 struct Defaults<'a> {

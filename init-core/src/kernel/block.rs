@@ -2,7 +2,7 @@
 // The kernel.
 
 use super::math::{ln_f32, ln_f64, sincos_turn_f32, sincos_turn_f64, sqrt_f32, sqrt_f64};
-use super::params::Plan;
+use super::params::KernelParams;
 use super::target::{Gen, Target};
 use super::{B32, B64};
 use crate::element::{DType, Element};
@@ -10,19 +10,19 @@ use crate::rng::{LANES, Lanes, Words};
 
 /// Fill `out` (at most one chunk) from the chunk generator `lanes`.
 #[inline(always)]
-pub(crate) fn run<T: Element, I: Target>(plan: &Plan, out: &mut [T], lanes: Lanes) {
+pub(crate) fn run<T: Element, I: Target>(params: &KernelParams, out: &mut [T], lanes: Lanes) {
     let mut g = Steps(I::Gen::from_lanes(lanes));
-    match *plan {
-        Plan::Constant(v) => out.fill(T::from_f64(v)),
-        Plan::Uniform32 { mid, half, lo, hi } => {
+    match *params {
+        KernelParams::Constant(v) => out.fill(T::from_f64(v)),
+        KernelParams::Uniform32 { mid, half, lo, hi } => {
             write32::<T, I, _, _>(out, &mut g, &Uniform32 { mid, half, lo, hi });
         }
-        Plan::Normal32 { mean, std } => write_normal32::<T, I, _>(out, &mut g, mean, std),
-        Plan::Uniform64 { mid, half, lo, hi } => {
+        KernelParams::Normal32 { mean, std } => write_normal32::<T, I, _>(out, &mut g, mean, std),
+        KernelParams::Uniform64 { mid, half, lo, hi } => {
             write64(out, &mut g, &Uniform64 { mid, half, lo, hi });
         }
-        Plan::Normal64 { mean, std } => write64(out, &mut g, &Normal64 { mean, std }),
-        Plan::Reject32 {
+        KernelParams::Normal64 { mean, std } => write64(out, &mut g, &Normal64 { mean, std }),
+        KernelParams::Reject32 {
             a,
             b,
             mean,
@@ -30,7 +30,7 @@ pub(crate) fn run<T: Element, I: Target>(plan: &Plan, out: &mut [T], lanes: Lane
             lo,
             hi,
         } => reject32::<T, I, _>(out, &mut g, [a, b, mean, std, lo, hi]),
-        Plan::Reject64 {
+        KernelParams::Reject64 {
             a,
             b,
             mean,
@@ -38,7 +38,7 @@ pub(crate) fn run<T: Element, I: Target>(plan: &Plan, out: &mut [T], lanes: Lane
             lo,
             hi,
         } => reject64::<T, I, _>(out, &mut g, [a, b, mean, std, lo, hi]),
-        Plan::Tail {
+        KernelParams::Tail {
             wide,
             tail,
             mean,

@@ -2,7 +2,7 @@
 // Instruction-set dispatch.
 
 use super::block::run;
-use super::params::Plan;
+use super::params::KernelParams;
 use super::target::Portable;
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 use super::x86;
@@ -126,7 +126,7 @@ pub fn active_isa() -> Isa {
 
 /// Run the kernel compiled for `isa`; `isa` must be available (checked by every caller).
 #[inline]
-pub(crate) fn run_on<T: Element>(isa: Isa, plan: &Plan, out: &mut [T], lanes: Lanes) {
+pub(crate) fn run_on<T: Element>(isa: Isa, params: &KernelParams, out: &mut [T], lanes: Lanes) {
     match isa {
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
         Isa::Avx512 => {
@@ -134,31 +134,31 @@ pub(crate) fn run_on<T: Element>(isa: Isa, plan: &Plan, out: &mut [T], lanes: La
             if T::DTYPE == DType::BF16 && std::arch::is_x86_feature_detected!("avx512bf16") {
                 // SAFETY: AVX-512 F/DQ/VL/BW (callers only pass an available instruction set)
                 // and AVX512-BF16 (just detected).
-                return unsafe { run_avx512_bf16(plan, out, lanes) };
+                return unsafe { run_avx512_bf16(params, out, lanes) };
             }
             // SAFETY: callers only pass an instruction set whose `is_available()` is true.
-            unsafe { run_avx512(plan, out, lanes) }
+            unsafe { run_avx512(params, out, lanes) }
         }
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
         Isa::Avx2 => {
             debug_assert!(isa.is_available());
             // SAFETY: as above.
-            unsafe { run_avx2(plan, out, lanes) }
+            unsafe { run_avx2(params, out, lanes) }
         }
-        _ => run::<T, Portable>(plan, out, lanes),
+        _ => run::<T, Portable>(params, out, lanes),
     }
 }
 
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2,f16c")]
-fn run_avx2<T: Element>(plan: &Plan, out: &mut [T], lanes: Lanes) {
-    run::<T, x86::Avx2>(plan, out, lanes);
+fn run_avx2<T: Element>(params: &KernelParams, out: &mut [T], lanes: Lanes) {
+    run::<T, x86::Avx2>(params, out, lanes);
 }
 
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
-fn run_avx512<T: Element>(plan: &Plan, out: &mut [T], lanes: Lanes) {
-    run::<T, x86::Avx512<false>>(plan, out, lanes);
+fn run_avx512<T: Element>(params: &KernelParams, out: &mut [T], lanes: Lanes) {
+    run::<T, x86::Avx512<false>>(params, out, lanes);
 }
 
 /// The AVX-512 kernels for bf16 on CPUs with AVX512-BF16 (`vcvtne2ps2bf16` rounds 32 values
@@ -166,6 +166,6 @@ fn run_avx512<T: Element>(plan: &Plan, out: &mut [T], lanes: Lanes) {
 /// integer rounding instead).
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw,avx512bf16")]
-fn run_avx512_bf16<T: Element>(plan: &Plan, out: &mut [T], lanes: Lanes) {
-    run::<T, x86::Avx512<true>>(plan, out, lanes);
+fn run_avx512_bf16<T: Element>(params: &KernelParams, out: &mut [T], lanes: Lanes) {
+    run::<T, x86::Avx512<true>>(params, out, lanes);
 }

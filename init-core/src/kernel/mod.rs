@@ -33,5 +33,5 @@ mod x86;
 
 pub(crate) use dispatch::run_on;
 pub use dispatch::{Isa, active_isa, force_portable};
-pub(crate) use params::Plan;
+pub(crate) use params::KernelParams;
 pub(crate) use tail::{big_phi, normal_mass, phi};

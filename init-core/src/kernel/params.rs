@@ -5,7 +5,7 @@ use super::tail::{TailSampler, normal_mass};
 
 /// A sampler resolved for one element width: the constants every chunk's kernel uses.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Plan {
+pub(crate) enum KernelParams {
     Constant(f64),
     Uniform32 {
         mid: f32,
@@ -59,20 +59,20 @@ pub(crate) enum Plan {
 /// mass (PyTorch's threshold since PR #174997); below it, the tail samplers.
 pub(crate) const REJECTION_MIN_MASS: f64 = 0.3;
 
-impl Plan {
-    pub(crate) fn new(s: &crate::Sampler, wide: bool) -> Plan {
+impl KernelParams {
+    pub(crate) fn new(s: &crate::Sampler, wide: bool) -> KernelParams {
         use crate::Sampler;
         if !s.is_valid() {
-            return Plan::Constant(f64::NAN);
+            return KernelParams::Constant(f64::NAN);
         }
         match *s {
-            Sampler::Constant(v) => Plan::Constant(v),
+            Sampler::Constant(v) => KernelParams::Constant(v),
             Sampler::Uniform { lo, hi } => {
                 let (mid, half) = (0.5 * (lo + hi), 0.5 * (hi - lo));
                 if wide {
-                    Plan::Uniform64 { mid, half, lo, hi }
+                    KernelParams::Uniform64 { mid, half, lo, hi }
                 } else {
-                    Plan::Uniform32 {
+                    KernelParams::Uniform32 {
                         mid: mid as f32,
                         half: half as f32,
                         lo: lo as f32,
@@ -82,9 +82,9 @@ impl Plan {
             }
             Sampler::Normal { mean, std } => {
                 if wide {
-                    Plan::Normal64 { mean, std }
+                    KernelParams::Normal64 { mean, std }
                 } else {
-                    Plan::Normal32 {
+                    KernelParams::Normal32 {
                         mean: mean as f32,
                         std: std as f32,
                     }
@@ -94,7 +94,7 @@ impl Plan {
                 let (a, b) = ((lo - mean) / std, (hi - mean) / std);
                 if normal_mass(a, b) >= REJECTION_MIN_MASS {
                     if wide {
-                        Plan::Reject64 {
+                        KernelParams::Reject64 {
                             a,
                             b,
                             mean,
@@ -103,7 +103,7 @@ impl Plan {
                             hi,
                         }
                     } else {
-                        Plan::Reject32 {
+                        KernelParams::Reject32 {
                             a: a as f32,
                             b: b as f32,
                             mean: mean as f32,
@@ -113,7 +113,7 @@ impl Plan {
                         }
                     }
                 } else {
-                    Plan::Tail {
+                    KernelParams::Tail {
                         wide,
                         tail: TailSampler::new(a, b),
                         mean,

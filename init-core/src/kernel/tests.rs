@@ -1,7 +1,7 @@
 use super::B32;
 use super::block::{run, signed_u01_f64, u01_f64, u1_f64, uniform32};
 use super::math::{ln_f32, ln_f64, sincos_turn_f32, sincos_turn_f64};
-use super::params::Plan;
+use super::params::KernelParams;
 use super::tail::{TailSampler, normal_mass};
 use super::target::Portable;
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
@@ -146,14 +146,14 @@ fn invalid_samplers_fill_nan_without_panicking_or_hanging() {
     ] {
         assert!(!s.is_valid(), "{s:?}");
         let mut v = [0f32; 40];
-        run::<f32, Portable>(&Plan::new(&s, false), &mut v, lanes());
+        run::<f32, Portable>(&KernelParams::new(&s, false), &mut v, lanes());
         assert!(v.iter().all(|x| x.is_nan()), "{s:?}");
     }
     // Degenerate but valid: a point interval.
     let point = Sampler::Uniform { lo: 0.5, hi: 0.5 };
     assert!(point.is_valid());
     let mut v = [0f64; 20];
-    run::<f64, Portable>(&Plan::new(&point, true), &mut v, lanes());
+    run::<f64, Portable>(&KernelParams::new(&point, true), &mut v, lanes());
     assert!(v.iter().all(|&x| x == 0.5));
 }
 
@@ -226,12 +226,12 @@ fn portable_kernels_match_the_pins() {
     let lanes = || Lanes::for_chunk(42, crate::rng::key_of("pin"), 0);
     let f32s = |s: Sampler| {
         let mut v = [0f32; 4];
-        run::<f32, Portable>(&Plan::new(&s, false), &mut v, lanes());
+        run::<f32, Portable>(&KernelParams::new(&s, false), &mut v, lanes());
         v.map(f32::to_bits)
     };
     let f64s = |s: Sampler| {
         let mut v = [0f64; 4];
-        run::<f64, Portable>(&Plan::new(&s, true), &mut v, lanes());
+        run::<f64, Portable>(&KernelParams::new(&s, true), &mut v, lanes());
         v.map(f64::to_bits)
     };
     let u = Sampler::Uniform { lo: -0.5, hi: 1.5 };
