@@ -17,6 +17,7 @@
 //! other tensors are initialized. See [`rng`] for the generator and the stream layout.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 extern crate alloc;
 

@@ -9,7 +9,7 @@ use quote::{quote, quote_spanned};
 use syn::{DeriveInput, Ident, Type, WherePredicate, parse_quote};
 
 /// The generated impls.
-pub fn expand(input: &Input, actions: &FieldActions) -> TokenStream {
+pub(crate) fn expand(input: &Input, actions: &FieldActions) -> TokenStream {
     let ident = input.ident;
     let init = Ident::new("init", Span::mixed_site());
     let params = generic_params(input);
@@ -236,7 +236,7 @@ fn where_clause(input: &Input, extra: &[WherePredicate]) -> TokenStream {
 
 /// What is emitted when the input has errors: the errors, and impls with the same signatures
 /// so that uses of the type do not fail a second time.
-pub fn fallback(input: &DeriveInput, errors: &syn::Error) -> TokenStream {
+pub(crate) fn fallback(input: &DeriveInput, errors: &syn::Error) -> TokenStream {
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let errors = errors.to_compile_error();

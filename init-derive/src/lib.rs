@@ -7,6 +7,7 @@
 //! Attributes are validated with the `init-scheme` crate, the very grammar the CLI and
 //! `Scheme::parse` use (init-core re-exports it), so error messages (with their "did you mean")
 //! are the same.
+#![warn(unreachable_pub)]
 
 mod ast;
 mod attr;

@@ -15,11 +15,11 @@ use syn::spanned::Spanned;
 use syn::{Expr, Type};
 
 /// Each field of the struct and what the generated code does with it.
-pub struct FieldActions<'a> {
+pub(crate) struct FieldActions<'a> {
     pub fields: Vec<(&'a Field<'a>, Action<'a>)>,
 }
 
-pub enum Action<'a> {
+pub(crate) enum Action<'a> {
     /// `#[init(skip)]`.
     Skip,
     /// A layer (or an array/list of layers): its own `Initialize`.
@@ -31,7 +31,7 @@ pub enum Action<'a> {
     Tensor(TensorPlan<'a>),
 }
 
-pub struct TensorPlan<'a> {
+pub(crate) struct TensorPlan<'a> {
     /// Canonical scheme text.
     pub scheme: String,
     /// Canonical text of the struct's `bias`, when the rank is only known at run time.
@@ -48,7 +48,7 @@ pub struct TensorPlan<'a> {
 
 /// How a tensor field is built zeroed.
 #[derive(Clone)]
-pub enum Zero<'a> {
+pub(crate) enum Zero<'a> {
     /// `[[E::ZERO; D1]; D0]`: an array the tokens show, built in place (no copies through
     /// helper functions, which matter for large arrays in debug builds).
     Array { dims: Vec<&'a Expr>, elem: &'a Type },
@@ -59,7 +59,7 @@ pub enum Zero<'a> {
 }
 
 /// A check the types decide: emitted as `const { assert!(..) }` at `span`.
-pub enum Check<'a> {
+pub(crate) enum Check<'a> {
     /// `assert!(dim != 0)`.
     DimNonZero { dim: &'a Expr, message: String },
     /// `assert!(!zero_dim::<T>())`.
@@ -76,7 +76,7 @@ pub enum Check<'a> {
 
 /// When a candidate scheme applies (struct defaults pick by rank).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum When {
+pub(crate) enum When {
     Always,
     /// The struct's `default` when it also has a `bias`.
     RankNot1,
@@ -121,7 +121,7 @@ impl Origin<'_> {
 }
 
 /// The shared grammar's verdict on a scheme, reported on the token it is about.
-pub fn parse_scheme(cx: &Ctxt, s: &SchemeAttr) -> Option<Scheme> {
+pub(crate) fn parse_scheme(cx: &Ctxt, s: &SchemeAttr) -> Option<Scheme> {
     match Scheme::parse(&s.text()) {
         Ok(scheme) => Some(scheme),
         Err(e) => {
@@ -167,7 +167,7 @@ fn error_span(s: &SchemeAttr, e: &SchemeError) -> Span {
 }
 
 /// Checks the struct-level defaults and every field.
-pub fn check<'a>(cx: &Ctxt, input: &'a Input<'a>) -> FieldActions<'a> {
+pub(crate) fn check<'a>(cx: &Ctxt, input: &'a Input<'a>) -> FieldActions<'a> {
     let default = input
         .attrs
         .default

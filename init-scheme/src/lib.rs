@@ -26,6 +26,7 @@
 //! (`fan_in_uniform`); `normal` alone is N(0, 1) (PyTorch's `normal_` default).
 #![no_std]
 #![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 extern crate alloc;
 
