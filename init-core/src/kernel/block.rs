@@ -1,5 +1,4 @@
-// ---------------------------------------------------------------------------------------------
-// The kernel.
+//! The kernel: the block loop every fill runs, and the block samplers it calls.
 
 use super::math::{ln_f32, ln_f64, sincos_turn_f32, sincos_turn_f64, sqrt_f32, sqrt_f64};
 use super::params::KernelParams;

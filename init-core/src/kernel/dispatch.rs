@@ -1,5 +1,4 @@
-// ---------------------------------------------------------------------------------------------
-// Instruction-set dispatch.
+//! Instruction-set dispatch.
 
 use super::block::run;
 use super::params::KernelParams;

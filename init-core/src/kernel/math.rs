@@ -1,5 +1,4 @@
-// ---------------------------------------------------------------------------------------------
-// Fixed-polynomial elementary functions.
+//! Fixed-polynomial elementary functions.
 
 use super::block::{MANT52, ONE_F64};
 

@@ -1,5 +1,4 @@
-// ---------------------------------------------------------------------------------------------
-// Per-fill constants.
+//! Per-fill constants: a sampler resolved for one element width.
 
 use super::tail::{TailSampler, normal_mass};
 

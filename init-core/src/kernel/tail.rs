@@ -1,5 +1,4 @@
-// ---------------------------------------------------------------------------------------------
-// Normal distribution helpers and the tail samplers.
+//! Normal distribution helpers and the tail samplers.
 
 /// The standard normal density.
 pub(crate) fn phi(x: f64) -> f64 {

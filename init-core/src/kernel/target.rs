@@ -1,5 +1,4 @@
-// ---------------------------------------------------------------------------------------------
-// What differs between instruction sets: only exact operations.
+//! What differs between instruction sets: only exact operations.
 
 use super::block::convert32;
 use super::{B32, B64};

@@ -1,3 +1,6 @@
+//! The kernels' unit tests: accuracy of the fixed polynomials, exactness of the conversions
+//! (the vector bf16 rounding against the scalar one), and the portable kernels' pinned values.
+
 use super::B32;
 use super::block::{run, signed_u01_f64, u01_f64, u1_f64, uniform32};
 use super::math::{ln_f32, ln_f64, sincos_turn_f32, sincos_turn_f64};
