@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use half::{bf16, f16};
 use init_core::sample::Isa;
-use init_core::{Element, Sampler, Scheme, Stream, init_tensor};
+use init_core::{Element, Sampler, Scheme, SchemeExt as _, Stream, init_tensor};
 use rayon::prelude::*;
 
 const ELEMS: usize = 64 << 20; // 256 MiB of f32

@@ -33,7 +33,7 @@ pub struct Record {
     pub dims: Vec<usize>,
     /// The fans the scheme used (`None` for schemes without fans below rank 2).
     pub fans: Option<Fans>,
-    /// The std the scheme gives this tensor ([`crate::Scheme::expected_std`]).
+    /// The std the scheme gives this tensor ([`crate::SchemeExt::expected_std`]).
     pub expected_std: f64,
     /// The mean of the written values.
     pub mean: f64,
@@ -236,9 +236,10 @@ pub mod __private {
     pub use crate::shape::{Shape, Tensor};
 
     use super::Record;
+    use crate::SchemeExt as _;
     use crate::error::InitError;
     use crate::fans::Fans;
-    use crate::scheme::{Scheme, SchemeKind};
+    use crate::scheme::{RankRequirement, Scheme};
     use crate::shape::Dims;
     use alloc::string::String;
     use core::fmt::Display;
@@ -345,7 +346,7 @@ pub mod __private {
             }
             None => None,
         };
-        if let Some(r) = rank_error(&scheme, dims.len(), fans.is_some()) {
+        if let Some(r) = rank_error(&scheme, dims.len(), spec.fans.is_some()) {
             return Err(alloc::format!(
                 "{scheme} {r}, but the tensor has shape {dims:?}"
             ));
@@ -374,19 +375,19 @@ pub mod __private {
         Ok(())
     }
 
-    fn rank_error(scheme: &Scheme, rank: usize, has_fans: bool) -> Option<&'static str> {
-        if scheme.needs_fans() && !has_fans {
-            return Some("needs fan_in and fan_out (rank >= 2, or `fans = (fan_in, fan_out)`)");
+    fn rank_error(scheme: &Scheme, rank: usize, has_fans: bool) -> Option<String> {
+        let need = scheme.rank_requirement();
+        if need.admits(rank, has_fans) {
+            return None;
         }
-        match scheme.kind() {
-            SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } if rank < 2 => {
-                Some("needs a tensor of rank >= 2")
-            }
-            SchemeKind::Dirac { .. } if !(3..=5).contains(&rank) => {
-                Some("needs a convolution weight of rank 3, 4 or 5")
-            }
-            _ => None,
-        }
+        Some(match need {
+            RankRequirement::Fans => alloc::format!(
+                "{} (rank >= {}, or `fans = (fan_in, fan_out)`)",
+                need.message(),
+                need.min_rank()
+            ),
+            _ => need.message().into(),
+        })
     }
 
     /// `n` zeroed layers (`len = n`).

@@ -17,6 +17,7 @@
 //! other tensors are initialized. See [`rng`] for the generator and the stream layout.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 extern crate alloc;
 
@@ -29,7 +30,10 @@ mod interop;
 mod kernel;
 pub mod rng;
 pub mod sample;
-pub mod scheme;
+/// The schemes: names, parameters, gains, the text grammar and rank requirements (the
+/// dependency-free `init-scheme` crate, which init-derive shares).
+#[doc(inline)]
+pub use init_scheme as scheme;
 pub mod shape;
 mod structured;
 
@@ -38,7 +42,9 @@ pub use error::{InitError, SchemeError};
 pub use fans::{Convention, FanRule, Fans, Layout};
 pub use init::{Initialize, Initializer, Record, Seed, Zeroed};
 pub use sample::{Sampler, Stream};
-pub use scheme::{Distribution, Family, FanMode, Nonlinearity, Scheme, SchemeKind};
+pub use scheme::{
+    Distribution, Family, FanMode, Nonlinearity, RankRequirement, Scheme, SchemeKind,
+};
 pub use shape::{Dims, Shape, Tensor};
 
 #[cfg(feature = "derive")]
@@ -46,14 +52,39 @@ pub use init_derive::Initialize;
 
 use scheme::TRUNC_STD_CORRECTION;
 
-impl Scheme {
+/// What init-core does with a [`Scheme`]: its sampler, its shape check and its expected std.
+///
+/// A trait because [`Scheme`] lives in the dependency-free `init-scheme` crate (which the
+/// derive shares), while these need init-core's samplers and errors. Sealed: implemented for
+/// [`Scheme`] only. Bring it into scope with `use init_core::SchemeExt as _;`.
+pub trait SchemeExt: sealed::Sealed {
     /// The concrete distribution for these fans, or `None` for the structured schemes
     /// (orthogonal, eye, dirac), which are not element-wise. Fan-based schemes need fans > 0.
     ///
     /// For a fan-scaled scheme with target variance σ² (see [`Scheme::scaled_variance`]):
     /// uniform → U(−√3σ, √3σ); normal → N(0, σ²); truncated normal → N(0, (σ/T)²) cut at ±2σ/T,
     /// T = 0.87962566103423978, whose realised std is σ.
-    pub fn sampler(&self, fans: Option<Fans>) -> Result<Option<Sampler>, InitError> {
+    fn sampler(&self, fans: Option<Fans>) -> Result<Option<Sampler>, InitError>;
+
+    /// Whether [`init_tensor`] accepts this scheme for a tensor of `shape` with `fans`, without
+    /// computing anything: `Ok` exactly when `init_tensor` on a buffer of the shape's length
+    /// would succeed. Lets a caller that fills lazily (onnx-reinit computes each orthogonal
+    /// matrix only when its first piece is written) refuse a bad plan before writing.
+    fn check(&self, shape: &[usize], fans: Option<Fans>) -> Result<(), InitError>;
+
+    /// The standard deviation the scheme gives a tensor of this shape and fans (for reports
+    /// and the inspector): the sampler's std; for orthogonal gain/√cols of the rows × cols view
+    /// when rows ≤ cols, else gain/√rows; for eye and dirac the std of their fixed values.
+    fn expected_std(&self, shape: &[usize], fans: Option<Fans>) -> Result<f64, InitError>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Scheme {}
+}
+
+impl SchemeExt for Scheme {
+    fn sampler(&self, fans: Option<Fans>) -> Result<Option<Sampler>, InitError> {
         Ok(Some(match self.kind() {
             SchemeKind::Constant(v) => Sampler::Constant(v),
             SchemeKind::Uniform { lo, hi } => Sampler::Uniform { lo, hi },
@@ -105,11 +136,7 @@ impl Scheme {
         }))
     }
 
-    /// Whether [`init_tensor`] accepts this scheme for a tensor of `shape` with `fans`, without
-    /// computing anything: `Ok` exactly when `init_tensor` on a buffer of the shape's length
-    /// would succeed. Lets a caller that fills lazily (onnx-reinit computes each orthogonal
-    /// matrix only when its first piece is written) refuse a bad plan before writing.
-    pub fn check(&self, shape: &[usize], fans: Option<Fans>) -> Result<(), InitError> {
+    fn check(&self, shape: &[usize], fans: Option<Fans>) -> Result<(), InitError> {
         fans::checked_product(shape)?;
         if self.sampler(fans)?.is_some() {
             return Ok(());
@@ -127,10 +154,7 @@ impl Scheme {
         }
     }
 
-    /// The standard deviation the scheme gives a tensor of this shape and fans (for reports
-    /// and the inspector): the sampler's std; for orthogonal gain/√cols of the rows × cols view
-    /// when rows ≤ cols, else gain/√rows; for eye and dirac the std of their fixed values.
-    pub fn expected_std(&self, shape: &[usize], fans: Option<Fans>) -> Result<f64, InitError> {
+    fn expected_std(&self, shape: &[usize], fans: Option<Fans>) -> Result<f64, InitError> {
         if let Some(s) = self.sampler(fans)? {
             return Ok(s.std_dev());
         }

@@ -26,7 +26,7 @@
 //! give identical bits. [`force_portable`] (or `INIT_CORE_PORTABLE=1`) selects the fallback.
 
 use crate::element::{DType, Element};
-use crate::kernel::{self, Plan, big_phi, normal_mass, phi};
+use crate::kernel::{self, KernelParams, big_phi, normal_mass, phi};
 use crate::rng::{CHUNK, Lanes};
 
 pub use crate::kernel::{Isa, active_isa, force_portable};
@@ -43,7 +43,7 @@ pub struct Stream {
 
 /// A fully resolved distribution.
 ///
-/// Build samplers through [`crate::Scheme::sampler`], which validates every parameter. A sampler
+/// Build samplers through [`crate::SchemeExt::sampler`], which validates every parameter. A sampler
 /// written by hand with invalid parameters (see [`Sampler::is_valid`]) fills NaN: never a panic
 /// or an endless rejection loop.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -181,20 +181,20 @@ impl Sampler {
     /// the same range of what [`Sampler::fill`] writes for the whole tensor.
     pub fn fill_at<T: Element>(&self, out: &mut [T], stream: Stream, start: u64) {
         let first = first_chunk(start);
-        let plan = Plan::new(self, T::DTYPE == DType::F64);
+        let params = KernelParams::new(self, T::DTYPE == DType::F64);
         let isa = active_isa();
         #[cfg(feature = "std")]
         {
             use rayon::prelude::*;
             if out.len() > 2 * CHUNK {
                 out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| {
-                    fill_one(isa, &plan, c, stream, first + i as u64);
+                    fill_one(isa, &params, c, stream, first + i as u64);
                 });
                 return;
             }
         }
         for (i, c) in out.chunks_mut(CHUNK).enumerate() {
-            fill_one(isa, &plan, c, stream, first + i as u64);
+            fill_one(isa, &params, c, stream, first + i as u64);
         }
     }
 
@@ -218,9 +218,9 @@ impl Sampler {
             "{isa:?} kernels are not available on this CPU/build"
         );
         let first = first_chunk(start);
-        let plan = Plan::new(self, T::DTYPE == DType::F64);
+        let params = KernelParams::new(self, T::DTYPE == DType::F64);
         for (i, c) in out.chunks_mut(CHUNK).enumerate() {
-            fill_one(isa, &plan, c, stream, first + i as u64);
+            fill_one(isa, &params, c, stream, first + i as u64);
         }
     }
 
@@ -232,8 +232,8 @@ impl Sampler {
             "fill_chunk: {} elements exceed a chunk",
             out.len()
         );
-        let plan = Plan::new(self, T::DTYPE == DType::F64);
-        fill_one(active_isa(), &plan, out, stream, chunk);
+        let params = KernelParams::new(self, T::DTYPE == DType::F64);
+        fill_one(active_isa(), &params, out, stream, chunk);
     }
 }
 
@@ -246,14 +246,20 @@ fn first_chunk(start: u64) -> u64 {
 }
 
 #[inline]
-fn fill_one<T: Element>(isa: Isa, plan: &Plan, out: &mut [T], stream: Stream, chunk: u64) {
-    if let Plan::Constant(v) = *plan {
+fn fill_one<T: Element>(
+    isa: Isa,
+    params: &KernelParams,
+    out: &mut [T],
+    stream: Stream,
+    chunk: u64,
+) {
+    if let KernelParams::Constant(v) = *params {
         out.fill(T::from_f64(v));
         return;
     }
     kernel::run_on(
         isa,
-        plan,
+        params,
         out,
         Lanes::for_chunk(stream.seed, stream.key, chunk),
     );

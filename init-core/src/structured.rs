@@ -4,13 +4,15 @@ use crate::element::Element;
 use crate::error::InitError;
 use crate::fans::checked_product;
 use alloc::format;
+use init_scheme::RankRequirement;
 
 /// The 2-D view PyTorch uses: rows = dim 0, columns = the rest flattened.
 pub(crate) fn rows_cols(shape: &[usize], what: &'static str) -> Result<(usize, usize), InitError> {
-    if shape.len() < 2 {
+    let need = RankRequirement::Matrix;
+    if !need.admits(shape.len(), false) {
         return Err(InitError::RankTooLow {
             what,
-            min: 2,
+            min: need.min_rank(),
             rank: shape.len(),
         });
     }
@@ -55,9 +57,11 @@ pub(crate) fn dirac<T: Element>(
 
 /// The shape rules of [`dirac`]: rank 3 to 5, groups dividing dim 0.
 pub(crate) fn check_dirac(shape: &[usize], groups: u64) -> Result<(), InitError> {
-    if !(3..=5).contains(&shape.len()) {
+    let need = RankRequirement::ConvWeight;
+    if !need.admits(shape.len(), false) {
         return Err(InitError::BadShape(format!(
-            "dirac needs a convolution weight of rank 3, 4 or 5, got rank {}",
+            "dirac {}, got rank {}",
+            need.message(),
             shape.len()
         )));
     }

@@ -2,8 +2,9 @@
 //! release mode from the workspace's `tests` crate: `cargo test --release -p initforge-tests
 //! --test stats`).
 //!
-//! - `schemes`: closed-form parameters of every scheme against the reference test vectors
-//!   (fan_in 256, fan_out 128; ../shared/reference/initializer-anchors.md).
+//! - `schemes`: closed-form parameters of every scheme against reference values for fan_in 256,
+//!   fan_out 128, worked out from the primary formulas (PyTorch `torch.nn.init` docs, Keras
+//!   `VarianceScaling` source, JAX `jax.nn.initializers` docs).
 //! - `fans`: fan tables for Linear, Conv1d/2d/3d, grouped, depthwise and transposed convolutions
 //!   in both layouts, true connectivity and the PyTorch/Keras formulas.
 //! - `grammar`: every name and alias, Display → parse round trips, suggestions, bad parameters.
@@ -17,7 +18,7 @@ use init_core::sample::Isa;
 use init_core::scheme::{SCHEME_NAMES, TRUNC_STD_CORRECTION, TruncForm};
 use init_core::{
     Convention, DType, Distribution, Element, FanMode, FanRule, Fans, InitError, Layout,
-    Nonlinearity, Sampler, Scheme, SchemeError, SchemeKind, Stream, init_tensor,
+    Nonlinearity, Sampler, Scheme, SchemeError, SchemeExt as _, SchemeKind, Stream, init_tensor,
 };
 
 const FANS: Fans = Fans {
@@ -92,7 +93,12 @@ mod schemes {
 
     #[test]
     fn reference_vectors() {
-        // initializer-anchors.md, "Reference values for fi = 256, fo = 128".
+        // fi = 256, fo = 128, from the formulas of PyTorch's `torch.nn.init` docs:
+        // kaiming_uniform_ bound = gain·√(3/fan_in), xavier_uniform_ bound = gain·√(6/(fi+fo)),
+        // xavier_normal_ std = gain·√(2/(fi+fo)), kaiming_normal_ std = gain/√fan_in,
+        // calculate_gain("leaky_relu", α) = √(2/(1+α²)); LeCun (Keras `lecun_uniform`/
+        // `lecun_normal` source: VarianceScaling(scale = 1, fan_in)) bound √(3/fi), std 1/√fi;
+        // fan_in_uniform is the Linear/Conv default, U(±1/√fan_in).
         assert_close(bound("fan_in_uniform"), 0.0625, 1e-15);
         assert_close(bound("uniform"), 0.0625, 1e-15);
         assert_close(bound("glorot_uniform"), 0.125, 1e-15);
@@ -103,7 +109,7 @@ mod schemes {
         assert_close(normal_std("lecun_normal"), 0.0625, 1e-15);
         assert_close(Nonlinearity::LeakyRelu(0.01).gain(), 1.414_142_9, 1e-7);
         assert_close(Nonlinearity::LeakyRelu(0.2).gain(), 1.386_750_5, 1e-7);
-        // The fan_in_uniform std the anchors quote: 1/√(3·256).
+        // The std of U(±1/√256): 1/√(3·256).
         assert_close(sampler("fan_in_uniform").std_dev(), 0.036_084_4, 1e-5);
     }
 

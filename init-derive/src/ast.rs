@@ -10,7 +10,7 @@ use syn::{
     Type,
 };
 
-pub struct Input<'a> {
+pub(crate) struct Input<'a> {
     pub ident: &'a Ident,
     pub generics: &'a Generics,
     pub attrs: StructAttrs,
@@ -19,7 +19,7 @@ pub struct Input<'a> {
     pub unit: bool,
 }
 
-pub struct Field<'a> {
+pub(crate) struct Field<'a> {
     pub member: Member,
     /// The path segment of the field (its name or index).
     pub name: String,
@@ -31,7 +31,7 @@ pub struct Field<'a> {
 }
 
 /// What a field's type is, as far as the tokens tell.
-pub enum TyKind<'a> {
+pub(crate) enum TyKind<'a> {
     /// `[..[E; D1]..; D0]` of a float `E` (f32, f64, f16, bf16), or `E` itself (rank 0),
     /// possibly in a `Box`: rank and dim expressions known.
     Fixed {
@@ -53,7 +53,7 @@ pub enum TyKind<'a> {
 
 impl TyKind<'_> {
     /// The rank when the tokens fix it (`shape` gives it for flat buffers).
-    pub fn rank(&self, shape_len: Option<usize>) -> Option<usize> {
+    pub(crate) fn rank(&self, shape_len: Option<usize>) -> Option<usize> {
         match self {
             TyKind::Fixed { dims, .. } => Some(dims.len()),
             TyKind::Flat { .. } => shape_len,
@@ -62,7 +62,7 @@ impl TyKind<'_> {
     }
 
     /// Whether the tokens say this is a tensor of floats.
-    pub fn is_float_tensor(&self) -> bool {
+    pub(crate) fn is_float_tensor(&self) -> bool {
         matches!(
             self,
             TyKind::Fixed { .. } | TyKind::Flat { .. } | TyKind::Foreign
@@ -71,7 +71,7 @@ impl TyKind<'_> {
 }
 
 /// A struct, or an error for enums and unions.
-pub fn parse<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Option<Input<'a>> {
+pub(crate) fn parse<'a>(cx: &Ctxt, input: &'a DeriveInput) -> Option<Input<'a>> {
     let data = match &input.data {
         Data::Struct(s) => s,
         Data::Enum(e) => {
@@ -225,7 +225,7 @@ fn is_foreign_tensor(ty: &Type) -> bool {
 }
 
 /// The value of an integer literal expression.
-pub fn int_literal(e: &Expr) -> Option<u128> {
+pub(crate) fn int_literal(e: &Expr) -> Option<u128> {
     match e {
         Expr::Lit(ExprLit {
             lit: Lit::Int(i), ..

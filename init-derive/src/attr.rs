@@ -4,11 +4,11 @@
 //! the scheme and its parameters make sense is `valid.rs`'s job (through the shared grammar).
 
 use crate::ctxt::Ctxt;
-use crate::scheme::{Scheme, closest};
 use crate::symbol::{
     ALLOW_SYMMETRIC, BIAS, DEFAULT, FANS, FIELD_KEYS, IN_OUT, INIT, LAYOUT, LEN, OUT_IN, SHAPE,
     SKIP, STRUCT_KEYS,
 };
+use init_scheme::{Scheme, closest};
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
@@ -19,7 +19,7 @@ use syn::{Attribute, Expr, ExprLit, Ident, Lit, Token, UnOp};
 /// A scheme as written: a name and its parameters (from `name(args)`, `name = value`, or the
 /// attribute's other `key = value` entries).
 #[derive(Clone)]
-pub struct SchemeAttr {
+pub(crate) struct SchemeAttr {
     /// The scheme's name token.
     pub name: Ident,
     /// Its parameters in order.
@@ -28,7 +28,7 @@ pub struct SchemeAttr {
 
 /// One scheme parameter.
 #[derive(Clone)]
-pub struct Arg {
+pub(crate) struct Arg {
     /// `key = ` if named.
     pub key: Option<Ident>,
     /// The value in the shared grammar's syntax.
@@ -39,7 +39,7 @@ pub struct Arg {
 
 impl SchemeAttr {
     /// The scheme in the shared grammar: `name(k=v,..)`.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut s = self.name.to_string();
         if !self.args.is_empty() {
             s.push('(');
@@ -61,7 +61,7 @@ impl SchemeAttr {
 
 /// `layout = ..`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum LayoutAttr {
+pub(crate) enum LayoutAttr {
     /// `[out][in][k…]`.
     OutIn,
     /// `[k…][in][out]`.
@@ -69,14 +69,14 @@ pub enum LayoutAttr {
 }
 
 /// A value with the span of its key.
-pub struct Keyed<T> {
+pub(crate) struct Keyed<T> {
     pub key: Span,
     pub value: T,
 }
 
 /// A field's `#[init(...)]` attributes.
 #[derive(Default)]
-pub struct FieldAttrs {
+pub(crate) struct FieldAttrs {
     pub skip: Option<Span>,
     pub allow_symmetric: Option<Span>,
     pub layout: Option<Keyed<LayoutAttr>>,
@@ -96,7 +96,7 @@ pub struct FieldAttrs {
 
 impl FieldAttrs {
     /// Whether any key that only makes sense on a tensor is present.
-    pub fn has_tensor_keys(&self) -> bool {
+    pub(crate) fn has_tensor_keys(&self) -> bool {
         self.layout.is_some()
             || self.fans.is_some()
             || self.shape.is_some()
@@ -104,7 +104,7 @@ impl FieldAttrs {
     }
 
     /// Spans of every key other than `skip`, for "skip takes nothing else".
-    pub fn other_keys(&self) -> Vec<Span> {
+    pub(crate) fn other_keys(&self) -> Vec<Span> {
         let mut v = Vec::new();
         v.extend(self.allow_symmetric);
         v.extend(self.layout.as_ref().map(|k| k.key));
@@ -118,7 +118,7 @@ impl FieldAttrs {
 
 /// The struct's `#[init(...)]` attributes.
 #[derive(Default)]
-pub struct StructAttrs {
+pub(crate) struct StructAttrs {
     pub default: Option<Keyed<SchemeAttr>>,
     pub bias: Option<Keyed<SchemeAttr>>,
     pub layout: Option<Keyed<LayoutAttr>>,
@@ -162,7 +162,7 @@ fn skip_value(meta: &ParseNestedMeta) -> syn::Result<()> {
 }
 
 /// Reads every `#[init(...)]` on a struct.
-pub fn struct_attrs(cx: &Ctxt, attrs: &[Attribute]) -> StructAttrs {
+pub(crate) fn struct_attrs(cx: &Ctxt, attrs: &[Attribute]) -> StructAttrs {
     let mut out = StructAttrs::default();
     for attr in attrs.iter().filter(|a| is_init(a)) {
         let r = attr.parse_nested_meta(|meta| {
@@ -222,7 +222,7 @@ pub fn struct_attrs(cx: &Ctxt, attrs: &[Attribute]) -> StructAttrs {
 }
 
 /// Reads every `#[init(...)]` on a field.
-pub fn field_attrs(cx: &Ctxt, attrs: &[Attribute]) -> FieldAttrs {
+pub(crate) fn field_attrs(cx: &Ctxt, attrs: &[Attribute]) -> FieldAttrs {
     let mut out = FieldAttrs::default();
     let errors_before = cx.len();
     for attr in attrs.iter().filter(|a| is_init(a)) {
@@ -374,11 +374,11 @@ fn set_scheme(cx: &Ctxt, out: &mut FieldAttrs, name: Ident, args: Vec<Arg>) {
 }
 
 /// Whether the shared grammar knows `name` as a scheme (aliases included).
-pub fn is_scheme_name(name: &str) -> bool {
+pub(crate) fn is_scheme_name(name: &str) -> bool {
     !matches!(
         Scheme::parse(name),
-        Err(crate::scheme::SchemeError::UnknownScheme { .. }
-            | crate::scheme::SchemeError::Syntax { .. })
+        Err(init_scheme::SchemeError::UnknownScheme { .. }
+            | init_scheme::SchemeError::Syntax { .. })
     )
 }
 
@@ -457,7 +457,7 @@ fn arg_of_expr(expr: &Expr) -> syn::Result<Arg> {
 
 /// A parameter value in the shared grammar's syntax: numbers (`0.01`, `-1`, `5/3`), names
 /// (`fan_out`), and calls (`leaky_relu(0.2)`, `leaky_relu(negative_slope = 0.2)`).
-pub fn value_text(expr: &Expr) -> syn::Result<String> {
+pub(crate) fn value_text(expr: &Expr) -> syn::Result<String> {
     Ok(match expr {
         Expr::Lit(ExprLit {
             lit: Lit::Int(i), ..

@@ -6,37 +6,37 @@ use std::cell::RefCell;
 use std::fmt::Display;
 
 #[derive(Default)]
-pub struct Ctxt {
+pub(crate) struct Ctxt {
     errors: RefCell<Vec<syn::Error>>,
 }
 
 impl Ctxt {
     /// An error on the tokens of `at` (their whole span).
-    pub fn error_spanned_by(&self, at: impl ToTokens, message: impl Display) {
+    pub(crate) fn error_spanned_by(&self, at: impl ToTokens, message: impl Display) {
         self.errors
             .borrow_mut()
             .push(syn::Error::new_spanned(at.into_token_stream(), message));
     }
 
     /// An error at `span`.
-    pub fn error_at(&self, span: Span, message: impl Display) {
+    pub(crate) fn error_at(&self, span: Span, message: impl Display) {
         self.errors
             .borrow_mut()
             .push(syn::Error::new(span, message));
     }
 
     /// A parse error.
-    pub fn syn_error(&self, error: syn::Error) {
+    pub(crate) fn syn_error(&self, error: syn::Error) {
         self.errors.borrow_mut().push(error);
     }
 
     /// Number of errors so far.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.errors.borrow().len()
     }
 
     /// All errors as one, or `Ok` if there were none.
-    pub fn finish(self) -> Result<(), syn::Error> {
+    pub(crate) fn finish(self) -> Result<(), syn::Error> {
         let mut errors = self.errors.into_inner().into_iter();
         let Some(mut first) = errors.next() else {
             return Ok(());

@@ -1,15 +1,15 @@
-//! The plan → code: one `Initialize` and one `Zeroed` impl inside `const _: () = { .. };`,
-//! calling `::init_core::__private` only.
+//! The field actions → code: one `Initialize` and one `Zeroed` impl inside
+//! `const _: () = { .. };`, calling `::init_core::__private` only.
 
 use crate::ast::Input;
 use crate::attr::LayoutAttr;
-use crate::valid::{Action, Check, Plan, TensorPlan, When, Zero};
+use crate::valid::{Action, Check, FieldActions, TensorPlan, When, Zero};
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
 use syn::{DeriveInput, Ident, Type, WherePredicate, parse_quote};
 
 /// The generated impls.
-pub fn expand(input: &Input, plan: &Plan) -> TokenStream {
+pub(crate) fn expand(input: &Input, actions: &FieldActions) -> TokenStream {
     let ident = input.ident;
     let init = Ident::new("init", Span::mixed_site());
     let params = generic_params(input);
@@ -19,7 +19,7 @@ pub fn expand(input: &Input, plan: &Plan) -> TokenStream {
     let mut seen_dims: Vec<String> = Vec::new();
     let mut stmts = Vec::new();
     let mut zeroed = Vec::new();
-    for (field, action) in &plan.fields {
+    for (field, action) in &actions.fields {
         let ty = field.ty;
         let member = &field.member;
         let name = &field.name;
@@ -104,7 +104,10 @@ pub fn expand(input: &Input, plan: &Plan) -> TokenStream {
         // `Self { 0: .., 1: .. }` builds tuple structs too.
         quote!(Self { #(#zeroed),* })
     };
-    let unused = plan.fields.iter().all(|(_, a)| matches!(a, Action::Skip));
+    let unused = actions
+        .fields
+        .iter()
+        .all(|(_, a)| matches!(a, Action::Skip));
     let init_param = if unused {
         quote!(_: &mut __init::Initializer)
     } else {
@@ -233,7 +236,7 @@ fn where_clause(input: &Input, extra: &[WherePredicate]) -> TokenStream {
 
 /// What is emitted when the input has errors: the errors, and impls with the same signatures
 /// so that uses of the type do not fail a second time.
-pub fn fallback(input: &DeriveInput, errors: &syn::Error) -> TokenStream {
+pub(crate) fn fallback(input: &DeriveInput, errors: &syn::Error) -> TokenStream {
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let errors = errors.to_compile_error();

@@ -4,19 +4,15 @@
 //! Use it through init-core's `derive` feature (`use init_core::Initialize;`), which re-exports
 //! this macro next to the trait; the generated code calls `::init_core::__private` only.
 //!
-//! The crate compiles init-core's `scheme.rs` itself, so attributes are validated by the very
-//! grammar the CLI and `Scheme::parse` use, and error messages (with their "did you mean")
+//! Attributes are validated with the `init-scheme` crate, the very grammar the CLI and
+//! `Scheme::parse` use (init-core re-exports it), so error messages (with their "did you mean")
 //! are the same.
-
-extern crate alloc;
+#![warn(unreachable_pub)]
 
 mod ast;
 mod attr;
 mod ctxt;
 mod expand;
-#[allow(dead_code, clippy::all, clippy::pedantic)]
-#[path = "../../init-core/src/scheme.rs"]
-mod scheme;
 mod symbol;
 mod valid;
 
@@ -123,11 +119,11 @@ fn derive(input: &DeriveInput) -> proc_macro2::TokenStream {
     let Some(ast) = ast::parse(&cx, input) else {
         return finish_with_errors(cx, input);
     };
-    let plan = valid::check(&cx, &ast);
+    let actions = valid::check(&cx, &ast);
     if cx.len() > 0 {
         return finish_with_errors(cx, input);
     }
-    expand::expand(&ast, &plan)
+    expand::expand(&ast, &actions)
 }
 
 fn finish_with_errors(cx: ctxt::Ctxt, input: &DeriveInput) -> proc_macro2::TokenStream {

@@ -1,24 +1,25 @@
-//! Checks, each error on the exact token, and the plan `expand.rs` turns into code.
+//! Checks, each error on the exact token, and the field actions `expand.rs` turns into code.
 //!
 //! Everything the tokens decide is checked here, at macro time, with the shared scheme grammar
-//! (`scheme.rs`, the same file init-core compiles). What only the monomorphized types decide
+//! (the `init-scheme` crate, which init-core re-exports). What only the monomorphized types decide
 //! (the rank of a type alias or a generic, the value of a const-generic dimension) becomes a
 //! [`Check`]: a `const { assert!(..) }` in the generated code, spanned at the same token.
 
 use crate::ast::{Field, Input, TyKind, int_literal};
 use crate::attr::{LayoutAttr, SchemeAttr};
 use crate::ctxt::Ctxt;
-use crate::scheme::{SCHEME_NAMES, Scheme, SchemeError, SchemeKind, closest};
 use crate::symbol::{ALLOW_SYMMETRIC, FIELD_KEYS, SHAPE};
+use init_scheme::{RankRequirement, SCHEME_NAMES, Scheme, SchemeError, closest};
 use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{Expr, Type};
 
-pub struct Plan<'a> {
+/// Each field of the struct and what the generated code does with it.
+pub(crate) struct FieldActions<'a> {
     pub fields: Vec<(&'a Field<'a>, Action<'a>)>,
 }
 
-pub enum Action<'a> {
+pub(crate) enum Action<'a> {
     /// `#[init(skip)]`.
     Skip,
     /// A layer (or an array/list of layers): its own `Initialize`.
@@ -30,7 +31,7 @@ pub enum Action<'a> {
     Tensor(TensorPlan<'a>),
 }
 
-pub struct TensorPlan<'a> {
+pub(crate) struct TensorPlan<'a> {
     /// Canonical scheme text.
     pub scheme: String,
     /// Canonical text of the struct's `bias`, when the rank is only known at run time.
@@ -47,7 +48,7 @@ pub struct TensorPlan<'a> {
 
 /// How a tensor field is built zeroed.
 #[derive(Clone)]
-pub enum Zero<'a> {
+pub(crate) enum Zero<'a> {
     /// `[[E::ZERO; D1]; D0]`: an array the tokens show, built in place (no copies through
     /// helper functions, which matter for large arrays in debug builds).
     Array { dims: Vec<&'a Expr>, elem: &'a Type },
@@ -58,7 +59,7 @@ pub enum Zero<'a> {
 }
 
 /// A check the types decide: emitted as `const { assert!(..) }` at `span`.
-pub enum Check<'a> {
+pub(crate) enum Check<'a> {
     /// `assert!(dim != 0)`.
     DimNonZero { dim: &'a Expr, message: String },
     /// `assert!(!zero_dim::<T>())`.
@@ -75,7 +76,7 @@ pub enum Check<'a> {
 
 /// When a candidate scheme applies (struct defaults pick by rank).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum When {
+pub(crate) enum When {
     Always,
     /// The struct's `default` when it also has a `bias`.
     RankNot1,
@@ -120,7 +121,7 @@ impl Origin<'_> {
 }
 
 /// The shared grammar's verdict on a scheme, reported on the token it is about.
-pub fn parse_scheme(cx: &Ctxt, s: &SchemeAttr) -> Option<Scheme> {
+pub(crate) fn parse_scheme(cx: &Ctxt, s: &SchemeAttr) -> Option<Scheme> {
     match Scheme::parse(&s.text()) {
         Ok(scheme) => Some(scheme),
         Err(e) => {
@@ -166,7 +167,7 @@ fn error_span(s: &SchemeAttr, e: &SchemeError) -> Span {
 }
 
 /// Checks the struct-level defaults and every field.
-pub fn check<'a>(cx: &Ctxt, input: &'a Input<'a>) -> Plan<'a> {
+pub(crate) fn check<'a>(cx: &Ctxt, input: &'a Input<'a>) -> FieldActions<'a> {
     let default = input
         .attrs
         .default
@@ -189,7 +190,7 @@ pub fn check<'a>(cx: &Ctxt, input: &'a Input<'a>) -> Plan<'a> {
         .iter()
         .filter_map(|f| Some((f, field(cx, f, &defaults)?)))
         .collect();
-    Plan { fields }
+    FieldActions { fields }
 }
 
 struct Defaults<'a> {
@@ -470,45 +471,36 @@ fn check_dims(cx: &Ctxt, f: &Field) {
 /// What a scheme needs of a field's rank.
 #[derive(Clone, Copy)]
 enum Need {
-    /// Fan-based schemes: rank >= 2, or explicit `fans`.
-    Fans,
+    /// The scheme's own requirement (fans, a matrix, a convolution weight).
+    Scheme(RankRequirement),
     /// `zeros`/`constant`: rank < 2, or `allow_symmetric`.
     NotSymmetric,
-    /// orthogonal/eye: rank >= 2.
-    Matrix,
-    /// dirac: rank 3..=5.
-    Conv,
 }
 
 impl Need {
     /// The ranks that fail, for messages of checks the types decide.
     fn failing_ranks(self) -> &'static str {
         match self {
-            Need::Fans | Need::Matrix => "rank < 2",
+            Need::Scheme(r) => r.failing_ranks(),
             Need::NotSymmetric => "rank >= 2",
-            Need::Conv => "a rank outside 3..=5",
         }
     }
 
     fn message(self, origin: Origin, field: &str, rank: &str) -> String {
         let what = origin.describe();
         match self {
-            Need::Fans => format!(
-                "{what} needs fan_in and fan_out, but `{field}` has {rank} (a bias or a scalar has \
-                 no fans): give them with `fans = (fan_in, fan_out)`, or use a scheme without \
-                 fans such as zeros or normal(0, 0.02)"
+            Need::Scheme(r @ RankRequirement::Fans) => format!(
+                "{what} {}, but `{field}` has {rank} (a bias or a scalar has no fans): give them \
+                 with `fans = (fan_in, fan_out)`, or use a scheme without fans such as zeros or \
+                 normal(0, 0.02)",
+                r.message()
             ),
+            Need::Scheme(r) => format!("{what} {}, but `{field}` has {rank}", r.message()),
             Need::NotSymmetric => format!(
                 "{what} gives every unit of `{field}` ({rank}) the same value, so all units \
                  compute and learn the same thing and symmetry is never broken: use a random \
                  scheme such as he_uniform or glorot_uniform, or write `{ALLOW_SYMMETRIC}` if \
                  this is intended"
-            ),
-            Need::Matrix => {
-                format!("{what} needs a tensor of rank >= 2, but `{field}` has {rank}")
-            }
-            Need::Conv => format!(
-                "{what} needs a convolution weight of rank 3, 4 or 5, but `{field}` has {rank}"
             ),
         }
     }
@@ -518,18 +510,13 @@ impl Need {
 fn requirements(f: &Field, scheme: &Scheme) -> Vec<(usize, usize, Need)> {
     let a = &f.attrs;
     let mut out = Vec::new();
-    if scheme.needs_fans() && a.fans.is_none() {
-        out.push((2, usize::MAX, Need::Fans));
+    let need = scheme.rank_requirement();
+    let ranks = need.ranks(a.fans.is_some());
+    if ranks != (0..=usize::MAX) {
+        out.push((*ranks.start(), *ranks.end(), Need::Scheme(need)));
     }
     if scheme.is_symmetric() && a.allow_symmetric.is_none() {
         out.push((0, 1, Need::NotSymmetric));
-    }
-    match scheme.kind() {
-        SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } => {
-            out.push((2, usize::MAX, Need::Matrix));
-        }
-        SchemeKind::Dirac { .. } => out.push((3, 5, Need::Conv)),
-        _ => {}
     }
     out
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use half::{bf16, f16};
 use init_core::rng::key_of;
-use init_core::{Element, Fans, Sampler, Scheme, Stream, init_tensor};
+use init_core::{Element, Fans, Sampler, Scheme, SchemeExt as _, Stream, init_tensor};
 
 use crate::analysis::Analysis;
 use crate::onnx::dtype::DType;
@@ -216,7 +216,7 @@ impl StructuredFill {
                 })
             }
         };
-        // `PlanFiller::new` ran `Scheme::check` on exactly these shapes and fans, which
+        // `PlanFiller::new` ran `SchemeExt::check` on exactly these shapes and fans, which
         // accepts precisely what `init_tensor` accepts (init-core tests that equivalence).
         result.expect("structured fill checked by PlanFiller::new")
     }

@@ -14,7 +14,7 @@
 use std::fmt;
 
 use globset::{Glob, GlobMatcher};
-use init_core::{Family, Fans, Nonlinearity, Scheme, SchemeKind};
+use init_core::{Family, Fans, Nonlinearity, RankRequirement, Scheme, SchemeExt as _, SchemeKind};
 
 use crate::analysis::{Activation, Analysis, NormStatKind, RecurrentPart, Role, TensorInfo};
 
@@ -353,11 +353,14 @@ pub enum Refusal {
          without fans (e.g. normal(0,0.02)) or keep"
     )]
     NeedsFans(Scheme),
-    /// A matrix scheme (orthogonal, eye) on a tensor of rank < 2.
-    #[error("{scheme} needs a tensor of rank >= 2, got {shape:?}")]
-    NeedsMatrix {
+    /// A scheme on a tensor whose rank it does not admit (orthogonal or eye below rank 2,
+    /// dirac outside rank 3..=5): [`Scheme::rank_requirement`].
+    #[error("{scheme} {}, got {shape:?}", requirement.message())]
+    Rank {
         /// The scheme.
         scheme: Scheme,
+        /// What it needs of the rank.
+        requirement: RankRequirement,
         /// The tensor's shape.
         shape: Vec<usize>,
     },
@@ -522,11 +525,11 @@ fn check_scheme(scheme: Scheme, shape: &[usize], fans: Option<Fans>) -> Result<(
     scheme
         .expected_std(shape, fans)
         .map_err(|error| Refusal::Scheme { scheme, error })?;
-    if let SchemeKind::Orthogonal { .. } | SchemeKind::Eye { .. } = scheme.kind()
-        && shape.len() < 2
-    {
-        return Err(Refusal::NeedsMatrix {
+    let requirement = scheme.rank_requirement();
+    if !requirement.admits(shape.len(), fans.is_some()) {
+        return Err(Refusal::Rank {
             scheme,
+            requirement,
             shape: shape.to_vec(),
         });
     }

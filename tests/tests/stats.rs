@@ -4,8 +4,8 @@
 //! cargo test --release -p initforge-tests --test stats
 //! ```
 //!
-//! Built without optimisations (`debug_assertions` on) every test here returns at once with a
-//! note, so a plain `cargo test --workspace` stays fast.
+//! Built without optimisations (`debug_assertions` on) every test here is ignored (and reported
+//! as such), so a plain `cargo test --workspace` stays fast.
 //!
 //! - Kolmogorov–Smirnov against the exact CDF ([`Sampler::cdf`]) for every distribution the
 //!   kernels implement, n = 10⁶, critical value 1.95/√n (α ≈ 0.001), fixed seeds, in f32 and f64.
@@ -19,21 +19,9 @@
 
 use half::{bf16, f16};
 use init_core::rng::key_of;
-use init_core::{Element, Fans, Sampler, Scheme, Stream};
+use init_core::{Element, Fans, Sampler, Scheme, SchemeExt as _, Stream};
 
 const N: usize = 1_000_000;
-
-fn skip() -> bool {
-    if cfg!(debug_assertions) {
-        eprintln!(
-            "note: statistical tests skipped in a debug build; run \
-             `cargo test --release -p initforge-tests --test stats`"
-        );
-        true
-    } else {
-        false
-    }
-}
 
 /// The distributions under test, each with the kernel path it exercises.
 fn cases() -> Vec<(&'static str, Sampler)> {
@@ -203,32 +191,26 @@ fn check_ks<T: Element>(name: &str, s: Sampler, seed: u64) -> f64 {
 }
 
 #[test]
+#[cfg_attr(debug_assertions, ignore = "statistical: run with --release")]
 fn kolmogorov_smirnov_f32() {
-    if skip() {
-        return;
-    }
     for (i, (name, s)) in cases().into_iter().enumerate() {
         check_ks::<f32>(name, s, 1000 + i as u64);
     }
 }
 
 #[test]
+#[cfg_attr(debug_assertions, ignore = "statistical: run with --release")]
 fn kolmogorov_smirnov_f64() {
-    if skip() {
-        return;
-    }
     for (i, (name, s)) in cases().into_iter().enumerate() {
         check_ks::<f64>(name, s, 2000 + i as u64);
     }
 }
 
 #[test]
+#[cfg_attr(debug_assertions, ignore = "statistical: run with --release")]
 fn kolmogorov_smirnov_detects_a_wrong_distribution() {
     // The test has power: the He-normal sample is rejected against the plain normal's CDF of
     // the parent std (the correction is 12%), and a normal against a slightly wider one.
-    if skip() {
-        return;
-    }
     let crit = 1.95 / (N as f64).sqrt();
     let Sampler::TruncatedNormal { std, .. } = cases()[5].1 else {
         panic!("case 5 is he_truncated_normal")
@@ -252,10 +234,8 @@ fn kolmogorov_smirnov_detects_a_wrong_distribution() {
 }
 
 #[test]
+#[cfg_attr(debug_assertions, ignore = "statistical: run with --release")]
 fn moments_match() {
-    if skip() {
-        return;
-    }
     for (i, (name, s)) in cases().into_iter().enumerate() {
         for wide in [false, true] {
             let x = if wide {
@@ -285,10 +265,8 @@ fn moments_match() {
 }
 
 #[test]
+#[cfg_attr(debug_assertions, ignore = "statistical: run with --release")]
 fn lag_one_correlation_is_small() {
-    if skip() {
-        return;
-    }
     for (name, s) in [
         ("uniform", Sampler::Uniform { lo: 0.0, hi: 1.0 }),
         (
@@ -322,12 +300,10 @@ fn lag_one_correlation_is_small() {
 }
 
 #[test]
+#[cfg_attr(debug_assertions, ignore = "statistical: run with --release")]
 fn tensors_with_different_keys_are_independent() {
     // 1000 tensors of 1000 elements, keys from their names, pooled: still N(0, 1); and their
     // first elements alone are too.
-    if skip() {
-        return;
-    }
     let s = Sampler::Normal {
         mean: 0.0,
         std: 1.0,
@@ -361,10 +337,8 @@ fn tensors_with_different_keys_are_independent() {
 }
 
 #[test]
+#[cfg_attr(debug_assertions, ignore = "statistical: run with --release")]
 fn half_types_are_rounded_f32_fills() {
-    if skip() {
-        return;
-    }
     for (i, (name, s)) in cases().into_iter().enumerate() {
         let st = Stream {
             seed: 4000 + i as u64,
@@ -397,12 +371,10 @@ fn half_types_are_rounded_f32_fills() {
 }
 
 #[test]
+#[cfg_attr(debug_assertions, ignore = "statistical: run with --release")]
 fn half_rounding_is_exact_for_every_f32() {
     // The kernels' own f32 → f16/bf16 conversions against `half` (which uses F16C when the CPU
     // has it), over all 2³² bit patterns, on every core.
-    if skip() {
-        return;
-    }
     let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) as u64;
     let per = (1u64 << 32).div_ceil(threads);
     std::thread::scope(|sc| {
@@ -422,10 +394,8 @@ fn half_rounding_is_exact_for_every_f32() {
 }
 
 #[test]
+#[cfg_attr(debug_assertions, ignore = "statistical: run with --release")]
 fn large_orthogonal_is_thread_independent() {
-    if skip() {
-        return;
-    }
     let n = 2048;
     let scheme = Scheme::orthogonal(1.0).unwrap();
     let run = |threads: usize| {

@@ -35,6 +35,7 @@ pub mod stats;
 use std::fmt::Write as _;
 use std::str::FromStr;
 
+use init_core::SchemeExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{Analysis, AnalysisOptions, FanCompat, NormStatKind, Role, TensorInfo};

@@ -1,19 +1,5 @@
-//! The closed set of initialization schemes, their parameters, and the one name grammar.
-//!
-//! This file depends on nothing but `core` and `alloc`: `init-derive` compiles the very same
-//! source (`#[path]`) so that the derive validates `#[init(...)]` attributes with exactly the
-//! parser the CLI uses, and prints exactly the same canonical names.
-//!
-//! # Grammar
-//! ```text
-//! scheme := name [ "(" arg { "," arg } ")" ]
-//! arg    := [ key "=" ] value
-//! value  := number | name [ "(" arg { "," arg } ")" ]
-//! ```
-//! White space is ignored. Names are case-insensitive and `-` may stand for `_`.
-//! A family name alone (`he`, `glorot`, `lecun`, `kaiming`, `xavier`) means its uniform variant,
-//! as Keras's `HeUniform`/`GlorotUniform`; `uniform` alone is the ±1/√fan_in rule
-//! (`fan_in_uniform`); `normal` alone is N(0, 1) (PyTorch's `normal_` default).
+//! The closed set of initialization schemes, their parameters, and the one name grammar (see
+//! the crate documentation).
 
 use alloc::format;
 use alloc::string::{String, ToString};
