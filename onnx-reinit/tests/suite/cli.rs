@@ -356,3 +356,28 @@ fn every_fixture_rewrites_and_reports_every_initializer() {
         );
     }
 }
+
+#[test]
+fn a_scheme_on_a_rank_it_does_not_admit_is_refused_by_the_plan_even_in_a_dry_run() {
+    // The planner asks init-scheme's one rank requirement, so `--dry-run` refuses what the
+    // rewrite could not apply instead of printing a plan that fails later.
+    let input = fixture("mlp_relu_tanh.onnx");
+    for (rule, tensor, need) in [
+        (
+            "fc1.weight=dirac",
+            "fc1.weight",
+            "dirac needs a convolution weight of rank 3, 4 or 5, got [",
+        ),
+        (
+            "fc1.bias=orthogonal",
+            "fc1.bias",
+            "orthogonal needs a tensor of rank >= 2, got [",
+        ),
+    ] {
+        let o = run(&[input.to_str().unwrap(), "--rule", rule, "--dry-run"]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{rule}: {err}");
+        assert!(err.contains(tensor) && err.contains(need), "{rule}: {err}");
+        assert!(o.stdout.is_empty(), "{rule}: no plan printed");
+    }
+}
