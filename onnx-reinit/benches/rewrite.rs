@@ -303,7 +303,7 @@ fn stages(model_path: &Path, dir: &Path, reps: usize) {
     let mut write_zero = Samples::default();
     let mut write_real = Samples::default();
     let mut filled_elems = 0u64;
-    let pe = DEFAULT_PIECE_ELEMS as u64;
+    let piece_elems = DEFAULT_PIECE_ELEMS as u64;
     // File-backed resident pages: the mapped input's pages that the scan faulted in.
     let mut rss_file = (0, 0, 0);
     for rep in 0..reps {
@@ -329,7 +329,13 @@ fn stages(model_path: &Path, dir: &Path, reps: usize) {
             .iter()
             .flat_map(|&i| {
                 let n = model.tensors()[i].numel();
-                (0..n.div_ceil(pe)).map(move |p| (i, p * pe, (n - p * pe).min(pe) as usize))
+                (0..n.div_ceil(piece_elems)).map(move |p| {
+                    (
+                        i,
+                        p * piece_elems,
+                        (n - p * piece_elems).min(piece_elems) as usize,
+                    )
+                })
             })
             .collect();
         filled_elems = pieces.iter().map(|p| p.2 as u64).sum();

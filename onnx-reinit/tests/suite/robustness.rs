@@ -2260,9 +2260,13 @@ fn output_is_identical_for_1_and_2_threads_and_across_runs() {
     let dir = tempfile::tempdir().unwrap();
     let input = multi_piece_model(&dir.path().join("m"));
     let m = LoadedModel::open(&input).unwrap();
-    let pe = rewrite::DEFAULT_PIECE_ELEMS as u64;
+    let piece_elems = rewrite::DEFAULT_PIECE_ELEMS as u64;
     assert!(
-        m.tensors().iter().filter(|t| t.numel() > pe).count() >= 5,
+        m.tensors()
+            .iter()
+            .filter(|t| t.numel() > piece_elems)
+            .count()
+            >= 5,
         "several pieces each"
     );
     let mut outputs = Vec::new();
