@@ -2,6 +2,7 @@
 #![warn(unreachable_pub)]
 pub mod analysis;
 pub mod apply;
+pub mod cli;
 pub mod error;
 pub mod inspect;
 pub mod onnx;

@@ -1,5 +1,5 @@
 //! The `onnx-reinit inspect` subcommand: its arguments, and the run that prints the library's
-//! report ([`onnx_reinit::inspect`]) and writes the plot.
+//! report ([`crate::inspect`]) and writes the plot.
 //!
 //! Exit codes: 0 success (whatever the verdicts, unless `--fail-on` lists one that occurs),
 //! 1 failure (unreadable model, I/O), [`EXIT_USAGE`] (from clap, crossed thresholds, or a bad
@@ -10,12 +10,10 @@ use std::fmt::Display;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::analysis::AnalysisOptions;
+use crate::inspect::{self, ForwardOptions, InspectOptions, InspectReport, Thresholds, Verdict};
+use crate::pipeline::DEFAULT_SEED;
 use clap::Args;
-use onnx_reinit::analysis::AnalysisOptions;
-use onnx_reinit::inspect::{
-    self, ForwardOptions, InspectOptions, InspectReport, Thresholds, Verdict,
-};
-use onnx_reinit::pipeline::DEFAULT_SEED;
 
 use super::output::{self, INSPECT};
 use super::rules::compare_rules;

@@ -1,4 +1,4 @@
-//! The command line: the top-level parser (the rewrite's arguments, [`rewrite`]) and the
+//! The `onnx-reinit` command line: the top-level parser (the rewrite's arguments, [`rewrite`]) and the
 //! `inspect` subcommand ([`inspect`]), sharing the rule flags ([`rules`]) and one printer
 //! ([`output`]).
 //!
@@ -7,10 +7,11 @@
 //! verdict listed by `inspect --fail-on` occurs; [`EXIT_CANCELLED`] (130) when Ctrl-C, SIGTERM
 //! or SIGHUP stopped the rewrite (nothing written, input intact).
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
+use crate::analysis::FanCompat;
 use clap::{Parser, Subcommand, ValueEnum};
-use onnx_reinit::analysis::FanCompat;
 
 use self::inspect::InspectArgs;
 use self::rewrite::RewriteArgs;
@@ -21,7 +22,7 @@ pub(crate) mod rewrite;
 pub(crate) mod rules;
 
 /// Exit code of a usage error.
-pub(crate) const EXIT_USAGE: u8 = 2;
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code of `inspect --fail-on` when a listed verdict occurs.
 pub(crate) const EXIT_FLAGGED: u8 = 3;
 /// Exit code of a run stopped by Ctrl-C (SIGINT), SIGTERM or SIGHUP: the shell's code for
@@ -48,7 +49,7 @@ pub(crate) const EXIT_CANCELLED: u8 = 130;
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
-pub(crate) struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 
@@ -84,10 +85,32 @@ impl From<Compat> for FanCompat {
 
 impl Cli {
     /// Runs the parsed command line and returns the process's exit code.
-    pub(crate) fn run(self) -> ExitCode {
+    pub fn run(self) -> ExitCode {
         match self.command {
             Some(Command::Inspect(args)) => inspect::run(&args),
             None => rewrite::run(self.rewrite),
+        }
+    }
+}
+
+/// The whole `onnx-reinit` command: parses `args` (the program name first, as
+/// [`std::env::args_os`] gives them), runs the command and returns its exit code. Help, version
+/// and usage errors are printed as clap prints them (help and version to stdout with exit 0,
+/// usage errors to stderr with [`EXIT_USAGE`]).
+///
+/// The binary is this call on the process's arguments; embedders (the Python wheel's
+/// `onnx-reinit` entry point) call it with their own.
+pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(cli) => cli.run(),
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
+            let _ = e.print();
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE))
         }
     }
 }

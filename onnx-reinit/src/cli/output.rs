@@ -49,7 +49,7 @@ pub(crate) fn file_len(p: &Path) -> u64 {
 }
 
 /// A one-line progress bar on stderr, redrawn at most once per percent.
-pub(crate) fn progress_bar() -> Arc<onnx_reinit::rewrite::ProgressFn> {
+pub(crate) fn progress_bar() -> Arc<crate::rewrite::ProgressFn> {
     let done = AtomicU64::new(0);
     let last = AtomicU64::new(u64::MAX);
     Arc::new(move |bytes: u64, total: u64| {

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::analysis::AnalysisOptions;
+use crate::error::Error;
+use crate::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig, RunError};
 use clap::Args;
-use onnx_reinit::analysis::AnalysisOptions;
-use onnx_reinit::error::Error;
-use onnx_reinit::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig, RunError};
 
 use super::output::{self, PROGRESS_MIN_BYTES, REWRITE, file_len, progress_bar};
 use super::rules::RuleArgs;

@@ -1,7 +1,7 @@
 //! The rule flags, shared by the rewrite and `inspect --compare`.
 
+use crate::plan::{ActivationClass, NameRule, Rule, Rules};
 use clap::{Args, Parser};
-use onnx_reinit::plan::{ActivationClass, NameRule, Rule, Rules};
 
 /// The rule flags alone, for `inspect --compare`: the same flags as the rewrite.
 #[derive(Debug, Parser)]
