@@ -93,6 +93,24 @@ impl Cli {
     }
 }
 
+/// Runs `f` on a pool of `threads` worker threads (`None`: rayon's global pool, sized by
+/// `RAYON_NUM_THREADS` or the core count). A pool of its own rather than the global one, so
+/// that an embedder running the command twice in one process gets each run's count. The error
+/// is the message of a pool that cannot be created.
+pub(crate) fn with_threads<R: Send>(
+    threads: Option<usize>,
+    f: impl FnOnce() -> R + Send,
+) -> Result<R, String> {
+    match threads {
+        None => Ok(f()),
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map(|pool| pool.install(f))
+            .map_err(|e| format!("--threads {n}: cannot start the threads: {e}")),
+    }
+}
+
 /// The whole `onnx-reinit` command: parses `args` (the program name first, as
 /// [`std::env::args_os`] gives them), runs the command and returns its exit code. Help, version
 /// and usage errors are printed as clap prints them (help and version to stdout with exit 0,

@@ -381,3 +381,392 @@ fn a_scheme_on_a_rank_it_does_not_admit_is_refused_by_the_plan_even_in_a_dry_run
         assert!(o.stdout.is_empty(), "{rule}: no plan printed");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Output for people and for pipelines (issue 15) and no panic after the commit point (13.4)
+
+use crate::common::onnx::{
+    FLOAT, INT64, Payload, f32_bytes, graph, model as model_proto, node, tensor,
+};
+
+/// `x → MatMul(W) → Add(B) → Relu → y`, W named `w_name` ([2, 2]), B of shape `b_dims` (two
+/// values).
+fn matmul_add_relu(dir: &Path, w_name: &str, b_dims: &[i64]) -> PathBuf {
+    let g = graph(
+        &[
+            node("mm", "MatMul", &["x", w_name], &["h"], &[]),
+            node("add", "Add", &["h", "B"], &["z"], &[]),
+            node("relu", "Relu", &["z"], &["y"], &[]),
+        ],
+        &[
+            tensor(
+                w_name,
+                &[2, 2],
+                FLOAT,
+                &Payload::Raw(f32_bytes(&[1.0, 2.0, 3.0, 4.0])),
+            ),
+            tensor("B", b_dims, FLOAT, &Payload::Raw(f32_bytes(&[0.5, 0.5]))),
+        ],
+        &["x"],
+        &["y"],
+    );
+    let path = dir.join("m.onnx");
+    std::fs::write(&path, model_proto("test", None, &g)).unwrap();
+    path
+}
+
+fn max_line(s: &str) -> usize {
+    s.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+}
+
+#[test]
+fn huge_names_and_shapes_are_elided_and_nothing_fails_after_the_rewrite() {
+    // Issue 13 item 4: a 70,000-character name and a 100,001-dim shape panicked the table
+    // formatter after the output had been renamed into place (exit 101).
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("w{}", "x".repeat(70_000));
+    let mut b_dims = vec![1i64; 100_000];
+    b_dims.push(2);
+    let input = matmul_add_relu(dir.path(), &long, &b_dims);
+    let out = dir.path().join("out.onnx");
+    let o = run(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(out.exists());
+    let table = text(&o.stdout);
+    assert!(table.contains('…'), "the name is elided: {table:.500}");
+    assert!(max_line(&table) <= 300, "{}", max_line(&table));
+
+    // In place, the same; and --wide still bounds every cell.
+    for extra in [&["--in-place"][..], &["--in-place", "--wide"]] {
+        let mut args = vec![input.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", text(&o.stderr));
+        assert!(max_line(&text(&o.stdout)) <= 1000, "{extra:?}");
+    }
+    // The JSON document keeps the full name, and inspect prints its table too.
+    let o = run(&[input.to_str().unwrap(), "--dry-run", "--json"]);
+    let report: Report = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(report.tensors.iter().any(|t| t.name == long));
+    let o = run(&["inspect", input.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(max_line(&text(&o.stdout)) <= 300);
+}
+
+/// The rewrite's table of `fixture` at `columns` columns.
+fn table_at(fixture_name: &str, columns: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec!["--dry-run".to_owned()];
+    args.push(fixture(fixture_name).to_str().unwrap().to_owned());
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let o = bin().env("COLUMNS", columns).args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    (text(&o.stdout), text(&o.stderr))
+}
+
+/// Compares `actual` with `tests/suite/snapshots/<name>`; `UPDATE_SNAPSHOTS=1` rewrites it.
+fn snapshot(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/suite/snapshots")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_SNAPSHOTS=1 writes it)", path.display()));
+    assert_eq!(actual, expected, "snapshot {name} differs");
+}
+
+#[test]
+fn tables_fit_80_100_and_200_columns() {
+    for (fixture_name, cmd) in [
+        ("transformer.onnx", "rewrite"),
+        ("lstm.onnx", "rewrite"),
+        ("cnn_train.onnx", "inspect"),
+    ] {
+        for cols in [80usize, 100, 200] {
+            let c = cols.to_string();
+            let stdout = if cmd == "inspect" {
+                let o = bin()
+                    .env("COLUMNS", &c)
+                    .args(["inspect", fixture(fixture_name).to_str().unwrap()])
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{}", text(&o.stderr));
+                text(&o.stdout)
+            } else {
+                table_at(fixture_name, &c, &[]).0
+            };
+            assert!(
+                max_line(&stdout) <= cols,
+                "{fixture_name} at {cols}: a line of {}\n{stdout}",
+                max_line(&stdout)
+            );
+            let stem = fixture_name.trim_end_matches(".onnx");
+            snapshot(&format!("{cmd}_{stem}_{cols}.txt"), &stdout);
+        }
+    }
+    // The folded MatMul names get their layer beside them at 80 columns.
+    let (t80, _) = table_at("transformer.onnx", "80", &[]);
+    let row = t80
+        .lines()
+        .find(|l| l.starts_with("onnx::MatMul_214"))
+        .unwrap();
+    assert!(row.contains("/head/MatMul"), "{t80}");
+    // LSTM W and R are told apart.
+    let (lstm, _) = table_at("lstm.onnx", "80", &[]);
+    assert!(
+        lstm.contains("recurrent W") && lstm.contains("recurrent R"),
+        "{lstm}"
+    );
+    // --wide ignores COLUMNS.
+    let (wide, _) = table_at("transformer.onnx", "40", &["--wide"]);
+    assert!(
+        wide.contains("enc.self_attn.out_proj.weight  /enc/self_attn/Gemm"),
+        "{wide}"
+    );
+}
+
+#[test]
+fn rows_are_in_graph_order_and_the_footer_lists_what_the_table_leaves_out() {
+    let (t, _) = table_at("transformer.onnx", "200", &[]);
+    let names: Vec<&str> = t
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("note:"))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    // The graph reads the embedding first and the head last (initializer order differs:
+    // the exporter lists the folded MatMul weights after the named parameters).
+    assert_eq!(names.first(), Some(&"emb.weight"), "{t}");
+    assert_eq!(names.last(), Some(&"head.bias"), "{t}");
+    assert!(
+        t.contains("note: onnx::MatMul_173: packed projection"),
+        "{t}"
+    );
+    assert!(
+        t.contains("note: enc.self_attn.out_proj.bias: shared by 3 consumers"),
+        "{t}"
+    );
+
+    // Untouched tensors are listed with their reason: a Reshape's shape constant, and an
+    // initializer nothing reads.
+    let dir = tempfile::tempdir().unwrap();
+    let g = graph(
+        &[
+            node("mm", "MatMul", &["x", "W"], &["h"], &[]),
+            node("rs", "Reshape", &["h", "shape"], &["y"], &[]),
+        ],
+        &[
+            tensor("W", &[2, 2], FLOAT, &Payload::Raw(f32_bytes(&[1.0; 4]))),
+            tensor(
+                "shape",
+                &[1],
+                INT64,
+                &Payload::Raw(4i64.to_le_bytes().to_vec()),
+            ),
+            tensor("orphan", &[2], FLOAT, &Payload::Raw(f32_bytes(&[1.0; 2]))),
+        ],
+        &["x"],
+        &["y"],
+    );
+    let input = dir.path().join("u.onnx");
+    std::fs::write(&input, model_proto("test", None, &g)).unwrap();
+    let o = bin()
+        .env("COLUMNS", "80")
+        .args([input.to_str().unwrap(), "--dry-run"])
+        .output()
+        .unwrap();
+    // Footer lines wrap at 80 columns with a two-space indent: join them back.
+    let table = text(&o.stdout).replace("\n  ", " ");
+    let report = run(&[input.to_str().unwrap(), "--dry-run", "--json"]);
+    let report: Report = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report.untouched.len(), 2, "{table}");
+    for u in &report.untouched {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with("untouched") && l.contains(&u.name))
+            .unwrap_or_else(|| panic!("{} not in the footer:\n{table}", u.name));
+        assert!(line.contains(&u.reason), "{line}");
+    }
+}
+
+#[test]
+fn a_rule_that_decides_nothing_exits_1_naming_it() {
+    let input = fixture("mlp_relu_tanh.onnx");
+    let i = input.to_str().unwrap();
+    for (rules, named, why) in [
+        (
+            &["--rule", "fc9.*=zeros"][..],
+            "fc9.*",
+            "matches no initializer",
+        ),
+        (
+            &["--rule", "fc1.*=zeros", "--rule", "fc1.weight=ones"],
+            "fc1.weight",
+            "earlier --rule 'fc1.*'",
+        ),
+    ] {
+        let mut args = vec![i, "--dry-run"];
+        args.extend_from_slice(rules);
+        let o = run(&args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{rules:?}: {err}");
+        assert!(
+            err.contains(&format!("--rule '{named}'")) && err.contains(why),
+            "{err}"
+        );
+        assert!(o.stdout.is_empty());
+    }
+    // Node names count: a rule on a layer's node applies.
+    let o = run(&[i, "--dry-run", "--rule", "*Gemm*=zeros"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}
+
+#[test]
+fn fail_on_rejects_unknown_verdicts_and_ok() {
+    let input = fixture("mlp_relu_tanh.onnx");
+    for v in ["too_big", "ok", "zero,ok"] {
+        let o = run(&["inspect", input.to_str().unwrap(), "--fail-on", v]);
+        assert_eq!(o.status.code(), Some(2), "{v}");
+        assert!(
+            text(&o.stderr).contains("unknown verdict"),
+            "{}",
+            text(&o.stderr)
+        );
+        assert!(o.stdout.is_empty());
+    }
+}
+
+#[cfg(not(feature = "forward"))]
+#[test]
+fn forward_flags_without_the_feature_exit_2_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("mlp_relu_tanh.onnx");
+    let svg = dir.path().join("p.svg");
+    for args in [
+        vec!["--forward"],
+        vec!["--compare", "relu=he"],
+        vec!["--plot", svg.to_str().unwrap()],
+    ] {
+        let mut all = vec!["inspect", input.to_str().unwrap()];
+        all.extend(&args);
+        let o = run(&all);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+        let err = text(&o.stderr);
+        assert!(
+            err.contains(args[0]) && err.contains("--features forward"),
+            "{err}"
+        );
+    }
+    assert!(!svg.exists());
+}
+
+#[test]
+fn human_lines_go_to_stderr_and_quiet_silences_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("mlp_relu_tanh.onnx");
+    let out = dir.path().join("o.onnx");
+    let o = run(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success());
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(!stdout.contains("wrote"), "{stdout}");
+    let abs = std::path::absolute(&out).unwrap();
+    assert_eq!(stderr, format!("onnx-reinit: wrote {}\n", abs.display()));
+
+    // --json: only the document, on stdout.
+    let out2 = dir.path().join("o2.onnx");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success());
+    assert!(o.stderr.is_empty(), "{}", text(&o.stderr));
+    let report: Report = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        report.files_written,
+        [std::path::absolute(&out2).unwrap().display().to_string()]
+    );
+
+    // --quiet: nothing at all on success, the error on failure.
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+        "--force",
+    ]);
+    assert!(o.status.success());
+    assert!(o.stdout.is_empty() && o.stderr.is_empty());
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty() && !o.stderr.is_empty());
+}
+
+#[test]
+fn dry_run_previews_a_real_command_and_o_dir_writes_the_input_name_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("mlp_relu_tanh.onnx");
+    let out = dir.path().join("o.onnx");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(!out.exists());
+    assert!(text(&o.stderr).contains(&format!("without --dry-run: {}", out.display())));
+    let o = run(&[input.to_str().unwrap(), "--in-place", "--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    // -o DIR/ and -o DIR (existing) write DIR/<input's name>.
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        &format!("{}/", sub.display()),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(sub.join("mlp_relu_tanh.onnx").exists());
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        sub.to_str().unwrap(),
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let help = text(&run(&["--help"]).stdout);
+    assert!(help.contains("DIR/"), "{help}");
+}
+
+#[test]
+fn threads_flag_gives_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("cnn.onnx");
+    let mut outs = Vec::new();
+    for n in ["1", "3"] {
+        let out = dir.path().join(format!("t{n}.onnx"));
+        let o = run(&[
+            input.to_str().unwrap(),
+            "--threads",
+            n,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        outs.push(std::fs::read(out).unwrap());
+    }
+    assert_eq!(outs[0], outs[1]);
+    let o = run(&[input.to_str().unwrap(), "--threads", "0", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -621,6 +621,7 @@ fn fail_on_sets_the_exit_code() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+#[cfg(feature = "forward")]
 /// Curves in an SVG written by `plot`: stroke colours of the non-black `<polyline>`s.
 fn svg_curves(svg: &str) -> Vec<String> {
     let doc = roxmltree::Document::parse(svg).expect("the SVG is XML");
@@ -633,6 +634,7 @@ fn svg_curves(svg: &str) -> Vec<String> {
         .collect()
 }
 
+#[cfg(feature = "forward")]
 #[test]
 fn plot_has_one_curve_per_series() {
     let dir = tempfile::tempdir().unwrap();
