@@ -145,6 +145,24 @@ impl RewriteArgs {
 /// nothing that can fail runs after the commit point.
 pub(crate) fn run(args: RewriteArgs) -> ExitCode {
     let (mut config, show, threads) = args.into_config();
+    if let Destination::Path(out) = &config.destination {
+        // Said here in the user's words; the library would name the temporary file it cannot
+        // create in the missing folder.
+        let dir = match out.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            output::error(
+                REWRITE,
+                format_args!(
+                    "{}: the folder does not exist (create it first, or choose another -o)",
+                    dir.display()
+                ),
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     // Ctrl-C (and SIGTERM, SIGHUP) stops the rewrite at the next piece; the library then removes
     // its temporary files, so the input stays intact and no partial output is left.
     let cancel = Arc::new(AtomicBool::new(false));

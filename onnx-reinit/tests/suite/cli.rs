@@ -770,3 +770,302 @@ fn threads_flag_gives_the_same_bytes() {
     let o = run(&[input.to_str().unwrap(), "--threads", "0", "--dry-run"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The JSON schemas in `onnx-reinit/schema/`, checked against real output
+
+/// The errors of `v` against `schema` (the subset of JSON Schema the files use: `$ref` to
+/// `#/$defs/…`, `type` (one or a list), `const`, `enum`, `minimum`, `properties`, `required`,
+/// `additionalProperties: false`, `items`), each with its JSON path.
+fn schema_errors(
+    root: &serde_json::Value,
+    schema: &serde_json::Value,
+    v: &serde_json::Value,
+    path: &str,
+) -> Vec<String> {
+    use serde_json::Value;
+    let mut errs = Vec::new();
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let name = r.strip_prefix("#/$defs/").expect("local $ref");
+        return schema_errors(root, &root["$defs"][name], v, path);
+    }
+    if let Some(c) = schema.get("const") {
+        if c != v {
+            errs.push(format!("{path}: {v} is not {c}"));
+        }
+    }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
+        if !e.contains(v) {
+            errs.push(format!("{path}: {v} not in {e:?}"));
+        }
+    }
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => panic!("bad type {t}"),
+        };
+        let ok = types.iter().any(|t| match *t {
+            "integer" => v.is_i64() || v.is_u64(),
+            "number" => v.is_number(),
+            "string" => v.is_string(),
+            "boolean" => v.is_boolean(),
+            "null" => v.is_null(),
+            "array" => v.is_array(),
+            "object" => v.is_object(),
+            other => panic!("type {other}"),
+        });
+        if !ok {
+            errs.push(format!("{path}: {v} is not {types:?}"));
+        }
+    }
+    if let (Some(min), Some(x)) = (schema.get("minimum").and_then(Value::as_f64), v.as_f64()) {
+        if x < min {
+            errs.push(format!("{path}: {x} < {min}"));
+        }
+    }
+    if let Some(obj) = v.as_object() {
+        let props = schema.get("properties").and_then(Value::as_object);
+        for req in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let k = req.as_str().unwrap();
+            if !obj.contains_key(k) {
+                errs.push(format!("{path}: missing `{k}`"));
+            }
+        }
+        for (k, x) in obj {
+            match props.and_then(|p| p.get(k)) {
+                Some(s) => errs.extend(schema_errors(root, s, x, &format!("{path}.{k}"))),
+                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    errs.push(format!("{path}: `{k}` is not in the schema"));
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Some(items), Some(a)) = (schema.get("items"), v.as_array()) {
+        for (i, x) in a.iter().enumerate() {
+            errs.extend(schema_errors(root, items, x, &format!("{path}[{i}]")));
+        }
+    }
+    errs
+}
+
+fn schema(name: &str) -> serde_json::Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schema")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn assert_valid(schema: &serde_json::Value, doc: &serde_json::Value, what: &str) {
+    let errs = schema_errors(schema, schema, doc, "$");
+    assert!(errs.is_empty(), "{what}:\n{}", errs.join("\n"));
+}
+
+#[test]
+fn json_output_follows_the_written_schemas() {
+    let rewrite = schema("rewrite.schema.json");
+    let inspect = schema("inspect.schema.json");
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for path in crate::common::fixture_models() {
+        let p = path.to_str().unwrap();
+        let out = dir.path().join(path.file_name().unwrap());
+        for args in [
+            vec![p, "--dry-run", "--json"],
+            vec![p, "--json", "-o", out.to_str().unwrap()],
+            vec!["inspect", p, "--json"],
+        ] {
+            let o = run(&args);
+            assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+            let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let s = if args[0] == "inspect" {
+                &inspect
+            } else {
+                &rewrite
+            };
+            assert_valid(s, &doc, &format!("{args:?}"));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "{checked}");
+
+    // The same key names for the same things in both documents.
+    let m = fixture("lstm.onnx");
+    let r: serde_json::Value =
+        serde_json::from_slice(&run(&[m.to_str().unwrap(), "--dry-run", "--json"]).stdout).unwrap();
+    let i: serde_json::Value =
+        serde_json::from_slice(&run(&["inspect", m.to_str().unwrap(), "--json"]).stdout).unwrap();
+    for k in [
+        "schema_version",
+        "tool_version",
+        "model",
+        "seed",
+        "tensors",
+        "untouched",
+    ] {
+        assert_eq!(r[k].is_null(), i[k].is_null(), "{k}");
+    }
+    assert_eq!(r["seed"], i["seed"], "the default seed is the same");
+    assert_eq!(r["tool_version"], env!("CARGO_PKG_VERSION"));
+    for k in [
+        "name",
+        "graph",
+        "node",
+        "op",
+        "role",
+        "recurrent",
+        "shape",
+        "dtype",
+        "fan_in",
+    ] {
+        assert_eq!(r["tensors"][0][k], i["tensors"][0][k], "{k}");
+    }
+
+    // The validator is not vacuous: a missing key, an extra key and a wrong type fail.
+    let mut bad = r.clone();
+    bad.as_object_mut().unwrap().remove("seed");
+    bad["tensors"][0]["extra"] = serde_json::json!(1);
+    bad["summary"]["changed"] = serde_json::json!("3");
+    let errs = schema_errors(&rewrite, &rewrite, &bad, "$");
+    assert_eq!(errs.len(), 3, "{errs:?}");
+}
+
+#[test]
+fn json_reports_target_std_bound_gain_and_the_suggested_argv() {
+    let m = fixture("mlp_relu_tanh.onnx");
+    let o = run(&[m.to_str().unwrap(), "--dry-run", "--json"]);
+    let report: Report = serde_json::from_slice(&o.stdout).unwrap();
+    for t in report.tensors.iter().filter(|t| t.role == "weight") {
+        let (fi, fo) = (t.fan_in.unwrap() as f64, t.fan_out.unwrap() as f64);
+        // he_uniform for relu: gain √2, bound √(6/fan_in); glorot_uniform: gain 1,
+        // bound √(6/(fan_in+fan_out)); uniform std = bound/√3.
+        let (gain, bound) = match t.activation.as_deref() {
+            Some("relu") => (2f64.sqrt(), (6.0 / fi).sqrt()),
+            _ => (1.0, (6.0 / (fi + fo)).sqrt()),
+        };
+        let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() <= 1e-12 * b.max(1.0);
+        assert!(close(t.gain, gain), "{}: {:?}", t.name, t.gain);
+        assert!(close(t.bound, bound), "{}: {:?}", t.name, t.bound);
+        assert!(close(t.target_std, bound / 3f64.sqrt()), "{}", t.name);
+    }
+    let bias = report.tensors.iter().find(|t| t.role == "bias").unwrap();
+    assert_eq!(
+        (bias.target_std, bias.bound, bias.gain),
+        (Some(0.0), Some(0.0), None)
+    );
+
+    // inspect: the suggested command as an argument list, which runs as is.
+    let dir = tempfile::tempdir().unwrap();
+    let zeroed = dir.path().join("z.onnx");
+    let o = run(&[
+        m.to_str().unwrap(),
+        "--rule",
+        "fc2.weight=zeros",
+        "-o",
+        zeroed.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = run(&["inspect", zeroed.to_str().unwrap(), "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let argv: Vec<String> =
+        serde_json::from_value(doc["summary"]["suggested_argv"].clone()).unwrap();
+    assert_eq!(argv[0], "onnx-reinit");
+    assert!(
+        argv.iter().any(|a| a.starts_with("fc2.weight=")),
+        "{argv:?}"
+    );
+    let fixed = dir.path().join("fixed.onnx");
+    let mut args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+    args.extend(["-o", fixed.to_str().unwrap()]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = run(&["inspect", fixed.to_str().unwrap(), "--fail-on", "any"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+}
+
+/// Every regular file under `dir`, absolute, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            v.extend(files_under(&p));
+        } else {
+            v.push(p.display().to_string());
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn files_written_lists_the_model_and_its_external_data_as_written() {
+    // Not `.tmp…`: the test looks for temporary names in the messages.
+    let dir = tempfile::Builder::new().prefix("work").tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("data")).unwrap();
+    std::fs::write(src.join("w.bin"), f32_bytes(&[1.0; 4])).unwrap();
+    std::fs::write(src.join("data/b.bin"), f32_bytes(&[1.0; 2])).unwrap();
+    let g = graph(
+        &[node("gemm", "Gemm", &["x", "W", "B"], &["y"], &[])],
+        &[
+            tensor("W", &[2, 2], FLOAT, &Payload::external("w.bin", None, None)),
+            tensor(
+                "B",
+                &[2],
+                FLOAT,
+                &Payload::external("data/b.bin", None, None),
+            ),
+        ],
+        &["x"],
+        &["y"],
+    );
+    let input = src.join("m.onnx");
+    std::fs::write(&input, model_proto("test", None, &g)).unwrap();
+
+    // A missing output folder is named as such (not through a temporary file's name).
+    let out_dir = dir.path().join("out");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        &format!("{}/", out_dir.display()),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&format!("{}: the folder does not exist", out_dir.display()))
+            && !err.contains(".tmp"),
+        "{err}"
+    );
+    std::fs::create_dir(&out_dir).unwrap();
+    let o = run(&[
+        input.to_str().unwrap(),
+        "--json",
+        "-o",
+        &format!("{}/", out_dir.display()),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: Report = serde_json::from_slice(&o.stdout).unwrap();
+    let mut listed = report.files_written.clone();
+    listed.sort();
+    assert_eq!(listed, files_under(&out_dir));
+    assert_eq!(listed.len(), 3);
+
+    // In place, only the side files holding targets (here both, and not the .onnx, whose
+    // bytes do not change).
+    let o = run(&[input.to_str().unwrap(), "--json", "--in-place"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: Report = serde_json::from_slice(&o.stdout).unwrap();
+    let canon = |p: &Path| p.canonicalize().unwrap().display().to_string();
+    let mut expected = vec![canon(&src.join("w.bin")), canon(&src.join("data/b.bin"))];
+    expected.sort();
+    let mut listed = report.files_written.clone();
+    listed.sort();
+    assert_eq!(listed, expected);
+}
