@@ -789,15 +789,15 @@ fn schema_errors(
         let name = r.strip_prefix("#/$defs/").expect("local $ref");
         return schema_errors(root, &root["$defs"][name], v, path);
     }
-    if let Some(c) = schema.get("const") {
-        if c != v {
-            errs.push(format!("{path}: {v} is not {c}"));
-        }
+    if let Some(c) = schema.get("const")
+        && c != v
+    {
+        errs.push(format!("{path}: {v} is not {c}"));
     }
-    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
-        if !e.contains(v) {
-            errs.push(format!("{path}: {v} not in {e:?}"));
-        }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array)
+        && !e.contains(v)
+    {
+        errs.push(format!("{path}: {v} not in {e:?}"));
     }
     if let Some(t) = schema.get("type") {
         let types: Vec<&str> = match t {
@@ -819,10 +819,10 @@ fn schema_errors(
             errs.push(format!("{path}: {v} is not {types:?}"));
         }
     }
-    if let (Some(min), Some(x)) = (schema.get("minimum").and_then(Value::as_f64), v.as_f64()) {
-        if x < min {
-            errs.push(format!("{path}: {x} < {min}"));
-        }
+    if let (Some(min), Some(x)) = (schema.get("minimum").and_then(Value::as_f64), v.as_f64())
+        && x < min
+    {
+        errs.push(format!("{path}: {x} < {min}"));
     }
     if let Some(obj) = v.as_object() {
         let props = schema.get("properties").and_then(Value::as_object);
