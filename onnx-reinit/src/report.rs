@@ -219,7 +219,7 @@ impl Report {
                 activation: t.activation.map(|a| a.as_str().to_owned()),
                 scheme: e
                     .scheme()
-                    .map_or_else(|| "keep".to_owned(), |s| s.to_string()),
+                    .map_or_else(|| "keep".to_owned(), |s| scheme_text(&s)),
                 changed,
                 reason: e.reason.clone(),
                 consumers: t
@@ -372,6 +372,28 @@ pub(crate) fn footer(
     for warning in warnings {
         out.push_str(&wrap(&format!("warning: {}", cell(warning)), w));
     }
+}
+
+/// A scheme as the user would write it: its text, except that a leaky ReLU slope read from the
+/// graph (an f32 attribute, held as f64) prints as the f32 the exporter wrote (`0.1`), not as
+/// its f64 expansion (`0.10000000149011612`). Display only: the values use the exact slope.
+pub fn scheme_text(scheme: &Scheme) -> String {
+    let text = scheme.to_string();
+    if let SchemeKind::Scaled {
+        family:
+            Family::He {
+                nonlinearity: init_core::Nonlinearity::LeakyRelu(a),
+                ..
+            },
+        ..
+    } = scheme.kind()
+    {
+        let short = a as f32;
+        if f64::from(short) == a {
+            return text.replace(&format!("leaky_relu({a})"), &format!("leaky_relu({short})"));
+        }
+    }
+    text
 }
 
 /// The role as the tables show it: `recurrent W` / `recurrent R` for LSTM/GRU/RNN weights (input

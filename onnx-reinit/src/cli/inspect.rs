@@ -232,7 +232,7 @@ pub(crate) fn run(args: &InspectArgs) -> ExitCode {
             report.seed = args.seed;
             report
         }
-        Ok(Err(e)) => return fail(&e),
+        Ok(Err(e)) => return fail(&output::run_error(&e)),
         Err(msg) => {
             output::error(INSPECT, msg);
             return ExitCode::from(EXIT_USAGE);

@@ -35,6 +35,35 @@ pub(crate) fn error(who: &str, msg: impl Display) {
     eprintln!("{who}: error: {msg}");
 }
 
+/// A failed run's message in the command line's words: flags with their dashes (the library
+/// says `force`, `in-place`), and "not an ONNX model" first when the very first message of the
+/// file is not protobuf (a text file, random bytes), before the wire-format details.
+pub(crate) fn run_error(e: &crate::pipeline::RunError) -> String {
+    use crate::error::Error;
+    use crate::pipeline::RunError;
+    match e {
+        RunError::Model(Error::OutputExists { file }) => format!(
+            "{}: the output already exists (add --force to overwrite it)",
+            file.display()
+        ),
+        RunError::Model(Error::OutputIsInput { file }) => format!(
+            "{}: refusing to write the output over the input (use --in-place to modify the \
+             model itself, or -o another file)",
+            file.display()
+        ),
+        RunError::Model(Error::Malformed {
+            file,
+            offset,
+            context,
+            what,
+        }) if context.is_empty() || context == "ModelProto" => format!(
+            "{}: not an ONNX model (the bytes are not an ONNX protobuf: at byte {offset}, {what})",
+            file.display()
+        ),
+        e => e.to_string(),
+    }
+}
+
 /// Prints `<who>: <msg>` on stderr, unless `quiet`.
 pub(crate) fn note(who: &str, quiet: bool, msg: impl Display) {
     if !quiet {

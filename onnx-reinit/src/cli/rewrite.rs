@@ -212,7 +212,7 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
             code
         }
         Err(e) => {
-            output::error(REWRITE, &e);
+            output::error(REWRITE, output::run_error(&e));
             if matches!(e, RunError::Model(Error::Cancelled { .. })) {
                 ExitCode::from(EXIT_CANCELLED)
             } else {

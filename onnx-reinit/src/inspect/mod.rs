@@ -436,6 +436,7 @@ fn recommendation(
         }
     };
     let std = std.map_err(|e| format!("{scheme}: {e}"))?;
+    // The exact text (not `report::scheme_text`): the suggested command feeds it back.
     Ok(Some((scheme.to_string(), std)))
 }
 

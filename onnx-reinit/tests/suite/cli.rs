@@ -1069,3 +1069,59 @@ fn files_written_lists_the_model_and_its_external_data_as_written() {
     listed.sort();
     assert_eq!(listed, expected);
 }
+
+#[test]
+fn messages_use_the_users_words() {
+    let dir = tempfile::Builder::new().prefix("work").tempdir().unwrap();
+    // A text file and random bytes are "not an ONNX model", for both subcommands.
+    let txt = dir.path().join("notes.onnx");
+    std::fs::write(&txt, "hello, this is text\n").unwrap();
+    let junk = dir.path().join("junk.onnx");
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&junk, bytes).unwrap();
+    for f in [&txt, &junk] {
+        for args in [
+            vec![f.to_str().unwrap(), "--dry-run"],
+            vec!["inspect", f.to_str().unwrap()],
+        ] {
+            let o = run(&args);
+            assert_eq!(o.status.code(), Some(1), "{args:?}");
+            let err = text(&o.stderr);
+            assert!(
+                err.contains(&format!("{}: not an ONNX model", f.display())),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    // Flags with their dashes.
+    let input = copy_fixture(dir.path(), "gru.onnx");
+    let out = dir.path().join("o.onnx");
+    std::fs::write(&out, b"x").unwrap();
+    let o = run(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(text(&o.stderr).contains("--force"), "{}", text(&o.stderr));
+    let o = run(&[input.to_str().unwrap(), "-o", input.to_str().unwrap()]);
+    assert!(
+        text(&o.stderr).contains("--in-place"),
+        "{}",
+        text(&o.stderr)
+    );
+    // An f32 slope prints as written, not as its f64 expansion.
+    let o = run(&[
+        fixture("mlp_leaky_selu_elu.onnx").to_str().unwrap(),
+        "--dry-run",
+        "--wide",
+    ]);
+    let t = text(&o.stdout);
+    assert!(
+        t.contains("leaky_relu(0.1))") && !t.contains("0.1000000"),
+        "{t}"
+    );
+}
