@@ -227,7 +227,13 @@ pub(crate) fn run(args: &InspectArgs) -> ExitCode {
     };
     let quiet = args.quiet || args.json;
     let threads = args.threads.map(usize::from);
-    let report = match with_threads(threads, || inspect::inspect(&args.model, &opts)) {
+    // A progress bar on large models, as the rewrite shows (stderr, terminal only).
+    let bar = (!quiet
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && output::file_len(&args.model) > output::PROGRESS_MIN_BYTES)
+        .then(output::progress_bar);
+    let run = || inspect::inspect_with_progress(&args.model, &opts, bar.as_deref());
+    let report = match with_threads(threads, run) {
         Ok(Ok((_, _, mut report))) => {
             report.seed = args.seed;
             report

@@ -401,9 +401,19 @@ pub fn inspect(
     path: &std::path::Path,
     opts: &InspectOptions,
 ) -> Result<(LoadedModel, Analysis, InspectReport), RunError> {
+    inspect_with_progress(path, opts, None)
+}
+
+/// [`inspect`], calling `progress` with (bytes just read, total bytes) while the statistics
+/// read the payloads (for a progress bar on large models).
+pub fn inspect_with_progress(
+    path: &std::path::Path,
+    opts: &InspectOptions,
+    progress: Option<&crate::rewrite::ProgressFn>,
+) -> Result<(LoadedModel, Analysis, InspectReport), RunError> {
     let model = LoadedModel::open(path)?;
     let analysis = pipeline::analyze_loaded(&model, &opts.analysis)?;
-    let mut report = diagnose(&model, &analysis, opts)?;
+    let mut report = diagnose_with_progress(&model, &analysis, opts, progress)?;
     if let Some(fopts) = &opts.forward {
         report.forward = Some(run_forward(&model, &analysis, fopts));
     }
@@ -446,6 +456,16 @@ pub fn diagnose(
     analysis: &Analysis,
     opts: &InspectOptions,
 ) -> Result<InspectReport, RunError> {
+    diagnose_with_progress(model, analysis, opts, None)
+}
+
+/// [`diagnose`], with a progress callback for the statistics (see [`inspect_with_progress`]).
+pub fn diagnose_with_progress(
+    model: &LoadedModel,
+    analysis: &Analysis,
+    opts: &InspectOptions,
+    progress: Option<&crate::rewrite::ProgressFn>,
+) -> Result<InspectReport, RunError> {
     let rows_of: Vec<usize> = analysis
         .tensors
         .iter()
@@ -453,7 +473,7 @@ pub fn diagnose(
         .filter(|(_, t)| t.role.is_some())
         .map(|(i, _)| i)
         .collect();
-    let stats = stats::tensor_stats(model, &rows_of)?;
+    let stats = stats::tensor_stats_with_progress(model, &rows_of, progress)?;
     let rules = Rules::default();
     let th = opts.thresholds;
     let mut summary = Summary {
