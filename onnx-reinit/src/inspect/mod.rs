@@ -281,6 +281,22 @@ pub struct LayerRow {
     /// Fraction of saturated outputs after Tanh/Softsign (|y| > 0.99) or
     /// Sigmoid/HardSigmoid (y < 0.01 or y > 0.99).
     pub saturated_fraction: Option<f64>,
+    /// The distribution of the output's finite values: its 5th, 25th, 50th, 75th and 95th
+    /// percentiles (nearest rank), for the plot's per-layer boxes.
+    #[serde(default)]
+    pub quantiles: Option<[f64; 5]>,
+}
+
+/// The 5th, 25th, 50th, 75th and 95th percentiles (nearest rank: the value at index
+/// ⌊q·(n−1)⌉ of the sorted finite values), `None` without finite values.
+pub fn quantiles(values: &[f32]) -> Option<[f64; 5]> {
+    let mut v: Vec<f32> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable_by(f32::total_cmp);
+    let at = |q: f64| f64::from(v[(q * (v.len() - 1) as f64).round() as usize]);
+    Some([at(0.05), at(0.25), at(0.5), at(0.75), at(0.95)])
 }
 
 /// One forward pass: the model as it is, or re-initialized in memory with `--compare` rules.
