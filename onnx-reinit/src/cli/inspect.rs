@@ -174,9 +174,10 @@ impl InspectArgs {
             .collect();
             if !asked.is_empty() {
                 return Err(format!(
-                    "{} needs the forward pass, and this onnx-reinit was built without it: \
+                    "{} {} the forward pass, and this onnx-reinit was built without it: \
                      reinstall with `cargo install --path onnx-reinit --features forward`",
-                    asked.join(", ")
+                    asked.join(" and "),
+                    if asked.len() > 1 { "need" } else { "needs" }
                 ));
             }
         }
