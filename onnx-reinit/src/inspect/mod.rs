@@ -835,17 +835,6 @@ fn opt_num(x: Option<f64>) -> String {
     x.map_or_else(|| "-".to_owned(), num)
 }
 
-/// Left-aligned columns separated by two spaces, trailing blanks trimmed (the first row is the
-/// header); cells elided to [`crate::table::MAX_CELL`]. Never panics.
-pub(crate) fn columns(rows: &[Vec<String>]) -> String {
-    let Some((header, body)) = rows.split_first() else {
-        return String::new();
-    };
-    let mut t = Table::new(header.iter().map(Column::fixed).collect());
-    t.rows = body.to_vec();
-    t.render(None)
-}
-
 impl InspectReport {
     /// The human report at its natural width (see [`InspectReport::table_for`]).
     pub fn table(&self) -> String {
@@ -937,15 +926,21 @@ impl InspectReport {
         }
         if let Some(f) = &self.forward {
             out.push('\n');
-            out.push_str(&f.table());
+            out.push_str(&f.table_for(width));
         }
         out
     }
 }
 
 impl ForwardReport {
-    /// The forward-pass table: one line per recorded output, one std column per run.
+    /// The forward-pass table at its natural width (see [`ForwardReport::table_for`]).
     pub fn table(&self) -> String {
+        self.table_for(None)
+    }
+
+    /// The forward-pass table: one line per recorded output, one std column per run, fitted to
+    /// `width` columns (`None`: in full; the output names, shapes, means and op go first).
+    pub fn table_for(&self, width: Option<usize>) -> String {
         let mut out = String::new();
         let inputs: Vec<String> = self
             .inputs
@@ -992,16 +987,27 @@ impl ForwardReport {
                 .iter()
                 .any(|l| l.zero_fraction.is_some() || l.saturated_fraction.is_some())
         };
-        let mut header: Vec<String> = ["#", "node", "op", "output", "shape", "mean"]
-            .map(str::to_owned)
-            .to_vec();
+        let mut columns_of = vec![
+            Column::fixed("#"),
+            Column::new("node", 0, true),
+            Column::new("op", 3, false),
+            Column::new("output", 6, true),
+            Column::new("shape", 5, false),
+            Column::new("mean", 4, false),
+        ];
         for r in &ok_runs {
-            header.push(format!("std{}", suffix(r)));
+            columns_of.push(Column::fixed(format!("std{}", suffix(r))));
         }
-        for r in ok_runs.iter().filter(|r| flagged(r)) {
-            header.push(format!("zeros/saturated{}", suffix(r)));
+        // The later passes' fractions give way first: the current model's stay longest.
+        for (k, r) in ok_runs.iter().filter(|r| flagged(r)).enumerate() {
+            let drop = u8::try_from(k + 1).unwrap_or(u8::MAX).min(2);
+            columns_of.push(Column::new(
+                format!("zeros/saturated{}", suffix(r)),
+                drop,
+                false,
+            ));
         }
-        let mut rows = vec![header];
+        let mut rows = Table::new(columns_of);
         for (k, l) in first.layers.iter().enumerate() {
             let mut row = vec![
                 (l.index + 1).to_string(),
@@ -1026,7 +1032,7 @@ impl ForwardReport {
             }
             rows.push(row);
         }
-        out.push_str(&columns(&rows));
+        out.push_str(&rows.render(width));
         for r in &self.runs {
             if let Some(rules) = &r.rules {
                 let _ = writeln!(out, "{}: re-initialized in memory with {rules}", r.label);
