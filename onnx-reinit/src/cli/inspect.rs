@@ -163,6 +163,20 @@ impl InspectArgs {
     /// The library's options, or the message of a usage error: the thresholds must be in order,
     /// and `--compare`'s rules must parse (it implies the forward pass).
     fn options(&self) -> Result<InspectOptions, String> {
+        if let Some(p) = &self.plot {
+            let ext = p
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase);
+            if ext.as_deref() != Some("svg") {
+                // Not SVG bytes under another name: the picture is SVG only (for now).
+                return Err(format!(
+                    "--plot {}: the plot is written as SVG; name the file FILE.svg (for a PNG, \
+                     convert it, e.g. `rsvg-convert -w 1100 FILE.svg -o FILE.png`)",
+                    p.display()
+                ));
+            }
+        }
         if !cfg!(feature = "forward") {
             let asked: Vec<&str> = [
                 (self.forward, "--forward"),

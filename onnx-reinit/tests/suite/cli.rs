@@ -663,6 +663,22 @@ fn forward_flags_without_the_feature_exit_2_on_stderr() {
 }
 
 #[test]
+fn plot_files_other_than_svg_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("mlp_relu_tanh.onnx");
+    let png = dir.path().join("p.png");
+    let o = run(&[
+        "inspect",
+        input.to_str().unwrap(),
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("FILE.svg"), "{}", text(&o.stderr));
+    assert!(!png.exists());
+}
+
+#[test]
 fn human_lines_go_to_stderr_and_quiet_silences_them() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture("mlp_relu_tanh.onnx");
