@@ -264,6 +264,31 @@ fn partial_of(values: &ValuesMut<'_>) -> Partial {
     p
 }
 
+/// The summary of elements `start .. start + len` of tensor `i` read in place from the mapping,
+/// when they are f32 `raw_data` at a 4-byte-aligned address on a little-endian machine (the
+/// common case: no copy into a buffer); `None` otherwise (the caller reads a copy). The pages
+/// are dropped from the mapping afterwards, as `read_values_once` does.
+fn mapped_f32(model: &LoadedModel, i: usize, start: u64, len: usize) -> Option<Partial> {
+    let t = &model.tensors()[i];
+    if !cfg!(target_endian = "little") || t.dtype() != crate::onnx::dtype::DType::F32 {
+        return None;
+    }
+    let crate::onnx::model::Storage::Raw { bytes } = &t.storage else {
+        return None;
+    };
+    let from = bytes
+        .start
+        .checked_add(usize::try_from(start).ok()?.checked_mul(4)?)?;
+    let to = from.checked_add(len.checked_mul(4)?)?;
+    if to > bytes.end {
+        return None;
+    }
+    let values: &[f32] = bytemuck::try_cast_slice(model.bytes().get(from..to)?).ok()?;
+    let p = partial_f32(values);
+    model.unmap_pages(from..to);
+    Some(p)
+}
+
 /// Statistics of the tensors `indices` (into [`LoadedModel::tensors`]), in that order.
 ///
 /// Tensors of a non-float type get `None`. Pieces of all tensors are read and summarised in
@@ -303,6 +328,12 @@ pub fn tensor_stats_with_progress(
     let partials: Vec<Partial> = pieces
         .par_iter()
         .map_init(ValuesBuf::default, |buf, &(_, i, start, len)| {
+            if let Some(p) = mapped_f32(model, i, start, len) {
+                if let Some(f) = progress {
+                    f(len as u64 * 4, total);
+                }
+                return Ok(p);
+            }
             let mut view = buf.view(tensors[i].dtype(), len);
             model.read_values_once(i, start, view.reborrow_prefix(len))?;
             let p = partial_of(&view);
