@@ -36,8 +36,8 @@ pub(crate) fn error(who: &str, msg: impl Display) {
 }
 
 /// A failed run's message in the command line's words: flags with their dashes (the library
-/// says `force`, `in-place`), and "not an ONNX model" first when the very first message of the
-/// file is not protobuf (a text file, random bytes), before the wire-format details.
+/// says `force`, `in-place`), and "not an ONNX model" first for a malformed file that does not
+/// even start as a model (a text file, random bytes), before the wire-format details.
 pub(crate) fn run_error(e: &crate::pipeline::RunError) -> String {
     use crate::error::Error;
     use crate::pipeline::RunError;
@@ -52,16 +52,24 @@ pub(crate) fn run_error(e: &crate::pipeline::RunError) -> String {
             file.display()
         ),
         RunError::Model(Error::Malformed {
-            file,
-            offset,
-            context,
-            what,
-        }) if context.is_empty() || context == "ModelProto" => format!(
-            "{}: not an ONNX model (the bytes are not an ONNX protobuf: at byte {offset}, {what})",
+            file, offset, what, ..
+        }) if !starts_like_onnx(file) => format!(
+            "{}: not an ONNX model (malformed protobuf at byte {offset}: {what})",
             file.display()
         ),
         e => e.to_string(),
     }
+}
+
+/// Whether the file at `p` starts as every ONNX exporter writes a model: field 1
+/// (`ir_version`, a varint), tag byte 0x08. A damaged real model (truncated, a bad length
+/// further on) keeps the library's located message; a text file or random bytes do not.
+fn starts_like_onnx(p: &Path) -> bool {
+    use std::io::Read;
+    let mut first = [0u8; 1];
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut first))
+        .is_ok_and(|()| first[0] == 0x08)
 }
 
 /// Prints `<who>: <msg>` on stderr, unless `quiet`.
