@@ -160,6 +160,9 @@ pub enum Role {
     NormScale,
     /// Shift (beta) of a normalization.
     NormShift,
+    /// Offset `w` of a normalization scale applied as `x·(1 + w)` (Gemma-style RMSNorm): its
+    /// neutral value is 0, not 1.
+    NormOffset,
     /// A BatchNormalization running statistic.
     NormStat(NormStatKind),
     /// An embedding table: data (V, D) of a Gather with run-time integer indices.
@@ -170,7 +173,7 @@ pub enum Role {
 
 impl Role {
     /// Lower snake case name used in reports: `weight`, `recurrent_weight`, `bias`,
-    /// `norm_scale`, `norm_shift`, `norm_stat`, `embedding`, `prelu_slope`.
+    /// `norm_scale`, `norm_shift`, `norm_offset`, `norm_stat`, `embedding`, `prelu_slope`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Role::Weight => "weight",
@@ -178,6 +181,7 @@ impl Role {
             Role::Bias => "bias",
             Role::NormScale => "norm_scale",
             Role::NormShift => "norm_shift",
+            Role::NormOffset => "norm_offset",
             Role::NormStat(_) => "norm_stat",
             Role::Embedding => "embedding",
             Role::PreluSlope => "prelu_slope",
@@ -195,8 +199,9 @@ impl Role {
             Role::Bias => 3,
             Role::NormScale => 4,
             Role::NormShift => 5,
-            Role::NormStat(_) => 6,
-            Role::PreluSlope => 7,
+            Role::NormOffset => 6,
+            Role::NormStat(_) => 7,
+            Role::PreluSlope => 8,
         }
     }
 }
@@ -465,10 +470,18 @@ fn analyse_one(
     };
 
     if !roles::is_float_type(data_type) {
-        info.why_untouched = format!(
-            "{} tensor: only f32/f64/f16/bf16 tensors are re-initialized",
-            roles::dtype_name(data_type)
-        );
+        // An integer weight read by a quantization op says so: the user asked for a fresh
+        // model and must see that its quantized layers are not.
+        let quantized = uses.iter().find_map(|u| {
+            let c = roles::candidate(index, scalars, u, opts.compat);
+            c.why.starts_with("quantized weight").then_some(c.why)
+        });
+        info.why_untouched = quantized.unwrap_or_else(|| {
+            format!(
+                "{} tensor: only f32/f64/f16/bf16 tensors are re-initialized",
+                roles::dtype_name(data_type)
+            )
+        });
         return info;
     }
     if info.dims.iter().any(|&d| d < 0) {
@@ -584,7 +597,8 @@ fn decide(
     for (role, who) in overruled {
         notes.push(format!(
             "{} read{} it as {}, but {} wins (precedence: weight, recurrent_weight, embedding, \
-             bias, norm_scale, norm_shift, norm_stat, prelu_slope; first consumer among equals)",
+             bias, norm_scale, norm_shift, norm_offset, norm_stat, prelu_slope; first consumer \
+             among equals)",
             who.join(" and "),
             if who.len() == 1 { "s" } else { "" },
             role_label(role),

@@ -245,6 +245,11 @@ impl<'m> SelfGating<'m> {
             .any(|&n| ctx.index.op(n).starts_with(prefix))
     }
 
+    /// [`Self::cone_has_prefix`] with the index alone.
+    pub(crate) fn cone_has_prefix_in(&self, index: &GraphIndex<'_>, prefix: &str) -> bool {
+        self.cone.iter().any(|&n| index.op(n).starts_with(prefix))
+    }
+
     /// The cone's structure, computed on first use (activation matchers, in registry order).
     pub(crate) fn form(&self, ctx: &PatternCtx<'_, '_, 'm>) -> &Form<'m> {
         self.form.get_or_init(|| {
