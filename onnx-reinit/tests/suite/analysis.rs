@@ -1762,3 +1762,119 @@ fn names_are_lower_snake_case() {
         assert_eq!((a.as_str(), a.to_string()), (s, s.to_owned()));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pattern fixtures: real architectures whose parameters exporters write as multi-node patterns
+// (tests/fixtures/make_patterns.py; ground truth from the PyTorch module definitions).
+
+/// `gt_role` of the pattern fixtures → the role analysis must report.
+fn pattern_gt_role(text: Option<&str>) -> Option<Role> {
+    Some(match text? {
+        "weight" => Role::Weight,
+        "bias" => Role::Bias,
+        "embedding" => Role::Embedding,
+        "norm_scale" => Role::NormScale,
+        "norm_shift" => Role::NormShift,
+        "norm_offset" => Role::NormOffset,
+        other => panic!("gt_role {other:?} has no entry in the test's table"),
+    })
+}
+
+/// `gt_activation` phrases of the pattern fixtures' ACT tables.
+fn pattern_gt_activation(text: &str) -> Activation {
+    match text {
+        "Relu" => Activation::Relu,
+        "Gelu" => Activation::Gelu,
+        "SiLU" => Activation::Silu,
+        t if t.starts_with("Softmax (") => Activation::Softmax,
+        t if t.starts_with("none (") => Activation::Linear,
+        other => panic!("gt_activation {other:?} has no entry in the test's table"),
+    }
+}
+
+fn pattern_stems() -> Vec<String> {
+    let mut stems: Vec<String> = std::fs::read_dir(fixtures_dir().join("patterns"))
+        .expect("pattern fixtures dir")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".onnx").map(str::to_owned)
+        })
+        .collect();
+    stems.sort();
+    stems
+}
+
+#[test]
+fn pattern_fixtures_match_ground_truth() {
+    let stems = pattern_stems();
+    assert!(stems.len() >= 17, "pattern fixtures: {stems:?}");
+    let mut failures: Vec<String> = Vec::new();
+    for stem in &stems {
+        let path = fixtures_dir().join("patterns").join(format!("{stem}.onnx"));
+        let m = LoadedModel::open(&path).expect("open fixture");
+        let gt: Json = serde_json::from_str(
+            &std::fs::read_to_string(path.with_extension("gt.json")).expect("read gt"),
+        )
+        .expect("parse gt");
+        let a = pipeline::analyze_loaded(&m, &AnalysisOptions::default()).expect("analyse");
+        let p = pipeline::analyze_loaded(
+            &m,
+            &AnalysisOptions {
+                compat: FanCompat::PyTorch,
+            },
+        )
+        .expect("analyse");
+        let gt_inits = gt["initializers"].as_array().expect("initializers");
+        assert_eq!(a.tensors.len(), gt_inits.len(), "{stem}");
+        let mut fail = |msg: String| failures.push(format!("{stem}: {msg}"));
+        let (mut params, mut found) = (0, 0);
+        for (g, t) in gt_inits.iter().zip(&a.tensors) {
+            let name = &t.name;
+            assert_eq!(g["name"].as_str(), Some(name.as_str()));
+            let want = pattern_gt_role(g["gt_role"].as_str());
+            if want.is_some() {
+                params += 1;
+            }
+            if t.role != want {
+                fail(format!(
+                    "{name} ({}): role {:?} != {want:?} ({}; note {:?})",
+                    g["torch_param"], t.role, t.why_untouched, t.note
+                ));
+                continue;
+            }
+            let Some(role) = t.role else {
+                // Untouched: with a reason, and listed if it is a float tensor a layer reads.
+                if t.why_untouched.is_empty() {
+                    fail(format!("{name}: untouched without a reason"));
+                }
+                continue;
+            };
+            found += 1;
+            if let Some(act) = g["gt_activation"].as_str() {
+                let want = pattern_gt_activation(act);
+                if t.activation != Some(want) {
+                    fail(format!(
+                        "{name}: activation {:?} != {want:?} (note {:?})",
+                        t.activation, t.note
+                    ));
+                }
+            } else {
+                fail(format!("{name}: gt has no activation for role {role:?}"));
+            }
+            if let (Some(fi), Some(fo)) = (g["gt_fan_in"].as_u64(), g["gt_fan_out"].as_u64()) {
+                let want = fans(fi, fo);
+                if t.fans != Some(want) {
+                    fail(format!("{name}: true fans {:?} != {want:?}", t.fans));
+                }
+            }
+            if p.tensors[a.tensors.iter().position(|x| x.name == *name).unwrap()].role != t.role {
+                fail(format!("{name}: compat mode changed the role"));
+            }
+        }
+        println!(
+            "{stem}: {} initializers, {params} parameters, {found} found",
+            a.tensors.len()
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
