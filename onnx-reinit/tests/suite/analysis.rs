@@ -1871,8 +1871,45 @@ fn pattern_fixtures_match_ground_truth() {
                 fail(format!("{name}: compat mode changed the role"));
             }
         }
+        // Nothing is skipped silently: every float tensor of rank ≥ 1 is planned or listed in
+        // the table's footer with its reason, and so is every quantized weight.
+        let plan =
+            onnx_reinit::plan::plan(&a, &onnx_reinit::plan::Rules::default(), 1).expect("plan");
+        let report = onnx_reinit::report::Report::new(stem, &a, &plan, true, None);
+        let table = report.table();
+        let footer = table.split_once("left alone (").map_or("", |(_, f)| f);
+        let mut listed_n = 0;
+        for (t, e) in a.tensors.iter().zip(&plan.entries) {
+            let float = matches!(t.data_type, 1 | 10 | 11 | 16);
+            let quantized = t.why_untouched.starts_with("quantized weight");
+            if e.fill.is_none() && ((float && !t.dims.is_empty()) || quantized) {
+                let line = format!("  {} {:?} ", t.name, t.dims);
+                let listed = footer
+                    .lines()
+                    .any(|l| l.starts_with(&line) && l.ends_with(&t.why_untouched));
+                // Kept tensors with a role are rows of the table, with scheme `keep`.
+                let kept_row = t.role.is_some() && table.lines().any(|l| l.starts_with(&t.name));
+                if !listed && !kept_row {
+                    fail(format!(
+                        "{}: neither rewritten nor listed in the footer",
+                        t.name
+                    ));
+                }
+                listed_n += usize::from(listed);
+            }
+        }
+        if stem == "qdq_mlp" {
+            let q = a
+                .tensors
+                .iter()
+                .filter(|t| t.why_untouched.starts_with("quantized weight"))
+                .count();
+            // fc1, fc2: weight, bias, and each one's scale and zero point (ORT's QDQ format).
+            assert!(q >= 8, "{stem}: {q} quantized tensors reported");
+        }
         println!(
-            "{stem}: {} initializers, {params} parameters, {found} found",
+            "{stem}: {} initializers, {params} parameters, {found} found, {listed_n} listed \
+             in the footer",
             a.tensors.len()
         );
     }

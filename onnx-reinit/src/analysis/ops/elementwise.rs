@@ -88,6 +88,13 @@ pub(crate) fn add_bias(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
                 index.node_name(layer)
             ));
         }
+        _ if numel(ctx.dims) > 1 => {
+            return Candidate::none(format!(
+                "a constant added into an activation (after {lop}): a folded exporter constant \
+                 such as position or token-type rows already looked up, a mask or an \
+                 encoding; not a bias by rule"
+            ));
+        }
         _ => {
             return Candidate::none(format!(
                 "Add operand after {lop}, not after a MatMul/Gemm/Conv: not a bias by rule"

@@ -3,7 +3,7 @@
 
 use super::pattern::{Match, PatternCtx, PatternSpec, Treatment};
 use super::{OpSpec, Outputs, Slots, Walk};
-use crate::analysis::graph::{GraphIndex, NodeId, Scalars, ValueId};
+use crate::analysis::graph::{GraphIndex, NodeId, Scalars, ValueId, numel};
 use crate::analysis::roles::{Candidate, SlotCtx};
 use crate::analysis::{NormStatKind, Role};
 
@@ -153,6 +153,19 @@ pub(crate) fn mul_scale(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
             "scale of {form} (multiplied into the normalized data)"
         ));
         return c;
+    }
+    if ctx.op == "Mul"
+        && ctx.slot <= 1
+        && numel(ctx.dims) > 1
+        && ctx
+            .index
+            .input(ctx.node, 1 - ctx.slot)
+            .is_some_and(|o| !ctx.scalars.is_static(o))
+    {
+        return Candidate::none(
+            "a constant multiplied into an activation that is not normalized data: a rotary \
+             cos/sin cache, a mask or another exporter constant, not a parameter by rule",
+        );
     }
     super::super::roles::not_a_parameter(ctx)
 }
