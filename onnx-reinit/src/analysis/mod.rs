@@ -156,16 +156,20 @@ pub enum Role {
     /// A bias: Conv/ConvTranspose B, Gemm C, the initializer operand of an Add directly after a
     /// MatMul/Gemm/Conv that has none, or LSTM/GRU/RNN B.
     Bias,
-    /// Scale (gamma) of a normalization.
+    /// Scale (gamma) of a normalization: of a norm op, or the initializer a decomposed norm's
+    /// output (RMSNorm, LayerNorm, GroupNorm via InstanceNormalization) is multiplied by.
     NormScale,
-    /// Shift (beta) of a normalization.
+    /// Shift (beta) of a normalization: of a norm op, or the initializer added to a
+    /// decomposed norm's scaled output.
     NormShift,
     /// Offset `w` of a normalization scale applied as `x·(1 + w)` (Gemma-style RMSNorm): its
     /// neutral value is 0, not 1.
     NormOffset,
     /// A BatchNormalization running statistic.
     NormStat(NormStatKind),
-    /// An embedding table: data (V, D) of a Gather with run-time integer indices.
+    /// An embedding table: data (V, D) of a Gather with run-time integer indices, or with
+    /// constant indices (folded position or token-type ids) when the rows are added into an
+    /// activation; an EmbedLayerNormalization table.
     Embedding,
     /// The slope of PRelu.
     PreluSlope,
