@@ -2239,3 +2239,41 @@ fn quantized_weights_say_so() {
         );
     }
 }
+
+/// A sinusoidal encoding stored as an initializer and added into the hidden stream through a
+/// constant-index Gather is used like a learned position table; its values tell it apart (row 0
+/// is sin 0 = 0, cos 0 = 1). Without readable values it is taken by its use.
+#[test]
+fn a_sinusoidal_table_added_like_an_embedding_is_left_alone() {
+    let (v, d) = (6usize, 4usize);
+    let mut table = Vec::new();
+    let mut learned = Vec::new();
+    for p in 0..v {
+        for i in 0..d / 2 {
+            let angle = p as f64 / 10000f64.powf(2.0 * i as f64 / d as f64);
+            table.push(angle.sin());
+            table.push(angle.cos());
+            learned.push(0.01 * (p * d + i) as f64 - 0.1);
+            learned.push(0.02 * (p * d + i) as f64 + 0.3);
+        }
+    }
+    let mut b = B::new(&["ids"], &["y"]);
+    b.w("tok", &[10, 4]).w("sin", &[6, 4]).w("pos", &[6, 4]);
+    b.konst("idx", 2.0);
+    b.n("Gather", &["tok", "ids"], &["e"]);
+    b.n("Gather", &["sin", "idx"], &["s"]);
+    b.n("Gather", &["pos", "idx"], &["p"]);
+    b.n("Add", &["e", "s"], &["es"]);
+    b.n("Add", &["es", "p"], &["y"]);
+    let mut consts = Consts::default();
+    consts
+        .0
+        .insert((String::new(), "sin".to_owned()), table.clone());
+    consts.0.insert((String::new(), "pos".to_owned()), learned);
+    let a = run(&b, &consts, FanCompat::True);
+    let s = get(&a, "sin");
+    assert_eq!(s.role, None, "{s:?}");
+    assert!(s.why_untouched.contains("sinusoidal"), "{s:?}");
+    assert_eq!(get(&a, "pos").role, Some(Role::Embedding));
+    assert_eq!(get(&run_true(&b), "sin").role, Some(Role::Embedding));
+}

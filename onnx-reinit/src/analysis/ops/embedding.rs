@@ -47,6 +47,19 @@ pub(crate) fn gather(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
             .out0()
             .map(|out| constant_lookup_use(ctx.index, ctx.scalars, out))
         {
+            Some(Ok(_))
+                if ctx
+                    .index
+                    .input(ctx.node, 0)
+                    .and_then(|data| ctx.index.initializer_behind(data))
+                    .and_then(|(t, _)| ctx.scalars.initializer_values(t, MAX_TABLE_READ))
+                    .is_some_and(|v| sinusoidal(&v, ctx.dims)) =>
+            {
+                Candidate::none(
+                    "Gather with constant indices of a sinusoidal encoding (row 0 is sin 0 = 0 \
+                     and cos 0 = 1, every value in [−1, 1]): a fixed table, not a parameter",
+                )
+            }
             Some(Ok(how)) => {
                 let mut c = embedding();
                 c.note = Some(format!(
@@ -131,4 +144,25 @@ fn constant_lookup_use(
         }
     }
     Err(multiplied.unwrap_or_else(|| "its rows are not added into an activation".to_owned()))
+}
+
+/// Largest table whose values are read to tell a fixed sinusoidal encoding from a learned one
+/// (8 MiB as f64; a constant-index lookup table is read once).
+const MAX_TABLE_READ: usize = 1 << 20;
+
+/// Whether a (V, D) table is a sinusoidal position encoding: its row 0 (position 0) holds only
+/// sin 0 = 0 and cos 0 = 1, both present, and every value lies in [−1, 1]. A learned table's
+/// row is never exactly that.
+fn sinusoidal(values: &[f64], dims: &[i64]) -> bool {
+    let Some(d) = dims.get(1).and_then(|&d| usize::try_from(d).ok()) else {
+        return false;
+    };
+    if d == 0 || values.len() < d {
+        return false;
+    }
+    let row0 = &values[..d];
+    row0.iter().all(|&x| x == 0.0 || x == 1.0)
+        && row0.contains(&0.0)
+        && row0.contains(&1.0)
+        && values.iter().all(|x| x.abs() <= 1.0)
 }
