@@ -6,7 +6,7 @@
 //! onnxruntime by the fixture script when they were made.
 
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use onnx_reinit::analysis::AnalysisOptions;
 use onnx_reinit::onnx::model::LoadedModel;
@@ -37,10 +37,10 @@ fn payload(m: &LoadedModel, i: usize) -> Vec<Range<usize>> {
     }
 }
 
-fn rewrite(path: &PathBuf, out: &PathBuf) {
+fn rewrite(path: &Path, out: &Path) {
     pipeline::run(&RewriteConfig {
-        model: path.clone(),
-        destination: Destination::Path(out.clone()),
+        model: path.to_path_buf(),
+        destination: Destination::Path(out.to_path_buf()),
         force: false,
         rules: Rules::default(),
         seed: 11,
