@@ -2209,6 +2209,17 @@ fn onnxruntime_fused_ops() {
     }
     assert_eq!(get(&a, "eg").role, Some(Role::NormScale));
     assert_eq!(get(&a, "eb").role, Some(Role::NormShift));
+
+    // qkv_hidden_sizes: the Q part's size is fan_out; the op's other inputs are not parameters.
+    let mut b = B::new(&["x", "mask"], &["y"]);
+    b.w("qkv", &[8, 20]).w("bias", &[20]);
+    b.n("Attention", &["x", "qkv", "bias", "mask"], &["y"])
+        .domain("com.microsoft")
+        .i("num_heads", 2)
+        .ints("qkv_hidden_sizes", &[6, 6, 8]);
+    let a = run_true(&b);
+    assert_eq!(get(&a, "qkv").fans, Some(fans(8, 6)));
+    assert_eq!(get(&a, "bias").role, Some(Role::Bias));
 }
 
 /// Quantized weights and their scales are left alone as "quantized weight", whatever the op.
