@@ -46,7 +46,8 @@ pub(crate) fn matmul(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
 /// that only the output has are its output features (fan_out = their product); axes shared by
 /// all three are batch axes (per-head weights) and count in neither. E.g. `bd,hde->bhe`:
 /// fan_in = d, fan_out = h·e. Other forms (one operand, three or more, an ellipsis, a repeated
-/// letter, a static other operand) are not a projection.
+/// letter, a static other operand) are not a projection. Both fan conventions give these fans:
+/// a bare `nn.Parameter` used in `torch.einsum` has no layer whose PyTorch formula to reproduce.
 pub(crate) fn einsum(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
     match einsum_fans(ctx) {
         Ok(f) => Candidate::role(Role::Weight, ctx.out0()).with_fans(f),
