@@ -14,7 +14,7 @@ use onnx_reinit::onnx::storage::Storage;
 use onnx_reinit::pipeline::{self, Destination, RewriteConfig};
 use onnx_reinit::plan::{self, Rules};
 
-use crate::common::fixtures_dir;
+use crate::common::{fixtures_dir, run, text};
 
 fn pattern_fixtures() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures_dir().join("patterns"))
@@ -83,6 +83,47 @@ fn pattern_fixtures_rewrite_only_the_planned_payloads() {
                 m.tensors()[i].name
             );
         }
+    }
+}
+
+/// The CLI's table lists what it leaves alone, with the reason, under the table; the JSON marks
+/// the same tensors `listed`.
+#[test]
+fn the_table_lists_what_is_left_alone() {
+    let p = fixtures_dir().join("patterns/qdq_mlp.onnx");
+    let out = run(&[p.to_str().unwrap(), "--dry-run", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let untouched = j["untouched"].as_array().unwrap();
+    let listed: Vec<&serde_json::Value> =
+        untouched.iter().filter(|u| u["listed"] == true).collect();
+    let quantized = untouched
+        .iter()
+        .filter(|u| {
+            u["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("quantized weight")
+        })
+        .count();
+    // fc1 and fc2: weight and bias, each with its scale and zero point.
+    assert!(quantized >= 8, "{untouched:?}");
+    assert!(listed.len() >= quantized, "{untouched:?}");
+    let out = run(&[p.to_str().unwrap(), "--dry-run"]);
+    let t = text(&out.stdout);
+    let footer = t
+        .split_once(&format!("left alone ({}):\n", listed.len()))
+        .map(|(_, f)| f)
+        .unwrap_or_else(|| panic!("{t}"));
+    for u in listed {
+        let name = u["name"].as_str().unwrap();
+        let reason = u["reason"].as_str().unwrap();
+        assert!(
+            footer
+                .lines()
+                .any(|l| l.starts_with(&format!("  {name} ")) && l.ends_with(reason)),
+            "{name} not in the footer: {t}"
+        );
     }
 }
 

@@ -41,6 +41,18 @@ pub(crate) static SPECS: &[OpSpec] = &[
 /// Every slot of a quantization op: the quantized weight itself, or its scale and zero point,
 /// or an activation's quantization parameters.
 pub(crate) fn quantized(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
+    let of_activation = matches!(ctx.op, "QuantizeLinear" | "DequantizeLinear")
+        && ctx
+            .index
+            .input(ctx.node, 0)
+            .is_none_or(|x| ctx.index.initializer_behind(x).is_none());
+    if of_activation {
+        return Candidate::none(format!(
+            "input {} of {} quantizes an activation (a scale or zero point fixed by \
+             calibration): not a parameter",
+            ctx.slot, ctx.op
+        ));
+    }
     let what = match (ctx.op, ctx.slot) {
         ("DequantizeLinear", 0) => "the quantized values",
         ("DequantizeLinear" | "QuantizeLinear", 1) => "a quantization scale",
