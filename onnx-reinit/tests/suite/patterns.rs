@@ -113,8 +113,7 @@ fn the_table_lists_what_is_left_alone() {
     let t = text(&out.stdout);
     let footer = t
         .split_once(&format!("left alone ({}):\n", listed.len()))
-        .map(|(_, f)| f)
-        .unwrap_or_else(|| panic!("{t}"));
+        .map_or_else(|| panic!("{t}"), |(_, f)| f);
     for u in listed {
         let name = u["name"].as_str().unwrap();
         let reason = u["reason"].as_str().unwrap();
