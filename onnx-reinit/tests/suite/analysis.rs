@@ -2220,6 +2220,15 @@ fn onnxruntime_fused_ops() {
     let a = run_true(&b);
     assert_eq!(get(&a, "qkv").fans, Some(fans(8, 6)));
     assert_eq!(get(&a, "bias").role, Some(Role::Bias));
+
+    // Packed weights too narrow for three parts are no weight to fill.
+    let mut b = B::new(&["x"], &["y"]);
+    b.w("qkv", &[8, 2]);
+    b.n("Attention", &["x", "qkv"], &["y"])
+        .domain("com.microsoft");
+    let t = get(&run_true(&b), "qkv").clone();
+    assert_eq!(t.role, None);
+    assert!(t.why_untouched.contains("no Q part"), "{t:?}");
 }
 
 /// Quantized weights and their scales are left alone as "quantized weight", whatever the op.

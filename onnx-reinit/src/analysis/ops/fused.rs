@@ -33,10 +33,16 @@ pub(crate) fn attention(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
                 Some([q, _, _]) => u64::try_from(*q).unwrap_or(0),
                 _ => total / 3,
             };
-            let mut c = linear(Candidate::role(Role::Weight, ctx.out0())).with_fans(Fans {
-                fan_in: u64::try_from(ctx.dims[0]).unwrap_or(0),
-                fan_out: q,
-            });
+            let fan_in = u64::try_from(ctx.dims[0]).unwrap_or(0);
+            if q == 0 || fan_in == 0 || q > total {
+                return Candidate::none(format!(
+                    "Attention weights {:?} with qkv_hidden_sizes {sizes:?}: no Q part to take \
+                     fans from",
+                    ctx.dims
+                ));
+            }
+            let mut c = linear(Candidate::role(Role::Weight, ctx.out0()))
+                .with_fans(Fans { fan_in, fan_out: q });
             c.note = Some(format!(
                 "packed Q, K, V weight of a fused Attention: each part's fans are used \
                  (fan_out {q} of {total})"
