@@ -438,6 +438,24 @@ fn choose(t: &TensorInfo, rules: &Rules) -> (Rule, String) {
                 (Rule::scheme(s), "--norm (shift 0, mean 0, var 1)".into())
             }
         },
+        Role::NormOffset => match &rules.norm {
+            Rule::Keep => (Rule::Keep, "--norm".into()),
+            // The layer scales by 1 + w: a constant scale c is the offset c − 1 (ones → zeros).
+            Rule::Init { scheme, .. } => match scheme.kind() {
+                SchemeKind::Constant(c) => match Scheme::constant(c - 1.0) {
+                    Ok(s) => (
+                        Rule::scheme(s),
+                        "--norm (offset w of a scale 1 + w: the scale minus 1)".into(),
+                    ),
+                    Err(_) => (Rule::Keep, "--norm: no finite offset".into()),
+                },
+                _ => (
+                    Rule::Keep,
+                    "kept: an offset w of a scale 1 + w takes only a constant --norm (c − 1)"
+                        .into(),
+                ),
+            },
+        },
         Role::Embedding => (rules.embedding.clone(), "--embedding".into()),
         Role::PreluSlope => (rules.prelu_slope.clone(), "default for prelu slope".into()),
         Role::RecurrentWeight => match t.recurrent.as_ref().map(|r| r.which) {

@@ -3,9 +3,12 @@
 //! The JSON shape is a contract for pipelines:
 //! `{"model", "seed", "dry_run", "output", "tensors": [{"name", "graph", "role", "op", "shape",
 //! "dtype", "fan_in", "fan_out", "activation", "scheme", "changed", "reason", "consumers",
-//! "note"}], "untouched": [{"name", "graph", "shape", "dtype", "reason"}], "summary"}`.
+//! "note"}], "untouched": [{"name", "graph", "shape", "dtype", "reason", "listed"}], "summary"}`;
+//! `listed` marks the untouched tensors the table's footer lists (float tensors of rank ≥ 1 and
+//! quantized weights: what could be a learned parameter).
 //! Roles and activations are lower snake case (`weight`, `recurrent_weight`, `bias`,
-//! `norm_scale`, `norm_shift`, `norm_stat`, `embedding`, `prelu_slope`; `relu`, `tanh`, …).
+//! `norm_scale`, `norm_shift`, `norm_offset`, `norm_stat`, `embedding`, `prelu_slope`; `relu`,
+//! `tanh`, …).
 
 use std::fmt::Write as _;
 
@@ -61,6 +64,10 @@ pub struct UntouchedReport {
     pub dtype: String,
     /// Why it is not a parameter to re-initialize.
     pub reason: String,
+    /// Whether the table's footer lists it: a float tensor of rank ≥ 1, or a quantized weight —
+    /// the tensors that could be learned parameters, so that a user sees at a glance what was
+    /// left alone (integer shapes and indices and float scalars are only counted).
+    pub listed: bool,
 }
 
 /// Counts.
@@ -131,6 +138,8 @@ impl Report {
                     shape: t.dims.clone(),
                     dtype: dtype_name(t.data_type),
                     reason: t.why_untouched.clone(),
+                    listed: (DType::from_onnx(t.data_type).is_float() && !t.dims.is_empty())
+                        || t.why_untouched.starts_with("quantized weight"),
                 });
                 continue;
             };
@@ -186,7 +195,9 @@ impl Report {
         }
     }
 
-    /// The human table: one line per tensor with a role, then a summary line.
+    /// The human table: one line per tensor with a role, then a footer listing the untouched
+    /// tensors that could be parameters ([`UntouchedReport::listed`]) with their reasons, then
+    /// a summary line.
     pub fn table(&self) -> String {
         let mut rows: Vec<[String; 8]> = vec![[
             "tensor".into(),
@@ -229,6 +240,18 @@ impl Report {
             }
             out.push_str(line.trim_end());
             out.push('\n');
+        }
+        let listed: Vec<&UntouchedReport> = self.untouched.iter().filter(|u| u.listed).collect();
+        if !listed.is_empty() {
+            let _ = writeln!(out, "left alone ({}):", listed.len());
+            for u in listed {
+                let name = if u.graph.is_empty() {
+                    u.name.clone()
+                } else {
+                    format!("{}/{}", u.graph, u.name)
+                };
+                let _ = writeln!(out, "  {name} {:?} {}: {}", u.shape, u.dtype, u.reason);
+            }
         }
         let s = &self.summary;
         let verb = if self.dry_run {

@@ -643,9 +643,10 @@ fn judge(
                 (Verdict::Ok, None, None)
             }
         }
-        Role::NormShift | Role::NormStat(NormStatKind::Mean) | Role::PreluSlope => {
-            (Verdict::Ok, None, None)
-        }
+        Role::NormShift
+        | Role::NormOffset
+        | Role::NormStat(NormStatKind::Mean)
+        | Role::PreluSlope => (Verdict::Ok, None, None),
     }
 }
 
