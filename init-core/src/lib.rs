@@ -76,6 +76,31 @@ pub trait SchemeExt: sealed::Sealed {
     /// and the inspector): the sampler's std; for orthogonal gain/√cols of the rows × cols view
     /// when rows ≤ cols, else gain/√rows; for eye and dirac the std of their fixed values.
     fn expected_std(&self, shape: &[usize], fans: Option<Fans>) -> Result<f64, InitError>;
+
+    /// Fill `out` (the elements of `shape`, row-major) with this scheme, in one call: the fans
+    /// are read from `shape` by `rule` ([`Fans::of`]) when the scheme uses them, and the
+    /// stream is `seed` with the key [`rng::key_of`]`(name)`.
+    ///
+    /// `name` is the tensor's path: the same name gives the same values as onnx-reinit gives
+    /// the initializer of that name, and as `#[derive(Initialize)]` gives the field at that
+    /// path (`"layer.weight"`), for the same scheme, fans, shape and element type.
+    ///
+    /// ```
+    /// use init_core::{FanRule, Scheme, SchemeExt as _, Seed};
+    /// // nn.Linear(256, 128)'s weight: U(±1/√256) (PyTorch's kaiming_uniform_(a = √5)).
+    /// let scheme: Scheme = "kaiming_uniform(a = 2.23606797749979)".parse().unwrap();
+    /// let mut w = vec![0f32; 128 * 256];
+    /// scheme.fill(&mut w, &[128, 256], FanRule::default(), Seed(42), "fc1.weight").unwrap();
+    /// assert!(w.iter().all(|x| x.abs() <= 1.0 / 16.0));
+    /// ```
+    fn fill<T: Element>(
+        &self,
+        out: &mut [T],
+        shape: &[usize],
+        rule: FanRule,
+        seed: Seed,
+        name: &str,
+    ) -> Result<(), InitError>;
 }
 
 mod sealed {
@@ -95,11 +120,16 @@ impl SchemeExt for Scheme {
             SchemeKind::Scaled { distribution, .. } => {
                 let f = match fans {
                     Some(f) if f.fan_in > 0 && f.fan_out > 0 => f,
-                    _ => {
+                    Some(f) => {
                         return Err(InitError::ZeroFan {
                             scheme: self.name(),
-                            fan_in: fans.map_or(0, |f| f.fan_in),
-                            fan_out: fans.map_or(0, |f| f.fan_out),
+                            fan_in: f.fan_in,
+                            fan_out: f.fan_out,
+                        });
+                    }
+                    None => {
+                        return Err(InitError::NeedsFans {
+                            scheme: self.name(),
                         });
                     }
                 };
@@ -134,6 +164,31 @@ impl SchemeExt for Scheme {
                 return Ok(None);
             }
         }))
+    }
+
+    fn fill<T: Element>(
+        &self,
+        out: &mut [T],
+        shape: &[usize],
+        rule: FanRule,
+        seed: Seed,
+        name: &str,
+    ) -> Result<(), InitError> {
+        let fans = if self.needs_fans() {
+            Some(Fans::of(shape, rule)?)
+        } else {
+            None
+        };
+        init_tensor(
+            self,
+            out,
+            shape,
+            fans,
+            Stream {
+                seed: seed.0,
+                key: rng::key_of(name),
+            },
+        )
     }
 
     fn check(&self, shape: &[usize], fans: Option<Fans>) -> Result<(), InitError> {
