@@ -173,6 +173,43 @@ impl Fans {
         Ok(Fans { fan_in, fan_out })
     }
 
+    /// Fans of an embedding table `[V, D]` (rows are looked up, one per token; the same in
+    /// every framework). [`Convention::True`]: each output reads one row, so fan_in = 1 and
+    /// fan_out = D (onnx-reinit's fans for a `Gather` table). [`Convention::Framework`]: what
+    /// the framework's formula gives for the weight's shape, PyTorch's `(D, V)` for
+    /// [`Layout::OutIn`], Keras's `(V, D)` for [`Layout::InOut`].
+    ///
+    /// ```
+    /// use init_core::{Convention, Fans, Layout};
+    /// // torch nn.Embedding(100, 32): weight [100, 32].
+    /// assert_eq!(Fans::embedding(&[100, 32], Layout::OutIn, Convention::True).unwrap(),
+    ///            Fans { fan_in: 1, fan_out: 32 });
+    /// assert_eq!(Fans::embedding(&[100, 32], Layout::OutIn, Convention::Framework).unwrap(),
+    ///            Fans { fan_in: 32, fan_out: 100 });
+    /// ```
+    pub fn embedding(
+        shape: &[usize],
+        layout: Layout,
+        convention: Convention,
+    ) -> Result<Fans, InitError> {
+        let &[_, d] = shape else {
+            return Err(InitError::BadShape(format!(
+                "an embedding table is [V, D] (rank 2), got {shape:?}"
+            )));
+        };
+        match convention {
+            Convention::True => Fans::new(1, d as u64),
+            Convention::Framework => Fans::of(
+                shape,
+                FanRule {
+                    layout,
+                    convention,
+                    ..FanRule::default()
+                },
+            ),
+        }
+    }
+
     /// Fans from explicit axes, as JAX's `_compute_fans(shape, in_axis, out_axis, batch_axis)`:
     /// with rf = numel / (∏in·∏out·∏batch) (the receptive field: every axis not named),
     /// fan_in = ∏in·rf = numel / (∏out·∏batch) and fan_out = ∏out·rf = numel / (∏in·∏batch).

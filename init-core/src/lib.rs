@@ -40,7 +40,7 @@ mod structured;
 pub use element::{DType, Element};
 pub use error::{InitError, SchemeError};
 pub use fans::{Convention, FanRule, Fans, Layout};
-pub use init::{Initialize, Initializer, Record, Seed, Zeroed};
+pub use init::{Initialize, Initializer, Record, Seed, Site, Zeroed};
 pub use sample::{Sampler, Stream};
 pub use scheme::{
     Distribution, Family, FanMode, Nonlinearity, RankRequirement, Scheme, SchemeKind,
