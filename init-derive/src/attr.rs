@@ -566,6 +566,9 @@ fn arg_of_expr(expr: &Expr) -> syn::Result<Arg> {
 /// A parameter value in the shared grammar's syntax: numbers (`0.01`, `-1`, `5/3`), names
 /// (`fan_out`), and calls (`leaky_relu(0.2)`, `leaky_relu(negative_slope = 0.2)`).
 pub(crate) fn value_text(expr: &Expr) -> syn::Result<String> {
+    if let Some(e) = const_expr_error(expr) {
+        return Err(e);
+    }
     Ok(match expr {
         Expr::Lit(ExprLit {
             lit: Lit::Int(i), ..
@@ -600,6 +603,18 @@ pub(crate) fn value_text(expr: &Expr) -> syn::Result<String> {
                 .collect::<syn::Result<_>>()?;
             format!("{}({})", p.to_token_stream(), args.join(","))
         }
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => {
+            return Err(syn::Error::new_spanned(
+                s,
+                format_args!(
+                    "scheme values are written without quotes: `{}` rather than `\"{}\"`",
+                    s.value(),
+                    s.value()
+                ),
+            ));
+        }
         other => {
             return Err(syn::Error::new_spanned(
                 other,
@@ -609,3 +624,49 @@ pub(crate) fn value_text(expr: &Expr) -> syn::Result<String> {
         }
     })
 }
+
+/// An error for a Rust constant or expression where the scheme grammar wants a number
+/// (`gain = SQRT_2`, `std = 1.0 / 64.0_f64.sqrt()`), or `None` if `expr` is not one.
+fn const_expr_error(expr: &Expr) -> Option<syn::Error> {
+    let name = match expr {
+        Expr::Path(p) => {
+            let last = p.path.segments.last()?.ident.to_string();
+            let is_const = p.path.segments.len() > 1
+                || (last.chars().any(|c| c.is_ascii_uppercase())
+                    && !last.chars().any(|c| c.is_ascii_lowercase()));
+            if !is_const {
+                return None;
+            }
+            last
+        }
+        Expr::MethodCall(_) | Expr::Cast(_) | Expr::Macro(_) => String::new(),
+        Expr::Binary(b) if !matches!(b.op, syn::BinOp::Div(_)) => String::new(),
+        Expr::Call(c) if !matches!(&*c.func, Expr::Path(p) if p.path.get_ident().is_some()) => {
+            String::new()
+        }
+        _ => return None,
+    };
+    let known = KNOWN_CONSTANTS.iter().find(|(n, _)| *n == name);
+    let fix = match known {
+        Some((n, v)) => format!("write `{v}` (the value of `{n}`)"),
+        None => "write the number (`1.4142135623730951`) or a ratio of numbers (`5/3`)".into(),
+    };
+    Some(syn::Error::new_spanned(
+        expr,
+        format_args!(
+            "a scheme parameter must be a number written in the attribute: the derive checks \
+             the scheme when it expands, before Rust constants and expressions have values; \
+             {fix}"
+        ),
+    ))
+}
+
+/// `core::f64::consts` values a gain or std is commonly written with.
+const KNOWN_CONSTANTS: &[(&str, &str)] = &[
+    ("SQRT_2", "1.4142135623730951"),
+    ("FRAC_1_SQRT_2", "0.7071067811865476"),
+    ("PI", "3.141592653589793"),
+    ("E", "2.718281828459045"),
+    ("LN_2", "0.6931471805599453"),
+    ("FRAC_2_SQRT_PI", "1.1283791670955126"),
+];

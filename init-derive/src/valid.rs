@@ -141,6 +141,18 @@ pub(crate) fn parse_scheme(cx: &Ctxt, s: &SchemeAttr) -> Option<Scheme> {
                         None => e.to_string(),
                     }
                 }
+                // `layuot = in_out` after a scheme reads as the scheme's parameter: when it is
+                // closer to a field key than to any of the scheme's parameters, say so.
+                SchemeError::BadParameter { message, .. }
+                    if message.starts_with("unknown parameter `")
+                        && !message.contains("did you mean") =>
+                {
+                    let name = message.split('`').nth(1).unwrap_or_default();
+                    match closest(name, FIELD_KEYS).first() {
+                        Some(k) => format!("{e}; or did you mean the field key `{k}`?"),
+                        None => e.to_string(),
+                    }
+                }
                 _ => e.to_string(),
             };
             cx.error_at(span, message);
@@ -253,6 +265,24 @@ fn field<'a>(cx: &Ctxt, f: &'a Field<'a>, d: &Defaults<'a>) -> Option<Action<'a>
     }
     let own = a.scheme.as_ref().map(|s| (s, parse_scheme(cx, s)));
     let is_tensor = own.is_some() || a.has_tensor_keys() || f.kind.is_float_tensor();
+    // (Not after a scheme that failed to parse: that error is the one to fix first.)
+    if is_tensor
+        && !matches!(own, Some((_, None)))
+        && let Some(elem) = crate::ast::non_float_elem(f.ty)
+    {
+        // One error on the element, rather than a trait error per generated impl.
+        cx.error_spanned_by(
+            elem,
+            format_args!(
+                "`{}` is given a scheme, so it is a tensor, and a tensor holds f32, f64, f16 or \
+                 bf16 (in nested arrays, a Vec/Box<[T]> with `shape`, or an ndarray/nalgebra \
+                 array), not `{}`; for a non-parameter field write `#[init(skip)]`",
+                f.name,
+                quote::ToTokens::to_token_stream(elem)
+            ),
+        );
+        return None;
+    }
     if !is_tensor {
         let len = match (&a.len, &f.kind) {
             (None, _) => None,
