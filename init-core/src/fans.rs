@@ -45,12 +45,24 @@ impl core::fmt::Display for Fans {
 }
 
 /// Which axes hold the output and input features.
+///
+/// The weight layouts of the frameworks a Rust model is written for (every framework stores an
+/// embedding table as `[V, D]`; see [`Fans::embedding`]):
+///
+/// | framework | Linear | Conv | ConvTranspose (with `transposed`) |
+/// |---|---|---|---|
+/// | PyTorch, tch-rs | `[out, in]` OutIn | `[out, in/g, k…]` OutIn | `[in, out/g, k…]` OutIn |
+/// | candle (`candle-nn`) | `[out, in]` OutIn | `[out, in/g, k…]` OutIn | `[in, out, k…]` OutIn |
+/// | burn (`burn-nn`) | **`[in, out]` InOut** (`LinearLayout::Row`, the default) | `[out, in/g, k…]` OutIn | `[in, out/g, k…]` OutIn |
+/// | Keras | `[in, out]` InOut | `[k…, in/g, out]` InOut | `[k…, out, in]` InOut |
+/// | JAX/Flax | `[in, out]` InOut | `[k…, in/g, out]` InOut | `[k…, in, out]` InOut, not transposed (`transpose_kernel = False`) |
+/// | ONNX | Gemm transB = 1 OutIn; MatMul, Gemm transB = 0 InOut | `[out, in/g, k…]` OutIn | `[in, out/g, k…]` OutIn |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Layout {
-    /// `[out, in, k…]`: PyTorch, candle, ONNX Conv and Gemm with transB = 1.
+    /// `[out, in, k…]`: PyTorch, candle, burn's Conv, ONNX Conv and Gemm with transB = 1.
     #[default]
     OutIn,
-    /// `[k…, in, out]`: Keras, JAX/Flax, ONNX MatMul and Gemm with transB = 0.
+    /// `[k…, in, out]`: Keras, JAX/Flax, burn's Linear, ONNX MatMul and Gemm with transB = 0.
     InOut,
 }
 

@@ -270,3 +270,15 @@ pub fn init_tensor<T: Element>(
 
 #[doc(hidden)]
 pub use init::__private;
+
+// The READMEs' Rust snippets, compiled and run as doctests so that they stay correct as written
+// (`cargo test -p init-core --features derive --doc`).
+#[cfg(all(doctest, feature = "derive"))]
+#[doc = include_str!("../../README.md")]
+mod readme_workspace {}
+#[cfg(all(doctest, feature = "derive"))]
+#[doc = include_str!("../README.md")]
+mod readme_init_core {}
+#[cfg(all(doctest, feature = "derive"))]
+#[doc = include_str!("../../init-derive/README.md")]
+mod readme_init_derive {}
