@@ -365,6 +365,7 @@ pub mod __private {
     use crate::scheme::{RankRequirement, Scheme};
     use crate::shape::Dims;
     use alloc::string::String;
+    use alloc::vec::Vec;
     use core::fmt::Display;
 
     /// What the derive knows about one tensor field.
