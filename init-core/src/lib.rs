@@ -199,12 +199,10 @@ impl SchemeExt for Scheme {
         match self.kind() {
             SchemeKind::Eye { .. } => structured::rows_cols(shape, "eye").map(drop),
             SchemeKind::Dirac { groups } => structured::check_dirac(shape, groups),
-            #[cfg(feature = "std")]
+            #[cfg(feature = "orthogonal")]
             SchemeKind::Orthogonal { .. } => structured::rows_cols(shape, "orthogonal").map(drop),
-            #[cfg(not(feature = "std"))]
-            SchemeKind::Orthogonal { .. } => Err(InitError::BadShape(alloc::string::String::from(
-                "orthogonal initialization needs the `std` feature (QR by faer)",
-            ))),
+            #[cfg(not(feature = "orthogonal"))]
+            SchemeKind::Orthogonal { .. } => Err(no_orthogonal()),
             _ => unreachable!("element-wise schemes have a sampler"),
         }
     }
@@ -258,14 +256,21 @@ pub fn init_tensor<T: Element>(
     match scheme.kind() {
         SchemeKind::Eye { gain } => structured::eye(out, shape, gain),
         SchemeKind::Dirac { groups } => structured::dirac(out, shape, groups),
-        #[cfg(feature = "std")]
+        #[cfg(feature = "orthogonal")]
         SchemeKind::Orthogonal { gain } => structured::orthogonal(out, shape, gain, stream),
-        #[cfg(not(feature = "std"))]
-        SchemeKind::Orthogonal { .. } => Err(InitError::BadShape(alloc::string::String::from(
-            "orthogonal initialization needs the `std` feature (QR by faer)",
-        ))),
+        #[cfg(not(feature = "orthogonal"))]
+        SchemeKind::Orthogonal { .. } => Err(no_orthogonal()),
         _ => unreachable!("element-wise schemes have a sampler"),
     }
+}
+
+/// The error of an orthogonal fill in a build without the `orthogonal` feature.
+#[cfg(not(feature = "orthogonal"))]
+fn no_orthogonal() -> InitError {
+    InitError::BadShape(alloc::string::String::from(
+        "orthogonal initialization needs init-core's `orthogonal` feature (QR by faer), which \
+         this build leaves out to keep the default build light",
+    ))
 }
 
 #[doc(hidden)]
