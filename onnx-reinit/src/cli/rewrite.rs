@@ -10,6 +10,7 @@ use crate::analysis::AnalysisOptions;
 use crate::error::Error;
 use crate::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig, RunError};
 use clap::Args;
+use clap::builder::TypedValueParser;
 
 use super::output::{self, PROGRESS_MIN_BYTES, REWRITE, file_len, progress_bar};
 use super::rules::RuleArgs;
@@ -23,8 +24,10 @@ pub(crate) struct RewriteArgs {
     #[arg(required = true)]
     model: Option<PathBuf>,
 
-    /// Output file [default: <stem>.reinit.onnx beside the input].
-    #[arg(short, long, value_name = "OUT", conflicts_with_all = ["in_place", "dry_run"])]
+    /// Output file [default: <stem>.reinit.onnx beside the input]; a missing path or a regular
+    /// file (never a device, FIFO or folder; `-` is refused: the output needs a real file).
+    #[arg(short, long, value_name = "OUT", conflicts_with_all = ["in_place", "dry_run"],
+          value_parser = TypedValueParser::try_map(clap::builder::OsStringValueParser::new(), output_path))]
     output: Option<PathBuf>,
 
     /// Rewrite the input file itself (through a temporary file and an atomic rename).
@@ -54,6 +57,18 @@ pub(crate) struct RewriteArgs {
 
     #[command(flatten)]
     rules: RuleArgs,
+}
+
+/// `-o`'s parser: `-` is refused rather than read as a file named `-` in the working folder.
+/// A model cannot go to stdout: the output is written in parallel at positions, flushed and
+/// renamed into place, which a pipe cannot do, and a half-written model on a pipe would look
+/// like a whole one to the reader.
+fn output_path(s: std::ffi::OsString) -> Result<PathBuf, String> {
+    if s == "-" {
+        Err("the output cannot be stdout (`-`); give a file path (./- for a file named `-`)".into())
+    } else {
+        Ok(PathBuf::from(s))
+    }
 }
 
 impl RewriteArgs {

@@ -36,6 +36,54 @@ pub fn numel(dims: &[i64]) -> Result<u64, String> {
     })
 }
 
+/// What kind of file `meta` describes, for messages: `"regular file"`, `"folder"`, `"FIFO"`,
+/// `"character device"`, `"block device"`, `"socket"`, `"symlink"` or `"special file"`.
+pub(crate) fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() {
+        "regular file"
+    } else if t.is_dir() {
+        "folder"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_symlink() {
+        "symlink"
+    } else {
+        "special file"
+    }
+}
+
+/// Opens `path` for reading if it is a regular file, refusing anything else with an error
+/// naming what it is.
+///
+/// The open is non-blocking: opening a FIFO for reading blocks until a writer appears (forever,
+/// and before any type check could run), and a device's open can block or have side effects
+/// (a tape rewinds). `O_NONBLOCK` makes the open return at once; the type is then checked on the
+/// descriptor itself (no race with a rename between a `stat` and the `open`). On a regular file
+/// the flag changes nothing (regular-file reads never block), so the descriptor is used as is.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(format!(
+            "it is a {}, not a regular file",
+            file_kind(&meta)
+        )));
+    }
+    Ok(file)
+}
+
 /// One initializer, in the enumeration order of [`crate::onnx::scan`] (graphs in pre-order, then file
 /// order within a graph).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,17 +158,10 @@ impl LoadedModel {
     /// refused (see [`crate::onnx::external`]). Never panics.
     pub fn open(path: impl AsRef<Path>) -> Result<LoadedModel, Error> {
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).map_err(|e| Error::io(&path, "open the model", e))?;
+        let file = open_regular(&path).map_err(|e| Error::io(&path, "open the model", e))?;
         let meta = file
             .metadata()
             .map_err(|e| Error::io(&path, "read the model's metadata", e))?;
-        if !meta.is_file() {
-            return Err(Error::io(
-                &path,
-                "read the model",
-                std::io::Error::other("not a regular file"),
-            ));
-        }
         // SAFETY: the mapping is read-only and private to this process; the file is a regular
         // file we keep open. The remaining hazard (another process truncating the file while it
         // is mapped) is documented on `LoadedModel`.

@@ -360,7 +360,7 @@ impl LoadedModel {
                 location,
                 ..
             } => {
-                let file = std::fs::File::open(path)
+                let file = crate::onnx::model::open_regular(path)
                     .map_err(|e| Error::io(path, "open external data", e))?;
                 let mut buf = vec![0u8; READ_CHUNK - READ_CHUNK % 8];
                 let per_chunk = (buf.len() as u64) / width;
@@ -467,7 +467,7 @@ impl LoadedModel {
                 .get(bytes.start..bytes.start.checked_add(len)?)
                 .map(<[u8]>::to_vec),
             Storage::External { path, offset, .. } => {
-                let file = std::fs::File::open(path).ok()?;
+                let file = crate::onnx::model::open_regular(path).ok()?;
                 let mut buf = vec![0u8; len];
                 file.read_exact_at(&mut buf, *offset).ok()?;
                 Some(buf)

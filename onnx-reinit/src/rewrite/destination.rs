@@ -164,13 +164,7 @@ impl Rewriter<'_> {
                             file: d.to_path_buf(),
                         });
                     }
-                    if m.is_dir() {
-                        return Err(Error::io(
-                            d,
-                            "write the output",
-                            std::io::Error::other("it is a directory"),
-                        ));
-                    }
+                    check_replaceable(d, &m)?;
                     if !self.opts.force {
                         return Err(Error::OutputExists {
                             file: d.to_path_buf(),
@@ -225,13 +219,35 @@ impl Rewriter<'_> {
     }
 }
 
+/// Refuses an existing output path `d` (whose metadata, symlinks followed, is `m`) that is not a
+/// regular file: the rename into place would replace the device node, FIFO, socket or folder
+/// itself. A symlink to a regular file passes (the rename replaces the link).
+pub(super) fn check_replaceable(d: &Path, m: &Metadata) -> Result<(), Error> {
+    if m.is_file() {
+        Ok(())
+    } else {
+        Err(Error::OutputNotRegular {
+            file: d.to_path_buf(),
+            kind: crate::onnx::model::file_kind(m),
+        })
+    }
+}
+
 /// Refuses to modify a read-only file in place: replacing it by rename would succeed, so the
-/// permission is honoured here instead.
+/// permission is honoured here instead. Without `force`, refuses a file with other hard links
+/// too: the replacement is a new file, and the other names would silently keep the old one.
 pub(super) fn check_writable_in_place<'p>(
     files: impl IntoIterator<Item = &'p Path>,
+    force: bool,
 ) -> Result<(), Error> {
     for p in files {
         let meta = fs::metadata(p).map_err(|e| Error::io(p, "read metadata", e))?;
+        if meta.nlink() > 1 && !force {
+            return Err(Error::HardLinked {
+                file: p.to_path_buf(),
+                links: meta.nlink(),
+            });
+        }
         if meta.permissions().readonly() {
             return Err(Error::io(
                 p,

@@ -30,7 +30,6 @@
 //! done) and `persist` (flush, rename into place, clean-up after a failure).
 
 use std::fmt;
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -291,6 +290,7 @@ impl<'a> Rewriter<'a> {
                 destination::check_writable_in_place(
                     main.into_iter()
                         .chain(sides.values().map(|s| s.src.as_path())),
+                    self.opts.force,
                 )?;
                 sides
             }
@@ -306,7 +306,8 @@ impl<'a> Rewriter<'a> {
         };
         let overwrite = self.opts.force || self.opts.output == OutputTarget::InPlace;
         for (dest, side) in sides {
-            let src = File::open(&side.src).map_err(|e| Error::io(&side.src, "open", e))?;
+            let src = crate::onnx::model::open_regular(&side.src)
+                .map_err(|e| Error::io(&side.src, "open", e))?;
             let mut layout =
                 FileLayout::new(OutputFile::new(false, side.src, src, dest, overwrite)?);
             self.lay_out_side_targets(&mut layout, &side.targets)?;

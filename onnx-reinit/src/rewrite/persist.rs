@@ -58,6 +58,18 @@ impl Rewriter<'_> {
                 .sum::<u64>();
         }
         for layout in layouts {
+            // Checked again at the last moment: a path may have become a device node or a
+            // folder since the checks before writing.
+            if let Ok(m) = fs::metadata(&layout.output.dest)
+                && let Err(e) = super::destination::check_replaceable(&layout.output.dest, &m)
+            {
+                if self.opts.output != OutputTarget::InPlace {
+                    for p in &persisted {
+                        let _ = fs::remove_file(p);
+                    }
+                }
+                return Err(e);
+            }
             let temp = layout.output.temp;
             let result = if layout.output.overwrite {
                 temp.persist(&layout.output.dest).map(drop)

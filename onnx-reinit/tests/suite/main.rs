@@ -11,4 +11,5 @@ mod analysis;
 mod cli;
 mod inspect;
 mod load_rewrite;
+mod reliability;
 mod robustness;
