@@ -217,6 +217,17 @@ pub enum Error {
         numel: u64,
     },
 
+    /// The input (the model or a side file) changed while it was being read: truncated,
+    /// extended or rewritten by another process. Nothing was written.
+    #[error("{}: the input changed under onnx-reinit: {what}; nothing was written (run again \
+             once the file is complete)", file.display())]
+    InputChanged {
+        /// The file that changed.
+        file: PathBuf,
+        /// What changed.
+        what: String,
+    },
+
     /// An existing output path that is not a regular file (a device node, a FIFO, a socket, a
     /// folder): replacing it by a rename would destroy it (`/dev/null` run as root), and writing
     /// into it would not give a model file.

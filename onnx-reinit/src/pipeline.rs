@@ -157,7 +157,11 @@ pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
     let plan = plan::plan(&analysis, &config.rules, config.seed).map_err(plan_error)?;
     let filler = PlanFiller::new(&analysis, &plan).map_err(plan_error)?;
     let output = match &config.destination {
-        Destination::DryRun => None,
+        Destination::DryRun => {
+            // The plan came from what was read: a model that changed meanwhile has another.
+            model.check_unchanged()?;
+            None
+        }
         dest => {
             let target = match dest {
                 Destination::Path(p) => OutputTarget::Path(p.clone()),

@@ -12,7 +12,7 @@ use tempfile::NamedTempFile;
 use super::Rewriter;
 use crate::error::Error;
 use crate::onnx::external;
-use crate::onnx::model::Storage;
+use crate::onnx::model::{Stamp, Storage};
 
 /// One file being written: a patched copy of `src_path`, written to a temporary file beside
 /// `dest` that is renamed to `dest` once complete.
@@ -21,8 +21,11 @@ pub(super) struct OutputFile {
     pub(super) is_model: bool,
     pub(super) src_path: PathBuf,
     pub(super) src: File,
-    /// The source's length when it was opened.
+    /// The source's length: the model's mapped (and validated) length, a side file's length when
+    /// it was opened.
     pub(super) src_len: u64,
+    /// The source's size and times when it was opened, compared again before the commit point.
+    pub(super) src_stamp: Stamp,
     pub(super) dest: PathBuf,
     /// Overwrite `dest` if it exists (force, or in place).
     pub(super) overwrite: bool,
@@ -60,6 +63,7 @@ impl OutputFile {
             src_path,
             src,
             src_len: meta.len(),
+            src_stamp: Stamp::of(&meta),
             dest,
             overwrite,
             temp,
@@ -82,6 +86,30 @@ pub(super) struct SideFile {
 }
 
 impl Rewriter<'_> {
+    /// Fails with [`Error::InputChanged`] if the model or a source of `layouts` changed since
+    /// it was opened (see [`crate::onnx::model::LoadedModel::check_unchanged`]): what was copied
+    /// from it may mix two versions.
+    pub(super) fn check_sources_unchanged(
+        &self,
+        layouts: &[super::layout::FileLayout],
+    ) -> Result<(), Error> {
+        self.model.check_unchanged()?;
+        for l in layouts {
+            let o = &l.output;
+            let now = o
+                .src
+                .metadata()
+                .map_err(|e| Error::io(&o.src_path, "read metadata", e))?;
+            o.src_stamp
+                .check(&now)
+                .map_err(|what| Error::InputChanged {
+                    file: o.src_path.clone(),
+                    what,
+                })?;
+        }
+        Ok(())
+    }
+
     /// The model's output: a copy of the model file to `dest`.
     pub(super) fn model_output(&self, dest: PathBuf, overwrite: bool) -> Result<OutputFile, Error> {
         let model = self.model;
@@ -89,7 +117,11 @@ impl Rewriter<'_> {
             .file
             .try_clone()
             .map_err(|e| Error::io(model.path(), "reopen the model", e))?;
-        OutputFile::new(true, model.path().to_path_buf(), src, dest, overwrite)
+        let mut out = OutputFile::new(true, model.path().to_path_buf(), src, dest, overwrite)?;
+        // What was validated is the mapping: bytes appended since are not part of the model
+        // (and make the commit-point check fail).
+        out.src_len = model.bytes().len() as u64;
+        Ok(out)
     }
 
     /// In place: the side files holding targets, each replaced by a patched copy of itself.

@@ -245,7 +245,10 @@ impl<'a> Rewriter<'a> {
                 .map_err(|e| Error::io(&layout.output.dest, "size the output", e))?;
         }
         let total: u64 = layouts.iter().map(|l| l.out_len).sum();
-        self.execute(&layouts, total)?;
+        if let Err(e) = self.execute(&layouts, total) {
+            // A source that shrank under a copy is a read error there; say why.
+            return Err(self.check_sources_unchanged(&layouts).err().unwrap_or(e));
+        }
         self.persist(layouts, targets, total)
     }
 

@@ -29,6 +29,8 @@ impl Rewriter<'_> {
         if self.cancelled() {
             return Err(Error::Cancelled { file: self.dest() });
         }
+        // The commit point: nothing is renamed from sources that changed while being copied.
+        self.check_sources_unchanged(&layouts)?;
         // The main model last: a reader never sees a new model whose side files are old.
         layouts.sort_by_key(|l| l.output.is_model);
         let mut persisted: Vec<PathBuf> = Vec::new();

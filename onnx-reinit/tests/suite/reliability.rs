@@ -4,6 +4,10 @@
 //!   to a device) are refused even with `--force`, and `-o -` is a usage error.
 //! - A FIFO as input is refused at once instead of blocking in `open`.
 //! - `--in-place` on a hard-linked model is refused without `--force`.
+//! - A model truncated or extended while it is read or copied: no crash (a truncated mapping
+//!   reads zeros instead of raising SIGBUS), a clear error, exit 1, no output. The child is
+//!   stopped (SIGSTOP) at a known point of its run while the file is changed, so the change lands
+//!   mid-run deterministically.
 
 use std::ffi::CString;
 use std::fs;
@@ -13,6 +17,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use onnx_reinit::error::Error;
+use onnx_reinit::onnx::model::LoadedModel;
+use onnx_reinit::onnx::values::ValuesMut;
+
+use crate::common::onnx::{FLOAT, Payload, attr_int, graph, node, tensor};
 use crate::common::{bin, fixtures_dir, text};
 
 /// A small real export, copied into `dir` as `model.onnx` (writable).
@@ -232,4 +241,251 @@ fn in_place_on_a_hard_linked_model_needs_force() {
     assert_ne!(fs::read(&input).unwrap(), before);
     assert_eq!(fs::read(&link).unwrap(), before);
     assert_eq!(fs::metadata(&input).unwrap().nlink(), 1);
+}
+
+/// A Gemm → Relu model whose weight is `rows × cols` f32 (raw_data), written to `path`.
+fn write_gemm_model(path: &Path, rows: i64, cols: i64) {
+    let n = (rows * cols) as usize;
+    let w: Vec<u8> = (0..n)
+        .flat_map(|i| ((i % 89) as f32 / 89.0).to_le_bytes())
+        .collect();
+    let body = graph(
+        &[
+            node(
+                "fc",
+                "Gemm",
+                &["x", "W", "B"],
+                &["h"],
+                &[attr_int("transB", 1)],
+            ),
+            node("act", "Relu", &["h"], &["y"], &[]),
+        ],
+        &[
+            tensor("W", &[rows, cols], FLOAT, &Payload::Raw(w)),
+            tensor(
+                "B",
+                &[rows],
+                FLOAT,
+                &Payload::Raw(vec![0; rows as usize * 4]),
+            ),
+        ],
+        &["x"],
+        &["y"],
+    );
+    fs::write(
+        path,
+        crate::common::onnx::model("reliability-test", None, &body),
+    )
+    .unwrap();
+}
+
+/// In-process: a model truncated under its live mapping. Reading the lost pages would raise
+/// SIGBUS and kill the process; they read as zeros and every reader reports the change.
+#[test]
+fn a_model_truncated_under_its_mapping_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    write_gemm_model(&path, 256, 1024); // 1 MiB of weights
+    let model = LoadedModel::open(&path).unwrap();
+    assert!(model.check_unchanged().is_ok());
+    let w = model.find_tensor("", "W").unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1000)
+        .unwrap();
+    let mut buf = vec![0f32; 256 * 1024];
+    match model.read_values(w, 0, ValuesMut::F32(&mut buf)) {
+        Err(Error::InputChanged { file, what }) => {
+            assert_eq!(file, path);
+            assert!(what.contains("truncated"), "{what}");
+        }
+        other => panic!("expected InputChanged, got {other:?}"),
+    }
+    let e = model.check_unchanged().unwrap_err().to_string();
+    assert!(e.contains("the input changed under onnx-reinit"), "{e}");
+    // The mapping stays readable (zeros) until the model is dropped; a new open sees the
+    // truncated file as malformed, without any fault.
+    assert!(model.bytes()[model.bytes().len() - 1] == 0);
+    drop(model);
+    assert!(LoadedModel::open(&path).is_err());
+
+    // Extended, or rewritten with the same length, under an open model.
+    write_gemm_model(&path, 256, 1024);
+    let model = LoadedModel::open(&path).unwrap();
+    let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut f, &[0u8; 10]).unwrap();
+    let e = model.check_unchanged().unwrap_err().to_string();
+    assert!(e.contains("its size changed from"), "{e}");
+}
+
+/// The state letter of process `pid` (`T` when stopped), from `/proc/PID/stat`.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// The descriptor process `pid` has open on a file in `dir` (its temporary output, named or
+/// unnamed), as a `/proc/PID/fd/N` path.
+fn file_open_in(pid: u32, dir: &Path) -> Option<PathBuf> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| fs::read_link(p).is_ok_and(|t| t.starts_with(dir)))
+}
+
+/// Whether the temporary output that `pid` has open in `dir` holds less than half of `len`
+/// bytes: its copy is then under way, so the commit point (after every byte is written) lies
+/// ahead and a change made now must be caught.
+fn output_half_written(pid: u32, dir: &Path, len: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    file_open_in(pid, dir)
+        .and_then(|fd| fs::metadata(fd).ok())
+        .is_some_and(|m| m.blocks() * 512 < len / 2)
+}
+
+/// How a run whose input was changed mid-run ended.
+enum Changed {
+    /// Stopped mid-run, changed, refused with the message.
+    Refused,
+    /// The run finished (or may have passed its commit point) before it could be stopped.
+    TooLate,
+}
+
+/// Starts the CLI with `args`, waits until `ready(pid)`, stops it, applies `change` to the input,
+/// lets it continue and checks the outcome: never a death by signal; exit 1 naming the input
+/// and the change, no output and nothing left in `out_dir`. `early(pid)`, asked while the child
+/// is stopped, says whether it is surely before its commit point: then exit 0 is a failure;
+/// otherwise it is a run that was too quick to catch.
+fn change_mid_run(
+    args: &[&std::ffi::OsStr],
+    input: &Path,
+    out_dir: &Path,
+    ready: &dyn Fn(u32) -> bool,
+    early: &dyn Fn(u32) -> bool,
+    change: &dyn Fn(&Path),
+) -> Changed {
+    let before = names(out_dir);
+    let mut child = bin()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stopped = false;
+    let mut must_refuse = false;
+    while child.try_wait().unwrap().is_none() {
+        if ready(pid) {
+            // SAFETY: `pid` is our child, not yet reaped.
+            assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+            while !matches!(proc_state(pid), Some('T') | None) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            stopped = ready(pid);
+            if stopped {
+                must_refuse = early(pid);
+                change(input);
+            }
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGCONT) }, 0);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = text(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        o.status.code().is_some(),
+        "killed by a signal: {:?} {err}",
+        o.status
+    );
+    assert!(
+        !(must_refuse && o.status.success()),
+        "changed before the commit point, yet exit 0: {err}"
+    );
+    if !stopped || o.status.success() {
+        // Finished first, or changed after the commit point: a complete output of the old model.
+        for n in names(out_dir) {
+            if !before.contains(&n) {
+                fs::remove_file(out_dir.join(n)).unwrap();
+            }
+        }
+        return Changed::TooLate;
+    }
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&input.display().to_string()), "{err}");
+    assert!(err.contains("the input changed under onnx-reinit"), "{err}");
+    assert_eq!(names(out_dir), before, "files left behind: {err}");
+    Changed::Refused
+}
+
+fn truncate_to_1000(p: &Path) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_len(1000)
+        .unwrap();
+}
+
+fn append_1000(p: &Path) {
+    let mut f = fs::OpenOptions::new().append(true).open(p).unwrap();
+    std::io::Write::write_all(&mut f, &[7u8; 1000]).unwrap();
+}
+
+/// The model truncated or extended while the rewrite copies it (stopped once its temporary
+/// output is open), and truncated while `inspect` reads it (stopped once the model is mapped):
+/// exit 1 with a message, no output, never exit 0 with a short or long output nor a SIGBUS.
+/// A run that finishes before it can be stopped is retried with a model twice as big.
+#[test]
+fn a_model_changed_mid_run_is_refused_with_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("model.onnx");
+    let out_dir = dir.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("out.onnx");
+    let temp_open = |pid: u32| file_open_in(pid, &out_dir).is_some() && !out.exists();
+    let half_written =
+        |pid: u32| output_half_written(pid, &out_dir, fs::metadata(&input).map_or(0, |m| m.len()));
+    // inspect has no commit point to locate: exit 0 is tolerated as too late, a signal never.
+    let never = |_: u32| false;
+    let mapped = |pid: u32| {
+        fs::read_to_string(format!("/proc/{pid}/maps"))
+            .is_ok_and(|m| m.contains(input.to_str().unwrap()))
+    };
+    let mut cols = 4096; // 2048 × 4096 × 4 B = 32 MiB
+    type Ready<'a> = &'a dyn Fn(u32) -> bool;
+    type Case<'a> = (&'a str, Ready<'a>, Ready<'a>, fn(&Path));
+    let cases: [Case; 3] = [
+        (
+            "rewrite, truncated",
+            &temp_open,
+            &half_written,
+            truncate_to_1000,
+        ),
+        ("rewrite, extended", &temp_open, &half_written, append_1000),
+        ("inspect, truncated", &mapped, &never, truncate_to_1000),
+    ];
+    for (what, ready, early, change) in cases {
+        for attempt in 0.. {
+            write_gemm_model(&input, 2048, cols);
+            let args: Vec<&std::ffi::OsStr> = if what.starts_with("inspect") {
+                vec!["inspect".as_ref(), input.as_os_str()]
+            } else {
+                vec![input.as_os_str(), "-o".as_ref(), out.as_os_str()]
+            };
+            match change_mid_run(&args, &input, &out_dir, ready, early, &change) {
+                Changed::Refused => break,
+                Changed::TooLate if attempt < 3 => cols *= 2,
+                Changed::TooLate => {
+                    eprintln!("INCONCLUSIVE ({what}): every run finished before it was stopped");
+                    break;
+                }
+            }
+        }
+    }
 }
