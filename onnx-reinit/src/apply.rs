@@ -287,8 +287,13 @@ impl PlanFiller {
                 refusal: Box::new(refusal),
             };
             let init_refused = |scheme: Scheme, error| refused(Refusal::Scheme { scheme, error });
+            let unrepresentable = |scheme: &Scheme, fans: Option<Fans>| {
+                let sampler = scheme.sampler(fans).ok().flatten();
+                check_representable(scheme, sampler.as_ref(), t.data_type).map_err(refused)
+            };
             let recipe = match fill {
                 Fill::Whole { scheme, fans } => {
+                    unrepresentable(scheme, *fans)?;
                     if let Some(sampler) = scheme
                         .sampler(*fans)
                         .map_err(|error| init_refused(*scheme, error))?
@@ -315,6 +320,7 @@ impl PlanFiller {
                     scheme
                         .check(&[*rows, *cols], Some(gate_fans(*rows, *cols)))
                         .map_err(|error| init_refused(*scheme, error))?;
+                    unrepresentable(scheme, Some(gate_fans(*rows, *cols)))?;
                     if (blocks * rows * cols) as u64 != numel {
                         return Err(refused(Refusal::GateBlocks {
                             blocks: *blocks,
@@ -386,6 +392,94 @@ impl Filler for PlanFiller {
                 structured.handed_out(n);
             }
         }
+    }
+}
+
+/// Largest |z| the normal sampler can draw: √(106 ln 2) for f64, √(62 ln 2) for f32 (f16 and
+/// bf16 hold f32 draws rounded); see `init_core::Sampler::Normal`.
+fn normal_z_max(dtype: DType) -> f64 {
+    if dtype == DType::F64 { 8.57 } else { 6.56 }
+}
+
+/// `x` rounded to `dtype` (as init-core writes it: f16/bf16 from the f32 value).
+fn round_to(dtype: DType, x: f64) -> f64 {
+    match dtype {
+        DType::F64 => x,
+        DType::F16 => f16::from_f32(x as f32).to_f64(),
+        DType::BF16 => bf16::from_f32(x as f32).to_f64(),
+        _ => f64::from(x as f32),
+    }
+}
+
+/// Refuses a fill whose values are not finite in the tensor's type `data_type`, or whose scale
+/// is zero there although the scheme is not a zero scheme.
+///
+/// The values lie in `[lo, hi]`: a constant's value; a uniform's bounds; `mean ± z_max·std` for
+/// a normal (the sampler's largest draw, [`normal_z_max`]), cut at a truncated normal's bounds;
+/// `±gain` for orthogonal (entries of an orthogonal matrix are at most 1 in magnitude) and
+/// `[0, gain]` for eye; dirac writes 0 and 1. Both ends must round to finite values of the type.
+/// The scale must not vanish: a fan-based scheme (`σ² = scale·gain²/fan`) whose σ is 0 (a gain
+/// that underflowed, e.g. `leaky_relu(1e308)`), or non-zero values that all round to 0 in the
+/// type (`max(|lo|, |hi|)` rounds to 0), would write zeros where a distribution was asked for.
+fn check_representable(
+    scheme: &Scheme,
+    sampler: Option<&Sampler>,
+    data_type: i32,
+) -> Result<(), Refusal> {
+    use init_core::SchemeKind;
+    let dtype = DType::from_onnx(data_type);
+    let (lo, hi) = match (sampler, scheme.kind()) {
+        (Some(Sampler::Constant(v)), _) => (*v, *v),
+        (Some(Sampler::Uniform { lo, hi }), _) => (*lo, *hi),
+        (Some(Sampler::Normal { mean, std }), _) => {
+            let z = normal_z_max(dtype) * std;
+            (mean - z, mean + z)
+        }
+        (Some(Sampler::TruncatedNormal { mean, std, lo, hi }), _) => {
+            let z = normal_z_max(dtype) * std;
+            (lo.max(mean - z), hi.min(mean + z))
+        }
+        (None, SchemeKind::Orthogonal { gain }) => (-gain.abs(), gain.abs()),
+        (None, SchemeKind::Eye { gain }) => (gain.min(0.0), gain.max(0.0)),
+        _ => return Ok(()),
+    };
+    let refuse = |what: String| Refusal::NotRepresentable {
+        scheme: *scheme,
+        dtype: dtype.onnx_name(),
+        what,
+    };
+    for x in [lo, hi] {
+        if !round_to(dtype, x).is_finite() {
+            return Err(refuse(format!(
+                "values reach {x:e}, which is not finite in {} (its largest finite value is \
+                 {:e}); the tensor would be written as inf",
+                dtype.onnx_name(),
+                largest_finite(dtype)
+            )));
+        }
+    }
+    let m = lo.abs().max(hi.abs());
+    if m == 0.0 && matches!(scheme.kind(), SchemeKind::Scaled { .. }) {
+        return Err(refuse(
+            "its scale (σ from gain and fans) underflows to zero; every value would be 0".into(),
+        ));
+    }
+    if m > 0.0 && round_to(dtype, m) == 0.0 {
+        return Err(refuse(format!(
+            "its values (at most {m:e} in magnitude) all round to 0 in {}; every value would be 0",
+            dtype.onnx_name()
+        )));
+    }
+    Ok(())
+}
+
+/// The largest finite value of a float type.
+fn largest_finite(dtype: DType) -> f64 {
+    match dtype {
+        DType::F64 => f64::MAX,
+        DType::F16 => f16::MAX.to_f64(),
+        DType::BF16 => bf16::MAX.to_f64(),
+        _ => f64::from(f32::MAX),
     }
 }
 

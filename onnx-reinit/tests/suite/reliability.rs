@@ -4,6 +4,8 @@
 //!   to a device) are refused even with `--force`, and `-o -` is a usage error.
 //! - A FIFO as input is refused at once instead of blocking in `open`.
 //! - `--in-place` on a hard-linked model is refused without `--force`.
+//! - A plan whose values overflow the tensor's element type, or whose scale is zero there, is
+//!   refused (naming tensor, scheme and type) instead of writing `inf` or zeros.
 //! - A model truncated or extended while it is read or copied: no crash (a truncated mapping
 //!   reads zeros instead of raising SIGBUS), a clear error, exit 1, no output. The child is
 //!   stopped (SIGSTOP) at a known point of its run while the file is changed, so the change lands
@@ -21,7 +23,7 @@ use onnx_reinit::error::Error;
 use onnx_reinit::onnx::model::LoadedModel;
 use onnx_reinit::onnx::values::ValuesMut;
 
-use crate::common::onnx::{FLOAT, Payload, attr_int, graph, node, tensor};
+use crate::common::onnx::{FLOAT, FLOAT16, Payload, attr_int, graph, node, tensor};
 use crate::common::{bin, fixtures_dir, text};
 
 /// A small real export, copied into `dir` as `model.onnx` (writable).
@@ -487,5 +489,145 @@ fn a_model_changed_mid_run_is_refused_with_no_output() {
                 }
             }
         }
+    }
+}
+
+/// A Gemm → Relu model with a 4 × 4 weight and bias of element type `dtype` (2 or 4 bytes).
+fn tiny_model(path: &Path, dtype: i32, width: usize) {
+    let body = graph(
+        &[
+            node(
+                "fc",
+                "Gemm",
+                &["x", "W", "B"],
+                &["h"],
+                &[attr_int("transB", 1)],
+            ),
+            node("act", "Relu", &["h"], &["y"], &[]),
+        ],
+        &[
+            tensor("W", &[4, 4], dtype, &Payload::Raw(vec![0; 16 * width])),
+            tensor("B", &[4], dtype, &Payload::Raw(vec![0; 4 * width])),
+        ],
+        &["x"],
+        &["y"],
+    );
+    fs::write(
+        path,
+        crate::common::onnx::model("reliability-test", None, &body),
+    )
+    .unwrap();
+}
+
+#[test]
+fn values_that_overflow_or_vanish_in_the_element_type_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f32_model = dir.path().join("f32.onnx");
+    tiny_model(&f32_model, FLOAT, 4);
+    let f16_model = dir.path().join("f16.onnx");
+    tiny_model(&f16_model, FLOAT16, 2);
+    let out = dir.path().join("out.onnx");
+    // (model, flag, scheme, words the message must hold). The bounds come from IEEE 754:
+    // float's largest finite value is 3.4028235e38, float16's 65504; float's smallest subnormal
+    // is 1.4e-45. leaky_relu(1e308)'s gain √(2/(1+a²)) is 0 in f64.
+    let refused: [(&Path, &str, &str, &[&str]); 7] = [
+        (
+            &f32_model,
+            "--relu",
+            "constant(1e39)",
+            &["`W`", "FLOAT", "not finite"],
+        ),
+        (
+            &f32_model,
+            "--rule",
+            "*=constant(-1e39)",
+            &["`W`", "FLOAT", "not finite"],
+        ),
+        (
+            &f16_model,
+            "--rule",
+            "*=constant(70000)",
+            &["`W`", "FLOAT16", "not finite"],
+        ),
+        (
+            &f16_model,
+            "--relu",
+            "uniform(-1,70000)",
+            &["`W`", "FLOAT16", "not finite"],
+        ),
+        (
+            &f32_model,
+            "--relu",
+            "normal(0,1e38)",
+            &["`W`", "FLOAT", "not finite"],
+        ),
+        (
+            &f32_model,
+            "--relu",
+            "he_uniform(nonlinearity=leaky_relu(1e308))",
+            &["`W`", "leaky_relu", "underflows to zero"],
+        ),
+        (
+            &f32_model,
+            "--relu",
+            "uniform(1e-46,2e-46)",
+            &["`W`", "round to 0"],
+        ),
+    ];
+    for (model, flag, scheme, words) in refused {
+        for dest in [&["-o", out.to_str().unwrap()][..], &["--dry-run"][..]] {
+            let o = run_or_hang(
+                &[model.as_os_str(), flag.as_ref(), scheme.as_ref()]
+                    .into_iter()
+                    .chain(dest.iter().map(AsRef::as_ref))
+                    .collect::<Vec<_>>(),
+                dir.path(),
+            );
+            let err = assert_refused(&o, words);
+            assert!(err.contains(&model.display().to_string()), "{err}");
+            assert!(!out.exists(), "{scheme}: an output was written");
+        }
+    }
+    // The largest finite values, and the smallest subnormal, are accepted and written as they
+    // are (bit patterns from IEEE 754).
+    for (model, scheme, bytes) in [
+        (
+            &f16_model,
+            "*=constant(65504)",
+            0x7bffu16.to_le_bytes().to_vec(),
+        ),
+        (
+            &f32_model,
+            "*=constant(3.4028235e38)",
+            f32::MAX.to_le_bytes().to_vec(),
+        ),
+        (
+            &f32_model,
+            "*=constant(1.4e-45)",
+            1u32.to_le_bytes().to_vec(),
+        ),
+    ] {
+        let o = run_or_hang(
+            &[
+                model.as_os_str(),
+                "--rule".as_ref(),
+                scheme.as_ref(),
+                "-o".as_ref(),
+                out.as_os_str(),
+                "--force".as_ref(),
+            ],
+            dir.path(),
+        );
+        assert!(o.status.success(), "{scheme}: {}", text(&o.stderr));
+        let m = LoadedModel::open(&out).unwrap();
+        let w = m.find_tensor("", "W").unwrap();
+        let onnx_reinit::onnx::model::Storage::Raw { bytes: r } = &m.tensors()[w].storage else {
+            panic!("W is raw_data")
+        };
+        assert_eq!(
+            &m.bytes()[r.start..r.start + bytes.len()],
+            &bytes[..],
+            "{scheme}"
+        );
     }
 }
