@@ -11,7 +11,7 @@
 //! re-initialized.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use half::{bf16, f16};
 use init_core::rng::key_of;
@@ -45,8 +45,8 @@ enum PreparedFill {
 /// holds the structured tensors being written, not all of them.
 ///
 /// The first thread to ask computes it; the others wait for the result. The computation runs on
-/// a thread and rayon pool of its own ([`StructuredFill::compute_apart`]), never on the
-/// rewrite's pool: a rewrite worker that waited inside a parallel QR could otherwise pick up
+/// a thread of its own in the structured fills' shared pool ([`StructuredFill::compute_apart`]),
+/// never on the rewrite's pool: a rewrite worker that waited inside a parallel QR could otherwise pick up
 /// another piece of the same tensor and start the QR again below itself (measured: 25% more CPU
 /// on ten 3200² orthogonal matrices), and a worker blocked on the result must not be one the QR
 /// needs.
@@ -143,29 +143,16 @@ impl StructuredFill {
         }
     }
 
-    /// [`Self::compute`] on a new thread with a rayon pool of its own (as many threads as the
-    /// caller's pool), while the calling thread blocks without taking other work. The values
-    /// do not depend on the pool's size (init-core fixes how a QR is split).
+    /// [`Self::compute`] in the structured fills' shared rayon pool ([`structured_pool`]),
+    /// called from a new thread that blocks without taking other work (a rewrite worker
+    /// calling `install` directly would steal rewrite work while it waits). The values do not
+    /// depend on the pool's size (init-core fixes how a QR is split).
     fn compute_apart(&self) -> Values {
         let threads = rayon::current_num_threads();
         std::thread::scope(|s| {
-            s.spawn(|| {
-                // The new thread is the pool's first worker; if no other thread can be
-                // started, it is the only one.
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .use_current_thread()
-                    .build()
-                    .or_else(|_| {
-                        rayon::ThreadPoolBuilder::new()
-                            .num_threads(1)
-                            .use_current_thread()
-                            .build()
-                    });
-                match pool {
-                    Ok(pool) => pool.install(|| self.compute()),
-                    Err(_) => self.compute(),
-                }
+            s.spawn(|| match structured_pool(threads) {
+                Some(pool) => pool.install(|| self.compute()),
+                None => self.compute(),
             })
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p))
@@ -220,6 +207,23 @@ impl StructuredFill {
         // accepts precisely what `init_tensor` accepts (init-core tests that equivalence).
         result.expect("structured fill checked by PlanFiller::new")
     }
+}
+
+/// The one rayon pool of every structured fill in the process, built on first use with
+/// `threads` workers (the caller's pool size then); `None` if no thread could be started (the
+/// fill then runs on the calling thread). One pool for the process's life: a pool per fill cost
+/// about 10 KB that was never returned, which a long-lived user (a service, a notebook
+/// re-initializing model after model) accumulated without bound.
+fn structured_pool(threads: usize) -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("onnx-reinit-structured-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 /// Publishes the result of a computation (or, when it unwound, the empty state) and wakes the
