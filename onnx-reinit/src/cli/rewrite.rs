@@ -3,8 +3,6 @@
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::analysis::AnalysisOptions;
 use crate::error::Error;
@@ -110,13 +108,15 @@ impl RewriteArgs {
 /// code (see [`super`]).
 pub(crate) fn run(args: RewriteArgs) -> ExitCode {
     let (mut config, json) = args.into_config();
-    // Ctrl-C (and SIGTERM, SIGHUP) stops the rewrite at the next piece; the library then removes
-    // its temporary files, so the input stays intact and no partial output is left.
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&cancel);
-    if ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).is_ok() {
-        config.cancel = Some(cancel);
-    }
+    // Ctrl-C (and SIGTERM, SIGHUP) exits at once before anything is written, and stops a
+    // rewrite at its next piece, which then removes its temporary files (see `cancel`).
+    let file = match &config.destination {
+        Destination::Path(p) => p.clone(),
+        _ => config.model.clone(),
+    };
+    config.cancel = super::cancel::install(move || {
+        output::error(REWRITE, Error::Cancelled { file: file.clone() });
+    });
     if !json && io::stderr().is_terminal() && file_len(&config.model) > PROGRESS_MIN_BYTES {
         config.progress = Some(progress_bar());
     }

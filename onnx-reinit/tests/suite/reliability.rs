@@ -725,3 +725,100 @@ fn structured_fills_reuse_one_pool() {
     );
     assert!(rss < rss0 + 8 * 1024, "RSS grew from {rss0} to {rss} KiB");
 }
+
+/// A model of `n` one-element f32 initializers feeding nothing: slow to load and analyse in
+/// proportion to `n`, small on disk.
+fn many_tensors_model(path: &Path, n: usize) {
+    let inits: Vec<Vec<u8>> = (0..n)
+        .map(|i| tensor(&format!("t{i}"), &[1], FLOAT, &Payload::Raw(vec![0; 4])))
+        .collect();
+    let body = graph(&[], &inits, &["x"], &["y"]);
+    fs::write(
+        path,
+        crate::common::onnx::model("reliability-test", None, &body),
+    )
+    .unwrap();
+}
+
+/// SIGINT, SIGTERM and SIGHUP while the model is being loaded (the child is stopped as soon as
+/// it has mapped the model, the signal sent, and the child continued): every command exits
+/// with 130 and a one-line message, writes nothing, and does not first finish its load,
+/// analysis or dry run (which it did before, exiting 0 after a dry run).
+#[test]
+fn signals_cancel_every_phase_with_exit_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("many.onnx");
+    many_tensors_model(&input, 100_000);
+    let out_dir = dir.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("out.onnx");
+    let cases: [(&[&std::ffi::OsStr], i32, &str); 5] = [
+        (
+            &[input.as_os_str(), "--dry-run".as_ref()],
+            libc::SIGINT,
+            "rewrite cancelled",
+        ),
+        (
+            &[input.as_os_str(), "--dry-run".as_ref()],
+            libc::SIGTERM,
+            "rewrite cancelled",
+        ),
+        (
+            &[input.as_os_str(), "-o".as_ref(), out.as_os_str()],
+            libc::SIGHUP,
+            "rewrite cancelled",
+        ),
+        (
+            &["inspect".as_ref(), input.as_os_str()],
+            libc::SIGINT,
+            "cancelled",
+        ),
+        (
+            &["inspect".as_ref(), input.as_os_str()],
+            libc::SIGTERM,
+            "cancelled",
+        ),
+    ];
+    for (args, signal, words) in cases {
+        let mut child = bin()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mapped = || {
+            fs::read_to_string(format!("/proc/{pid}/maps"))
+                .is_ok_and(|m| m.contains(input.to_str().unwrap()))
+        };
+        while !mapped() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{args:?} ended before loading"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // SAFETY: `pid` is our running child (it has the model mapped).
+        unsafe {
+            assert_eq!(libc::kill(pid as i32, libc::SIGSTOP), 0);
+            assert_eq!(libc::kill(pid as i32, signal), 0);
+            assert_eq!(libc::kill(pid as i32, libc::SIGCONT), 0);
+        }
+        let o = child.wait_with_output().unwrap();
+        let err = text(&o.stderr);
+        assert_eq!(
+            o.status.code(),
+            Some(130),
+            "{args:?} signal {signal}: {:?} {err}",
+            o.status
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(words) && err.contains("error"), "{err}");
+        assert!(
+            o.stdout.is_empty(),
+            "{args:?} printed a report after the signal"
+        );
+        assert_eq!(names(&out_dir), Vec::<String>::new());
+        assert_eq!(names(dir.path()), ["many.onnx", "out"]);
+    }
+}
