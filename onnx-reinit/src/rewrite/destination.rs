@@ -1,6 +1,6 @@
 //! Safety of the destination: where each output file goes, the checks that keep every output
 //! off the input and inside the output folder, and the temporary file beside each destination
-//! that becomes it.
+//! that becomes it (unnamed where the file system allows it: see [`Temp`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, Metadata};
@@ -30,7 +30,153 @@ pub(super) struct OutputFile {
     /// Overwrite `dest` if it exists (force, or in place).
     pub(super) overwrite: bool,
     /// The temporary file in `dest`'s folder that becomes `dest`.
-    pub(super) temp: NamedTempFile,
+    pub(super) temp: Temp,
+}
+
+/// The file an output is written to before it becomes its destination.
+///
+/// Where the file system allows it (Linux, ext4/xfs/btrfs/tmpfs, …) it is an unnamed file
+/// (`O_TMPFILE`) in the destination's folder: a process killed with SIGKILL, or a machine that
+/// loses power, leaves nothing behind (the kernel frees an unnamed file when its last descriptor
+/// closes), where a named temporary file stayed forever at the size of the model. It gets a
+/// name only at the commit point ([`Temp::persist`]). Elsewhere it is a named temporary file
+/// (`.tmpXXXXXX`), removed on every path but SIGKILL.
+pub(super) enum Temp {
+    /// `O_TMPFILE`: no name until persisted.
+    Unnamed(File),
+    /// The portable fallback.
+    Named(NamedTempFile),
+}
+
+impl Temp {
+    /// An unnamed file in `dir` if the system supports it there, else a named one.
+    fn new_in(dir: &Path) -> std::io::Result<Temp> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            match fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(libc::O_TMPFILE)
+                .open(dir)
+            {
+                Ok(f) => return Ok(Temp::Unnamed(f)),
+                // Not a folder, no permission, no space: the same error the fallback would give.
+                Err(e)
+                    if !matches!(
+                        e.raw_os_error(),
+                        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+                    ) =>
+                {
+                    return Err(e);
+                }
+                // The file system (or kernel) has no O_TMPFILE: a named file.
+                Err(_) => {}
+            }
+        }
+        NamedTempFile::new_in(dir).map(Temp::Named)
+    }
+
+    pub(super) fn as_file(&self) -> &File {
+        match self {
+            Temp::Unnamed(f) => f,
+            Temp::Named(t) => t.as_file(),
+        }
+    }
+
+    /// Makes the file `dest`: replacing an existing `dest` if `overwrite`, else failing with
+    /// `AlreadyExists` if it exists. Atomic either way: a reader sees the old `dest` or the
+    /// whole new file. An unnamed file is linked under a fresh temporary name beside `dest` and
+    /// renamed over it (`linkat` cannot replace), or, without `overwrite`, linked as `dest`
+    /// directly (which fails if it exists).
+    pub(super) fn persist(self, dest: &Path, overwrite: bool) -> std::io::Result<()> {
+        match self {
+            Temp::Named(t) => {
+                let r = if overwrite {
+                    t.persist(dest).map(drop)
+                } else {
+                    t.persist_noclobber(dest).map(drop)
+                };
+                r.map_err(|e| e.error)
+            }
+            Temp::Unnamed(f) => {
+                if !overwrite {
+                    return link_unnamed(&f, dest);
+                }
+                let dir = parent_dir(dest);
+                for _ in 0..100 {
+                    let name = dir.join(format!(".tmp{:08x}", random_u32()));
+                    match link_unnamed(&f, &name) {
+                        Ok(()) => {
+                            return fs::rename(&name, dest).inspect_err(|_| {
+                                let _ = fs::remove_file(&name);
+                            });
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists))
+            }
+        }
+    }
+}
+
+/// Gives the unnamed file `f` the name `dest` (`linkat` through `/proc/self/fd`, which needs no
+/// privilege; `AT_EMPTY_PATH` where `/proc` is not mounted, which needs `CAP_DAC_READ_SEARCH`).
+fn link_unnamed(f: &File, dest: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let to = CString::new(dest.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let from = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: two valid NUL-terminated paths; linkat reads them and nothing else.
+    let r = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::ENOENT) || Path::new("/proc/self/fd").exists() {
+        return Err(e);
+    }
+    // SAFETY: an open descriptor, an empty path (AT_EMPTY_PATH) and a valid destination path.
+    let r = unsafe {
+        libc::linkat(
+            f.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A random number for temporary names (collisions are retried, so quality does not matter).
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() as u32
 }
 
 impl OutputFile {
@@ -47,8 +193,8 @@ impl OutputFile {
             .metadata()
             .map_err(|e| Error::io(&src_path, "read metadata", e))?;
         let dir = parent_dir(&dest);
-        let temp = NamedTempFile::new_in(&dir)
-            .map_err(|e| Error::io(&dir, "create a temporary file in", e))?;
+        let temp =
+            Temp::new_in(&dir).map_err(|e| Error::io(&dir, "create a temporary file in", e))?;
         // In place, the replacement keeps the original's owner and group, so that a run as
         // another user (root) does not take the model away from its owner. Best effort: only a
         // privileged process may give a file away, and an unprivileged one owns its files.

@@ -72,12 +72,10 @@ impl Rewriter<'_> {
                 }
                 return Err(e);
             }
-            let temp = layout.output.temp;
-            let result = if layout.output.overwrite {
-                temp.persist(&layout.output.dest).map(drop)
-            } else {
-                temp.persist_noclobber(&layout.output.dest).map(drop)
-            };
+            let result = layout
+                .output
+                .temp
+                .persist(&layout.output.dest, layout.output.overwrite);
             if let Err(e) = result {
                 // Undo what was already renamed into a new output; in place nothing can be
                 // undone (the originals are gone), which is why side files go first.
@@ -86,12 +84,12 @@ impl Rewriter<'_> {
                         let _ = fs::remove_file(p);
                     }
                 }
-                return Err(if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
                     Error::OutputExists {
                         file: layout.output.dest,
                     }
                 } else {
-                    Error::io(&layout.output.dest, "rename the output into place", e.error)
+                    Error::io(&layout.output.dest, "rename the output into place", e)
                 });
             }
             // Make the rename itself durable; failing to sync a folder is not worth failing for.

@@ -4,6 +4,8 @@
 //!   to a device) are refused even with `--force`, and `-o -` is a usage error.
 //! - A FIFO as input is refused at once instead of blocking in `open`.
 //! - `--in-place` on a hard-linked model is refused without `--force`.
+//! - SIGKILL mid-write leaves no temporary file: the output is written to an unnamed file
+//!   (`O_TMPFILE`) that only gets a name at the commit point.
 //! - A plan whose values overflow the tensor's element type, or whose scale is zero there, is
 //!   refused (naming tensor, scheme and type) instead of writing `inf` or zeros.
 //! - A model truncated or extended while it is read or copied: no crash (a truncated mapping
@@ -820,5 +822,89 @@ fn signals_cancel_every_phase_with_exit_130() {
         );
         assert_eq!(names(&out_dir), Vec::<String>::new());
         assert_eq!(names(dir.path()), ["many.onnx", "out"]);
+    }
+}
+
+/// Whether process `pid` has an unnamed file (`O_TMPFILE`, `dir/#N (deleted)`) of `dir` open.
+fn unnamed_open_in(pid: u32, dir: &Path) -> bool {
+    fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.filter_map(Result::ok)
+            .filter_map(|e| fs::read_link(e.path()).ok())
+            .any(|t| {
+                t.parent() == Some(dir)
+                    && t.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('#'))
+            })
+    })
+}
+
+/// Whether `dir`'s file system supports unnamed temporary files (`O_TMPFILE`).
+fn supports_tmpfile(dir: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+        .is_ok()
+}
+
+/// SIGKILL while the rewrite writes its output (to a new file and in place): the folder holds
+/// exactly what it held before, no `.tmpXXXXXX` of the model's size; the input is intact. The
+/// child is killed once it has its temporary output open; a run that finished first is retried
+/// with a model twice as big.
+#[test]
+fn sigkill_mid_write_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    if !supports_tmpfile(dir.path()) {
+        eprintln!("SKIPPED: this file system has no O_TMPFILE (named temporaries are used)");
+        return;
+    }
+    let input = dir.path().join("model.onnx");
+    let out_dir = dir.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("out.onnx");
+    let mut cols = 4096; // 2048 × 4096 × 4 B = 32 MiB
+    for in_place in [false, true] {
+        for attempt in 0.. {
+            write_gemm_model(&input, 2048, cols);
+            let original = fs::read(&input).unwrap();
+            let (watch, args): (&Path, Vec<&std::ffi::OsStr>) = if in_place {
+                (dir.path(), vec![input.as_os_str(), "--in-place".as_ref()])
+            } else {
+                (
+                    &out_dir,
+                    vec![input.as_os_str(), "-o".as_ref(), out.as_os_str()],
+                )
+            };
+            let before = names(watch);
+            let mut child = bin()
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let pid = child.id();
+            let mut killed = false;
+            while child.try_wait().unwrap().is_none() {
+                if unnamed_open_in(pid, watch) {
+                    // SAFETY: `pid` is our child, not yet reaped.
+                    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+                    killed = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let status = child.wait().unwrap();
+            if killed && !status.success() {
+                assert_eq!(names(watch), before, "left behind after SIGKILL");
+                assert_eq!(fs::read(&input).unwrap(), original, "the input changed");
+                break;
+            }
+            // Finished before the kill: clean up and try a bigger model.
+            let _ = fs::remove_file(&out);
+            assert!(attempt < 3, "every run finished before it could be killed");
+            cols *= 2;
+        }
     }
 }
