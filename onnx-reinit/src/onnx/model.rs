@@ -265,7 +265,7 @@ impl LoadedModel {
             return Err(malformed(0, String::new(), "the file is empty".into()));
         }
         let unmapper = Unmapper::new(map);
-        let scan = scan::scan_with(map, &|offset| unmapper.upto(offset))
+        let mut scan = scan::scan_with(map, &|offset| unmapper.upto(offset))
             .map_err(|e| malformed(e.offset, e.context, e.what))?;
         if !scan.has_graph {
             return Err(malformed(
@@ -354,8 +354,9 @@ impl LoadedModel {
                 graph: graph_path.clone(),
                 graph_index: t.graph,
                 index_in_graph: t.index_in_graph,
-                name: t.name.clone(),
-                dims: t.dims.clone(),
+                // Moved from the scan below, once `names` no longer borrows them.
+                name: String::new(),
+                dims: Vec::new(),
                 data_type: t.data_type,
                 storage,
                 numel: n,
@@ -363,6 +364,17 @@ impl LoadedModel {
                 offset: scan.frames[t.frame].body.start,
             });
         }
+        drop(names);
+        // The scanned tensors have served (cross-check, storage, validation): their names and
+        // dims move into the entries and the rest (payload ranges, external keys, ~400 bytes a
+        // tensor) is freed, so a model of millions of initializers is not held twice. Only the
+        // frames stay, for the rewrite's re-framing.
+        for (e, t) in tensors.iter_mut().zip(&mut scan.tensors) {
+            e.name = std::mem::take(&mut t.name);
+            e.dims = std::mem::take(&mut t.dims);
+        }
+        scan.tensors = Vec::new();
+        scan.frames.shrink_to_fit();
         Ok(Parts {
             dir,
             skeleton,
