@@ -6,6 +6,7 @@
 //! - `--in-place` on a hard-linked model is refused without `--force`.
 //! - SIGKILL mid-write leaves no temporary file: the output is written to an unnamed file
 //!   (`O_TMPFILE`) that only gets a name at the commit point.
+//! - A sparse external-data file keeps its holes in the rewritten copy.
 //! - A plan whose values overflow the tensor's element type, or whose scale is zero there, is
 //!   refused (naming tensor, scheme and type) instead of writing `inf` or zeros.
 //! - A model truncated or extended while it is read or copied: no crash (a truncated mapping
@@ -907,4 +908,64 @@ fn sigkill_mid_write_leaves_no_temporary_file() {
             cols *= 2;
         }
     }
+}
+
+/// A 64 MiB side file that is a hole but for the 64 bytes of the rewritten weight at its start
+/// and 4 bytes at its end: the copy beside the output is as sparse (a few blocks, not 64 MiB of
+/// zeros), with the same length and the same bytes outside the weight.
+#[test]
+fn sparse_external_data_stays_sparse() {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("w.bin");
+    let f = fs::File::create(&side).unwrap();
+    let len = 64u64 << 20;
+    f.set_len(len).unwrap();
+    f.write_all_at(&[1; 64], 0).unwrap();
+    f.write_all_at(&[9; 4], len - 4).unwrap();
+    drop(f);
+    if fs::metadata(&side).unwrap().blocks() * 512 >= len / 2 {
+        eprintln!("SKIPPED: this file system does not keep holes");
+        return;
+    }
+    let body = graph(
+        &[
+            node("fc", "Gemm", &["x", "W"], &["h"], &[attr_int("transB", 1)]),
+            node("act", "Relu", &["h"], &["y"], &[]),
+        ],
+        &[tensor(
+            "W",
+            &[4, 4],
+            FLOAT,
+            &Payload::external("w.bin", Some(0), Some(64)),
+        )],
+        &["x"],
+        &["y"],
+    );
+    let input = dir.path().join("model.onnx");
+    fs::write(
+        &input,
+        crate::common::onnx::model("reliability-test", None, &body),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("out.onnx");
+    let o = run_or_hang(
+        &[input.as_os_str(), "-o".as_ref(), out.as_os_str()],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let copy = out_dir.join("w.bin");
+    let m = fs::metadata(&copy).unwrap();
+    assert_eq!(m.len(), len);
+    assert!(
+        m.blocks() * 512 < 1 << 20,
+        "the copy has {} bytes allocated for a 64 MiB file that is a hole but for 68 bytes",
+        m.blocks() * 512
+    );
+    let bytes = fs::read(&copy).unwrap();
+    assert_ne!(&bytes[..64], &[1; 64][..], "the weight was rewritten");
+    assert!(bytes[64..len as usize - 4].iter().all(|&b| b == 0));
+    assert_eq!(&bytes[len as usize - 4..], &[9; 4]);
 }
