@@ -1977,13 +1977,18 @@ fn temporaries(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Whether process `pid` has a file in `dir` open: its temporary output, which is unnamed
-/// (`O_TMPFILE`, shown as `dir/#N (deleted)`) where the file system allows it.
+/// Whether process `pid` has an unnamed temporary output open in `dir` or a sub-folder
+/// (`O_TMPFILE`, which `/proc/PID/fd` shows as `folder/#N (deleted)`), where the file system
+/// allows one; otherwise the output is a named `.tmpXXXXXX` ([`temporaries`]).
 fn has_file_open_in(pid: u32, dir: &Path) -> bool {
     fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
         fds.filter_map(Result::ok)
             .filter_map(|e| fs::read_link(e.path()).ok())
-            .any(|t| t.starts_with(dir))
+            .any(|t| {
+                t.starts_with(dir)
+                    && t.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('#'))
+            })
     })
 }
 
