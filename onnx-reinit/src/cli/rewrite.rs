@@ -117,6 +117,20 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
     config.cancel = super::cancel::install(move || {
         output::error(REWRITE, Error::Cancelled { file: file.clone() });
     });
+    // --force lets in place replace a hard-linked model (refused without it); say what that
+    // means for the other names.
+    if config.force && config.destination == Destination::InPlace {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(&config.model)
+            && m.nlink() > 1
+        {
+            eprintln!(
+                "{REWRITE}: note: {} has {} hard links; the other links keep the old contents",
+                config.model.display(),
+                m.nlink()
+            );
+        }
+    }
     if !json && io::stderr().is_terminal() && file_len(&config.model) > PROGRESS_MIN_BYTES {
         config.progress = Some(progress_bar());
     }

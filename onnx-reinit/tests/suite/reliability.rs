@@ -243,6 +243,11 @@ fn in_place_on_a_hard_linked_model_needs_force() {
         dir.path(),
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("has 2 hard links; the other links keep the old contents"),
+        "{}",
+        text(&o.stderr)
+    );
     assert_ne!(fs::read(&input).unwrap(), before);
     assert_eq!(fs::read(&link).unwrap(), before);
     assert_eq!(fs::metadata(&input).unwrap().nlink(), 1);
