@@ -72,7 +72,8 @@ pub struct RewriteConfig {
     pub seed: u64,
     /// Fan convention.
     pub analysis: AnalysisOptions,
-    /// Set to `true` (e.g. from a Ctrl-C handler) to stop the rewrite, leaving no output.
+    /// Set to `true` (e.g. from a Ctrl-C handler) to stop the run, leaving no output: checked
+    /// between the phases (load, analysis, plan) and by the rewrite piece by piece.
     pub cancel: Option<Arc<AtomicBool>>,
     /// Called with (bytes done, total bytes) while writing.
     pub progress: Option<Arc<ProgressFn>>,
@@ -148,8 +149,23 @@ pub struct Outcome {
 
 /// Run the whole rewrite. On error nothing is written and the input is unchanged.
 pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
+    // Checked between the phases; the rewrite checks it piece by piece.
+    let check_cancel = || match &config.cancel {
+        Some(c) if c.load(std::sync::atomic::Ordering::Relaxed) => {
+            Err(crate::error::Error::Cancelled {
+                file: match &config.destination {
+                    Destination::Path(p) => p.clone(),
+                    _ => config.model.clone(),
+                },
+            })
+        }
+        _ => Ok(()),
+    };
+    check_cancel()?;
     let model = LoadedModel::open(&config.model)?;
+    check_cancel()?;
     let analysis = analyze_loaded(&model, &config.analysis)?;
+    check_cancel()?;
     let plan_error = |error| RunError::Plan {
         file: config.model.clone(),
         error,
@@ -157,7 +173,12 @@ pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
     let plan = plan::plan(&analysis, &config.rules, config.seed).map_err(plan_error)?;
     let filler = PlanFiller::new(&analysis, &plan).map_err(plan_error)?;
     let output = match &config.destination {
-        Destination::DryRun => None,
+        Destination::DryRun => {
+            // The plan came from what was read: a model that changed meanwhile has another.
+            model.check_unchanged()?;
+            check_cancel()?;
+            None
+        }
         dest => {
             let target = match dest {
                 Destination::Path(p) => OutputTarget::Path(p.clone()),

@@ -372,6 +372,19 @@ pub enum Refusal {
         /// init-core's reason.
         error: init_core::InitError,
     },
+    /// The scheme's values are not finite in the tensor's element type (they overflow it, e.g.
+    /// `constant(1e39)` on float, `constant(70000)` on float16), or its scale is zero there (a
+    /// fan-based scheme whose gain or variance underflowed, values that all round to 0): the
+    /// output would be all `inf` or all zeros.
+    #[error("{scheme} on {dtype}: {what}")]
+    NotRepresentable {
+        /// The scheme.
+        scheme: Scheme,
+        /// The tensor's element type (ONNX name).
+        dtype: String,
+        /// What goes wrong.
+        what: String,
+    },
     /// A recurrent fill's gate blocks do not make up the tensor.
     #[error("{blocks} gate blocks of {rows}×{cols} do not make its {numel} elements")]
     GateBlocks {

@@ -180,6 +180,11 @@ pub(crate) fn run(args: &InspectArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // Ctrl-C, SIGTERM and SIGHUP exit at once (nothing is written until the plot).
+    let model = args.model.clone();
+    let _ = super::cancel::install(move || {
+        output::error(INSPECT, format_args!("{}: cancelled", model.display()));
+    });
     let report = match inspect::inspect(&args.model, &opts) {
         Ok((_, _, report)) => report,
         Err(e) => return fail(&e),
@@ -196,6 +201,8 @@ pub(crate) fn run(args: &InspectArgs) -> ExitCode {
         return code;
     }
     if let Some(path) = &args.plot {
+        // A signal while the plot is written waits for it (no half-written file).
+        let _writing = crate::rewrite::hold_exit();
         if let Err(e) = inspect::plot::write_svg(path, &report) {
             return fail(&e);
         }

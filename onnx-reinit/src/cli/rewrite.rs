@@ -3,13 +3,12 @@
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::analysis::AnalysisOptions;
 use crate::error::Error;
 use crate::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig, RunError};
 use clap::Args;
+use clap::builder::TypedValueParser;
 
 use super::output::{self, PROGRESS_MIN_BYTES, REWRITE, file_len, progress_bar};
 use super::rules::RuleArgs;
@@ -23,8 +22,10 @@ pub(crate) struct RewriteArgs {
     #[arg(required = true)]
     model: Option<PathBuf>,
 
-    /// Output file [default: <stem>.reinit.onnx beside the input].
-    #[arg(short, long, value_name = "OUT", conflicts_with_all = ["in_place", "dry_run"])]
+    /// Output file [default: <stem>.reinit.onnx beside the input]; a missing path or a regular
+    /// file (never a device, FIFO or folder; `-` is refused: the output needs a real file).
+    #[arg(short, long, value_name = "OUT", conflicts_with_all = ["in_place", "dry_run"],
+          value_parser = TypedValueParser::try_map(clap::builder::OsStringValueParser::new(), output_path))]
     output: Option<PathBuf>,
 
     /// Rewrite the input file itself (through a temporary file and an atomic rename).
@@ -54,6 +55,18 @@ pub(crate) struct RewriteArgs {
 
     #[command(flatten)]
     rules: RuleArgs,
+}
+
+/// `-o`'s parser: `-` is refused rather than read as a file named `-` in the working folder.
+/// A model cannot go to stdout: the output is written in parallel at positions, flushed and
+/// renamed into place, which a pipe cannot do, and a half-written model on a pipe would look
+/// like a whole one to the reader.
+fn output_path(s: std::ffi::OsString) -> Result<PathBuf, String> {
+    if s == "-" {
+        Err("the output cannot be stdout (`-`); give a file path (./- for a file named `-`)".into())
+    } else {
+        Ok(PathBuf::from(s))
+    }
 }
 
 impl RewriteArgs {
@@ -95,12 +108,28 @@ impl RewriteArgs {
 /// code (see [`super`]).
 pub(crate) fn run(args: RewriteArgs) -> ExitCode {
     let (mut config, json) = args.into_config();
-    // Ctrl-C (and SIGTERM, SIGHUP) stops the rewrite at the next piece; the library then removes
-    // its temporary files, so the input stays intact and no partial output is left.
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&cancel);
-    if ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).is_ok() {
-        config.cancel = Some(cancel);
+    // Ctrl-C (and SIGTERM, SIGHUP) exits at once before anything is written, and stops a
+    // rewrite at its next piece, which then removes its temporary files (see `cancel`).
+    let file = match &config.destination {
+        Destination::Path(p) => p.clone(),
+        _ => config.model.clone(),
+    };
+    config.cancel = super::cancel::install(move || {
+        output::error(REWRITE, Error::Cancelled { file: file.clone() });
+    });
+    // --force lets in place replace a hard-linked model (refused without it); say what that
+    // means for the other names.
+    if config.force && config.destination == Destination::InPlace {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(&config.model)
+            && m.nlink() > 1
+        {
+            eprintln!(
+                "{REWRITE}: note: {} has {} hard links; the other links keep the old contents",
+                config.model.display(),
+                m.nlink()
+            );
+        }
     }
     if !json && io::stderr().is_terminal() && file_len(&config.model) > PROGRESS_MIN_BYTES {
         config.progress = Some(progress_bar());

@@ -382,6 +382,8 @@ pub fn inspect(
     if let Some(fopts) = &opts.forward {
         report.forward = Some(run_forward(&model, &analysis, fopts));
     }
+    // Statistics of a model that changed while being read describe neither version.
+    model.check_unchanged()?;
     Ok((model, analysis, report))
 }
 
