@@ -1,5 +1,6 @@
-//! `#[derive(Initialize)]` on an MLP and a small CNN: each field's scheme and fans (constants of
-//! its type) and the std of the values written against the std the scheme promises.
+//! `#[derive(Initialize)]` on an MLP, a small CNN and a block sized at run time (grouped,
+//! transposed, embedding): each field's scheme and fans and the std of the values written
+//! against the std the scheme promises.
 //!
 //! Run: `cargo run -p init-core --example derive_models --features derive`
 
@@ -51,6 +52,37 @@ struct Cnn {
     heads: Vec<Dense<128, 10>>,
 }
 
+/// A MobileNet-style block sized from a config at run time: a depthwise conv (`groups`), a
+/// pointwise one, and a transposed conv upsampling, each read with PyTorch's `[out, in/g, k…]`
+/// (`[in, out/g, k…]` for the transposed one). Shapes read `self`, so the block is built by its
+/// constructor and initialized in place.
+#[derive(Initialize)]
+struct Block {
+    #[init(skip)]
+    c: usize,
+    #[init(he_normal, groups = self.c, shape = [self.c, 1, 3, 3])]
+    dw: Vec<f32>,
+    #[init(he_normal, shape = [2 * self.c, self.c, 1, 1])]
+    pw: Vec<f32>,
+    #[init(he_uniform, transposed, shape = [2 * self.c, self.c, 2, 2])]
+    up: Vec<f32>,
+    /// Token embeddings `[V, D]`: fans (1, D).
+    #[init(glorot_normal, embedding, shape = [1000, self.c])]
+    emb: Vec<f32>,
+}
+
+impl Block {
+    fn new(c: usize) -> Block {
+        Block {
+            c,
+            dw: vec![0.0; c * 9],
+            pw: vec![0.0; 2 * c * c],
+            up: vec![0.0; 2 * c * c * 4],
+            emb: vec![0.0; 1000 * c],
+        }
+    }
+}
+
 fn print(title: &str, log: &[Record]) {
     println!("{title}");
     println!(
@@ -94,6 +126,14 @@ fn main() {
     cnn.initialize(&mut init);
     print(
         "CNN conv3x3(3→32) conv3x3(32→64) proj(1024→128) 2 heads (seed 42)",
+        init.log(),
+    );
+
+    let mut block = Block::new(64);
+    let mut init = Initializer::logging(seed);
+    block.initialize(&mut init);
+    print(
+        "Block(c = 64): depthwise, pointwise, transposed conv, embedding (seed 42)",
         init.log(),
     );
 

@@ -24,6 +24,15 @@ pub enum InitError {
         /// fan_out.
         fan_out: u64,
     },
+    /// A fan-based scheme was given no fans (`init_tensor(.., None, ..)`).
+    #[error(
+        "{scheme} scales its values by fan_in/fan_out, so it needs fans: pass \
+         `Some(Fans::of(shape, rule)?)`, or call `SchemeExt::fill`, which reads them from the shape"
+    )]
+    NeedsFans {
+        /// The scheme's name.
+        scheme: &'static str,
+    },
     /// The tensor has fewer dimensions than the scheme or fan rule needs.
     #[error("{what} needs a tensor of rank >= {min}, got rank {rank}")]
     RankTooLow {

@@ -45,12 +45,24 @@ impl core::fmt::Display for Fans {
 }
 
 /// Which axes hold the output and input features.
+///
+/// The weight layouts of the frameworks a Rust model is written for (every framework stores an
+/// embedding table as `[V, D]`; see [`Fans::embedding`]):
+///
+/// | framework | Linear | Conv | ConvTranspose (with `transposed`) |
+/// |---|---|---|---|
+/// | PyTorch, tch-rs | `[out, in]` OutIn | `[out, in/g, k…]` OutIn | `[in, out/g, k…]` OutIn |
+/// | candle (`candle-nn`) | `[out, in]` OutIn | `[out, in/g, k…]` OutIn | `[in, out, k…]` OutIn |
+/// | burn (`burn-nn`) | **`[in, out]` InOut** (`LinearLayout::Row`, the default) | `[out, in/g, k…]` OutIn | `[in, out/g, k…]` OutIn |
+/// | Keras | `[in, out]` InOut | `[k…, in/g, out]` InOut | `[k…, out, in]` InOut |
+/// | JAX/Flax | `[in, out]` InOut | `[k…, in/g, out]` InOut | `[k…, in, out]` InOut, not transposed (`transpose_kernel = False`) |
+/// | ONNX | Gemm transB = 1 OutIn; MatMul, Gemm transB = 0 InOut | `[out, in/g, k…]` OutIn | `[in, out/g, k…]` OutIn |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Layout {
-    /// `[out, in, k…]`: PyTorch, candle, ONNX Conv and Gemm with transB = 1.
+    /// `[out, in, k…]`: PyTorch, candle, burn's Conv, ONNX Conv and Gemm with transB = 1.
     #[default]
     OutIn,
-    /// `[k…, in, out]`: Keras, JAX/Flax, ONNX MatMul and Gemm with transB = 0.
+    /// `[k…, in, out]`: Keras, JAX/Flax, burn's Linear, ONNX MatMul and Gemm with transB = 0.
     InOut,
 }
 
@@ -171,6 +183,43 @@ impl Fans {
             }
         };
         Ok(Fans { fan_in, fan_out })
+    }
+
+    /// Fans of an embedding table `[V, D]` (rows are looked up, one per token; the same in
+    /// every framework). [`Convention::True`]: each output reads one row, so fan_in = 1 and
+    /// fan_out = D (onnx-reinit's fans for a `Gather` table). [`Convention::Framework`]: what
+    /// the framework's formula gives for the weight's shape, PyTorch's `(D, V)` for
+    /// [`Layout::OutIn`], Keras's `(V, D)` for [`Layout::InOut`].
+    ///
+    /// ```
+    /// use init_core::{Convention, Fans, Layout};
+    /// // torch nn.Embedding(100, 32): weight [100, 32].
+    /// assert_eq!(Fans::embedding(&[100, 32], Layout::OutIn, Convention::True).unwrap(),
+    ///            Fans { fan_in: 1, fan_out: 32 });
+    /// assert_eq!(Fans::embedding(&[100, 32], Layout::OutIn, Convention::Framework).unwrap(),
+    ///            Fans { fan_in: 32, fan_out: 100 });
+    /// ```
+    pub fn embedding(
+        shape: &[usize],
+        layout: Layout,
+        convention: Convention,
+    ) -> Result<Fans, InitError> {
+        let &[_, d] = shape else {
+            return Err(InitError::BadShape(format!(
+                "an embedding table is [V, D] (rank 2), got {shape:?}"
+            )));
+        };
+        match convention {
+            Convention::True => Fans::new(1, d as u64),
+            Convention::Framework => Fans::of(
+                shape,
+                FanRule {
+                    layout,
+                    convention,
+                    ..FanRule::default()
+                },
+            ),
+        }
     }
 
     /// Fans from explicit axes, as JAX's `_compute_fans(shape, in_axis, out_axis, batch_axis)`:

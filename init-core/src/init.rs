@@ -96,6 +96,128 @@ impl Initializer {
     }
 }
 
+/// What a custom initializer (`#[init(with = path::to::f)]`, [`Initializer::fill_with`]) is
+/// told about the tensor it fills.
+///
+/// `stream` is the tensor's own stream (the seed and [`key_of`] its path), the one a scheme
+/// would draw from: drawing from it (for example with [`crate::Sampler::fill`]) keeps the
+/// determinism contract (values a pure function of seed, path and shape).
+#[derive(Clone, Copy, Debug)]
+pub struct Site<'a> {
+    /// The tensor's path (`"encoder.layers.0.w"`).
+    pub path: &'a str,
+    /// Its dims, outermost first.
+    pub dims: &'a [usize],
+    /// Its fans under the field's rule (`layout`, `groups`, `transposed`, `convention`,
+    /// `embedding`, or explicit `fans`); `None` below rank 2 without `fans`.
+    pub fans: Option<Fans>,
+    /// The tensor's stream.
+    pub stream: Stream,
+}
+
+impl Initializer {
+    /// Fill the tensor `out` (the elements of `shape`, row-major) named `segment` under the
+    /// current path with `scheme`, reading fans from `shape` by `rule`: what
+    /// `#[derive(Initialize)]` does for a field, for hand-written [`Initialize`] impls. The
+    /// values are those [`crate::SchemeExt::fill`] gives with the full path as the name.
+    pub fn fill<T: crate::Element>(
+        &mut self,
+        segment: &str,
+        scheme: &crate::Scheme,
+        out: &mut [T],
+        shape: &[usize],
+        rule: crate::FanRule,
+    ) -> Result<(), crate::InitError> {
+        self.scoped(segment, |init| {
+            let fans = if scheme.needs_fans() {
+                Some(Fans::of(shape, rule)?)
+            } else {
+                None
+            };
+            crate::init_tensor(scheme, out, shape, fans, init.stream())?;
+            init.record(&alloc::format!("{scheme}"), shape, fans, out, || {
+                crate::SchemeExt::expected_std(scheme, shape, fans).unwrap_or(f64::NAN)
+            });
+            Ok(())
+        })
+    }
+
+    /// Fill the tensor `out` named `segment` with a custom initializer `f`, which gets the
+    /// tensor's [`Site`] (path, dims, fans by `rule` when the rank is ≥ 2, and its stream): the
+    /// equivalent of `#[init(with = f)]` for hand-written [`Initialize`] impls.
+    pub fn fill_with<T: crate::Element>(
+        &mut self,
+        segment: &str,
+        out: &mut [T],
+        shape: &[usize],
+        rule: crate::FanRule,
+        f: impl FnOnce(&mut [T], &Site<'_>),
+    ) -> Result<(), crate::InitError> {
+        let numel = crate::fans::checked_product(shape)?;
+        if numel != out.len() {
+            return Err(crate::InitError::LengthMismatch {
+                expected: numel,
+                got: out.len(),
+            });
+        }
+        let fans = if shape.len() >= 2 {
+            Some(Fans::of(shape, rule)?)
+        } else {
+            None
+        };
+        self.scoped(segment, |init| {
+            init.custom(out, shape, fans, f);
+        });
+        Ok(())
+    }
+
+    /// Run a custom initializer at the current path and log it.
+    fn custom<T: crate::Element>(
+        &mut self,
+        out: &mut [T],
+        dims: &[usize],
+        fans: Option<Fans>,
+        f: impl FnOnce(&mut [T], &Site<'_>),
+    ) {
+        let site = Site {
+            path: &self.path,
+            dims,
+            fans,
+            stream: self.stream(),
+        };
+        f(out, &site);
+        self.record("custom", dims, fans, out, || f64::NAN);
+    }
+
+    /// Append to the log, if kept: the written values' mean and std.
+    fn record<T: crate::Element>(
+        &mut self,
+        scheme: &str,
+        dims: &[usize],
+        fans: Option<Fans>,
+        out: &[T],
+        expected_std: impl FnOnce() -> f64,
+    ) {
+        let Some(log) = &mut self.log else { return };
+        let n = out.len() as f64;
+        let mean = out.iter().map(|x| x.to_f64()).sum::<f64>() / n;
+        let var = out
+            .iter()
+            .map(|x| (x.to_f64() - mean) * (x.to_f64() - mean))
+            .sum::<f64>()
+            / n;
+        log.push(Record {
+            path: self.path.clone(),
+            scheme: scheme.into(),
+            expected_std: expected_std(),
+            dims: dims.to_vec(),
+            fans,
+            mean,
+            std: libm::sqrt(var),
+        });
+    }
+}
+
 /// A value whose parameters can be (re-)initialized from a seeded context.
 ///
 /// `#[derive(Initialize)]` (feature `derive`) implements it for model structs, together with
@@ -151,7 +273,8 @@ pub trait Initialize {
 /// own `Zeroed`, and `#[init(skip)]` fields by `Default`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no zeroed value, which `Initialize::initialized` starts from",
-    note = "derive `Initialize` for it, implement `init_core::Zeroed`, or mark the field `#[init(skip)]` (built with `Default`)"
+    note = "derive `Initialize` for it, implement `init_core::Zeroed`, or mark the field `#[init(skip)]` (built with `Default`)",
+    note = "a struct whose `shape`/`len` reads `self` (`shape = [self.d_out, self.d_in]`) has no zeroed value: build it with your constructor, then call `initialize_with_seed`"
 )]
 pub trait Zeroed: Sized {
     /// The value with every parameter zero (and empty collections empty).
@@ -231,17 +354,18 @@ impl<T: Initialize> Initialize for Option<T> {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::element::Element;
-    pub use crate::fans::Layout;
+    pub use crate::fans::{Convention, Layout};
     pub use crate::init::{Initialize, Initializer, Zeroed};
     pub use crate::shape::{Shape, Tensor};
 
-    use super::Record;
+    use super::Site;
     use crate::SchemeExt as _;
     use crate::error::InitError;
-    use crate::fans::Fans;
+    use crate::fans::{FanRule, Fans};
     use crate::scheme::{RankRequirement, Scheme};
     use crate::shape::Dims;
     use alloc::string::String;
+    use alloc::vec::Vec;
     use core::fmt::Display;
 
     /// What the derive knows about one tensor field.
@@ -253,6 +377,10 @@ pub mod __private {
         layout: Option<Layout>,
         fans: Option<(usize, usize)>,
         shape: Option<&'a [usize]>,
+        groups: usize,
+        transposed: bool,
+        embedding: bool,
+        convention: Convention,
     }
 
     impl<'a> Spec<'a> {
@@ -266,7 +394,35 @@ pub mod __private {
                 layout: None,
                 fans: None,
                 shape: None,
+                groups: 1,
+                transposed: false,
+                embedding: false,
+                convention: Convention::True,
             }
+        }
+        /// `groups = G`.
+        #[must_use]
+        pub const fn groups(mut self, groups: usize) -> Self {
+            self.groups = groups;
+            self
+        }
+        /// `transposed`.
+        #[must_use]
+        pub const fn transposed(mut self) -> Self {
+            self.transposed = true;
+            self
+        }
+        /// `embedding`.
+        #[must_use]
+        pub const fn embedding(mut self) -> Self {
+            self.embedding = true;
+            self
+        }
+        /// `convention = ..`.
+        #[must_use]
+        pub const fn convention(mut self, convention: Convention) -> Self {
+            self.convention = convention;
+            self
         }
         /// The struct-level `bias` scheme, used instead when the tensor has rank 1.
         #[must_use]
@@ -311,41 +467,85 @@ pub mod __private {
         });
     }
 
-    fn fill<T: Tensor + ?Sized>(
+    /// Initialize the tensor field `spec.name` with the user's function (`with = f`).
+    ///
+    /// # Panics
+    /// As [`tensor`], on a run-time shape that disagrees with the buffer or the declared shape.
+    pub fn custom<T: Tensor + ?Sized, F: FnOnce(&mut [T::Elem], &Site<'_>)>(
         t: &mut T,
         init: &mut Initializer,
         spec: &Spec<'_>,
-    ) -> Result<(), String> {
+        f: F,
+    ) {
+        init.scoped(spec.name, |init| {
+            let r = dims_and_fans(t, spec, None).map(|(dims, fans)| {
+                init.custom(t.elems_mut(), &dims, fans, f);
+            });
+            if let Err(e) = r {
+                fail(init.path(), e);
+            }
+        });
+    }
+
+    /// The field's dims and its fans under the spec's rule (`None` below rank 2 without
+    /// explicit fans, and for a scheme without fans).
+    fn dims_and_fans<T: Tensor + ?Sized>(
+        t: &T,
+        spec: &Spec<'_>,
+        scheme: Option<&Scheme>,
+    ) -> Result<(Vec<usize>, Option<Fans>), String> {
         let dims = t.dims(spec.shape).map_err(|e| alloc::format!("{e}"))?;
         if dims.contains(&0) {
             return Err(alloc::format!(
                 "shape {dims:?} has a zero-sized dimension, so the field holds no parameters"
             ));
         }
+        let err = |e: InitError| alloc::format!("{e}");
+        let layout = spec.layout.unwrap_or(T::LAYOUT);
+        // A scheme without fans still reports them (in the log) where the shape has them, but
+        // a shape they cannot be read from is only an error for a scheme that needs them.
+        let wants = scheme.is_none_or(Scheme::needs_fans);
+        let computed = match spec.fans {
+            Some((i, o)) => return Ok((dims, Some(Fans::new(i as u64, o as u64).map_err(err)?))),
+            None if spec.embedding => {
+                if dims.len() == 2 {
+                    Fans::embedding(&dims, layout, spec.convention)
+                } else {
+                    Err(InitError::BadShape(alloc::format!(
+                        "`embedding` is for a [V, D] table of rank 2, but the shape is {dims:?}"
+                    )))
+                }
+            }
+            None if dims.len() >= 2 => {
+                let rule = FanRule {
+                    layout,
+                    groups: spec.groups as u64,
+                    transposed: spec.transposed,
+                    convention: spec.convention,
+                };
+                Fans::of(&dims, rule)
+            }
+            None => return Ok((dims, None)),
+        };
+        match computed {
+            Ok(f) => Ok((dims, Some(f))),
+            Err(e) if wants => Err(err(e)),
+            Err(_) => Ok((dims, None)),
+        }
+    }
+
+    fn fill<T: Tensor + ?Sized>(
+        t: &mut T,
+        init: &mut Initializer,
+        spec: &Spec<'_>,
+    ) -> Result<(), String> {
+        let dims = t.dims(spec.shape).map_err(|e| alloc::format!("{e}"))?;
         let text = match spec.bias {
             Some(bias) if dims.len() == 1 => bias,
             _ => spec.scheme,
         };
         let scheme = Scheme::parse(text).map_err(|e| alloc::format!("{e}"))?;
-        let layout = spec.layout.unwrap_or(T::LAYOUT);
-        let fans = match spec.fans {
-            Some((i, o)) => Some(Fans::new(i as u64, o as u64).map_err(|e| alloc::format!("{e}"))?),
-            None if dims.len() >= 2 => {
-                // Compile-time shapes read their fans from the type's constant dims.
-                let (i, o) = if let Some(d) = T::DIMS {
-                    d.fans(layout)
-                } else {
-                    let f = Fans::of(&dims, crate::fans::FanRule::dense(layout))
-                        .map_err(|e| alloc::format!("{e}"))?;
-                    (f.fan_in as usize, f.fan_out as usize)
-                };
-                Some(Fans {
-                    fan_in: i as u64,
-                    fan_out: o as u64,
-                })
-            }
-            None => None,
-        };
+        let (dims, fans) = dims_and_fans(t, spec, Some(&scheme))?;
         if let Some(r) = rank_error(&scheme, dims.len(), spec.fans.is_some()) {
             return Err(alloc::format!(
                 "{scheme} {r}, but the tensor has shape {dims:?}"
@@ -354,24 +554,9 @@ pub mod __private {
         let out = t.elems_mut();
         crate::init_tensor(&scheme, out, &dims, fans, init.stream())
             .map_err(|e: InitError| alloc::format!("{scheme}: {e}"))?;
-        if let Some(log) = &mut init.log {
-            let n = out.len() as f64;
-            let mean = out.iter().map(|x| x.to_f64()).sum::<f64>() / n;
-            let var = out
-                .iter()
-                .map(|x| (x.to_f64() - mean) * (x.to_f64() - mean))
-                .sum::<f64>()
-                / n;
-            log.push(Record {
-                path: init.path.clone(),
-                scheme: alloc::format!("{scheme}"),
-                expected_std: scheme.expected_std(&dims, fans).unwrap_or(f64::NAN),
-                dims,
-                fans,
-                mean,
-                std: libm::sqrt(var),
-            });
-        }
+        init.record(&alloc::format!("{scheme}"), &dims, fans, out, || {
+            scheme.expected_std(&dims, fans).unwrap_or(f64::NAN)
+        });
         Ok(())
     }
 

@@ -40,7 +40,7 @@ mod structured;
 pub use element::{DType, Element};
 pub use error::{InitError, SchemeError};
 pub use fans::{Convention, FanRule, Fans, Layout};
-pub use init::{Initialize, Initializer, Record, Seed, Zeroed};
+pub use init::{Initialize, Initializer, Record, Seed, Site, Zeroed};
 pub use sample::{Sampler, Stream};
 pub use scheme::{
     Distribution, Family, FanMode, Nonlinearity, RankRequirement, Scheme, SchemeKind,
@@ -76,6 +76,31 @@ pub trait SchemeExt: sealed::Sealed {
     /// and the inspector): the sampler's std; for orthogonal gain/√cols of the rows × cols view
     /// when rows ≤ cols, else gain/√rows; for eye and dirac the std of their fixed values.
     fn expected_std(&self, shape: &[usize], fans: Option<Fans>) -> Result<f64, InitError>;
+
+    /// Fill `out` (the elements of `shape`, row-major) with this scheme, in one call: the fans
+    /// are read from `shape` by `rule` ([`Fans::of`]) when the scheme uses them, and the
+    /// stream is `seed` with the key [`rng::key_of`]`(name)`.
+    ///
+    /// `name` is the tensor's path: the same name gives the same values as onnx-reinit gives
+    /// the initializer of that name, and as `#[derive(Initialize)]` gives the field at that
+    /// path (`"layer.weight"`), for the same scheme, fans, shape and element type.
+    ///
+    /// ```
+    /// use init_core::{FanRule, Scheme, SchemeExt as _, Seed};
+    /// // nn.Linear(256, 128)'s weight: U(±1/√256) (PyTorch's kaiming_uniform_(a = √5)).
+    /// let scheme: Scheme = "kaiming_uniform(a = 2.23606797749979)".parse().unwrap();
+    /// let mut w = vec![0f32; 128 * 256];
+    /// scheme.fill(&mut w, &[128, 256], FanRule::default(), Seed(42), "fc1.weight").unwrap();
+    /// assert!(w.iter().all(|x| x.abs() <= 1.0 / 16.0));
+    /// ```
+    fn fill<T: Element>(
+        &self,
+        out: &mut [T],
+        shape: &[usize],
+        rule: FanRule,
+        seed: Seed,
+        name: &str,
+    ) -> Result<(), InitError>;
 }
 
 mod sealed {
@@ -95,11 +120,16 @@ impl SchemeExt for Scheme {
             SchemeKind::Scaled { distribution, .. } => {
                 let f = match fans {
                     Some(f) if f.fan_in > 0 && f.fan_out > 0 => f,
-                    _ => {
+                    Some(f) => {
                         return Err(InitError::ZeroFan {
                             scheme: self.name(),
-                            fan_in: fans.map_or(0, |f| f.fan_in),
-                            fan_out: fans.map_or(0, |f| f.fan_out),
+                            fan_in: f.fan_in,
+                            fan_out: f.fan_out,
+                        });
+                    }
+                    None => {
+                        return Err(InitError::NeedsFans {
+                            scheme: self.name(),
                         });
                     }
                 };
@@ -136,6 +166,31 @@ impl SchemeExt for Scheme {
         }))
     }
 
+    fn fill<T: Element>(
+        &self,
+        out: &mut [T],
+        shape: &[usize],
+        rule: FanRule,
+        seed: Seed,
+        name: &str,
+    ) -> Result<(), InitError> {
+        let fans = if self.needs_fans() {
+            Some(Fans::of(shape, rule)?)
+        } else {
+            None
+        };
+        init_tensor(
+            self,
+            out,
+            shape,
+            fans,
+            Stream {
+                seed: seed.0,
+                key: rng::key_of(name),
+            },
+        )
+    }
+
     fn check(&self, shape: &[usize], fans: Option<Fans>) -> Result<(), InitError> {
         fans::checked_product(shape)?;
         if self.sampler(fans)?.is_some() {
@@ -144,12 +199,10 @@ impl SchemeExt for Scheme {
         match self.kind() {
             SchemeKind::Eye { .. } => structured::rows_cols(shape, "eye").map(drop),
             SchemeKind::Dirac { groups } => structured::check_dirac(shape, groups),
-            #[cfg(feature = "std")]
+            #[cfg(feature = "orthogonal")]
             SchemeKind::Orthogonal { .. } => structured::rows_cols(shape, "orthogonal").map(drop),
-            #[cfg(not(feature = "std"))]
-            SchemeKind::Orthogonal { .. } => Err(InitError::BadShape(alloc::string::String::from(
-                "orthogonal initialization needs the `std` feature (QR by faer)",
-            ))),
+            #[cfg(not(feature = "orthogonal"))]
+            SchemeKind::Orthogonal { .. } => Err(no_orthogonal()),
             _ => unreachable!("element-wise schemes have a sampler"),
         }
     }
@@ -203,15 +256,34 @@ pub fn init_tensor<T: Element>(
     match scheme.kind() {
         SchemeKind::Eye { gain } => structured::eye(out, shape, gain),
         SchemeKind::Dirac { groups } => structured::dirac(out, shape, groups),
-        #[cfg(feature = "std")]
+        #[cfg(feature = "orthogonal")]
         SchemeKind::Orthogonal { gain } => structured::orthogonal(out, shape, gain, stream),
-        #[cfg(not(feature = "std"))]
-        SchemeKind::Orthogonal { .. } => Err(InitError::BadShape(alloc::string::String::from(
-            "orthogonal initialization needs the `std` feature (QR by faer)",
-        ))),
+        #[cfg(not(feature = "orthogonal"))]
+        SchemeKind::Orthogonal { .. } => Err(no_orthogonal()),
         _ => unreachable!("element-wise schemes have a sampler"),
     }
 }
 
+/// The error of an orthogonal fill in a build without the `orthogonal` feature.
+#[cfg(not(feature = "orthogonal"))]
+fn no_orthogonal() -> InitError {
+    InitError::BadShape(alloc::string::String::from(
+        "orthogonal initialization needs init-core's `orthogonal` feature (QR by faer), which \
+         this build leaves out to keep the default build light",
+    ))
+}
+
 #[doc(hidden)]
 pub use init::__private;
+
+// The READMEs' Rust snippets, compiled and run as doctests so that they stay correct as written
+// (`cargo test -p init-core --features derive --doc`).
+#[cfg(all(doctest, feature = "derive"))]
+#[doc = include_str!("../../README.md")]
+mod readme_workspace {}
+#[cfg(all(doctest, feature = "derive"))]
+#[doc = include_str!("../README.md")]
+mod readme_init_core {}
+#[cfg(all(doctest, feature = "derive"))]
+#[doc = include_str!("../../init-derive/README.md")]
+mod readme_init_derive {}

@@ -169,7 +169,7 @@ impl Sampler {
         }
     }
 
-    /// Fill a whole tensor (element 0 is the tensor's first element). With the `std` feature,
+    /// Fill a whole tensor (element 0 is the tensor's first element). With the `parallel` feature,
     /// tensors of more than two chunks are filled on rayon's current pool; the bits do not
     /// depend on it.
     pub fn fill<T: Element>(&self, out: &mut [T], stream: Stream) {
@@ -183,7 +183,7 @@ impl Sampler {
         let first = first_chunk(start);
         let params = KernelParams::new(self, T::DTYPE == DType::F64);
         let isa = active_isa();
-        #[cfg(feature = "std")]
+        #[cfg(feature = "parallel")]
         {
             use rayon::prelude::*;
             if out.len() > 2 * CHUNK {

@@ -133,6 +133,11 @@ impl Dims {
 /// Implementors guarantee that `Self` is exactly `NUMEL` contiguous `Elem`s with no padding, in
 /// the row-major order of `DIMS`, and that the all-zero bit pattern is a valid `Self` (every
 /// element +0.0), so the flat views and the zeroed constructors are sound.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a tensor of f32, f64, f16 or bf16",
+    label = "a tensor field is an array (nested to any rank) of f32/f64/f16/bf16, a Vec/Box<[T]> of them with `shape`, or an ndarray/nalgebra array",
+    note = "a field of layers takes no scheme (remove it to initialize the layers recursively); a field that holds no parameters takes `#[init(skip)]`"
+)]
 pub unsafe trait Shape: Sized {
     /// The element type.
     type Elem: Element;

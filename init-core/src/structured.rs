@@ -92,7 +92,7 @@ pub(crate) fn check_dirac(shape: &[usize], groups: u64) -> Result<(), InitError>
 /// size (tested). They do depend on the SIMD kernels faer picks for the CPU (FMA, AVX-512), so
 /// unlike the element-wise samplers, orthogonal values are bit-stable per instruction set
 /// rather than across every machine (results agree to within an ulp or so elsewhere).
-#[cfg(feature = "std")]
+#[cfg(feature = "orthogonal")]
 pub(crate) fn orthogonal<T: Element>(
     out: &mut [T],
     shape: &[usize],
@@ -112,7 +112,7 @@ pub(crate) fn orthogonal<T: Element>(
 }
 
 /// [`orthogonal`] computed in `F` (f32 or f64).
-#[cfg(feature = "std")]
+#[cfg(feature = "orthogonal")]
 fn orthogonal_in<F, T>(
     out: &mut [T],
     rows: usize,
@@ -213,9 +213,9 @@ fn orthogonal_in<F, T>(
 
 /// m·n² (n ≤ m) from which [`orthogonal`] factors in parallel: 1024³ / 2 (measured: a
 /// 1024² f32 QR takes 23 ms on one thread and 16 ms split in two, a 512² one gains nothing).
-#[cfg(feature = "std")]
+#[cfg(feature = "orthogonal")]
 pub(crate) const PARALLEL_QR_FLOPS: f64 = 536_870_912.0;
 
 /// The fixed number of tasks a parallel QR is split into (see [`orthogonal`]).
-#[cfg(feature = "std")]
+#[cfg(feature = "orthogonal")]
 pub(crate) const QR_SPLIT: usize = 2;

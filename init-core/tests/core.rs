@@ -520,7 +520,9 @@ mod schemes {
         ));
         assert!(matches!(
             init_tensor(&Scheme::HE_UNIFORM, &mut w, &[3, 4], None, s),
-            Err(InitError::ZeroFan { .. })
+            Err(InitError::NeedsFans {
+                scheme: "he_uniform"
+            })
         ));
         assert!(matches!(
             init_tensor(
@@ -1205,10 +1207,12 @@ mod grammar {
                     fan_out: 0,
                 }),
             ] {
-                assert!(
-                    matches!(parse(s).sampler(f), Err(InitError::ZeroFan { .. })),
-                    "{s} {f:?}"
-                );
+                // No fans at all is its own error ("needs fans"), not "fan_in = 0".
+                let ok = match f {
+                    None => matches!(parse(s).sampler(f), Err(InitError::NeedsFans { .. })),
+                    Some(_) => matches!(parse(s).sampler(f), Err(InitError::ZeroFan { .. })),
+                };
+                assert!(ok, "{s} {f:?}");
             }
         }
     }
@@ -1283,6 +1287,175 @@ impl Bits for f16 {
 impl Bits for bf16 {
     fn bits(self) -> u64 {
         u64::from(self.to_bits())
+    }
+}
+
+/// PyTorch parity by name, the one-call fill and the errors that point at the fix.
+mod user_terms {
+    use super::*;
+    use init_core::Seed;
+
+    #[test]
+    fn kaiming_uniform_a_sqrt5_is_torch_linear_default() {
+        // PyTorch nn.Linear / nn.Conv reset_parameters: kaiming_uniform_(w, a=√5), whose
+        // documented result is U(±1/√fan_in) (gain √(2/(1+5)) = √(1/3), bound gain·√(3/fan_in)).
+        for text in [
+            "kaiming_uniform(a = 2.23606797749979)",
+            "he_uniform(a=2.23606797749979)",
+            "kaiming_uniform(a = 2.23606797749979, nonlinearity = leaky_relu)",
+        ] {
+            assert_close(bound(text), 1.0 / 256f64.sqrt(), 1e-12);
+        }
+        // a = 0 is ReLU's gain √2, as in PyTorch.
+        assert_close(bound("he_uniform(a = 0)"), (6.0f64 / 256.0).sqrt(), 1e-12);
+        // `a` with a nonlinearity other than leaky_relu is contradictory: an error that says so.
+        let e = Scheme::parse("he_uniform(a = 2, nonlinearity = tanh)").unwrap_err();
+        assert!(e.to_string().contains("negative slope"), "{e}");
+    }
+
+    #[test]
+    fn conv_op_names_have_gain_one() {
+        // torch.nn.init.calculate_gain: conv1d..conv_transpose3d all return 1.
+        for name in [
+            "conv1d",
+            "conv2d",
+            "conv3d",
+            "conv_transpose1d",
+            "conv_transpose2d",
+            "conv_transpose3d",
+        ] {
+            assert_eq!(Nonlinearity::parse(name).unwrap().gain(), 1.0, "{name}");
+            let s = parse(&format!("he_normal(nonlinearity = {name})"));
+            assert_close(normal_std(&s.to_string()), (1.0f64 / 256.0).sqrt(), 1e-12);
+        }
+    }
+
+    #[test]
+    fn unknown_parameters_suggest_and_list() {
+        let e = Scheme::parse("he_normal(mod = fan_out)")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `mode`"), "{e}");
+        assert!(e.contains("takes: a, mode, nonlinearity"), "{e}");
+        let e = Scheme::parse("he_normal(nonlinearty = tanh)")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `nonlinearity`"), "{e}");
+        let e = Scheme::parse("zeros(1)").unwrap_err().to_string();
+        assert!(e.contains("takes no parameters"), "{e}");
+    }
+
+    #[test]
+    fn keras_class_names_suggest_the_keras_distribution() {
+        // Keras's HeNormal/GlorotNormal/LecunNormal draw from a truncated normal
+        // (keras/src/initializers/random_initializers.py: VarianceScaling with
+        // distribution="truncated_normal").
+        for (class, want) in [
+            ("HeNormal", "he_truncated_normal"),
+            ("GlorotNormal", "glorot_truncated_normal"),
+            ("LecunNormal", "lecun_truncated_normal"),
+            ("HeUniform", "he_uniform"),
+        ] {
+            match Scheme::parse(class) {
+                Err(e @ SchemeError::UnknownScheme { .. }) => {
+                    let SchemeError::UnknownScheme {
+                        ref suggestions, ..
+                    } = e
+                    else {
+                        unreachable!()
+                    };
+                    assert_eq!(suggestions.first(), Some(&want), "{class}");
+                    assert!(e.to_string().contains(&format!("Keras's `{class}`")), "{e}");
+                }
+                other => panic!("{class}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn fill_reads_fans_from_the_shape_and_hashes_the_name() {
+        let scheme = parse("he_normal");
+        let mut one = vec![0f32; 32 * 16 * 9];
+        scheme
+            .fill(
+                &mut one,
+                &[32, 16, 3, 3],
+                FanRule::default(),
+                Seed(42),
+                "conv.weight",
+            )
+            .unwrap();
+        let mut two = vec![0f32; 32 * 16 * 9];
+        init_tensor(
+            &scheme,
+            &mut two,
+            &[32, 16, 3, 3],
+            Some(Fans {
+                fan_in: 16 * 9,
+                fan_out: 32 * 9,
+            }),
+            Stream {
+                seed: 42,
+                key: key_of("conv.weight"),
+            },
+        )
+        .unwrap();
+        assert_eq!(bits(&one), bits(&two));
+        // Grouped rule: torch's depthwise Conv2d(32, 32, 3, groups=32) weight [32, 1, 3, 3]
+        // has true fans (9, 9).
+        let rule = FanRule {
+            groups: 32,
+            ..FanRule::default()
+        };
+        let mut dw = vec![0f32; 32 * 9];
+        scheme
+            .fill(&mut dw, &[32, 1, 3, 3], rule, Seed(1), "dw.weight")
+            .unwrap();
+        let mut want = vec![0f32; 32 * 9];
+        init_tensor(
+            &scheme,
+            &mut want,
+            &[32, 1, 3, 3],
+            Some(Fans {
+                fan_in: 9,
+                fan_out: 9,
+            }),
+            Stream {
+                seed: 1,
+                key: key_of("dw.weight"),
+            },
+        )
+        .unwrap();
+        assert_eq!(bits(&dw), bits(&want));
+        // A scheme without fans fills a bias; a fan scheme on a bias is a clear error.
+        let mut b = vec![1f32; 8];
+        parse("zeros")
+            .fill(&mut b, &[8], FanRule::default(), Seed(0), "b")
+            .unwrap();
+        assert!(b.iter().all(|&x| x == 0.0));
+        assert!(matches!(
+            scheme.fill(&mut b, &[8], FanRule::default(), Seed(0), "b"),
+            Err(InitError::RankTooLow { .. })
+        ));
+        assert!(matches!(
+            parse("zeros").fill(&mut b, &[9], FanRule::default(), Seed(0), "b"),
+            Err(InitError::LengthMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn no_fans_says_needs_fans() {
+        let mut w = vec![0f32; 12];
+        let e = init_tensor(
+            &Scheme::HE_UNIFORM,
+            &mut w,
+            &[3, 4],
+            None,
+            Stream { seed: 0, key: 0 },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("needs fans"), "{e}");
+        assert!(!e.to_string().contains("fan_in = 0"), "{e}");
     }
 }
 

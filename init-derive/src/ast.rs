@@ -224,6 +224,28 @@ fn is_foreign_tensor(ty: &Type) -> bool {
         && matches!(a.args.first(), Some(GenericArgument::Type(t)) if is_float(t))
 }
 
+/// The element type when `ty` is written as a primitive that is not a float (`u8`, `i32`,
+/// `usize`, `bool`…), alone, in nested arrays, or in a `Vec`/`Box<[T]>`/`Box<[T; N]>`.
+pub(crate) fn non_float_elem(ty: &Type) -> Option<&Type> {
+    const PRIMITIVES: &[&str] = &[
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+        "bool", "char",
+    ];
+    let mut t = strip(ty);
+    loop {
+        t = match t {
+            Type::Array(a) => strip(&a.elem),
+            Type::Slice(s) => strip(&s.elem),
+            _ => match single_arg(t, "Vec").or_else(|| single_arg(t, "Box")) {
+                Some(inner) => strip(inner),
+                None => break,
+            },
+        };
+    }
+    let Type::Path(p) = t else { return None };
+    (p.qself.is_none() && PRIMITIVES.iter().any(|n| p.path.is_ident(n))).then_some(t)
+}
+
 /// The value of an integer literal expression.
 pub(crate) fn int_literal(e: &Expr) -> Option<u128> {
     match e {

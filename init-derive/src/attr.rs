@@ -5,8 +5,8 @@
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    ALLOW_SYMMETRIC, BIAS, DEFAULT, FANS, FIELD_KEYS, IN_OUT, INIT, LAYOUT, LEN, OUT_IN, SHAPE,
-    SKIP, STRUCT_KEYS,
+    ALLOW_SYMMETRIC, BIAS, CONVENTION, DEFAULT, EMBEDDING, FANS, FIELD_KEYS, FRAMEWORK, GROUPS,
+    IN_OUT, INIT, LAYOUT, LEN, OUT_IN, SHAPE, SKIP, STRUCT_KEYS, TRANSPOSED, TRUE, WITH,
 };
 use init_scheme::{Scheme, closest};
 use proc_macro2::{Span, TokenStream};
@@ -68,6 +68,15 @@ pub(crate) enum LayoutAttr {
     InOut,
 }
 
+/// `convention = ..`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ConventionAttr {
+    /// Real connections (groups divide, transposed axes read as they are).
+    True,
+    /// PyTorch's `_calculate_fan_in_and_fan_out` (out_in) or Keras's `compute_fans` (in_out).
+    Framework,
+}
+
 /// A value with the span of its key.
 pub(crate) struct Keyed<T> {
     pub key: Span,
@@ -83,6 +92,11 @@ pub(crate) struct FieldAttrs {
     pub fans: Option<Keyed<(Expr, Expr)>>,
     pub shape: Option<Keyed<Vec<Expr>>>,
     pub len: Option<Keyed<Expr>>,
+    pub groups: Option<Keyed<Expr>>,
+    pub transposed: Option<Span>,
+    pub embedding: Option<Span>,
+    pub convention: Option<Keyed<ConventionAttr>>,
+    pub with: Option<Keyed<syn::Path>>,
     pub scheme: Option<SchemeAttr>,
     /// `key = value` entries that are neither field keys nor a scheme: the scheme's parameters
     /// (attached to `scheme` once the attributes are read).
@@ -101,6 +115,21 @@ impl FieldAttrs {
             || self.fans.is_some()
             || self.shape.is_some()
             || self.allow_symmetric.is_some()
+            || self.fan_keys().next().is_some()
+            || self.with.is_some()
+    }
+
+    /// Spans and names of the keys that tell how fans are read besides `layout`.
+    pub(crate) fn fan_keys(&self) -> impl Iterator<Item = (Span, &'static str)> + '_ {
+        let groups = self.groups.as_ref().map(|k| (k.key, GROUPS));
+        let transposed = self.transposed.map(|s| (s, TRANSPOSED));
+        let embedding = self.embedding.map(|s| (s, EMBEDDING));
+        let convention = self.convention.as_ref().map(|k| (k.key, CONVENTION));
+        groups
+            .into_iter()
+            .chain(transposed)
+            .chain(embedding)
+            .chain(convention)
     }
 
     /// Spans of every key other than `skip`, for "skip takes nothing else".
@@ -111,6 +140,8 @@ impl FieldAttrs {
         v.extend(self.fans.as_ref().map(|k| k.key));
         v.extend(self.shape.as_ref().map(|k| k.key));
         v.extend(self.len.as_ref().map(|k| k.key));
+        v.extend(self.fan_keys().map(|(s, _)| s));
+        v.extend(self.with.as_ref().map(|k| k.key));
         v.extend(self.scheme.as_ref().map(|s| s.name.span()));
         v
     }
@@ -122,6 +153,7 @@ pub(crate) struct StructAttrs {
     pub default: Option<Keyed<SchemeAttr>>,
     pub bias: Option<Keyed<SchemeAttr>>,
     pub layout: Option<Keyed<LayoutAttr>>,
+    pub convention: Option<Keyed<ConventionAttr>>,
     seen: Vec<String>,
 }
 
@@ -195,6 +227,12 @@ pub(crate) fn struct_attrs(cx: &Ctxt, attrs: &[Attribute]) -> StructAttrs {
                         out.layout = layout_of(cx, &key, &expr);
                     }
                 }
+                CONVENTION => {
+                    let expr: Expr = meta.value()?.parse()?;
+                    if first_time(cx, &mut out.seen, &key) {
+                        out.convention = convention_of(cx, &key, &expr);
+                    }
+                }
                 _ => {
                     skip_value(&meta)?;
                     let mut msg = format!(
@@ -232,6 +270,20 @@ pub(crate) fn field_attrs(cx: &Ctxt, attrs: &[Attribute]) -> FieldAttrs {
         }
     }
     if let Some(s) = &mut out.scheme {
+        // `dirac, groups = 2`: `groups` is dirac's own parameter (dirac uses no fans).
+        if init_scheme::Scheme::parse(&s.name.to_string())
+            .is_ok_and(|x| matches!(x.kind(), init_scheme::SchemeKind::Dirac { .. }))
+            && let Some(g) = out.groups.take()
+        {
+            match value_text(&g.value) {
+                Ok(text) => out.params.push(Arg {
+                    key: Some(Ident::new(GROUPS, g.key)),
+                    text,
+                    span: g.value.span(),
+                }),
+                Err(e) => cx.syn_error(e),
+            }
+        }
         s.args.append(&mut out.params);
     }
     out.had_errors = cx.len() > errors_before;
@@ -244,20 +296,22 @@ fn field_entry(cx: &Ctxt, out: &mut FieldAttrs, meta: &ParseNestedMeta) -> syn::
     let has_value = meta.input.peek(Token![=]);
     let has_list = meta.input.peek(syn::token::Paren);
     match k.as_str() {
-        SKIP | ALLOW_SYMMETRIC => {
+        SKIP | ALLOW_SYMMETRIC | TRANSPOSED | EMBEDDING => {
             if has_value || has_list {
                 skip_value(meta)?;
                 cx.error_spanned_by(&key, format_args!("`{k}` takes no value"));
             } else if first_time(cx, &mut out.seen, &key) {
-                if k == SKIP {
-                    out.skip = Some(key.span());
-                } else {
-                    out.allow_symmetric = Some(key.span());
+                let at = Some(key.span());
+                match k.as_str() {
+                    SKIP => out.skip = at,
+                    ALLOW_SYMMETRIC => out.allow_symmetric = at,
+                    TRANSPOSED => out.transposed = at,
+                    _ => out.embedding = at,
                 }
             }
             return Ok(());
         }
-        LAYOUT | FANS | SHAPE | LEN => {
+        LAYOUT | FANS | SHAPE | LEN | GROUPS | CONVENTION | WITH => {
             let expr: Expr = meta.value()?.parse()?;
             if !first_time(cx, &mut out.seen, &key) {
                 return Ok(());
@@ -265,6 +319,29 @@ fn field_entry(cx: &Ctxt, out: &mut FieldAttrs, meta: &ParseNestedMeta) -> syn::
             let at = key.span();
             match k.as_str() {
                 LAYOUT => out.layout = layout_of(cx, &key, &expr),
+                CONVENTION => out.convention = convention_of(cx, &key, &expr),
+                GROUPS => {
+                    if int_value(&expr) == Some(0) {
+                        cx.error_spanned_by(&expr, "`groups = 0`: a convolution has >= 1 group");
+                    }
+                    out.groups = Some(Keyed {
+                        key: at,
+                        value: expr,
+                    });
+                }
+                WITH => match expr {
+                    Expr::Path(p) if p.qself.is_none() => {
+                        out.with = Some(Keyed {
+                            key: at,
+                            value: p.path,
+                        });
+                    }
+                    other => cx.error_spanned_by(
+                        other,
+                        "expected `with = path::to::function`, a function \
+                         `fn(&mut [E], &init_core::Site)` that fills the tensor",
+                    ),
+                },
                 FANS => match expr {
                     Expr::Tuple(t) if t.elems.len() == 2 => {
                         let mut it = t.elems.into_iter();
@@ -401,6 +478,37 @@ fn layout_of(cx: &Ctxt, key: &Ident, expr: &Expr) -> Option<Keyed<LayoutAttr>> {
     })
 }
 
+fn convention_of(cx: &Ctxt, key: &Ident, expr: &Expr) -> Option<Keyed<ConventionAttr>> {
+    let value = match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) if b.value => ConventionAttr::True,
+        Expr::Path(p) if p.path.is_ident(TRUE) => ConventionAttr::True,
+        Expr::Path(p) if p.path.is_ident(FRAMEWORK) => ConventionAttr::Framework,
+        other => {
+            cx.error_spanned_by(
+                other,
+                format_args!(
+                    "expected `{CONVENTION} = {TRUE}` (real connections: groups divide both \
+                     fans, transposed convolutions read as they are) or `{CONVENTION} = \
+                     {FRAMEWORK}` (PyTorch's `_calculate_fan_in_and_fan_out` for out_in, \
+                     Keras's `compute_fans` for in_out)"
+                ),
+            );
+            return None;
+        }
+    };
+    Some(Keyed {
+        key: key.span(),
+        value,
+    })
+}
+
+/// The value of an integer literal (for literal checks such as `groups = 0`).
+fn int_value(e: &Expr) -> Option<u128> {
+    crate::ast::int_literal(e)
+}
+
 /// `he_uniform` or `he_normal(mode = fan_out)` as a value (struct-level `default = ..`).
 fn scheme_of_expr(expr: &Expr) -> syn::Result<SchemeAttr> {
     match expr {
@@ -458,6 +566,9 @@ fn arg_of_expr(expr: &Expr) -> syn::Result<Arg> {
 /// A parameter value in the shared grammar's syntax: numbers (`0.01`, `-1`, `5/3`), names
 /// (`fan_out`), and calls (`leaky_relu(0.2)`, `leaky_relu(negative_slope = 0.2)`).
 pub(crate) fn value_text(expr: &Expr) -> syn::Result<String> {
+    if let Some(e) = const_expr_error(expr) {
+        return Err(e);
+    }
     Ok(match expr {
         Expr::Lit(ExprLit {
             lit: Lit::Int(i), ..
@@ -492,6 +603,18 @@ pub(crate) fn value_text(expr: &Expr) -> syn::Result<String> {
                 .collect::<syn::Result<_>>()?;
             format!("{}({})", p.to_token_stream(), args.join(","))
         }
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => {
+            return Err(syn::Error::new_spanned(
+                s,
+                format_args!(
+                    "scheme values are written without quotes: `{}` rather than `\"{}\"`",
+                    s.value(),
+                    s.value()
+                ),
+            ));
+        }
         other => {
             return Err(syn::Error::new_spanned(
                 other,
@@ -501,3 +624,49 @@ pub(crate) fn value_text(expr: &Expr) -> syn::Result<String> {
         }
     })
 }
+
+/// An error for a Rust constant or expression where the scheme grammar wants a number
+/// (`gain = SQRT_2`, `std = 1.0 / 64.0_f64.sqrt()`), or `None` if `expr` is not one.
+fn const_expr_error(expr: &Expr) -> Option<syn::Error> {
+    let name = match expr {
+        Expr::Path(p) => {
+            let last = p.path.segments.last()?.ident.to_string();
+            let is_const = p.path.segments.len() > 1
+                || (last.chars().any(|c| c.is_ascii_uppercase())
+                    && !last.chars().any(|c| c.is_ascii_lowercase()));
+            if !is_const {
+                return None;
+            }
+            last
+        }
+        Expr::MethodCall(_) | Expr::Cast(_) | Expr::Macro(_) => String::new(),
+        Expr::Binary(b) if !matches!(b.op, syn::BinOp::Div(_)) => String::new(),
+        Expr::Call(c) if !matches!(&*c.func, Expr::Path(p) if p.path.get_ident().is_some()) => {
+            String::new()
+        }
+        _ => return None,
+    };
+    let known = KNOWN_CONSTANTS.iter().find(|(n, _)| *n == name);
+    let fix = match known {
+        Some((n, v)) => format!("write `{v}` (the value of `{n}`)"),
+        None => "write the number (`1.4142135623730951`) or a ratio of numbers (`5/3`)".into(),
+    };
+    Some(syn::Error::new_spanned(
+        expr,
+        format_args!(
+            "a scheme parameter must be a number written in the attribute: the derive checks \
+             the scheme when it expands, before Rust constants and expressions have values; \
+             {fix}"
+        ),
+    ))
+}
+
+/// `core::f64::consts` values a gain or std is commonly written with.
+const KNOWN_CONSTANTS: &[(&str, &str)] = &[
+    ("SQRT_2", "1.4142135623730951"),
+    ("FRAC_1_SQRT_2", "0.7071067811865476"),
+    ("PI", "3.141592653589793"),
+    ("E", "2.718281828459045"),
+    ("LN_2", "0.6931471805599453"),
+    ("FRAC_2_SQRT_PI", "1.1283791670955126"),
+];

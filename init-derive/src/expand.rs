@@ -2,7 +2,7 @@
 //! `const _: () = { .. };`, calling `::init_core::__private` only.
 
 use crate::ast::Input;
-use crate::attr::LayoutAttr;
+use crate::attr::{ConventionAttr, LayoutAttr};
 use crate::valid::{Action, Check, FieldActions, TensorPlan, When, Zero};
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
@@ -19,6 +19,10 @@ pub(crate) fn expand(input: &Input, actions: &FieldActions) -> TokenStream {
     let mut seen_dims: Vec<String> = Vec::new();
     let mut stmts = Vec::new();
     let mut zeroed = Vec::new();
+    // A shape or length read from `self` (`shape = [self.d_out, self.d_in]`) exists only once
+    // the user's constructor has built the value: such a struct is initialized in place
+    // (`initialize_with_seed`) and gets no `Zeroed` impl, which would have no `self`.
+    let mut reads_self = false;
     for (field, action) in &actions.fields {
         let ty = field.ty;
         let member = &field.member;
@@ -41,6 +45,7 @@ pub(crate) fn expand(input: &Input, actions: &FieldActions) -> TokenStream {
                     init_bounds.push(parse_quote!(#ty: __init::Initialize));
                 }
                 if let Some((n, elem)) = len {
+                    reads_self |= mentions_self(&quote!(#n));
                     if mentions(elem, &params) {
                         zeroed_bounds.push(parse_quote!(#elem: __init::Zeroed));
                     }
@@ -71,10 +76,25 @@ pub(crate) fn expand(input: &Input, actions: &FieldActions) -> TokenStream {
                     }
                     checks.push(check(ty, c));
                 }
-                let spec = spec(name, t);
+                let (setup, spec) = spec(name, t);
+                reads_self |= mentions_self(&setup) || mentions_self(&spec);
                 let span = syn::spanned::Spanned::span(ty);
-                stmts
-                    .push(quote_spanned!(span=> <#ty as __init::Tensor>::__init_field(&mut self.#member, #init, &#spec);));
+                let spec_var = Ident::new("__init_spec", Span::mixed_site());
+                let call = match t.with {
+                    None => quote_spanned!(span=>
+                        <#ty as __init::Tensor>::__init_field(&mut self.#member, #init, &#spec_var);
+                    ),
+                    Some(path) => quote_spanned!(span=>
+                        __init::custom::<#ty, _>(&mut self.#member, #init, &#spec_var, #path);
+                    ),
+                };
+                // The spec's values are computed before the field is borrowed, so a shape
+                // read from `self` (even through a method) does not conflict with it.
+                stmts.push(quote!({
+                    #setup
+                    let #spec_var = #spec;
+                    #call
+                }));
                 let shape = t.shape.map_or_else(
                     || quote!(::core::option::Option::None),
                     |dims| quote!(::core::option::Option::Some(&[#(#dims),*])),
@@ -98,11 +118,23 @@ pub(crate) fn expand(input: &Input, actions: &FieldActions) -> TokenStream {
     let (impl_generics, ty_generics, _) = input.generics.split_for_impl();
     let init_where = where_clause(input, &init_bounds);
     let zeroed_where = where_clause(input, &zeroed_bounds);
-    let body = if input.unit {
-        quote!(Self)
+    let zeroed_impl = if reads_self {
+        TokenStream::new()
     } else {
-        // `Self { 0: .., 1: .. }` builds tuple structs too.
-        quote!(Self { #(#zeroed),* })
+        let body = if input.unit {
+            quote!(Self)
+        } else {
+            // `Self { 0: .., 1: .. }` builds tuple structs too.
+            quote!(Self { #(#zeroed),* })
+        };
+        quote! {
+            #[automatically_derived]
+            impl #impl_generics __init::Zeroed for #ident #ty_generics #zeroed_where {
+                fn zeroed() -> Self {
+                    #body
+                }
+            }
+        }
     };
     let unused = actions
         .fields
@@ -125,19 +157,25 @@ pub(crate) fn expand(input: &Input, actions: &FieldActions) -> TokenStream {
                     #(#stmts)*
                 }
             }
-            #[automatically_derived]
-            impl #impl_generics __init::Zeroed for #ident #ty_generics #zeroed_where {
-                fn zeroed() -> Self {
-                    #body
-                }
-            }
+            #zeroed_impl
         };
     }
 }
 
-/// `Spec::new(name, scheme)` and its options.
-fn spec(name: &str, t: &TensorPlan) -> TokenStream {
+/// Whether tokens read `self`.
+fn mentions_self(ts: &TokenStream) -> bool {
+    ts.clone().into_iter().any(|t| match t {
+        TokenTree::Ident(i) => i == "self",
+        TokenTree::Group(g) => mentions_self(&g.stream()),
+        _ => false,
+    })
+}
+
+/// `Spec::new(name, scheme)` and its options, and the statements computing what it borrows
+/// (the declared shape), to run before it.
+fn spec(name: &str, t: &TensorPlan) -> (TokenStream, TokenStream) {
     let scheme = &t.scheme;
+    let mut setup = TokenStream::new();
     let mut s = quote!(__init::Spec::new(#name, #scheme));
     if let Some(b) = &t.bias {
         s.extend(quote!(.bias(#b)));
@@ -151,9 +189,27 @@ fn spec(name: &str, t: &TensorPlan) -> TokenStream {
         s.extend(quote!(.fans(#i, #o)));
     }
     if let Some(dims) = t.shape {
-        s.extend(quote!(.shape(&[#(#dims),*])));
+        let var = Ident::new("__init_shape", Span::mixed_site());
+        setup.extend(quote!(let #var: &[usize] = &[#(#dims),*];));
+        s.extend(quote!(.shape(#var)));
     }
-    s
+    if let Some(g) = t.groups {
+        s.extend(quote!(.groups(#g)));
+    }
+    if t.transposed {
+        s.extend(quote!(.transposed()));
+    }
+    if t.embedding {
+        s.extend(quote!(.embedding()));
+    }
+    match t.convention {
+        Some(ConventionAttr::Framework) => {
+            s.extend(quote!(.convention(__init::Convention::Framework)));
+        }
+        Some(ConventionAttr::True) => s.extend(quote!(.convention(__init::Convention::True))),
+        None => {}
+    }
+    (setup, s)
 }
 
 /// `const { assert!(..) };` at the token the check is about.

@@ -33,7 +33,7 @@ use syn::{DeriveInput, parse_macro_input};
 ///     #[init(glorot_normal, gain = 1.0)]      w2: [[f32; H]; 10],
 ///     #[init(constant = 0.01)]                b2: [f32; 10],
 ///     #[init(he_normal, mode = fan_out, nonlinearity = leaky_relu(0.2))] w3: [[f32; 10]; 10],
-///     #[init(layout = in_out, glorot_uniform)] w4: [[f32; 10]; 4], // [in][out]
+///     #[init(layout = in_out, glorot_uniform)] w4: [[f32; 4]; 10], // [in = 10][out = 4]
 ///     conv: Conv2d<3, 16, 3>,                 // derives Initialize: recursive
 ///     #[init(skip)]                           steps: u64,
 /// }
@@ -47,6 +47,7 @@ use syn::{DeriveInput, parse_macro_input};
 ///                                              every rank when there is no `bias`)
 ///                    | bias = SCHEME           scheme of rank-1 fields without one
 ///                    | layout = out_in|in_out  default layout of the struct's fields
+///                    | convention = true|framework  default fan convention of its fields
 /// field attribute   := #[init( field_entry , ... )]
 /// field_entry       := SCHEME_NAME             the field's scheme            he_uniform
 ///                    | SCHEME_NAME ( ARG,.. )  the scheme with parameters    he_normal(mode = fan_out)
@@ -61,6 +62,16 @@ use syn::{DeriveInput, parse_macro_input};
 ///                                              outermost first
 ///                    | len = EXPR              how many layers `initialized` puts in a
 ///                                              Vec/Box<[T]> of layers (else empty)
+///                    | groups = EXPR           convolution groups: true fans in/g·k, out/g·k
+///                    | transposed              a transposed conv weight ([in][out/g][k…] in
+///                                              out_in, [k…][out][in] in in_out)
+///                    | embedding               a [V, D] embedding table: fans (1, D)
+///                    | convention = true|framework
+///                                              true connectivity (default), or the framework's
+///                                              formula (PyTorch's for out_in, Keras's for
+///                                              in_out: groups ignored, transposed axes swapped)
+///                    | with = PATH             a function `fn(&mut [E], &init_core::Site)`
+///                                              fills the tensor instead of a scheme
 /// SCHEME            := SCHEME_NAME | SCHEME_NAME ( ARG,.. )
 /// ARG               := VALUE | PARAM = VALUE
 /// VALUE             := number (0.02, -1, 5/3) | name (fan_out) | name ( ARG,.. ) (leaky_relu(0.2))
@@ -90,9 +101,10 @@ use syn::{DeriveInput, parse_macro_input};
 ///
 /// # Fans and compile-time checks
 /// `[[f32; IN]; OUT]` has fan_in IN, fan_out OUT; `[[[[f32; K]; K]; C]; M]` has fan_in C·K²,
-/// fan_out M·K² (with `layout = in_out` the last two dims are `[in][out]`). Fans are the
-/// `init_core::Shape` constants of the field's type, so they are constants per
-/// monomorphization. These are compile errors, on the offending token:
+/// fan_out M·K² (with `layout = in_out` the last two dims are `[in][out]`); `groups`,
+/// `transposed`, `embedding` and `convention` change how they are read (init-core's
+/// `Fans::of`/`Fans::embedding`). The dims are the `init_core::Shape` constants of the field's
+/// type, so rank and dimension checks are constants per monomorphization. These are compile errors, on the offending token:
 /// an unknown scheme, nonlinearity, key or parameter (with the closest valid names); a duplicate
 /// key or a second scheme; a bad value (`std = -1`); a zero-sized dimension; a fan-based scheme
 /// on a scalar or rank-1 field without `fans`; `zeros`/`constant` on a field of rank >= 2
@@ -102,6 +114,21 @@ use syn::{DeriveInput, parse_macro_input};
 /// are emitted as `const { assert!(..) }` and fail when the type is instantiated.
 /// Run-time-shaped fields (`Vec`, `Box<[T]>`, ndarray) are checked when initialized: a length that
 /// disagrees with `shape` panics with the field's path.
+///
+/// # Models sized at run time
+/// `shape`, `fans`, `groups` and `len` are Rust expressions evaluated when the field is
+/// initialized, so they may read the struct (`shape = [self.d_out, self.d_in]`, even through a
+/// method). Such a struct is built by its own constructor (the burn pattern: sized from a
+/// config) and initialized in place with `initialize_with_seed`; it has no `Zeroed` (there is no
+/// `self` to read before it exists), so `initialized` is unavailable, and a `Vec<Layer>` holds
+/// however many layers the constructor put in it.
+///
+/// # Custom initializers
+/// `#[init(with = path::to::f)]` calls `f(&mut elements, &site)` instead of a scheme, where
+/// `init_core::Site` gives the tensor's path, dims, fans (by the field's `layout`, `groups`,
+/// `transposed`, `convention`, `embedding` or `fans`) and its stream: drawing from that stream
+/// keeps the determinism contract. Hand-written `Initialize` impls get the same through
+/// `Initializer::fill` (a scheme) and `Initializer::fill_with` (a function).
 ///
 /// # Large models
 /// Array fields live inside the struct, so a by-value model lives where its value does; debug
@@ -168,7 +195,7 @@ mod tests {
                  #[init(constant = 0.01)]             b2: [f32; 10],
                  #[init(he_normal, mode = fan_out, nonlinearity = leaky_relu(0.2))]
                  w3: [[f32; 10]; 10],
-                 #[init(layout = in_out, glorot_uniform)] w4: [[f32; 10]; 4],
+                 #[init(layout = in_out, glorot_uniform)] w4: [[f32; 4]; 10],
                  conv: Conv2d<3, 16, 3>,
                  #[init(skip)]                        steps: u64,
              }",

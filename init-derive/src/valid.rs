@@ -6,9 +6,11 @@
 //! [`Check`]: a `const { assert!(..) }` in the generated code, spanned at the same token.
 
 use crate::ast::{Field, Input, TyKind, int_literal};
-use crate::attr::{LayoutAttr, SchemeAttr};
+use crate::attr::{ConventionAttr, LayoutAttr, SchemeAttr};
 use crate::ctxt::Ctxt;
-use crate::symbol::{ALLOW_SYMMETRIC, FIELD_KEYS, SHAPE};
+use crate::symbol::{
+    ALLOW_SYMMETRIC, EMBEDDING, FANS, FIELD_KEYS, GROUPS, SHAPE, TRANSPOSED, WITH,
+};
 use init_scheme::{RankRequirement, SCHEME_NAMES, Scheme, SchemeError, closest};
 use proc_macro2::Span;
 use syn::spanned::Spanned;
@@ -39,6 +41,12 @@ pub(crate) struct TensorPlan<'a> {
     pub layout: Option<LayoutAttr>,
     pub fans: Option<(&'a Expr, &'a Expr)>,
     pub shape: Option<&'a [Expr]>,
+    pub groups: Option<&'a Expr>,
+    pub transposed: bool,
+    pub embedding: bool,
+    pub convention: Option<ConventionAttr>,
+    /// `with = path`: the user's function fills the tensor (then `scheme` is empty).
+    pub with: Option<&'a syn::Path>,
     pub checks: Vec<Check<'a>>,
     /// How `Zeroed` builds it.
     pub zeroed: Zero<'a>,
@@ -133,6 +141,18 @@ pub(crate) fn parse_scheme(cx: &Ctxt, s: &SchemeAttr) -> Option<Scheme> {
                         None => e.to_string(),
                     }
                 }
+                // `layuot = in_out` after a scheme reads as the scheme's parameter: when it is
+                // closer to a field key than to any of the scheme's parameters, say so.
+                SchemeError::BadParameter { message, .. }
+                    if message.starts_with("unknown parameter `")
+                        && !message.contains("did you mean") =>
+                {
+                    let name = message.split('`').nth(1).unwrap_or_default();
+                    match closest(name, FIELD_KEYS).first() {
+                        Some(k) => format!("{e}; or did you mean the field key `{k}`?"),
+                        None => e.to_string(),
+                    }
+                }
                 _ => e.to_string(),
             };
             cx.error_at(span, message);
@@ -182,6 +202,7 @@ pub(crate) fn check<'a>(cx: &Ctxt, input: &'a Input<'a>) -> FieldActions<'a> {
         default,
         bias,
         struct_layout: input.attrs.layout.as_ref().map(|l| l.value),
+        struct_convention: input.attrs.convention.as_ref().map(|l| l.value),
         failed: (input.attrs.default.is_some() && default.is_none())
             || (input.attrs.bias.is_some() && bias.is_none()),
     };
@@ -197,6 +218,7 @@ struct Defaults<'a> {
     default: Option<(&'a SchemeAttr, Scheme)>,
     bias: Option<(&'a SchemeAttr, Scheme)>,
     struct_layout: Option<LayoutAttr>,
+    struct_convention: Option<ConventionAttr>,
     /// A default was written but is invalid (already reported).
     failed: bool,
 }
@@ -243,6 +265,24 @@ fn field<'a>(cx: &Ctxt, f: &'a Field<'a>, d: &Defaults<'a>) -> Option<Action<'a>
     }
     let own = a.scheme.as_ref().map(|s| (s, parse_scheme(cx, s)));
     let is_tensor = own.is_some() || a.has_tensor_keys() || f.kind.is_float_tensor();
+    // (Not after a scheme that failed to parse: that error is the one to fix first.)
+    if is_tensor
+        && !matches!(own, Some((_, None)))
+        && let Some(elem) = crate::ast::non_float_elem(f.ty)
+    {
+        // One error on the element, rather than a trait error per generated impl.
+        cx.error_spanned_by(
+            elem,
+            format_args!(
+                "`{}` is given a scheme, so it is a tensor, and a tensor holds f32, f64, f16 or \
+                 bf16 (in nested arrays, a Vec/Box<[T]> with `shape`, or an ndarray/nalgebra \
+                 array), not `{}`; for a non-parameter field write `#[init(skip)]`",
+                f.name,
+                quote::ToTokens::to_token_stream(elem)
+            ),
+        );
+        return None;
+    }
     if !is_tensor {
         let len = match (&a.len, &f.kind) {
             (None, _) => None,
@@ -274,6 +314,30 @@ fn field<'a>(cx: &Ctxt, f: &'a Field<'a>, d: &Defaults<'a>) -> Option<Action<'a>
                 cx.error_spanned_by(e, "a fan of 0: fans must be > 0");
             }
         }
+    }
+
+    check_fan_keys(cx, f, rank);
+    if let Some(w) = &a.with {
+        if let Some(s) = &a.scheme {
+            cx.error_spanned_by(
+                &s.name,
+                format_args!(
+                    "a field with `{WITH} = ..` takes no scheme: the function fills it (drop \
+                     `{}` or `{WITH}`)",
+                    s.name
+                ),
+            );
+        }
+        if a.allow_symmetric.is_some() {
+            cx.error_at(
+                a.allow_symmetric.unwrap_or(w.key),
+                format_args!("`{ALLOW_SYMMETRIC}` has no effect with `{WITH}`"),
+            );
+        }
+        if cx.len() > errors_before {
+            return None;
+        }
+        return Some(Action::Tensor(plan(f, d, String::new(), None, Vec::new())));
     }
 
     // The candidate schemes and when each applies.
@@ -355,6 +419,16 @@ fn field<'a>(cx: &Ctxt, f: &'a Field<'a>, d: &Defaults<'a>) -> Option<Action<'a>
                     ),
                 );
             }
+            for (span, key) in a.fan_keys() {
+                cx.error_at(
+                    span,
+                    format_args!(
+                        "`{key}` has no effect: it tells how to read fans, and `{}` does not \
+                         use fans",
+                        sa.name
+                    ),
+                );
+            }
         }
         if !scheme.is_symmetric()
             && let Some(span) = a.allow_symmetric
@@ -402,12 +476,33 @@ fn field<'a>(cx: &Ctxt, f: &'a Field<'a>, d: &Defaults<'a>) -> Option<Action<'a>
         [(_, s, _), (_, b, _)] => (text(s), Some(text(b))),
         _ => unreachable!("one or two candidates"),
     };
-    Some(Action::Tensor(TensorPlan {
+    Some(Action::Tensor(plan(f, d, scheme, bias, checks)))
+}
+
+/// The tensor plan of field `f` with its scheme(s) and post-monomorphization checks.
+fn plan<'a>(
+    f: &'a Field<'a>,
+    d: &Defaults<'a>,
+    scheme: String,
+    bias: Option<String>,
+    checks: Vec<Check<'a>>,
+) -> TensorPlan<'a> {
+    let a = &f.attrs;
+    TensorPlan {
         scheme,
         bias,
         layout: a.layout.as_ref().map(|l| l.value).or(d.struct_layout),
         fans: a.fans.as_ref().map(|k| (&k.value.0, &k.value.1)),
-        shape,
+        shape: a.shape.as_ref().map(|s| s.value.as_slice()),
+        groups: a.groups.as_ref().map(|k| &k.value),
+        transposed: a.transposed.is_some(),
+        embedding: a.embedding.is_some(),
+        convention: a
+            .convention
+            .as_ref()
+            .map(|c| c.value)
+            .or(d.struct_convention),
+        with: a.with.as_ref().map(|w| &w.value),
         checks,
         flat: matches!(f.kind, TyKind::Flat { .. }),
         zeroed: match &f.kind {
@@ -422,7 +517,55 @@ fn field<'a>(cx: &Ctxt, f: &'a Field<'a>, d: &Defaults<'a>) -> Option<Action<'a>
             TyKind::Fixed { boxed: true, .. } => Zero::BoxedArray,
             _ => Zero::Tensor,
         },
-    }))
+    }
+}
+
+/// `groups`, `transposed`, `embedding` and `fans` that contradict each other or the rank.
+fn check_fan_keys(cx: &Ctxt, f: &Field, rank: Option<usize>) {
+    let a = &f.attrs;
+    if let Some(e) = a.embedding {
+        if let Some(k) = &a.fans {
+            cx.error_at(
+                k.key,
+                format_args!(
+                    "`{FANS}` and `{EMBEDDING}` both say what the fans are: keep one \
+                     (`{EMBEDDING}` gives (1, D) for a [V, D] table)"
+                ),
+            );
+        }
+        if let Some(k) = &a.groups {
+            cx.error_at(
+                k.key,
+                format_args!("`{GROUPS}` is for convolutions, not an `{EMBEDDING}` table"),
+            );
+        }
+        if let Some(t) = a.transposed {
+            cx.error_at(
+                t,
+                format_args!("`{TRANSPOSED}` is for convolutions, not an `{EMBEDDING}` table"),
+            );
+        }
+        if let Some(r) = rank.filter(|&r| r != 2) {
+            cx.error_at(
+                e,
+                format_args!(
+                    "`{EMBEDDING}` is for a [V, D] table of rank 2, but `{}` has rank {r}",
+                    f.name
+                ),
+            );
+        }
+    }
+    if a.fans.is_some() {
+        for (span, key) in a
+            .fan_keys()
+            .filter(|(_, k)| *k == GROUPS || *k == TRANSPOSED)
+        {
+            cx.error_at(
+                span,
+                format_args!("`{key}` has no effect: `{FANS}` gives the fans directly"),
+            );
+        }
+    }
 }
 
 /// Literal zero dims, and `shape` where it does not belong or is missing.

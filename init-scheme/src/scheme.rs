@@ -60,6 +60,18 @@ impl fmt::Display for SchemeError {
             SchemeError::UnknownScheme { name, suggestions } => {
                 write!(f, "unknown initialization scheme `{name}`")?;
                 write_suggestions(f, suggestions)?;
+                if let Some((class, ours)) = keras_class(name) {
+                    write!(f, " (Keras's `{class}` is `{ours}`")?;
+                    if ours.ends_with("_truncated_normal") {
+                        write!(
+                            f,
+                            ": a normal cut at ±2σ and rescaled so its std is the target; \
+                             PyTorch's untruncated `kaiming_normal_`/`xavier_normal_` are \
+                             `he_normal`/`glorot_normal`"
+                        )?;
+                    }
+                    f.write_str(")")?;
+                }
                 write!(f, " (valid schemes: {})", SCHEME_NAMES.join(", "))
             }
             SchemeError::UnknownNonlinearity { name, suggestions } => {
@@ -132,10 +144,66 @@ pub const SCHEME_NAMES: &[&str] = &[
     "dirac",
 ];
 
-/// Every nonlinearity name the parser accepts.
+/// Keras initializer classes and the scheme each one is, keyed by the class name lower-cased
+/// without underscores (the parser lower-cases names). Keras's `*Normal` classes draw from a
+/// truncated normal (`keras.initializers.HeNormal` uses `truncated_normal` with the 0.8796
+/// correction), so they map to `*_truncated_normal`, not to PyTorch's untruncated `*_normal`.
+const KERAS_CLASSES: &[(&str, &str, &str)] = &[
+    ("henormal", "HeNormal", "he_truncated_normal"),
+    ("heuniform", "HeUniform", "he_uniform"),
+    ("glorotnormal", "GlorotNormal", "glorot_truncated_normal"),
+    ("glorotuniform", "GlorotUniform", "glorot_uniform"),
+    ("lecunnormal", "LecunNormal", "lecun_truncated_normal"),
+    ("lecununiform", "LecunUniform", "lecun_uniform"),
+    ("truncatednormal", "TruncatedNormal", "truncated_normal"),
+    ("randomnormal", "RandomNormal", "normal"),
+    ("randomuniform", "RandomUniform", "uniform"),
+    ("variancescaling", "VarianceScaling", "variance_scaling"),
+];
+
+/// `(Keras class, scheme)` when `name` is a Keras initializer class name (any case, with or
+/// without underscores) that is not itself a scheme name here.
+fn keras_class(name: &str) -> Option<(&'static str, &'static str)> {
+    if canonical_scheme_name(name).is_some() {
+        return None;
+    }
+    let flat: String = name
+        .chars()
+        .filter(|c| *c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    KERAS_CLASSES
+        .iter()
+        .find(|(k, _, _)| *k == flat)
+        .map(|&(_, class, ours)| (class, ours))
+}
+
+/// The suggestions for an unknown scheme name: the Keras mapping first when it is a Keras
+/// class name, then the closest names by spelling.
+fn scheme_suggestions(name: &str) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if let Some((_, ours)) = keras_class(name) {
+        out.push(ours);
+    }
+    for s in closest(name, SCHEME_NAMES) {
+        if !out.contains(&s) && out.len() < 3 {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Every nonlinearity name the parser accepts: PyTorch's `calculate_gain` names (the conv ops
+/// have gain 1, as `linear`) and the others of [`Nonlinearity`].
 pub const NONLINEARITY_NAMES: &[&str] = &[
     "linear",
     "identity",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
     "sigmoid",
     "tanh",
     "relu",
@@ -299,7 +367,9 @@ impl Nonlinearity {
             }
         };
         match name {
-            "linear" | "identity" => simple(Nonlinearity::Linear),
+            // PyTorch's calculate_gain: every conv op has gain 1, as linear.
+            "linear" | "identity" | "conv1d" | "conv2d" | "conv3d" | "conv_transpose1d"
+            | "conv_transpose2d" | "conv_transpose3d" => simple(Nonlinearity::Linear),
             "sigmoid" => simple(Nonlinearity::Sigmoid),
             "tanh" => simple(Nonlinearity::Tanh),
             "relu" => simple(Nonlinearity::Relu),
@@ -773,7 +843,7 @@ impl Scheme {
     fn from_call(call: &Call) -> Result<Scheme, SchemeError> {
         let name = canonical_scheme_name(&call.name).ok_or_else(|| SchemeError::UnknownScheme {
             name: call.name.clone(),
-            suggestions: closest(&call.name, SCHEME_NAMES),
+            suggestions: scheme_suggestions(&call.name),
         })?;
         let mut args = Args::new(name, &call.args);
         let scheme = match name {
@@ -828,8 +898,31 @@ impl Scheme {
                 Scheme::glorot(distribution_of(name), gain)?
             }
             "he_uniform" | "he_normal" | "he_truncated_normal" => {
+                // PyTorch's `kaiming_*_(w, a, mode, nonlinearity='leaky_relu')`: `a` is the
+                // negative slope of the leaky ReLU whose gain is used (a = 0 is ReLU's √2), so
+                // `he_uniform(a = 2.2360679774997896)` is nn.Linear/Conv's default init.
+                let a = args.number_by_key(&["a", "negative_slope"])?;
                 let mode = args.fan_mode("mode", FanMode::FanIn)?;
                 let nonlinearity = args.nonlinearity("nonlinearity", Nonlinearity::Relu)?;
+                let nonlinearity = match (a, args.was_given("nonlinearity")) {
+                    (None, _) => nonlinearity,
+                    (Some(a), false) => Nonlinearity::LeakyRelu(a),
+                    (Some(a), true) => match nonlinearity {
+                        Nonlinearity::LeakyRelu(s) if s == 0.01 || s == a => {
+                            Nonlinearity::LeakyRelu(a)
+                        }
+                        other => {
+                            return Err(SchemeError::BadParameter {
+                                scheme: name,
+                                message: format!(
+                                    "`a = {a}` is the negative slope of a leaky ReLU, but \
+                                     `nonlinearity = {other}`: give one or the other \
+                                     (PyTorch ignores `a` unless the nonlinearity is leaky_relu)"
+                                ),
+                            });
+                        }
+                    },
+                };
                 Scheme::he(distribution_of(name), mode, nonlinearity)?
             }
             "lecun_uniform" | "lecun_normal" | "lecun_truncated_normal" => {
@@ -1299,6 +1392,11 @@ struct Args<'a> {
     items: &'a [Arg],
     used: Vec<bool>,
     next_positional: usize,
+    /// Every key (with its aliases) the scheme asked for: its valid parameters, for
+    /// "did you mean" on an unknown one.
+    asked: Vec<&'static str>,
+    /// The first key of every parameter asked for: the names the error lists.
+    primary: Vec<&'static str>,
 }
 
 impl<'a> Args<'a> {
@@ -1308,11 +1406,50 @@ impl<'a> Args<'a> {
             items: args,
             used: alloc::vec![false; args.len()],
             next_positional: 0,
+            asked: Vec::new(),
+            primary: Vec::new(),
+        }
+    }
+
+    /// Whether an argument named `key` was written.
+    fn was_given(&self, key: &str) -> bool {
+        self.items.iter().any(|a| a.key.as_deref() == Some(key))
+    }
+
+    /// A number given by one of `keys` only (never positionally).
+    fn number_by_key(&mut self, keys: &[&'static str]) -> Result<Option<f64>, SchemeError> {
+        self.asked.extend_from_slice(keys);
+        self.primary.push(keys[0]);
+        let Some(i) = self
+            .items
+            .iter()
+            .position(|a| a.key.as_ref().is_some_and(|k| keys.contains(&k.as_str())))
+        else {
+            return Ok(None);
+        };
+        if self.items[i + 1..]
+            .iter()
+            .any(|a| a.key.as_ref().is_some_and(|k| keys.contains(&k.as_str())))
+        {
+            return Err(SchemeError::BadParameter {
+                scheme: self.scheme,
+                message: format!("`{}` is given twice", keys[0]),
+            });
+        }
+        self.used[i] = true;
+        match &self.items[i].value {
+            Value::Num(v) => Ok(Some(*v)),
+            Value::Call(c) => Err(SchemeError::BadParameter {
+                scheme: self.scheme,
+                message: format!("`{}` must be a number, found `{}`", keys[0], c.name),
+            }),
         }
     }
 
     /// Takes the argument named by any of `keys`, else the next positional one.
-    fn take(&mut self, keys: &[&str]) -> Result<Option<&'a Value>, SchemeError> {
+    fn take(&mut self, keys: &[&'static str]) -> Result<Option<&'a Value>, SchemeError> {
+        self.asked.extend_from_slice(keys);
+        self.primary.push(keys[0]);
         let mut found = None;
         for (i, a) in self.items.iter().enumerate() {
             if let Some(k) = &a.key
@@ -1343,7 +1480,11 @@ impl<'a> Args<'a> {
         }))
     }
 
-    fn number(&mut self, keys: &[&str], _default: Option<f64>) -> Result<Option<f64>, SchemeError> {
+    fn number(
+        &mut self,
+        keys: &[&'static str],
+        _default: Option<f64>,
+    ) -> Result<Option<f64>, SchemeError> {
         match self.take(keys)? {
             None => Ok(None),
             Some(Value::Num(v)) => Ok(Some(*v)),
@@ -1354,7 +1495,7 @@ impl<'a> Args<'a> {
         }
     }
 
-    fn required(&mut self, keys: &[&str]) -> Result<f64, SchemeError> {
+    fn required(&mut self, keys: &[&'static str]) -> Result<f64, SchemeError> {
         self.number(keys, None)?
             .ok_or_else(|| SchemeError::BadParameter {
                 scheme: self.scheme,
@@ -1362,7 +1503,7 @@ impl<'a> Args<'a> {
             })
     }
 
-    fn word(&mut self, key: &str) -> Result<Option<&'a Call>, SchemeError> {
+    fn word(&mut self, key: &'static str) -> Result<Option<&'a Call>, SchemeError> {
         match self.take(&[key])? {
             None => Ok(None),
             Some(Value::Call(c)) => Ok(Some(c)),
@@ -1373,7 +1514,7 @@ impl<'a> Args<'a> {
         }
     }
 
-    fn fan_mode(&mut self, key: &str, default: FanMode) -> Result<FanMode, SchemeError> {
+    fn fan_mode(&mut self, key: &'static str, default: FanMode) -> Result<FanMode, SchemeError> {
         self.named(
             key,
             default,
@@ -1385,7 +1526,7 @@ impl<'a> Args<'a> {
 
     fn distribution(
         &mut self,
-        key: &str,
+        key: &'static str,
         default: Distribution,
     ) -> Result<Distribution, SchemeError> {
         self.named(
@@ -1401,7 +1542,7 @@ impl<'a> Args<'a> {
     /// is absent, else `parse`d, or an error naming `what` and the `choices`.
     fn named<T>(
         &mut self,
-        key: &str,
+        key: &'static str,
         default: T,
         parse: fn(&str) -> Option<T>,
         what: &str,
@@ -1420,7 +1561,7 @@ impl<'a> Args<'a> {
 
     fn nonlinearity(
         &mut self,
-        key: &str,
+        key: &'static str,
         default: Nonlinearity,
     ) -> Result<Nonlinearity, SchemeError> {
         match self.word(key)? {
@@ -1429,11 +1570,31 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// " (`he_uniform` takes: mode, nonlinearity)" or " (`zeros` takes no parameters)".
+    fn valid_parameters(&self) -> String {
+        if self.primary.is_empty() {
+            return format!(" (`{}` takes no parameters)", self.scheme);
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for k in &self.primary {
+            if !names.contains(k) {
+                names.push(k);
+            }
+        }
+        format!(" (`{}` takes: {})", self.scheme, names.join(", "))
+    }
+
     fn finish(self) -> Result<(), SchemeError> {
         if let Some(i) = self.used.iter().position(|u| !u) {
             let message = match &self.items[i].key {
-                Some(k) => format!("unknown parameter `{k}`"),
-                None => "too many parameters".to_string(),
+                Some(k) => {
+                    let hint = closest(k, &self.asked)
+                        .first()
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                    format!("unknown parameter `{k}`{hint}{}", self.valid_parameters())
+                }
+                None => format!("too many parameters{}", self.valid_parameters()),
             };
             return Err(SchemeError::BadParameter {
                 scheme: self.scheme,

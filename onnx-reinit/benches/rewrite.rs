@@ -20,6 +20,13 @@
 //!    7000², 2.35 GB side file; needs ~7.5 GB free disk, checked with `df`), to a new path and
 //!    in place.
 //!
+//! 6. memory per initializer: a model of `ONNX_REINIT_BENCH_MANY` (default 2,000,001) one-element
+//!    f32 initializers, rewritten by a child process (`pipeline::run`, default rules) whose
+//!    peak RSS, minus that of the same child on a one-initializer model, is divided by the
+//!    count and printed with the wall time (issue 13's target: ≤ 200 bytes per initializer
+//!    beyond the file's own size). `ONNX_REINIT_BENCH_MANY=0` skips it;
+//!    `ONNX_REINIT_BENCH_ONLY=many` runs it alone.
+//!
 //! Environment: `ONNX_REINIT_BENCH_REPS` (default 5), `ONNX_REINIT_BENCH_DIR` (where the
 //! temporary folder goes; default the system temp dir), `ONNX_REINIT_BENCH_BIG=1`,
 //! `ONNX_REINIT_BENCH_BIG_LAYERS` / `_BIG_DIM` (default 12 / 7000), `ONNX_REINIT_BIN` (the CLI
@@ -703,6 +710,11 @@ fn main() -> ExitCode {
         load_average()
     );
 
+    if std::env::var("ONNX_REINIT_BENCH_ONLY").is_ok_and(|v| v == "many") {
+        many_initializers(dir, env_usize("ONNX_REINIT_BENCH_MANY", 2_000_001));
+        return ExitCode::SUCCESS;
+    }
+
     // ~410 MB inline model.
     let spec = BigModel {
         layers: 10,
@@ -770,6 +782,8 @@ fn main() -> ExitCode {
     remove(&model_ext);
     remove(&data);
 
+    many_initializers(dir, env_usize("ONNX_REINIT_BENCH_MANY", 2_000_001));
+
     if std::env::var("ONNX_REINIT_BENCH_BIG").is_ok_and(|v| v == "1") {
         big(dir, reps.min(3));
     } else {
@@ -777,6 +791,96 @@ fn main() -> ExitCode {
     }
     println!("\nload average at the end: {}", load_average());
     ExitCode::SUCCESS
+}
+
+/// Writes a model of `n` one-element f32 initializers named `t0`, `t1`, … (no nodes), encoded
+/// by hand and streamed, so generating two million of them takes a second and no memory.
+fn write_many(path: &Path, n: usize) -> std::io::Result<u64> {
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn tensor(i: usize) -> Vec<u8> {
+        // dims = 1 (field 1), data_type = FLOAT (2), name (8), raw_data = 4 zero bytes (9).
+        let name = format!("t{i}");
+        let mut t = vec![0x08, 1, 0x10, 1, 0x42];
+        varint(name.len() as u64, &mut t);
+        t.extend_from_slice(name.as_bytes());
+        t.extend_from_slice(&[0x4a, 4, 0, 0, 0, 0]);
+        let mut field = vec![0x2a]; // GraphProto.initializer = 5
+        varint(t.len() as u64, &mut field);
+        field.extend_from_slice(&t);
+        field
+    }
+    let graph_len: u64 = 3 + (0..n).map(|i| tensor(i).len() as u64).sum::<u64>();
+    let mut w = std::io::BufWriter::new(File::create(path)?);
+    let mut head = vec![0x08, 8, 0x3a]; // ir_version 8; ModelProto.graph = 7
+    varint(graph_len, &mut head);
+    head.extend_from_slice(&[0x12, 1, b'g']); // GraphProto.name = "g"
+    w.write_all(&head)?;
+    for i in 0..n {
+        w.write_all(&tensor(i))?;
+    }
+    w.write_all(&[0x42, 2, 0x10, 17])?; // opset_import { version: 17 }
+    w.flush()?;
+    Ok(fs::metadata(path)?.len())
+}
+
+/// Section 6: peak RSS per initializer of a whole rewrite of `n` tiny initializers.
+fn many_initializers(dir: &Path, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    let (many, one) = (dir.join("many.onnx"), dir.join("one.onnx"));
+    let (Ok(bytes), Ok(_)) = (write_many(&many, n), write_many(&one, 1)) else {
+        println!(
+            "could not write the many-initializer models in {}",
+            dir.display()
+        );
+        return;
+    };
+    println!(
+        "\n## {n} one-element initializers ({:.1} MB model): memory per initializer\n",
+        mb(bytes)
+    );
+    let out = dir.join("many.out.onnx");
+    let run = |model: &Path| {
+        remove(&out);
+        measure(&me, &[Path::new("--child"), Path::new("run"), model, &out])
+    };
+    let (Some(base), Some(big)) = (run(&one), run(&many)) else {
+        println!("a child run failed");
+        return;
+    };
+    remove(&out);
+    remove(&many);
+    remove(&one);
+    let per = (big.rss_kb.saturating_sub(base.rss_kb) * 1024) as f64 / n as f64;
+    println!("| model | wall s | CPU s | peak RSS MB |");
+    println!("|---|---|---|---|");
+    println!(
+        "| 1 initializer | {:.3} | {:.3} | {:.1} |",
+        base.wall,
+        base.cpu,
+        base.rss_kb as f64 / 1024.0
+    );
+    println!(
+        "| {n} initializers | {:.3} | {:.3} | {:.1} |",
+        big.wall,
+        big.cpu,
+        big.rss_kb as f64 / 1024.0
+    );
+    println!(
+        "\nper initializer: {per:.0} bytes of peak RSS beyond the one-initializer run (the \
+         file itself is {:.1} bytes per initializer; target ≤ 200 bytes beyond it)\n",
+        bytes as f64 / n as f64
+    );
 }
 
 fn big(dir: &Path, reps: usize) {

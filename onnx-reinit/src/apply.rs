@@ -11,7 +11,7 @@
 //! re-initialized.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use half::{bf16, f16};
 use init_core::rng::key_of;
@@ -45,8 +45,8 @@ enum PreparedFill {
 /// holds the structured tensors being written, not all of them.
 ///
 /// The first thread to ask computes it; the others wait for the result. The computation runs on
-/// a thread and rayon pool of its own ([`StructuredFill::compute_apart`]), never on the
-/// rewrite's pool: a rewrite worker that waited inside a parallel QR could otherwise pick up
+/// a thread of its own in the structured fills' shared pool ([`StructuredFill::compute_apart`]),
+/// never on the rewrite's pool: a rewrite worker that waited inside a parallel QR could otherwise pick up
 /// another piece of the same tensor and start the QR again below itself (measured: 25% more CPU
 /// on ten 3200² orthogonal matrices), and a worker blocked on the result must not be one the QR
 /// needs.
@@ -143,29 +143,16 @@ impl StructuredFill {
         }
     }
 
-    /// [`Self::compute`] on a new thread with a rayon pool of its own (as many threads as the
-    /// caller's pool), while the calling thread blocks without taking other work. The values
-    /// do not depend on the pool's size (init-core fixes how a QR is split).
+    /// [`Self::compute`] in the structured fills' shared rayon pool ([`structured_pool`]),
+    /// called from a new thread that blocks without taking other work (a rewrite worker
+    /// calling `install` directly would steal rewrite work while it waits). The values do not
+    /// depend on the pool's size (init-core fixes how a QR is split).
     fn compute_apart(&self) -> Values {
         let threads = rayon::current_num_threads();
         std::thread::scope(|s| {
-            s.spawn(|| {
-                // The new thread is the pool's first worker; if no other thread can be
-                // started, it is the only one.
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .use_current_thread()
-                    .build()
-                    .or_else(|_| {
-                        rayon::ThreadPoolBuilder::new()
-                            .num_threads(1)
-                            .use_current_thread()
-                            .build()
-                    });
-                match pool {
-                    Ok(pool) => pool.install(|| self.compute()),
-                    Err(_) => self.compute(),
-                }
+            s.spawn(|| match structured_pool(threads) {
+                Some(pool) => pool.install(|| self.compute()),
+                None => self.compute(),
             })
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p))
@@ -220,6 +207,23 @@ impl StructuredFill {
         // accepts precisely what `init_tensor` accepts (init-core tests that equivalence).
         result.expect("structured fill checked by PlanFiller::new")
     }
+}
+
+/// The one rayon pool of every structured fill in the process, built on first use with
+/// `threads` workers (the caller's pool size then); `None` if no thread could be started (the
+/// fill then runs on the calling thread). One pool for the process's life: a pool per fill cost
+/// about 10 KB that was never returned, which a long-lived user (a service, a notebook
+/// re-initializing model after model) accumulated without bound.
+fn structured_pool(threads: usize) -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("onnx-reinit-structured-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 /// Publishes the result of a computation (or, when it unwound, the empty state) and wakes the
@@ -287,8 +291,13 @@ impl PlanFiller {
                 refusal: Box::new(refusal),
             };
             let init_refused = |scheme: Scheme, error| refused(Refusal::Scheme { scheme, error });
+            let unrepresentable = |scheme: &Scheme, fans: Option<Fans>| {
+                let sampler = scheme.sampler(fans).ok().flatten();
+                check_representable(scheme, sampler.as_ref(), t.data_type).map_err(refused)
+            };
             let recipe = match fill {
                 Fill::Whole { scheme, fans } => {
+                    unrepresentable(scheme, *fans)?;
                     if let Some(sampler) = scheme
                         .sampler(*fans)
                         .map_err(|error| init_refused(*scheme, error))?
@@ -315,6 +324,7 @@ impl PlanFiller {
                     scheme
                         .check(&[*rows, *cols], Some(gate_fans(*rows, *cols)))
                         .map_err(|error| init_refused(*scheme, error))?;
+                    unrepresentable(scheme, Some(gate_fans(*rows, *cols)))?;
                     if (blocks * rows * cols) as u64 != numel {
                         return Err(refused(Refusal::GateBlocks {
                             blocks: *blocks,
@@ -386,6 +396,94 @@ impl Filler for PlanFiller {
                 structured.handed_out(n);
             }
         }
+    }
+}
+
+/// Largest |z| the normal sampler can draw: √(106 ln 2) for f64, √(62 ln 2) for f32 (f16 and
+/// bf16 hold f32 draws rounded); see `init_core::Sampler::Normal`.
+fn normal_z_max(dtype: DType) -> f64 {
+    if dtype == DType::F64 { 8.57 } else { 6.56 }
+}
+
+/// `x` rounded to `dtype` (as init-core writes it: f16/bf16 from the f32 value).
+fn round_to(dtype: DType, x: f64) -> f64 {
+    match dtype {
+        DType::F64 => x,
+        DType::F16 => f16::from_f32(x as f32).to_f64(),
+        DType::BF16 => bf16::from_f32(x as f32).to_f64(),
+        _ => f64::from(x as f32),
+    }
+}
+
+/// Refuses a fill whose values are not finite in the tensor's type `data_type`, or whose scale
+/// is zero there although the scheme is not a zero scheme.
+///
+/// The values lie in `[lo, hi]`: a constant's value; a uniform's bounds; `mean ± z_max·std` for
+/// a normal (the sampler's largest draw, [`normal_z_max`]), cut at a truncated normal's bounds;
+/// `±gain` for orthogonal (entries of an orthogonal matrix are at most 1 in magnitude) and
+/// `[0, gain]` for eye; dirac writes 0 and 1. Both ends must round to finite values of the type.
+/// The scale must not vanish: a fan-based scheme (`σ² = scale·gain²/fan`) whose σ is 0 (a gain
+/// that underflowed, e.g. `leaky_relu(1e308)`), or non-zero values that all round to 0 in the
+/// type (`max(|lo|, |hi|)` rounds to 0), would write zeros where a distribution was asked for.
+fn check_representable(
+    scheme: &Scheme,
+    sampler: Option<&Sampler>,
+    data_type: i32,
+) -> Result<(), Refusal> {
+    use init_core::SchemeKind;
+    let dtype = DType::from_onnx(data_type);
+    let (lo, hi) = match (sampler, scheme.kind()) {
+        (Some(Sampler::Constant(v)), _) => (*v, *v),
+        (Some(Sampler::Uniform { lo, hi }), _) => (*lo, *hi),
+        (Some(Sampler::Normal { mean, std }), _) => {
+            let z = normal_z_max(dtype) * std;
+            (mean - z, mean + z)
+        }
+        (Some(Sampler::TruncatedNormal { mean, std, lo, hi }), _) => {
+            let z = normal_z_max(dtype) * std;
+            (lo.max(mean - z), hi.min(mean + z))
+        }
+        (None, SchemeKind::Orthogonal { gain }) => (-gain.abs(), gain.abs()),
+        (None, SchemeKind::Eye { gain }) => (gain.min(0.0), gain.max(0.0)),
+        _ => return Ok(()),
+    };
+    let refuse = |what: String| Refusal::NotRepresentable {
+        scheme: *scheme,
+        dtype: dtype.onnx_name(),
+        what,
+    };
+    for x in [lo, hi] {
+        if !round_to(dtype, x).is_finite() {
+            return Err(refuse(format!(
+                "values reach {x:e}, which is not finite in {} (its largest finite value is \
+                 {:e}); the tensor would be written as inf",
+                dtype.onnx_name(),
+                largest_finite(dtype)
+            )));
+        }
+    }
+    let m = lo.abs().max(hi.abs());
+    if m == 0.0 && matches!(scheme.kind(), SchemeKind::Scaled { .. }) {
+        return Err(refuse(
+            "its scale (σ from gain and fans) underflows to zero; every value would be 0".into(),
+        ));
+    }
+    if m > 0.0 && round_to(dtype, m) == 0.0 {
+        return Err(refuse(format!(
+            "its values (at most {m:e} in magnitude) all round to 0 in {}; every value would be 0",
+            dtype.onnx_name()
+        )));
+    }
+    Ok(())
+}
+
+/// The largest finite value of a float type.
+fn largest_finite(dtype: DType) -> f64 {
+    match dtype {
+        DType::F64 => f64::MAX,
+        DType::F16 => f16::MAX.to_f64(),
+        DType::BF16 => bf16::MAX.to_f64(),
+        _ => f64::from(f32::MAX),
     }
 }
 

@@ -217,6 +217,40 @@ pub enum Error {
         numel: u64,
     },
 
+    /// The input (the model or a side file) changed while it was being read: truncated,
+    /// extended or rewritten by another process. Nothing was written.
+    #[error("{}: the input changed under onnx-reinit: {what}; nothing was written (run again \
+             once the file is complete)", file.display())]
+    InputChanged {
+        /// The file that changed.
+        file: PathBuf,
+        /// What changed.
+        what: String,
+    },
+
+    /// An existing output path that is not a regular file (a device node, a FIFO, a socket, a
+    /// folder): replacing it by a rename would destroy it (`/dev/null` run as root), and writing
+    /// into it would not give a model file.
+    #[error("{}: refusing to replace a {kind} with the output (only a missing path or a regular \
+             file can be an output, even with force)", file.display())]
+    OutputNotRegular {
+        /// The existing path.
+        file: PathBuf,
+        /// What it is, e.g. `"character device"`.
+        kind: &'static str,
+    },
+
+    /// A file to modify in place has other hard links: the rewrite replaces it by a new file,
+    /// so the other names would keep the old contents.
+    #[error("{}: has {links} hard links; in place replaces the file by a new one and the other \
+             links would keep the old contents (use force to do it anyway)", file.display())]
+    HardLinked {
+        /// The file to modify in place.
+        file: PathBuf,
+        /// Its link count.
+        links: u64,
+    },
+
     /// The rewrite was cancelled through its cancellation flag; nothing was written.
     #[error("{}: rewrite cancelled; no output written", file.display())]
     Cancelled {

@@ -85,7 +85,8 @@ pub struct RewriteConfig {
     pub seed: u64,
     /// Fan convention.
     pub analysis: AnalysisOptions,
-    /// Set to `true` (e.g. from a Ctrl-C handler) to stop the rewrite, leaving no output.
+    /// Set to `true` (e.g. from a Ctrl-C handler) to stop the run, leaving no output: checked
+    /// between the phases (load, analysis, plan) and by the rewrite piece by piece.
     pub cancel: Option<Arc<AtomicBool>>,
     /// Called with (bytes done, total bytes) while writing.
     pub progress: Option<Arc<ProgressFn>>,
@@ -171,8 +172,23 @@ pub fn run_rendered<R>(
     config: &RewriteConfig,
     render: impl FnOnce(&Report) -> R,
 ) -> Result<(Outcome, R), RunError> {
+    // Checked between the phases; the rewrite checks it piece by piece.
+    let check_cancel = || match &config.cancel {
+        Some(c) if c.load(std::sync::atomic::Ordering::Relaxed) => {
+            Err(crate::error::Error::Cancelled {
+                file: match &config.destination {
+                    Destination::Path(p) => p.clone(),
+                    _ => config.model.clone(),
+                },
+            })
+        }
+        _ => Ok(()),
+    };
+    check_cancel()?;
     let model = LoadedModel::open(&config.model)?;
+    check_cancel()?;
     let analysis = analyze_loaded(&model, &config.analysis)?;
+    check_cancel()?;
     let plan_error = |error| RunError::Plan {
         file: config.model.clone(),
         error,
@@ -186,7 +202,12 @@ pub fn run_rendered<R>(
     let filler = PlanFiller::new(&analysis, &plan).map_err(plan_error)?;
     let targets = filler.targets();
     let output = match &config.destination {
-        Destination::DryRun => None,
+        Destination::DryRun => {
+            // The plan came from what was read: a model that changed meanwhile has another.
+            model.check_unchanged()?;
+            check_cancel()?;
+            None
+        }
         Destination::Path(p) => Some(p.display().to_string()),
         Destination::InPlace => Some(config.model.display().to_string()),
     };

@@ -373,6 +373,19 @@ pub enum Refusal {
         /// init-core's reason.
         error: init_core::InitError,
     },
+    /// The scheme's values are not finite in the tensor's element type (they overflow it, e.g.
+    /// `constant(1e39)` on float, `constant(70000)` on float16), or its scale is zero there (a
+    /// fan-based scheme whose gain or variance underflowed, values that all round to 0): the
+    /// output would be all `inf` or all zeros.
+    #[error("{scheme} on {dtype}: {what}")]
+    NotRepresentable {
+        /// The scheme.
+        scheme: Scheme,
+        /// The tensor's element type (ONNX name).
+        dtype: String,
+        /// What goes wrong.
+        what: String,
+    },
     /// A recurrent fill's gate blocks do not make up the tensor.
     #[error("{blocks} gate blocks of {rows}×{cols} do not make its {numel} elements")]
     GateBlocks {
@@ -438,6 +451,24 @@ fn choose(t: &TensorInfo, rules: &Rules) -> (Rule, String) {
                 let s = if v { Scheme::ONES } else { Scheme::ZEROS };
                 (Rule::scheme(s), "--norm (shift 0, mean 0, var 1)".into())
             }
+        },
+        Role::NormOffset => match &rules.norm {
+            Rule::Keep => (Rule::Keep, "--norm".into()),
+            // The layer scales by 1 + w: a constant scale c is the offset c − 1 (ones → zeros).
+            Rule::Init { scheme, .. } => match scheme.kind() {
+                SchemeKind::Constant(c) => match Scheme::constant(c - 1.0) {
+                    Ok(s) => (
+                        Rule::scheme(s),
+                        "--norm (offset w of a scale 1 + w: the scale minus 1)".into(),
+                    ),
+                    Err(_) => (Rule::Keep, "--norm: no finite offset".into()),
+                },
+                _ => (
+                    Rule::Keep,
+                    "kept: an offset w of a scale 1 + w takes only a constant --norm (c − 1)"
+                        .into(),
+                ),
+            },
         },
         Role::Embedding => (rules.embedding.clone(), "--embedding".into()),
         Role::PreluSlope => (rules.prelu_slope.clone(), "default for prelu slope".into()),

@@ -4,7 +4,7 @@
 //! (checked against real output by the test suite) and versioned by
 //! [`SCHEMA_VERSION`]: a field is only ever added within a version. Roles and activations are
 //! lower snake case (`weight`, `recurrent_weight`, `bias`, `norm_scale`, `norm_shift`,
-//! `norm_stat`, `embedding`, `prelu_slope`; `relu`, `tanh`, …). Tensors are listed in graph
+//! `norm_offset`, `norm_stat`, `embedding`, `prelu_slope`; `relu`, `tanh`, …). Tensors are listed in graph
 //! order (the order of the first node that reads them; see [`Report::order_by_graph`]).
 //!
 //! The table fits a terminal width ([`Report::table_for`]) and ends with a footer of everything
@@ -106,6 +106,25 @@ pub struct UntouchedReport {
     pub dtype: String,
     /// Why it is not a parameter to re-initialize.
     pub reason: String,
+    /// Whether the table's footer lists it: a float tensor of rank ≥ 1, or a quantized weight —
+    /// the tensors that could be learned parameters, so that a user sees at a glance what was
+    /// left alone (integer shapes and indices and float scalars are only counted).
+    pub listed: bool,
+}
+
+impl UntouchedReport {
+    /// The row of a tensor without a role, for the rewrite's report and `inspect`'s alike.
+    pub fn of(t: &crate::analysis::TensorInfo) -> UntouchedReport {
+        UntouchedReport {
+            name: t.name.clone(),
+            graph: t.graph.clone(),
+            shape: t.dims.clone(),
+            dtype: dtype_name(t.data_type),
+            reason: t.why_untouched.clone(),
+            listed: (DType::from_onnx(t.data_type).is_float() && !t.dims.is_empty())
+                || t.why_untouched.starts_with("quantized weight"),
+        }
+    }
 }
 
 /// Counts.
@@ -180,13 +199,7 @@ impl Report {
         for (t, e) in analysis.tensors.iter().zip(&plan.entries) {
             let Some(role) = t.role else {
                 summary.untouched += 1;
-                untouched.push(UntouchedReport {
-                    name: t.name.clone(),
-                    graph: t.graph.clone(),
-                    shape: t.dims.clone(),
-                    dtype: dtype_name(t.data_type),
-                    reason: t.why_untouched.clone(),
-                });
+                untouched.push(UntouchedReport::of(t));
                 continue;
             };
             let changed = e.fill.is_some();
@@ -336,16 +349,29 @@ pub(crate) fn footer(
 ) {
     let full = width == usize::MAX;
     let w = (!full).then_some(width);
-    let cell = |s: &str| elide_middle(s, crate::table::MAX_CELL);
+    // Reasons and warnings are wrapped, not cut, unless a name inside them is huge.
+    let cell = |s: &str| {
+        elide_middle(
+            s,
+            if full {
+                8 * crate::table::MAX_CELL
+            } else {
+                crate::table::MAX_CELL
+            },
+        )
+    };
     let name = |s: &str| elide_middle(s, if full { crate::table::MAX_CELL } else { 40 });
     for t in tensors {
         if let Some(n) = &t.note {
             out.push_str(&wrap(&format!("note: {}: {n}", name(&t.name)), w));
         }
     }
-    // Group by reason, in order of first appearance.
+    // Group by reason, in order of first appearance; what could be a learned parameter
+    // ([`UntouchedReport::listed`]) first, then integer tensors and scalars.
     let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
-    for u in untouched {
+    let (params, rest): (Vec<&UntouchedReport>, Vec<&UntouchedReport>) =
+        untouched.iter().partition(|u| u.listed);
+    for u in params.into_iter().chain(rest) {
         match groups.iter_mut().find(|(r, _)| *r == u.reason) {
             Some((_, names)) => names.push(&u.name),
             None => groups.push((&u.reason, vec![&u.name])),

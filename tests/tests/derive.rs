@@ -624,3 +624,277 @@ fn struct_level_layout() {
     assert_all(k.bias.flat(), 0.0);
     assert_uniform(k.torch.flat(), (6.0f64 / 600.0).sqrt());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Grouped, depthwise and transposed convolutions, embeddings, and the framework convention.
+//
+// Expected fans are PyTorch's numbers, copied from the ground truth of the exported fixtures
+// (`tests/fixtures/cnn.gt.json` and `transformer.gt.json`, fields `torch_fan_in`/`torch_fan_out`,
+// written by `make_models.py` with `torch.nn.init._calculate_fan_in_and_fan_out`):
+//   dw.weight [16, 1, 3, 3] (Conv2d(16, 16, 3, groups=16))  torch (9, 144)
+//   up.weight [32, 8, 2, 2] (ConvTranspose2d(32, 8, 2))     torch (32, 128)
+//   emb.weight [100, 32]    (Embedding(100, 32))            torch (32, 100)
+// The true fans follow from the layer definitions: a depthwise output reads one channel's 3×3
+// taps (in 9) and each input feeds one channel's 9 taps (out 9); ConvTranspose2d(32, 8, 2) maps
+// each of 32 input channels to 8·4 outputs (out 32) and each output reads 32·4 inputs (in 128);
+// an embedding output reads one row (in 1) of D = 32 values (out 32).
+
+#[derive(Initialize)]
+struct ConvFamily {
+    #[init(he_uniform, groups = 16)]
+    dw: [[[[f32; 3]; 3]; 1]; 16],
+    #[init(he_uniform, groups = 16, convention = framework)]
+    dw_torch: [[[[f32; 3]; 3]; 1]; 16],
+    #[init(he_uniform, transposed)]
+    up: [[[[f32; 2]; 2]; 8]; 32],
+    #[init(he_uniform, transposed, convention = framework)]
+    up_torch: [[[[f32; 2]; 2]; 8]; 32],
+    #[init(glorot_normal, embedding)]
+    emb: Box<[[f32; 32]; 100]>,
+    #[init(glorot_normal, embedding, convention = framework)]
+    emb_torch: Box<[[f32; 32]; 100]>,
+    #[init(dirac, groups = 2)]
+    ident: [[[f32; 3]; 2]; 4],
+}
+
+#[test]
+fn grouped_transposed_and_embedding_fans_match_torch() {
+    let mut init = Initializer::logging(Seed(5));
+    let mut m = ConvFamily::zeroed();
+    m.initialize(&mut init);
+    let fans = |path: &str| {
+        let r = init.log().iter().find(|r| r.path == path).unwrap();
+        let f = r.fans.unwrap();
+        (f.fan_in, f.fan_out)
+    };
+    // PyTorch's numbers (the fixtures' ground truth) under `convention = framework`.
+    assert_eq!(fans("dw_torch"), (9, 144));
+    assert_eq!(fans("up_torch"), (32, 128));
+    assert_eq!(fans("emb_torch"), (32, 100));
+    // True connectivity by default.
+    assert_eq!(fans("dw"), (9, 9));
+    assert_eq!(fans("up"), (128, 32));
+    assert_eq!(fans("emb"), (1, 32));
+    // And the values are those of the scheme with those fans, at the field's path.
+    assert_eq!(
+        m.dw.flat(),
+        reference::<f32>("he_uniform", &[16, 1, 3, 3], Some((9, 9)), 5, "dw")
+    );
+    assert_eq!(
+        m.up_torch.flat(),
+        reference::<f32>("he_uniform", &[32, 8, 2, 2], Some((32, 128)), 5, "up_torch")
+    );
+    assert_eq!(
+        m.emb.flat(),
+        reference::<f32>("glorot_normal", &[100, 32], Some((1, 32)), 5, "emb")
+    );
+    // he_uniform with fan_in 9: U(±√(6/9)).
+    assert_uniform(m.dw.flat(), (6.0f64 / 9.0).sqrt());
+    // dirac's own `groups`: 2 groups of 2 identity channels.
+    let mut want = [[[0f32; 3]; 2]; 4];
+    for (o, c) in [(0, 0), (1, 1), (2, 0), (3, 1)] {
+        want[o][c][1] = 1.0;
+    }
+    assert_eq!(m.ident, want);
+}
+
+#[derive(Initialize)]
+#[init(default = he_normal(mode = fan_out), convention = framework)]
+struct TorchCompat {
+    #[init(groups = 4)]
+    w: [[[[f32; 3]; 3]; 2]; 8],
+}
+
+#[test]
+fn struct_level_convention() {
+    let mut init = Initializer::logging(Seed(1));
+    let mut m = TorchCompat::zeroed();
+    m.initialize(&mut init);
+    // _calculate_fan_in_and_fan_out on [8, 2, 3, 3]: (2·9, 8·9), groups ignored.
+    let f = init.log()[0].fans.unwrap();
+    assert_eq!((f.fan_in, f.fan_out), (18, 72));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config-driven models: shapes and lengths known at run time, read from `self`.
+
+#[derive(Initialize)]
+struct Linear {
+    #[init(skip)]
+    d_in: usize,
+    #[init(skip)]
+    d_out: usize,
+    #[init(he_uniform, shape = [self.d_out, self.d_in])]
+    w: Vec<f32>,
+    #[init(zeros, shape = [self.d_out])]
+    b: Vec<f32>,
+}
+
+impl Linear {
+    fn new(d_in: usize, d_out: usize) -> Linear {
+        Linear {
+            d_in,
+            d_out,
+            w: vec![0.0; d_in * d_out],
+            b: vec![1.0; d_out],
+        }
+    }
+}
+
+#[derive(Initialize)]
+struct ConfigMlp {
+    layers: Vec<Linear>,
+    #[init(glorot_uniform, shape = [self.dims().0, self.dims().1])]
+    head: Vec<f64>,
+    #[init(skip)]
+    classes: usize,
+}
+
+impl ConfigMlp {
+    fn new(widths: &[usize], classes: usize) -> ConfigMlp {
+        ConfigMlp {
+            layers: widths.windows(2).map(|w| Linear::new(w[0], w[1])).collect(),
+            head: vec![0.0; classes * widths[widths.len() - 1]],
+            classes,
+        }
+    }
+    /// (classes, last width): a method of `self`, not only a field.
+    fn dims(&self) -> (usize, usize) {
+        (self.classes, self.layers.last().map_or(0, |l| l.d_out))
+    }
+}
+
+#[test]
+fn runtime_shapes_read_from_self() {
+    let widths = [64, 48, 32];
+    let mut m = ConfigMlp::new(&widths, 10);
+    m.initialize_with_seed(Seed(9));
+    assert_eq!(m.layers.len(), 2);
+    for (i, l) in m.layers.iter().enumerate() {
+        let (d_in, d_out) = (widths[i], widths[i + 1]);
+        assert_eq!(
+            l.w,
+            reference::<f32>(
+                "he_uniform",
+                &[d_out, d_in],
+                Some((d_in as u64, d_out as u64)),
+                9,
+                &format!("layers.{i}.w")
+            )
+        );
+        assert_all(&l.b, 0.0);
+    }
+    assert_eq!(
+        m.head,
+        reference::<f64>("glorot_uniform", &[10, 32], Some((32, 10)), 9, "head")
+    );
+}
+
+#[test]
+#[should_panic(expected = "field `layers.0.w`")]
+fn a_runtime_shape_that_disagrees_with_the_buffer_names_the_field() {
+    let mut m = ConfigMlp::new(&[4, 3], 2);
+    m.layers[0].w.pop();
+    m.initialize_with_seed(Seed(0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Custom initializers.
+
+/// A user's scheme: N(0, 1/fan_in) from the field's own stream, so it keeps the determinism
+/// contract. Generic over the element type, as the derive's fields are.
+fn my_scaled_normal<E: Element>(out: &mut [E], site: &init_core::Site<'_>) {
+    let fans = site.fans.expect("a weight");
+    let std = (1.0f64 / fans.fan_in as f64).sqrt();
+    init_core::Sampler::Normal { mean: 0.0, std }.fill(out, site.stream);
+}
+
+mod user_inits {
+    /// Writes the element index, to check order and the site's data.
+    pub(crate) fn index(out: &mut [f32], site: &init_core::Site<'_>) {
+        assert_eq!(site.path, "ramp");
+        assert_eq!(site.dims, &[2, 3]);
+        for (i, x) in out.iter_mut().enumerate() {
+            *x = i as f32;
+        }
+    }
+}
+
+#[derive(Initialize)]
+struct WithCustom {
+    #[init(with = my_scaled_normal, groups = 2)]
+    w: [[[f32; 5]; 2]; 8],
+    #[init(with = user_inits::index)]
+    ramp: [[f32; 3]; 2],
+}
+
+#[test]
+fn custom_initializers_get_the_fans_and_the_stream() {
+    let m = WithCustom::initialized(Seed(3));
+    // groups = 2: fan_in 2·5 = 10; N(0, 1/10) from the stream of "w".
+    let mut want = vec![0f32; 80];
+    init_core::Sampler::Normal {
+        mean: 0.0,
+        std: (0.1f64).sqrt(),
+    }
+    .fill(
+        &mut want,
+        Stream {
+            seed: 3,
+            key: key_of("w"),
+        },
+    );
+    assert_eq!(m.w.flat(), want.as_slice());
+    assert_eq!(m.ramp, [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]);
+}
+
+#[test]
+fn hand_written_impls_fill_like_the_derive() {
+    struct Hand {
+        w: Vec<f32>,
+        v: Vec<f32>,
+    }
+    impl Initialize for Hand {
+        fn initialize(&mut self, init: &mut Initializer) {
+            let he: Scheme = "he_uniform".parse().unwrap();
+            init.fill(
+                "w",
+                &he,
+                &mut self.w,
+                &[3, 4],
+                init_core::FanRule::default(),
+            )
+            .unwrap();
+            init.fill_with(
+                "v",
+                &mut self.v,
+                &[3, 4],
+                init_core::FanRule::default(),
+                my_scaled_normal,
+            )
+            .unwrap();
+        }
+    }
+    let mut h = Hand {
+        w: vec![0.0; 12],
+        v: vec![0.0; 12],
+    };
+    h.initialize_with_seed(Seed(4));
+    assert_eq!(
+        h.w,
+        reference::<f32>("he_uniform", &[3, 4], Some((4, 3)), 4, "w")
+    );
+    let mut want = vec![0f32; 12];
+    init_core::Sampler::Normal {
+        mean: 0.0,
+        std: 0.5,
+    }
+    .fill(
+        &mut want,
+        Stream {
+            seed: 4,
+            key: key_of("v"),
+        },
+    );
+    assert_eq!(h.v, want);
+}

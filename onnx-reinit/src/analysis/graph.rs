@@ -535,6 +535,19 @@ impl<'a, 'm> Scalars<'a, 'm> {
         s
     }
 
+    /// The values of initializer `id` if it has at most `max_len` elements and the loader can
+    /// read them (see [`ConstValues`]).
+    pub(super) fn initializer_values(&self, id: ValueId, max_len: usize) -> Option<Vec<f64>> {
+        let v = self.index.value(id);
+        match v.def {
+            Def::Initializer(_) => {
+                let path = &self.index.scope(v.scope).path;
+                self.consts.small_values(path, v.name, max_len)
+            }
+            _ => None,
+        }
+    }
+
     /// The value of a one-element constant: an initializer (through [`ConstValues`]), a
     /// `Constant` node, or either seen through Identity/Cast/Reshape/Squeeze/Unsqueeze.
     pub(super) fn scalar(&self, mut id: ValueId) -> Option<f64> {

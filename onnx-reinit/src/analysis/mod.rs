@@ -156,13 +156,20 @@ pub enum Role {
     /// A bias: Conv/ConvTranspose B, Gemm C, the initializer operand of an Add directly after a
     /// MatMul/Gemm/Conv that has none, or LSTM/GRU/RNN B.
     Bias,
-    /// Scale (gamma) of a normalization.
+    /// Scale (gamma) of a normalization: of a norm op, or the initializer a decomposed norm's
+    /// output (RMSNorm, LayerNorm, GroupNorm via InstanceNormalization) is multiplied by.
     NormScale,
-    /// Shift (beta) of a normalization.
+    /// Shift (beta) of a normalization: of a norm op, or the initializer added to a
+    /// decomposed norm's scaled output.
     NormShift,
+    /// Offset `w` of a normalization scale applied as `x·(1 + w)` (Gemma-style RMSNorm): its
+    /// neutral value is 0, not 1.
+    NormOffset,
     /// A BatchNormalization running statistic.
     NormStat(NormStatKind),
-    /// An embedding table: data (V, D) of a Gather with run-time integer indices.
+    /// An embedding table: data (V, D) of a Gather with run-time integer indices, or with
+    /// constant indices (folded position or token-type ids) when the rows are added into an
+    /// activation; an EmbedLayerNormalization table.
     Embedding,
     /// The slope of PRelu.
     PreluSlope,
@@ -170,7 +177,7 @@ pub enum Role {
 
 impl Role {
     /// Lower snake case name used in reports: `weight`, `recurrent_weight`, `bias`,
-    /// `norm_scale`, `norm_shift`, `norm_stat`, `embedding`, `prelu_slope`.
+    /// `norm_scale`, `norm_shift`, `norm_offset`, `norm_stat`, `embedding`, `prelu_slope`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Role::Weight => "weight",
@@ -178,6 +185,7 @@ impl Role {
             Role::Bias => "bias",
             Role::NormScale => "norm_scale",
             Role::NormShift => "norm_shift",
+            Role::NormOffset => "norm_offset",
             Role::NormStat(_) => "norm_stat",
             Role::Embedding => "embedding",
             Role::PreluSlope => "prelu_slope",
@@ -195,8 +203,9 @@ impl Role {
             Role::Bias => 3,
             Role::NormScale => 4,
             Role::NormShift => 5,
-            Role::NormStat(_) => 6,
-            Role::PreluSlope => 7,
+            Role::NormOffset => 6,
+            Role::NormStat(_) => 7,
+            Role::PreluSlope => 8,
         }
     }
 }
@@ -465,10 +474,18 @@ fn analyse_one(
     };
 
     if !roles::is_float_type(data_type) {
-        info.why_untouched = format!(
-            "{} tensor: only f32/f64/f16/bf16 tensors are re-initialized",
-            roles::dtype_name(data_type)
-        );
+        // An integer weight read by a quantization op says so: the user asked for a fresh
+        // model and must see that its quantized layers are not.
+        let quantized = uses.iter().find_map(|u| {
+            let c = roles::candidate(index, scalars, u, opts.compat);
+            c.why.starts_with("quantized weight").then_some(c.why)
+        });
+        info.why_untouched = quantized.unwrap_or_else(|| {
+            format!(
+                "{} tensor: only f32/f64/f16/bf16 tensors are re-initialized",
+                roles::dtype_name(data_type)
+            )
+        });
         return info;
     }
     if info.dims.iter().any(|&d| d < 0) {
@@ -584,7 +601,8 @@ fn decide(
     for (role, who) in overruled {
         notes.push(format!(
             "{} read{} it as {}, but {} wins (precedence: weight, recurrent_weight, embedding, \
-             bias, norm_scale, norm_shift, norm_stat, prelu_slope; first consumer among equals)",
+             bias, norm_scale, norm_shift, norm_offset, norm_stat, prelu_slope; first consumer \
+             among equals)",
             who.join(" and "),
             if who.len() == 1 { "s" } else { "" },
             role_label(role),

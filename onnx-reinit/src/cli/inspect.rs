@@ -242,6 +242,11 @@ pub(crate) fn run(args: &InspectArgs) -> ExitCode {
     };
     let quiet = args.quiet || args.json;
     let threads = args.threads.map(usize::from);
+    // Ctrl-C, SIGTERM and SIGHUP exit at once (nothing is written until the plot).
+    let model = args.model.clone();
+    let _ = super::cancel::install(move || {
+        output::error(INSPECT, format_args!("{}: cancelled", model.display()));
+    });
     // A progress bar on large models, as the rewrite shows (stderr, terminal only).
     let bar = (!quiet
         && std::io::IsTerminal::is_terminal(&std::io::stderr())
@@ -273,6 +278,8 @@ pub(crate) fn run(args: &InspectArgs) -> ExitCode {
         return code;
     }
     if let Some(path) = &args.plot {
+        // A signal while the plot is written waits for it (no half-written file).
+        let _writing = crate::rewrite::hold_exit();
         if let Err(e) = inspect::plot::write_svg(path, &report) {
             return fail(&e);
         }

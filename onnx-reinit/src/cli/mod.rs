@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use self::inspect::InspectArgs;
 use self::rewrite::RewriteArgs;
 
+mod cancel;
 pub(crate) mod inspect;
 pub(crate) mod output;
 pub(crate) mod rewrite;

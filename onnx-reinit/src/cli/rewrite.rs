@@ -3,13 +3,12 @@
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::analysis::AnalysisOptions;
 use crate::error::Error;
 use crate::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig, RunError};
 use clap::Args;
+use clap::builder::TypedValueParser;
 
 use super::output::{self, PROGRESS_MIN_BYTES, REWRITE, file_len, progress_bar};
 use super::rules::RuleArgs;
@@ -24,8 +23,10 @@ pub(crate) struct RewriteArgs {
     model: Option<PathBuf>,
 
     /// Output file; `DIR/` (or an existing folder) writes DIR/<the input's file name>
-    /// [default: <stem>.reinit.onnx beside the input].
-    #[arg(short, long, value_name = "OUT", conflicts_with = "in_place")]
+    /// [default: <stem>.reinit.onnx beside the input]. A missing path or a regular file (never a
+    /// device, FIFO or socket; `-` is refused: the output needs a real file).
+    #[arg(short, long, value_name = "OUT", conflicts_with = "in_place",
+          value_parser = TypedValueParser::try_map(clap::builder::OsStringValueParser::new(), parse_output))]
     output: Option<PathBuf>,
 
     /// Rewrite the input file itself (through a temporary file and an atomic rename).
@@ -88,6 +89,18 @@ fn output_path(out: PathBuf, model: &Path) -> PathBuf {
     match model.file_name() {
         Some(name) if dir_like => out.join(name),
         _ => out,
+    }
+}
+
+/// `-o`'s parser: `-` is refused rather than read as a file named `-` in the working folder.
+/// A model cannot go to stdout: the output is written in parallel at positions, flushed and
+/// renamed into place, which a pipe cannot do, and a half-written model on a pipe would look
+/// like a whole one to the reader.
+fn parse_output(s: std::ffi::OsString) -> Result<PathBuf, String> {
+    if s == "-" {
+        Err("the output cannot be stdout (`-`); give a file path (./- for a file named `-`)".into())
+    } else {
+        Ok(PathBuf::from(s))
     }
 }
 
@@ -163,12 +176,32 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    // Ctrl-C (and SIGTERM, SIGHUP) stops the rewrite at the next piece; the library then removes
-    // its temporary files, so the input stays intact and no partial output is left.
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&cancel);
-    if ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).is_ok() {
-        config.cancel = Some(cancel);
+    // Ctrl-C (and SIGTERM, SIGHUP) exits at once before anything is written, and stops a
+    // rewrite at its next piece, which then removes its temporary files (see `cancel`).
+    let file = match &config.destination {
+        Destination::Path(p) => p.clone(),
+        _ => config.model.clone(),
+    };
+    config.cancel = super::cancel::install(move || {
+        output::error(REWRITE, Error::Cancelled { file: file.clone() });
+    });
+    // --force lets in place replace a hard-linked model (refused without it); say what that
+    // means for the other names.
+    if config.force && config.destination == Destination::InPlace {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(&config.model)
+            && m.nlink() > 1
+        {
+            output::note(
+                REWRITE,
+                show.quiet,
+                format_args!(
+                    "{} has {} hard links; the other links keep the old contents",
+                    config.model.display(),
+                    m.nlink()
+                ),
+            );
+        }
     }
     if !show.quiet && io::stderr().is_terminal() && file_len(&config.model) > PROGRESS_MIN_BYTES {
         config.progress = Some(progress_bar());

@@ -433,6 +433,8 @@ pub fn inspect_with_progress(
     if let Some(fopts) = &opts.forward {
         report.forward = Some(run_forward(&model, &analysis, fopts));
     }
+    // Statistics of a model that changed while being read describe neither version.
+    model.check_unchanged()?;
     Ok((model, analysis, report))
 }
 
@@ -560,13 +562,7 @@ pub fn diagnose_with_progress(
         .tensors
         .iter()
         .filter(|t| t.role.is_none())
-        .map(|t| crate::report::UntouchedReport {
-            name: t.name.clone(),
-            graph: t.graph.clone(),
-            shape: t.dims.clone(),
-            dtype: dtype_name(t.data_type),
-            reason: t.why_untouched.clone(),
-        })
+        .map(crate::report::UntouchedReport::of)
         .collect();
     summary.tensors = rows.len();
     let compat = match opts.analysis.compat {
@@ -741,9 +737,10 @@ fn judge(
                 (Verdict::Ok, None, None)
             }
         }
-        Role::NormShift | Role::NormStat(NormStatKind::Mean) | Role::PreluSlope => {
-            (Verdict::Ok, None, None)
-        }
+        Role::NormShift
+        | Role::NormOffset
+        | Role::NormStat(NormStatKind::Mean)
+        | Role::PreluSlope => (Verdict::Ok, None, None),
     }
 }
 

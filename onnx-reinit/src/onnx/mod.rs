@@ -11,6 +11,7 @@
 //! - [`values`]: typed reads of initializer values, whatever their storage.
 pub mod dtype;
 pub mod external;
+mod fault;
 pub mod model;
 mod residency;
 pub mod scan;

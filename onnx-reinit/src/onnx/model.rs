@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use crate::error::Error;
+use crate::onnx::fault::Guard;
 use crate::onnx::residency::{Unmapper, UnmappingBuf, unmap};
 use crate::onnx::scan::{self, Scan};
 use crate::onnx::skeleton;
@@ -34,6 +35,54 @@ pub fn numel(dims: &[i64]) -> Result<u64, String> {
         acc.checked_mul(d)
             .ok_or_else(|| format!("the product of dims {dims:?} overflows 64 bits"))
     })
+}
+
+/// What kind of file `meta` describes, for messages: `"regular file"`, `"folder"`, `"FIFO"`,
+/// `"character device"`, `"block device"`, `"socket"`, `"symlink"` or `"special file"`.
+pub(crate) fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() {
+        "regular file"
+    } else if t.is_dir() {
+        "folder"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_symlink() {
+        "symlink"
+    } else {
+        "special file"
+    }
+}
+
+/// Opens `path` for reading if it is a regular file, refusing anything else with an error
+/// naming what it is.
+///
+/// The open is non-blocking: opening a FIFO for reading blocks until a writer appears (forever,
+/// and before any type check could run), and a device's open can block or have side effects
+/// (a tape rewinds). `O_NONBLOCK` makes the open return at once; the type is then checked on the
+/// descriptor itself (no race with a rename between a `stat` and the `open`). On a regular file
+/// the flag changes nothing (regular-file reads never block), so the descriptor is used as is.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(format!(
+            "it is a {}, not a regular file",
+            file_kind(&meta)
+        )));
+    }
+    Ok(file)
 }
 
 /// One initializer, in the enumeration order of [`crate::onnx::scan`] (graphs in pre-order, then file
@@ -84,15 +133,66 @@ pub struct GraphInfo {
     pub tensors: Range<usize>,
 }
 
+/// What the model parsed into, before it is put together with its mapping.
+struct Parts {
+    dir: PathBuf,
+    skeleton: skeleton::Model,
+    scan: Scan,
+    graphs: Vec<GraphInfo>,
+    tensors: Vec<TensorEntry>,
+}
+
+/// A file's size, modification and change times: what [`LoadedModel::check_unchanged`] and the
+/// rewrite's commit point compare to tell that a file was rewritten under them. The change time
+/// cannot be set by the writer (`touch` cannot hide a rewrite) and moves on any write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// `Err` says what differs between this stamp and `now`'s.
+    pub(crate) fn check(&self, now: &std::fs::Metadata) -> Result<(), String> {
+        let now = Stamp::of(now);
+        if now.len != self.len {
+            Err(format!(
+                "its size changed from {} to {} bytes while it was being read",
+                self.len, now.len
+            ))
+        } else if now != *self {
+            Err("it was modified while it was being read".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// An opened model: the mapped bytes, the skeleton, and the validated initializer table.
 ///
-/// Holds the input file open and mapped; the mapping assumes nobody truncates the file while it
-/// is open (a truncation under a live mapping is a fault no library can turn into an error).
+/// Holds the input file open and mapped. Another process may truncate or rewrite the file while
+/// it is mapped: a read past the new end reads zeros instead of crashing the process (see
+/// `onnx::fault`), and [`Self::check_unchanged`] reports the change; every reader of this crate
+/// calls it before trusting what it read.
 #[derive(Debug)]
 pub struct LoadedModel {
     path: PathBuf,
     dir: PathBuf,
     pub(crate) file: File,
+    /// The file's size and times when it was mapped.
+    stamp: Stamp,
+    /// Declared before `map`: unregistered before the mapping is unmapped.
+    guard: Guard,
     map: Mmap,
     skeleton: skeleton::Model,
     pub(crate) scan: Scan,
@@ -110,23 +210,53 @@ impl LoadedModel {
     /// refused (see [`crate::onnx::external`]). Never panics.
     pub fn open(path: impl AsRef<Path>) -> Result<LoadedModel, Error> {
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).map_err(|e| Error::io(&path, "open the model", e))?;
+        let file = open_regular(&path).map_err(|e| Error::io(&path, "open the model", e))?;
         let meta = file
             .metadata()
             .map_err(|e| Error::io(&path, "read the model's metadata", e))?;
-        if !meta.is_file() {
-            return Err(Error::io(
-                &path,
-                "read the model",
-                std::io::Error::other("not a regular file"),
-            ));
-        }
         // SAFETY: the mapping is read-only and private to this process; the file is a regular
-        // file we keep open. The remaining hazard (another process truncating the file while it
-        // is mapped) is documented on `LoadedModel`.
+        // file we keep open. Another process truncating it under the mapping makes reads past
+        // the new end fault: `Guard` (registered next, unregistered before the unmap) turns
+        // that fault into zero pages and an error, see `onnx::fault`.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, "map the model", e))?;
+        let guard = Guard::register(map.as_ptr(), map.len());
+        let stamp = Stamp::of(&meta);
+        let loaded = LoadedModel {
+            path,
+            dir: PathBuf::new(),
+            file,
+            stamp,
+            guard,
+            map,
+            skeleton: skeleton::Model::default(),
+            scan: Scan::default(),
+            graphs: Vec::new(),
+            tensors: Vec::new(),
+        };
+        match Self::parse(&loaded.path, &loaded.map, &meta) {
+            Ok(parts) => {
+                // Bytes read after a truncation are zeros: what was parsed cannot be trusted.
+                loaded.check_unchanged()?;
+                Ok(LoadedModel {
+                    dir: parts.dir,
+                    skeleton: parts.skeleton,
+                    scan: parts.scan,
+                    graphs: parts.graphs,
+                    tensors: parts.tensors,
+                    ..loaded
+                })
+            }
+            // A model that changed while it was read is reported as such, not as the malformed
+            // bytes the change left.
+            Err(e) => Err(loaded.check_unchanged().err().unwrap_or(e)),
+        }
+    }
+
+    /// The scan, skeleton and validated tables of the mapped model `map` (whose file has
+    /// metadata `meta`).
+    fn parse(path: &Path, map: &Mmap, meta: &std::fs::Metadata) -> Result<Parts, Error> {
         let malformed = |offset: usize, context: String, what: String| Error::Malformed {
-            file: path.clone(),
+            file: path.to_path_buf(),
             offset: offset as u64,
             context,
             what,
@@ -134,8 +264,8 @@ impl LoadedModel {
         if map.is_empty() {
             return Err(malformed(0, String::new(), "the file is empty".into()));
         }
-        let unmapper = Unmapper::new(&map);
-        let scan = scan::scan_with(&map, &|offset| unmapper.upto(offset))
+        let unmapper = Unmapper::new(map);
+        let mut scan = scan::scan_with(map, &|offset| unmapper.upto(offset))
             .map_err(|e| malformed(e.offset, e.context, e.what))?;
         if !scan.has_graph {
             return Err(malformed(
@@ -145,22 +275,22 @@ impl LoadedModel {
             ));
         }
         // prost names the field path but not the offset: locate the failure in the wire format.
-        let unmapper = Unmapper::new(&map);
+        let unmapper = Unmapper::new(map);
         let decoded = <skeleton::Model as prost::Message>::decode(UnmappingBuf {
-            bytes: &map,
+            bytes: map,
             pos: 0,
             unmapper: &unmapper,
         });
         unmapper.upto(map.len());
-        let skeleton = decoded.map_err(|e| match scan::locate_decode_error(&map) {
+        let skeleton = decoded.map_err(|e| match scan::locate_decode_error(map) {
             Some(at) => malformed(at.offset, at.context, at.what),
             None => Error::Decode {
-                file: path.clone(),
+                file: path.to_path_buf(),
                 what: e.to_string(),
             },
         })?;
         cross_check(&skeleton, &scan).map_err(|what| Error::Inconsistent {
-            file: path.clone(),
+            file: path.to_path_buf(),
             what,
         })?;
 
@@ -183,7 +313,7 @@ impl LoadedModel {
         for (i, t) in scan.tensors.iter().enumerate() {
             let graph_path = &scan.graphs[t.graph].path;
             let invalid = |what: String| Error::InvalidTensor {
-                file: path.clone(),
+                file: path.to_path_buf(),
                 graph: graph_path.clone(),
                 tensor: t.name.clone(),
                 offset: scan.frames[t.frame].body.start as u64,
@@ -203,10 +333,10 @@ impl LoadedModel {
                             .map_err(|e| Error::io(&dir, "resolve the model's folder", e))?,
                     ),
                 };
-                external_storage(t, n, &dir, canonical_dir, &meta).map_err(|what| match what {
+                external_storage(t, n, &dir, canonical_dir, meta).map_err(|what| match what {
                     ExternalError::Tensor(w) => invalid(w),
                     ExternalError::External(w) => Error::External {
-                        file: path.clone(),
+                        file: path.to_path_buf(),
                         tensor: t.name.clone(),
                         offset: scan.frames[t.frame].body.start as u64,
                         what: w,
@@ -224,8 +354,9 @@ impl LoadedModel {
                 graph: graph_path.clone(),
                 graph_index: t.graph,
                 index_in_graph: t.index_in_graph,
-                name: t.name.clone(),
-                dims: t.dims.clone(),
+                // Moved from the scan below, once `names` no longer borrows them.
+                name: String::new(),
+                dims: Vec::new(),
                 data_type: t.data_type,
                 storage,
                 numel: n,
@@ -233,16 +364,52 @@ impl LoadedModel {
                 offset: scan.frames[t.frame].body.start,
             });
         }
-        Ok(LoadedModel {
-            path,
+        drop(names);
+        // The scanned tensors have served (cross-check, storage, validation): their names and
+        // dims move into the entries and the rest (payload ranges, external keys, ~400 bytes a
+        // tensor) is freed, so a model of millions of initializers is not held twice. Only the
+        // frames stay, for the rewrite's re-framing.
+        for (e, t) in tensors.iter_mut().zip(&mut scan.tensors) {
+            e.name = std::mem::take(&mut t.name);
+            e.dims = std::mem::take(&mut t.dims);
+        }
+        scan.tensors = Vec::new();
+        scan.frames.shrink_to_fit();
+        Ok(Parts {
             dir,
-            file,
-            map,
             skeleton,
             scan,
             graphs,
             tensors,
         })
+    }
+
+    /// Fails with [`Error::InputChanged`] if the model file changed since it was opened: a
+    /// read of its mapping faulted (it was truncated under it), or its size, modification or
+    /// change time differ from what they were when it was mapped. Whatever was read or copied
+    /// from a file that changed is a mix of two versions; the rewrite calls this before its
+    /// commit point, `inspect` before reporting.
+    pub fn check_unchanged(&self) -> Result<(), Error> {
+        let changed = |what: String| Error::InputChanged {
+            file: self.path.clone(),
+            what,
+        };
+        if self.guard.faulted() {
+            return Err(changed(format!(
+                "it was truncated while being read (it was {} bytes)",
+                self.map.len()
+            )));
+        }
+        let now = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(&self.path, "read the model's metadata", e))?;
+        self.stamp.check(&now).map_err(changed)
+    }
+
+    /// Whether a read of the mapping faulted since it was opened (see [`Self::check_unchanged`]).
+    pub(crate) fn faulted(&self) -> bool {
+        self.guard.faulted()
     }
 
     /// The path the model was opened with.

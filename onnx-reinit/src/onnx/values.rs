@@ -360,7 +360,7 @@ impl LoadedModel {
                 location,
                 ..
             } => {
-                let file = std::fs::File::open(path)
+                let file = crate::onnx::model::open_regular(path)
                     .map_err(|e| Error::io(path, "open external data", e))?;
                 let mut buf = vec![0u8; READ_CHUNK - READ_CHUNK % 8];
                 let per_chunk = (buf.len() as u64) / width;
@@ -390,6 +390,10 @@ impl LoadedModel {
                     ),
                 });
             }
+        }
+        // A read of a truncated mapping returned zeros (see `onnx::fault`): not the values.
+        if self.faulted() {
+            self.check_unchanged()?;
         }
         Ok(())
     }
@@ -457,6 +461,9 @@ impl LoadedModel {
             (_, Storage::Empty) => Some(Vec::new()),
             _ => None,
         }
+        // Zeros read from a truncated mapping are not the values; the caller's run fails at
+        // its next check of the model.
+        .filter(|_| !self.faulted())
     }
 
     /// The first `len` payload bytes of a raw or external tensor.
@@ -467,7 +474,7 @@ impl LoadedModel {
                 .get(bytes.start..bytes.start.checked_add(len)?)
                 .map(<[u8]>::to_vec),
             Storage::External { path, offset, .. } => {
-                let file = std::fs::File::open(path).ok()?;
+                let file = crate::onnx::model::open_regular(path).ok()?;
                 let mut buf = vec![0u8; len];
                 file.read_exact_at(&mut buf, *offset).ok()?;
                 Some(buf)

@@ -1,6 +1,6 @@
 //! Safety of the destination: where each output file goes, the checks that keep every output
 //! off the input and inside the output folder, and the temporary file beside each destination
-//! that becomes it.
+//! that becomes it (unnamed where the file system allows it: see [`Temp`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, Metadata};
@@ -12,7 +12,7 @@ use tempfile::NamedTempFile;
 use super::Rewriter;
 use crate::error::Error;
 use crate::onnx::external;
-use crate::onnx::model::Storage;
+use crate::onnx::model::{Stamp, Storage};
 
 /// One file being written: a patched copy of `src_path`, written to a temporary file beside
 /// `dest` that is renamed to `dest` once complete.
@@ -21,13 +21,162 @@ pub(super) struct OutputFile {
     pub(super) is_model: bool,
     pub(super) src_path: PathBuf,
     pub(super) src: File,
-    /// The source's length when it was opened.
+    /// The source's length: the model's mapped (and validated) length, a side file's length when
+    /// it was opened.
     pub(super) src_len: u64,
+    /// The source's size and times when it was opened, compared again before the commit point.
+    pub(super) src_stamp: Stamp,
     pub(super) dest: PathBuf,
     /// Overwrite `dest` if it exists (force, or in place).
     pub(super) overwrite: bool,
     /// The temporary file in `dest`'s folder that becomes `dest`.
-    pub(super) temp: NamedTempFile,
+    pub(super) temp: Temp,
+}
+
+/// The file an output is written to before it becomes its destination.
+///
+/// Where the file system allows it (Linux, ext4/xfs/btrfs/tmpfs, …) it is an unnamed file
+/// (`O_TMPFILE`) in the destination's folder: a process killed with SIGKILL, or a machine that
+/// loses power, leaves nothing behind (the kernel frees an unnamed file when its last descriptor
+/// closes), where a named temporary file stayed forever at the size of the model. It gets a
+/// name only at the commit point ([`Temp::persist`]). Elsewhere it is a named temporary file
+/// (`.tmpXXXXXX`), removed on every path but SIGKILL.
+pub(super) enum Temp {
+    /// `O_TMPFILE`: no name until persisted.
+    Unnamed(File),
+    /// The portable fallback.
+    Named(NamedTempFile),
+}
+
+impl Temp {
+    /// An unnamed file in `dir` if the system supports it there, else a named one.
+    fn new_in(dir: &Path) -> std::io::Result<Temp> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            match fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(libc::O_TMPFILE)
+                .open(dir)
+            {
+                Ok(f) => return Ok(Temp::Unnamed(f)),
+                // Not a folder, no permission, no space: the same error the fallback would give.
+                Err(e)
+                    if !matches!(
+                        e.raw_os_error(),
+                        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+                    ) =>
+                {
+                    return Err(e);
+                }
+                // The file system (or kernel) has no O_TMPFILE: a named file.
+                Err(_) => {}
+            }
+        }
+        NamedTempFile::new_in(dir).map(Temp::Named)
+    }
+
+    pub(super) fn as_file(&self) -> &File {
+        match self {
+            Temp::Unnamed(f) => f,
+            Temp::Named(t) => t.as_file(),
+        }
+    }
+
+    /// Makes the file `dest`: replacing an existing `dest` if `overwrite`, else failing with
+    /// `AlreadyExists` if it exists. Atomic either way: a reader sees the old `dest` or the
+    /// whole new file. An unnamed file is linked under a fresh temporary name beside `dest` and
+    /// renamed over it (`linkat` cannot replace), or, without `overwrite`, linked as `dest`
+    /// directly (which fails if it exists).
+    pub(super) fn persist(self, dest: &Path, overwrite: bool) -> std::io::Result<()> {
+        match self {
+            Temp::Named(t) => {
+                let r = if overwrite {
+                    t.persist(dest).map(drop)
+                } else {
+                    t.persist_noclobber(dest).map(drop)
+                };
+                r.map_err(|e| e.error)
+            }
+            Temp::Unnamed(f) => {
+                if !overwrite {
+                    return link_unnamed(&f, dest);
+                }
+                let dir = parent_dir(dest);
+                for _ in 0..100 {
+                    let name = dir.join(format!(".tmp{:08x}", random_u32()));
+                    match link_unnamed(&f, &name) {
+                        Ok(()) => {
+                            return fs::rename(&name, dest).inspect_err(|_| {
+                                let _ = fs::remove_file(&name);
+                            });
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists))
+            }
+        }
+    }
+}
+
+/// Gives the unnamed file `f` the name `dest` (`linkat` through `/proc/self/fd`, which needs no
+/// privilege; `AT_EMPTY_PATH` where `/proc` is not mounted, which needs `CAP_DAC_READ_SEARCH`).
+fn link_unnamed(f: &File, dest: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let to = CString::new(dest.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let from = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: two valid NUL-terminated paths; linkat reads them and nothing else.
+    let r = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::ENOENT) || Path::new("/proc/self/fd").exists() {
+        return Err(e);
+    }
+    // SAFETY: an open descriptor, an empty path (AT_EMPTY_PATH) and a valid destination path.
+    let r = unsafe {
+        libc::linkat(
+            f.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A random number for temporary names (collisions are retried, so quality does not matter).
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() as u32
 }
 
 impl OutputFile {
@@ -44,8 +193,8 @@ impl OutputFile {
             .metadata()
             .map_err(|e| Error::io(&src_path, "read metadata", e))?;
         let dir = parent_dir(&dest);
-        let temp = NamedTempFile::new_in(&dir)
-            .map_err(|e| Error::io(&dir, "create a temporary file in", e))?;
+        let temp =
+            Temp::new_in(&dir).map_err(|e| Error::io(&dir, "create a temporary file in", e))?;
         // In place, the replacement keeps the original's owner and group, so that a run as
         // another user (root) does not take the model away from its owner. Best effort: only a
         // privileged process may give a file away, and an unprivileged one owns its files.
@@ -60,6 +209,7 @@ impl OutputFile {
             src_path,
             src,
             src_len: meta.len(),
+            src_stamp: Stamp::of(&meta),
             dest,
             overwrite,
             temp,
@@ -82,6 +232,30 @@ pub(super) struct SideFile {
 }
 
 impl Rewriter<'_> {
+    /// Fails with [`Error::InputChanged`] if the model or a source of `layouts` changed since
+    /// it was opened (see [`crate::onnx::model::LoadedModel::check_unchanged`]): what was copied
+    /// from it may mix two versions.
+    pub(super) fn check_sources_unchanged(
+        &self,
+        layouts: &[super::layout::FileLayout],
+    ) -> Result<(), Error> {
+        self.model.check_unchanged()?;
+        for l in layouts {
+            let o = &l.output;
+            let now = o
+                .src
+                .metadata()
+                .map_err(|e| Error::io(&o.src_path, "read metadata", e))?;
+            o.src_stamp
+                .check(&now)
+                .map_err(|what| Error::InputChanged {
+                    file: o.src_path.clone(),
+                    what,
+                })?;
+        }
+        Ok(())
+    }
+
     /// The model's output: a copy of the model file to `dest`.
     pub(super) fn model_output(&self, dest: PathBuf, overwrite: bool) -> Result<OutputFile, Error> {
         let model = self.model;
@@ -89,7 +263,11 @@ impl Rewriter<'_> {
             .file
             .try_clone()
             .map_err(|e| Error::io(model.path(), "reopen the model", e))?;
-        OutputFile::new(true, model.path().to_path_buf(), src, dest, overwrite)
+        let mut out = OutputFile::new(true, model.path().to_path_buf(), src, dest, overwrite)?;
+        // What was validated is the mapping: bytes appended since are not part of the model
+        // (and make the commit-point check fail).
+        out.src_len = model.bytes().len() as u64;
+        Ok(out)
     }
 
     /// In place: the side files holding targets, each replaced by a patched copy of itself.
@@ -164,13 +342,7 @@ impl Rewriter<'_> {
                             file: d.to_path_buf(),
                         });
                     }
-                    if m.is_dir() {
-                        return Err(Error::io(
-                            d,
-                            "write the output",
-                            std::io::Error::other("it is a directory"),
-                        ));
-                    }
+                    check_replaceable(d, &m)?;
                     if !self.opts.force {
                         return Err(Error::OutputExists {
                             file: d.to_path_buf(),
@@ -225,13 +397,35 @@ impl Rewriter<'_> {
     }
 }
 
+/// Refuses an existing output path `d` (whose metadata, symlinks followed, is `m`) that is not a
+/// regular file: the rename into place would replace the device node, FIFO, socket or folder
+/// itself. A symlink to a regular file passes (the rename replaces the link).
+pub(super) fn check_replaceable(d: &Path, m: &Metadata) -> Result<(), Error> {
+    if m.is_file() {
+        Ok(())
+    } else {
+        Err(Error::OutputNotRegular {
+            file: d.to_path_buf(),
+            kind: crate::onnx::model::file_kind(m),
+        })
+    }
+}
+
 /// Refuses to modify a read-only file in place: replacing it by rename would succeed, so the
-/// permission is honoured here instead.
+/// permission is honoured here instead. Without `force`, refuses a file with other hard links
+/// too: the replacement is a new file, and the other names would silently keep the old one.
 pub(super) fn check_writable_in_place<'p>(
     files: impl IntoIterator<Item = &'p Path>,
+    force: bool,
 ) -> Result<(), Error> {
     for p in files {
         let meta = fs::metadata(p).map_err(|e| Error::io(p, "read metadata", e))?;
+        if meta.nlink() > 1 && !force {
+            return Err(Error::HardLinked {
+                file: p.to_path_buf(),
+                links: meta.nlink(),
+            });
+        }
         if meta.permissions().readonly() {
             return Err(Error::io(
                 p,

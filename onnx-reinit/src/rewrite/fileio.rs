@@ -15,6 +15,64 @@ pub(crate) enum CopyError {
     Write(io::Error),
 }
 
+/// Copies `len` bytes at `src_off` of `src` to `dst_off` of `dst`, which must read as zeros
+/// there (a fresh file sized with `set_len`, as every rewrite output is): holes of a sparse
+/// source (`SEEK_DATA`/`SEEK_HOLE`) are skipped, so they stay holes in the output instead of
+/// becoming allocated zeros. Where the source cannot tell its holes, everything is copied.
+pub(crate) fn copy_range_sparse(
+    src: &File,
+    src_off: u64,
+    dst: &File,
+    dst_off: u64,
+    len: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), CopyError> {
+    let end = src_off + len;
+    let mut pos = src_off;
+    while pos < end {
+        let Some((data, hole)) = next_data(src, pos) else {
+            // No hole information: a plain copy of the rest.
+            return copy_range(src, pos, dst, dst_off + (pos - src_off), end - pos, buf);
+        };
+        if data >= end {
+            // Only a hole is left: the destination already reads zeros there.
+            return Ok(());
+        }
+        let stop = hole.min(end);
+        copy_range(src, data, dst, dst_off + (data - src_off), stop - data, buf)?;
+        pos = stop;
+    }
+    Ok(())
+}
+
+/// The data run at or after `pos` of `f`: `(start, end)`, with `start = u64::MAX` when only a
+/// hole follows; `None` if the file system cannot say (then it is all data).
+fn next_data(f: &File, pos: u64) -> Option<(u64, u64)> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let at = i64::try_from(pos).ok()?;
+        // SAFETY: lseek on an open descriptor, integer arguments only. The descriptor's own
+        // offset moves, but every other read of it is positional.
+        let data = unsafe { libc::lseek(f.as_raw_fd(), at, libc::SEEK_DATA) };
+        if data < 0 {
+            return (io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO))
+                .then_some((u64::MAX, u64::MAX));
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(f.as_raw_fd(), data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return None;
+        }
+        Some((data as u64, hole as u64))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (f, pos);
+        None
+    }
+}
+
 /// Copies `len` bytes at `src_off` of `src` to `dst_off` of `dst`.
 ///
 /// On Linux this is `copy_file_range(2)`: the bytes move inside the kernel (page cache to page

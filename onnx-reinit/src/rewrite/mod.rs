@@ -30,10 +30,9 @@
 //! done) and `persist` (flush, rename into place, clean-up after a failure).
 
 use std::fmt;
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::error::Error;
 use crate::onnx::model::{LoadedModel, Storage};
@@ -166,6 +165,69 @@ pub fn rewrite(
     Rewriter::new(model, filler, opts)?.run(targets)
 }
 
+/// Rewrites of this process that may have temporary files to remove (plus one per rewrite that
+/// has renamed an output: its report is still to be given), or [`EXITING`] once a signal
+/// handler has committed the process to exit at once. See [`exit_now_if_idle`].
+static WRITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// [`WRITERS`]'s value once the process is exiting: no rewrite may start any more.
+const EXITING: usize = usize::MAX;
+
+/// A rewrite's place in [`WRITERS`], released when it ends without having renamed anything.
+struct WriterSlot {
+    committed: bool,
+}
+
+impl WriterSlot {
+    /// `None` if the process is exiting (a signal arrived before this rewrite started).
+    fn enter() -> Option<WriterSlot> {
+        WRITERS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n != EXITING).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| WriterSlot { committed: false })
+    }
+}
+
+impl Drop for WriterSlot {
+    fn drop(&mut self) {
+        // After a rename the slot is kept: the process has written an output and must not be
+        // told by a signal that it wrote nothing.
+        if !self.committed {
+            WRITERS.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// For a signal handler of a process that runs rewrites (the CLI): if no rewrite is under way
+/// or done, commits the process to exiting — no rewrite can start after this returns `true` —
+/// so the handler may exit at once: nothing is written, nothing needs cleaning up, and the
+/// load, analysis, plan or dry run in progress is simply abandoned. `false`: a rewrite has
+/// temporary files (it stops at its cancellation flag and removes them) or has already renamed
+/// its output; the handler must not exit.
+pub(crate) fn exit_now_if_idle() -> bool {
+    WRITERS
+        .compare_exchange(0, EXITING, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+        || WRITERS.load(Ordering::Acquire) == EXITING
+}
+
+/// Holds off [`exit_now_if_idle`] while the returned guard lives (a file being written outside
+/// a rewrite, such as `inspect`'s plot), keeping it held afterwards as a finished rewrite does.
+/// `None` if the process is already exiting.
+pub(crate) fn hold_exit() -> Option<impl Drop> {
+    WriterSlot::enter().map(|mut s| {
+        s.committed = true;
+        s
+    })
+}
+
+/// Marks the current rewrite as having renamed an output (see [`WriterSlot`]).
+fn mark_committed(slot: &mut WriterSlot) {
+    slot.committed = true;
+}
+
 /// One rewrite in progress: its input, its value source and its options.
 struct Rewriter<'a> {
     model: &'a LoadedModel,
@@ -222,10 +284,15 @@ impl<'a> Rewriter<'a> {
     }
 
     fn run(&self, targets: &[usize]) -> Result<RewriteStats, Error> {
+        let Some(mut slot) = WriterSlot::enter() else {
+            return Err(Error::Cancelled { file: self.dest() });
+        };
         let mut created = Vec::new();
         let result = self.run_in(targets, &mut created);
         if result.is_err() {
             persist::remove_created_dirs(&created);
+        } else {
+            mark_committed(&mut slot);
         }
         result
     }
@@ -246,7 +313,10 @@ impl<'a> Rewriter<'a> {
                 .map_err(|e| Error::io(&layout.output.dest, "size the output", e))?;
         }
         let total: u64 = layouts.iter().map(|l| l.out_len).sum();
-        self.execute(&layouts, total)?;
+        if let Err(e) = self.execute(&layouts, total) {
+            // A source that shrank under a copy is a read error there; say why.
+            return Err(self.check_sources_unchanged(&layouts).err().unwrap_or(e));
+        }
         self.persist(layouts, targets, total)
     }
 
@@ -291,6 +361,7 @@ impl<'a> Rewriter<'a> {
                 destination::check_writable_in_place(
                     main.into_iter()
                         .chain(sides.values().map(|s| s.src.as_path())),
+                    self.opts.force,
                 )?;
                 sides
             }
@@ -306,7 +377,8 @@ impl<'a> Rewriter<'a> {
         };
         let overwrite = self.opts.force || self.opts.output == OutputTarget::InPlace;
         for (dest, side) in sides {
-            let src = File::open(&side.src).map_err(|e| Error::io(&side.src, "open", e))?;
+            let src = crate::onnx::model::open_regular(&side.src)
+                .map_err(|e| Error::io(&side.src, "open", e))?;
             let mut layout =
                 FileLayout::new(OutputFile::new(false, side.src, src, dest, overwrite)?);
             self.lay_out_side_targets(&mut layout, &side.targets)?;

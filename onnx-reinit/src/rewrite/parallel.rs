@@ -158,7 +158,9 @@ impl Rewriter<'_> {
             Work::Copy { file, start, len } => {
                 let layout = &layouts[file];
                 let at = layout.out_offset(start);
-                fileio::copy_range(
+                // The output is a fresh file sized with set_len: holes of a sparse source stay
+                // holes.
+                fileio::copy_range_sparse(
                     &layout.output.src,
                     start,
                     layout.output.temp_file(),

@@ -29,6 +29,8 @@ impl Rewriter<'_> {
         if self.cancelled() {
             return Err(Error::Cancelled { file: self.dest() });
         }
+        // The commit point: nothing is renamed from sources that changed while being copied.
+        self.check_sources_unchanged(&layouts)?;
         // The main model last: a reader never sees a new model whose side files are old.
         layouts.sort_by_key(|l| l.output.is_model);
         let mut persisted: Vec<PathBuf> = Vec::new();
@@ -58,12 +60,22 @@ impl Rewriter<'_> {
                 .sum::<u64>();
         }
         for layout in layouts {
-            let temp = layout.output.temp;
-            let result = if layout.output.overwrite {
-                temp.persist(&layout.output.dest).map(drop)
-            } else {
-                temp.persist_noclobber(&layout.output.dest).map(drop)
-            };
+            // Checked again at the last moment: a path may have become a device node or a
+            // folder since the checks before writing.
+            if let Ok(m) = fs::metadata(&layout.output.dest)
+                && let Err(e) = super::destination::check_replaceable(&layout.output.dest, &m)
+            {
+                if self.opts.output != OutputTarget::InPlace {
+                    for p in &persisted {
+                        let _ = fs::remove_file(p);
+                    }
+                }
+                return Err(e);
+            }
+            let result = layout
+                .output
+                .temp
+                .persist(&layout.output.dest, layout.output.overwrite);
             if let Err(e) = result {
                 // Undo what was already renamed into a new output; in place nothing can be
                 // undone (the originals are gone), which is why side files go first.
@@ -72,12 +84,12 @@ impl Rewriter<'_> {
                         let _ = fs::remove_file(p);
                     }
                 }
-                return Err(if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
                     Error::OutputExists {
                         file: layout.output.dest,
                     }
                 } else {
-                    Error::io(&layout.output.dest, "rename the output into place", e.error)
+                    Error::io(&layout.output.dest, "rename the output into place", e)
                 });
             }
             // Make the rename itself durable; failing to sync a folder is not worth failing for.

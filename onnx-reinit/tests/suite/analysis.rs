@@ -1762,3 +1762,543 @@ fn names_are_lower_snake_case() {
         assert_eq!((a.as_str(), a.to_string()), (s, s.to_owned()));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pattern fixtures: real architectures whose parameters exporters write as multi-node patterns
+// (tests/fixtures/make_patterns.py; ground truth from the PyTorch module definitions).
+
+/// `gt_role` of the pattern fixtures → the role analysis must report.
+fn pattern_gt_role(text: Option<&str>) -> Option<Role> {
+    Some(match text? {
+        "weight" => Role::Weight,
+        "bias" => Role::Bias,
+        "embedding" => Role::Embedding,
+        "norm_scale" => Role::NormScale,
+        "norm_shift" => Role::NormShift,
+        "norm_offset" => Role::NormOffset,
+        other => panic!("gt_role {other:?} has no entry in the test's table"),
+    })
+}
+
+/// `gt_activation` phrases of the pattern fixtures' ACT tables.
+fn pattern_gt_activation(text: &str) -> Activation {
+    match text {
+        "Relu" => Activation::Relu,
+        "Gelu" => Activation::Gelu,
+        "SiLU" => Activation::Silu,
+        t if t.starts_with("Softmax (") => Activation::Softmax,
+        t if t.starts_with("none (") => Activation::Linear,
+        other => panic!("gt_activation {other:?} has no entry in the test's table"),
+    }
+}
+
+fn pattern_stems() -> Vec<String> {
+    let mut stems: Vec<String> = std::fs::read_dir(fixtures_dir().join("patterns"))
+        .expect("pattern fixtures dir")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".onnx").map(str::to_owned)
+        })
+        .collect();
+    stems.sort();
+    stems
+}
+
+#[test]
+fn pattern_fixtures_match_ground_truth() {
+    let stems = pattern_stems();
+    assert!(stems.len() >= 17, "pattern fixtures: {stems:?}");
+    let mut failures: Vec<String> = Vec::new();
+    for stem in &stems {
+        let path = fixtures_dir().join("patterns").join(format!("{stem}.onnx"));
+        let m = LoadedModel::open(&path).expect("open fixture");
+        let gt: Json = serde_json::from_str(
+            &std::fs::read_to_string(path.with_extension("gt.json")).expect("read gt"),
+        )
+        .expect("parse gt");
+        let a = pipeline::analyze_loaded(&m, &AnalysisOptions::default()).expect("analyse");
+        let p = pipeline::analyze_loaded(
+            &m,
+            &AnalysisOptions {
+                compat: FanCompat::PyTorch,
+            },
+        )
+        .expect("analyse");
+        let gt_inits = gt["initializers"].as_array().expect("initializers");
+        assert_eq!(a.tensors.len(), gt_inits.len(), "{stem}");
+        let mut fail = |msg: String| failures.push(format!("{stem}: {msg}"));
+        let (mut params, mut found) = (0, 0);
+        for (g, t) in gt_inits.iter().zip(&a.tensors) {
+            let name = &t.name;
+            assert_eq!(g["name"].as_str(), Some(name.as_str()));
+            let want = pattern_gt_role(g["gt_role"].as_str());
+            if want.is_some() {
+                params += 1;
+            }
+            if t.role != want {
+                fail(format!(
+                    "{name} ({}): role {:?} != {want:?} ({}; note {:?})",
+                    g["torch_param"], t.role, t.why_untouched, t.note
+                ));
+                continue;
+            }
+            let Some(role) = t.role else {
+                // Untouched: with a reason, and listed if it is a float tensor a layer reads.
+                if t.why_untouched.is_empty() {
+                    fail(format!("{name}: untouched without a reason"));
+                }
+                continue;
+            };
+            found += 1;
+            if let Some(act) = g["gt_activation"].as_str() {
+                let want = pattern_gt_activation(act);
+                if t.activation != Some(want) {
+                    fail(format!(
+                        "{name}: activation {:?} != {want:?} (note {:?})",
+                        t.activation, t.note
+                    ));
+                }
+            } else {
+                fail(format!("{name}: gt has no activation for role {role:?}"));
+            }
+            if let (Some(fi), Some(fo)) = (g["gt_fan_in"].as_u64(), g["gt_fan_out"].as_u64()) {
+                let want = fans(fi, fo);
+                if t.fans != Some(want) {
+                    fail(format!("{name}: true fans {:?} != {want:?}", t.fans));
+                }
+            }
+            if p.tensors[a.tensors.iter().position(|x| x.name == *name).unwrap()].role != t.role {
+                fail(format!("{name}: compat mode changed the role"));
+            }
+        }
+        // Nothing is skipped silently: every float tensor of rank ≥ 1 is planned or listed in
+        // the table's footer with its reason, and so is every quantized weight.
+        let plan =
+            onnx_reinit::plan::plan(&a, &onnx_reinit::plan::Rules::default(), 1).expect("plan");
+        let report = onnx_reinit::report::Report::new(stem, &a, &plan, true, None);
+        // The full table (no width): every name and reason whole. Its footer groups the
+        // untouched tensors by reason: `untouched N: REASON: name, name, …`.
+        let table = report.table_for(None);
+        let footer: Vec<&str> = table
+            .lines()
+            .filter(|l| l.starts_with("untouched "))
+            .collect();
+        let mut listed_n = 0;
+        for (t, e) in a.tensors.iter().zip(&plan.entries) {
+            let float = matches!(t.data_type, 1 | 10 | 11 | 16);
+            let quantized = t.why_untouched.starts_with("quantized weight");
+            if e.fill.is_none() && ((float && !t.dims.is_empty()) || quantized) {
+                let listed = footer.iter().any(|l| {
+                    l.split_once(&format!(": {}: ", t.why_untouched))
+                        .is_some_and(|(_, names)| names.split(", ").any(|n| n == t.name))
+                });
+                // Kept tensors with a role are rows of the table, with scheme `keep`.
+                let kept_row = t.role.is_some() && table.lines().any(|l| l.starts_with(&t.name));
+                if !listed && !kept_row {
+                    fail(format!(
+                        "{}: neither rewritten nor listed in the footer",
+                        t.name
+                    ));
+                }
+                listed_n += usize::from(listed);
+            }
+        }
+        if stem == "qdq_mlp" {
+            let q = a
+                .tensors
+                .iter()
+                .filter(|t| t.why_untouched.starts_with("quantized weight"))
+                .count();
+            // fc1, fc2: weight, bias, and each one's scale and zero point (ORT's QDQ format).
+            assert!(q >= 8, "{stem}: {q} quantized tensors reported");
+        }
+        println!(
+            "{stem}: {} initializers, {params} parameters, {found} found, {listed_n} listed \
+             in the footer",
+            a.tensors.len()
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameters written as multi-node patterns, built in code for the variants the exporters of
+// the pattern fixtures do not produce.
+
+/// RMSNorm as exporters write it, every combination of: the square as Pow or Mul(x, x); the
+/// inverse root as Div(x, Sqrt) or Mul(x, Reciprocal(Sqrt)); ReduceMean's axes as attribute or
+/// as input; the weight left or right of the Mul; with or without a Cast to f32 and back. The
+/// weight is the norm's scale, and the walk passes the whole pattern as it passes a norm op.
+#[test]
+fn rms_norm_variants_bind_their_weight() {
+    for variant in 0..32u32 {
+        let bit = |i: u32| variant & (1 << i) != 0;
+        let (pow, div, axes_input, left, cast) = (bit(0), bit(1), bit(2), bit(3), bit(4));
+        let mut b = B::new(&["x"], &["y"]);
+        b.w("W", &[8, 8]).w("g", &[8]);
+        b.wt("axes", &[1], 7);
+        b.n("MatMul", &["x", "W"], &["h"]);
+        let x = if cast {
+            b.n("Cast", &["h"], &["hc"]).i("to", 1);
+            "hc"
+        } else {
+            "h"
+        };
+        if pow {
+            b.konst("two", 2.0);
+            b.n("Pow", &[x, "two"], &["sq"]);
+        } else {
+            b.n("Mul", &[x, x], &["sq"]);
+        }
+        if axes_input {
+            b.n("ReduceMean", &["sq", "axes"], &["ms"]);
+        } else {
+            b.n("ReduceMean", &["sq"], &["ms"]).ints("axes", &[-1]);
+        }
+        b.konst("eps", 1e-6);
+        b.n("Add", &["ms", "eps"], &["mse"]);
+        b.n("Sqrt", &["mse"], &["rms"]);
+        if div {
+            b.n("Div", &[x, "rms"], &["nx"]);
+        } else {
+            b.n("Reciprocal", &["rms"], &["inv"]);
+            b.n("Mul", &[x, "inv"], &["nx"]);
+        }
+        let n = if cast {
+            b.n("Cast", &["nx"], &["nc"]).i("to", 1);
+            "nc"
+        } else {
+            "nx"
+        };
+        let ins = if left { ["g", n] } else { [n, "g"] };
+        b.n("Mul", &ins, &["scaled"]);
+        b.n("Relu", &["scaled"], &["y"]);
+        let a = run_true(&b);
+        let what = format!("pow {pow} div {div} axes-input {axes_input} left {left} cast {cast}");
+        let g = get(&a, "g");
+        assert_eq!(g.role, Some(Role::NormScale), "{what}: {g:?}");
+        assert!(
+            g.note.as_deref().unwrap_or("").contains("decomposed"),
+            "{what}: {g:?}"
+        );
+        let w = get(&a, "W");
+        assert_eq!(w.role, Some(Role::Weight), "{what}");
+        assert_eq!(w.activation, Some(Activation::Relu), "{what}: {w:?}");
+    }
+}
+
+/// A Mul of an initializer with data that is not normalized is no norm scale; a β added to the
+/// scaled, normalized data of a decomposed LayerNorm is the shift.
+#[test]
+fn norm_scale_needs_normalized_data_and_shift_follows_it() {
+    let mut b = B::new(&["x"], &["y", "z"]);
+    b.w("g", &[8]).w("beta", &[8]).w("c", &[8]);
+    // LayerNorm: d = x − mean(x); d / sqrt(mean(d²) + ε) · g + beta.
+    b.n("ReduceMean", &["x"], &["mu"]).ints("axes", &[-1]);
+    b.n("Sub", &["x", "mu"], &["d"]);
+    b.n("Mul", &["d", "d"], &["d2"]);
+    b.n("ReduceMean", &["d2"], &["var"]).ints("axes", &[-1]);
+    b.konst("eps", 1e-5);
+    b.n("Add", &["var", "eps"], &["ve"]);
+    b.n("Sqrt", &["ve"], &["sd"]);
+    b.n("Div", &["d", "sd"], &["nx"]);
+    b.n("Mul", &["nx", "g"], &["gx"]);
+    b.n("Add", &["gx", "beta"], &["y"]);
+    // Not normalized: an input times a constant vector.
+    b.n("Mul", &["x", "c"], &["z"]);
+    let a = run_true(&b);
+    expect(&a, "g", Some(Role::NormScale), Some(Activation::Linear));
+    expect(&a, "beta", Some(Role::NormShift), Some(Activation::Linear));
+    let c = get(&a, "c");
+    assert_eq!(c.role, None);
+    assert!(c.why_untouched.contains("not normalized"), "{c:?}");
+}
+
+/// Gemma's RMSNorm scales by (1 + w): w is an offset, planned as 0 by default and as c − 1 for
+/// `--norm constant(c)`.
+#[test]
+fn gemma_scale_offset_is_planned_as_its_neutral_value() {
+    use onnx_reinit::plan::{Rule, Rules, plan_tensor};
+    let mut b = B::new(&["x"], &["y"]);
+    b.w("w", &[8]);
+    b.n("Mul", &["x", "x"], &["sq"]);
+    b.n("ReduceMean", &["sq"], &["ms"]).ints("axes", &[-1]);
+    b.konst("eps", 1e-6);
+    b.n("Add", &["ms", "eps"], &["mse"]);
+    b.n("Sqrt", &["mse"], &["rms"]);
+    b.n("Div", &["x", "rms"], &["nx"]);
+    b.konst("one", 1.0);
+    b.n("Add", &["one", "w"], &["scale"]);
+    b.n("Mul", &["nx", "scale"], &["y"]);
+    let a = run_true(&b);
+    let w = get(&a, "w");
+    assert_eq!(w.role, Some(Role::NormOffset), "{w:?}");
+    assert_eq!(Role::NormOffset.as_str(), "norm_offset");
+    let i = a.tensors.iter().position(|t| t.name == "w").unwrap();
+    let e = plan_tensor(i, w, &Rules::default()).unwrap();
+    assert_eq!(e.scheme().unwrap().to_string(), "zeros");
+    let rules = Rules {
+        norm: Rule::parse("constant(2.5)").unwrap(),
+        ..Rules::default()
+    };
+    let e = plan_tensor(i, w, &rules).unwrap();
+    assert_eq!(e.scheme().unwrap().to_string(), "constant(1.5)");
+    let rules = Rules {
+        norm: Rule::parse("normal(1, 0.1)").unwrap(),
+        ..Rules::default()
+    };
+    let e = plan_tensor(i, w, &rules).unwrap();
+    assert!(e.fill.is_none() && e.reason.contains("offset"), "{e:?}");
+}
+
+/// Constant-index Gathers: rows added into an activation are an embedding (position,
+/// token-type, relative attention bias), rows multiplied into one (a rotary cos/sin cache) or
+/// going nowhere near one are not.
+#[test]
+fn constant_gather_tables_are_decided_by_their_use() {
+    let mut b = B::new(&["ids", "q"], &["y", "r", "t"]);
+    b.w("tok", &[10, 4])
+        .w("pos", &[16, 4])
+        .w("typ", &[2, 4])
+        .w("rel", &[8, 2])
+        .w("cos", &[16, 4])
+        .w("fixed", &[16, 4]);
+    b.konst("pidx", 3.0).konst("tidx", 0.0).konst("ridx", 1.0);
+    b.n("Gather", &["tok", "ids"], &["e"]);
+    b.n("Gather", &["pos", "pidx"], &["pe"]);
+    b.n("Gather", &["typ", "tidx"], &["te"]);
+    // Two constant lookups summed before they meet the hidden stream.
+    b.n("Add", &["pe", "te"], &["pte"]);
+    b.n("Add", &["e", "pte"], &["y"]);
+    // Relative attention bias: transposed, added to attention scores.
+    b.n("Gather", &["rel", "ridx"], &["rb"]);
+    b.n("Transpose", &["rb"], &["rbt"]);
+    b.n("MatMul", &["q", "q"], &["scores"]);
+    b.n("Add", &["scores", "rbt"], &["sb"]);
+    b.n("Softmax", &["sb"], &["r0"]);
+    // Rotary cache: multiplied into q.
+    b.n("Gather", &["cos", "pidx"], &["c"]);
+    b.n("Unsqueeze", &["c"], &["cu"]);
+    b.n("Mul", &["r0", "cu"], &["r"]);
+    // A lookup returned as is.
+    b.n("Gather", &["fixed", "pidx"], &["t"]);
+    let a = run_true(&b);
+    for name in ["tok", "pos", "typ", "rel"] {
+        let t = get(&a, name);
+        assert_eq!(t.role, Some(Role::Embedding), "{name}: {t:?}");
+        assert_eq!(t.fans.map(|f| f.fan_in), Some(1), "{name}");
+    }
+    for name in ["pos", "typ", "rel"] {
+        let note = get(&a, name).note.clone().unwrap_or_default();
+        assert!(note.contains("constant indices"), "{name}: {note}");
+    }
+    let cos = get(&a, "cos");
+    assert_eq!(cos.role, None);
+    assert!(cos.why_untouched.contains("rotary"), "{cos:?}");
+    let fixed = get(&a, "fixed");
+    assert_eq!(fixed.role, None);
+    assert!(fixed.why_untouched.contains("not added"), "{fixed:?}");
+}
+
+/// Einsum projections: fans from the equation, the walk continues after it; other Einsum
+/// operands are not weights.
+#[test]
+fn einsum_weights_get_fans_from_the_equation() {
+    let mut b = B::new(&["x", "x3"], &["y", "z", "u", "v"]);
+    b.w("w1", &[4, 16, 8])
+        .w("w2", &[4, 8, 6])
+        .w("w3", &[16, 5])
+        .w("w4", &[16, 5])
+        .w("k1", &[16, 5]);
+    // y[b,h,e] = Σ_d x[b,d] w1[h,d,e]: contracted d, free h·e.
+    b.n("Einsum", &["x", "w1"], &["p1"])
+        .s("equation", "bd,hde->bhe");
+    b.n("Relu", &["p1"], &["r1"]);
+    // Per-head weights: h is a batch axis (in x, w2 and the output).
+    b.n("Einsum", &["r1", "w2"], &["p2"])
+        .s("equation", "bhd, hde -> bhe");
+    b.n("Tanh", &["p2"], &["y"]);
+    // Weight on the left.
+    b.n("Einsum", &["w3", "x"], &["z"])
+        .s("equation", "de,bd->be");
+    // Three operands: not a projection by rule.
+    b.n("Einsum", &["x", "w4", "x3"], &["u"])
+        .s("equation", "bd,de,be->b");
+    // Both operands constant.
+    b.n("Einsum", &["k1", "k1"], &["v"])
+        .s("equation", "de,de->e");
+    let a = run_true(&b);
+    expect(&a, "w1", Some(Role::Weight), Some(Activation::Relu));
+    assert_eq!(get(&a, "w1").fans, Some(fans(16, 32)));
+    expect(&a, "w2", Some(Role::Weight), Some(Activation::Tanh));
+    assert_eq!(get(&a, "w2").fans, Some(fans(8, 6)));
+    assert_eq!(get(&a, "w3").fans, Some(fans(16, 5)));
+    for name in ["w4", "k1"] {
+        let t = get(&a, name);
+        assert_eq!(t.role, None, "{name}");
+        assert!(t.why_untouched.contains("Einsum"), "{t:?}");
+    }
+}
+
+/// A cut whose parts are concatenated again (a roll, a partial rotary) keeps the whole fans; a
+/// Split into parts that go their own ways is a packed projection.
+#[test]
+fn cuts_that_are_put_back_together_are_not_packed() {
+    let mut b = B::new(&["x"], &["y", "z"]);
+    b.w("roll", &[4, 8]).w("packed", &[4, 8]);
+    b.wt("s0", &[1], 7).wt("s1", &[1], 7).wt("ax", &[1], 7);
+    b.n("MatMul", &["x", "roll"], &["h"]);
+    b.n("Slice", &["h", "s0", "s1", "ax"], &["a"]);
+    b.n("Slice", &["h", "s1", "s0", "ax"], &["c"]);
+    b.n("Neg", &["a"], &["an"]);
+    b.n("Concat", &["c", "an"], &["rolled"]).i("axis", 1);
+    b.n("Relu", &["rolled"], &["y"]);
+    b.n("MatMul", &["x", "packed"], &["k"]);
+    b.n("Split", &["k"], &["k0", "k1"]).i("axis", -1);
+    b.n("MatMul", &["k0", "k1"], &["z"]);
+    let a = run_true(&b);
+    expect(&a, "roll", Some(Role::Weight), Some(Activation::Relu));
+    assert_eq!(get(&a, "roll").fans, Some(fans(4, 8)));
+    assert_eq!(get(&a, "packed").fans, Some(fans(4, 4)));
+}
+
+/// onnxruntime's fused ops: packed QKV Attention, MultiHeadAttention's bias, FastGelu and
+/// BiasGelu biases, GemmFastGelu, EmbedLayerNormalization.
+#[test]
+fn onnxruntime_fused_ops() {
+    let mut b = B::new(&["x", "ids", "seg"], &["y", "m", "g", "e"]);
+    b.w("qkv", &[8, 24])
+        .w("qkv_b", &[24])
+        .w("mha_b", &[24])
+        .w("fg_b", &[8])
+        .w("bg_b", &[8])
+        .w("gfg_w", &[8, 16])
+        .w("gfg_b", &[16])
+        .w("we", &[10, 8])
+        .w("pe", &[16, 8])
+        .w("se", &[2, 8])
+        .w("eg", &[8])
+        .w("eb", &[8]);
+    b.n("Attention", &["x", "qkv", "qkv_b"], &["att"])
+        .domain("com.microsoft")
+        .i("num_heads", 2);
+    b.n("FastGelu", &["att", "fg_b"], &["f"])
+        .domain("com.microsoft");
+    b.n("BiasGelu", &["f", "bg_b"], &["y"])
+        .domain("com.microsoft");
+    b.n("MultiHeadAttention", &["x", "x", "x", "mha_b"], &["m"])
+        .domain("com.microsoft");
+    b.n("GemmFastGelu", &["x", "gfg_w", "gfg_b"], &["g"])
+        .domain("com.microsoft");
+    b.n(
+        "EmbedLayerNormalization",
+        &["ids", "seg", "we", "pe", "se", "eg", "eb"],
+        &["e"],
+    )
+    .domain("com.microsoft");
+    let a = run_true(&b);
+    let linear = Some(Activation::Linear);
+    let gelu = Some(Activation::Gelu);
+    expect(&a, "qkv", Some(Role::Weight), linear);
+    assert_eq!(get(&a, "qkv").fans, Some(fans(8, 8)));
+    expect(&a, "qkv_b", Some(Role::Bias), linear);
+    expect(&a, "mha_b", Some(Role::Bias), linear);
+    expect(&a, "fg_b", Some(Role::Bias), gelu);
+    expect(&a, "bg_b", Some(Role::Bias), gelu);
+    expect(&a, "gfg_w", Some(Role::Weight), gelu);
+    assert_eq!(get(&a, "gfg_w").fans, Some(fans(8, 16)));
+    expect(&a, "gfg_b", Some(Role::Bias), gelu);
+    for name in ["we", "pe", "se"] {
+        expect(&a, name, Some(Role::Embedding), linear);
+        assert_eq!(get(&a, name).fans, Some(fans(1, 8)));
+    }
+    assert_eq!(get(&a, "eg").role, Some(Role::NormScale));
+    assert_eq!(get(&a, "eb").role, Some(Role::NormShift));
+
+    // qkv_hidden_sizes: the Q part's size is fan_out; the op's other inputs are not parameters.
+    let mut b = B::new(&["x", "mask"], &["y"]);
+    b.w("qkv", &[8, 20]).w("bias", &[20]);
+    b.n("Attention", &["x", "qkv", "bias", "mask"], &["y"])
+        .domain("com.microsoft")
+        .i("num_heads", 2)
+        .ints("qkv_hidden_sizes", &[6, 6, 8]);
+    let a = run_true(&b);
+    assert_eq!(get(&a, "qkv").fans, Some(fans(8, 6)));
+    assert_eq!(get(&a, "bias").role, Some(Role::Bias));
+
+    // Packed weights too narrow for three parts are no weight to fill.
+    let mut b = B::new(&["x"], &["y"]);
+    b.w("qkv", &[8, 2]);
+    b.n("Attention", &["x", "qkv"], &["y"])
+        .domain("com.microsoft");
+    let t = get(&run_true(&b), "qkv").clone();
+    assert_eq!(t.role, None);
+    assert!(t.why_untouched.contains("no Q part"), "{t:?}");
+}
+
+/// Quantized weights and their scales are left alone as "quantized weight", whatever the op.
+#[test]
+fn quantized_weights_say_so() {
+    let mut b = B::new(&["x"], &["y", "z", "u"]);
+    b.wt("wq", &[4, 4], 3).w("ws", &[4]).wt("wz", &[4], 3);
+    b.wt("bq", &[4, 4], 3).w("bs", &[1]).wt("bz", &[1], 3);
+    b.wt("nb", &[4, 1, 16], 2).w("nbs", &[4]);
+    b.n("DequantizeLinear", &["wq", "ws", "wz"], &["w"])
+        .i("axis", 1);
+    b.n("MatMul", &["x", "w"], &["y"]);
+    b.n(
+        "QLinearMatMul",
+        &["x", "bs", "bz", "bq", "bs", "bz", "bs", "bz"],
+        &["z"],
+    );
+    b.n("MatMulNBits", &["x", "nb", "nbs"], &["u"])
+        .domain("com.microsoft");
+    let a = run_true(&b);
+    for name in ["wq", "ws", "wz", "bq", "bs", "bz", "nb", "nbs"] {
+        let t = get(&a, name);
+        assert_eq!(t.role, None, "{name}");
+        assert!(
+            t.why_untouched.starts_with("quantized weight"),
+            "{name}: {}",
+            t.why_untouched
+        );
+    }
+}
+
+/// A sinusoidal encoding stored as an initializer and added into the hidden stream through a
+/// constant-index Gather is used like a learned position table; its values tell it apart (row 0
+/// is sin 0 = 0, cos 0 = 1). Without readable values it is taken by its use.
+#[test]
+fn a_sinusoidal_table_added_like_an_embedding_is_left_alone() {
+    let (v, d) = (6usize, 4usize);
+    let mut table = Vec::new();
+    let mut learned = Vec::new();
+    for p in 0..v {
+        for i in 0..d / 2 {
+            let angle = p as f64 / 10000f64.powf(2.0 * i as f64 / d as f64);
+            table.push(angle.sin());
+            table.push(angle.cos());
+            learned.push(0.01 * (p * d + i) as f64 - 0.1);
+            learned.push(0.02 * (p * d + i) as f64 + 0.3);
+        }
+    }
+    let mut b = B::new(&["ids"], &["y"]);
+    b.w("tok", &[10, 4]).w("sin", &[6, 4]).w("pos", &[6, 4]);
+    b.konst("idx", 2.0);
+    b.n("Gather", &["tok", "ids"], &["e"]);
+    b.n("Gather", &["sin", "idx"], &["s"]);
+    b.n("Gather", &["pos", "idx"], &["p"]);
+    b.n("Add", &["e", "s"], &["es"]);
+    b.n("Add", &["es", "p"], &["y"]);
+    let mut consts = Consts::default();
+    consts
+        .0
+        .insert((String::new(), "sin".to_owned()), table.clone());
+    consts.0.insert((String::new(), "pos".to_owned()), learned);
+    let a = run(&b, &consts, FanCompat::True);
+    let s = get(&a, "sin");
+    assert_eq!(s.role, None, "{s:?}");
+    assert!(s.why_untouched.contains("sinusoidal"), "{s:?}");
+    assert_eq!(get(&a, "pos").role, Some(Role::Embedding));
+    assert_eq!(get(&run_true(&b), "sin").role, Some(Role::Embedding));
+}

@@ -11,4 +11,6 @@ mod analysis;
 mod cli;
 mod inspect;
 mod load_rewrite;
+mod patterns;
+mod reliability;
 mod robustness;

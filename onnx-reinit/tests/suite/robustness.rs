@@ -1977,6 +1977,21 @@ fn temporaries(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Whether process `pid` has an unnamed temporary output open in `dir` or a sub-folder
+/// (`O_TMPFILE`, which `/proc/PID/fd` shows as `folder/#N (deleted)`), where the file system
+/// allows one; otherwise the output is a named `.tmpXXXXXX` ([`temporaries`]).
+fn has_file_open_in(pid: u32, dir: &Path) -> bool {
+    fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.filter_map(Result::ok)
+            .filter_map(|e| fs::read_link(e.path()).ok())
+            .any(|t| {
+                t.starts_with(dir)
+                    && t.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('#'))
+            })
+    })
+}
+
 /// What happened to one interrupted run.
 enum Interrupted {
     /// The signal landed mid-run and the run stopped cleanly.
@@ -1985,7 +2000,7 @@ enum Interrupted {
     Finished,
 }
 
-/// Starts the CLI with `args`, waits for its temporary file to appear in `watch`, sends
+/// Starts the CLI with `args`, waits for its temporary file to be open in `watch`, sends
 /// `signal`, and checks the aftermath: `pristine` pairs each input file (the model first, then
 /// its side files) with a pristine copy. `out` is the output file, `None` in place.
 fn interrupt(
@@ -2018,7 +2033,7 @@ fn interrupt(
         if child.try_wait().unwrap().is_some() {
             break;
         }
-        if !temporaries(watch).is_empty() {
+        if !temporaries(watch).is_empty() || has_file_open_in(pid as u32, watch) {
             // SAFETY: `pid` is our child, not yet reaped (try_wait said it is running).
             assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
             sent = true;

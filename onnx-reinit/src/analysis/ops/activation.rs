@@ -34,9 +34,9 @@ pub(crate) static SPECS: &[OpSpec] = &[
     act(&["Sigmoid"], |_, _| Some(Activation::Sigmoid)),
     act(&["HardSigmoid"], |_, _| Some(Activation::HardSigmoid)),
     act(&["HardSwish"], |_, _| Some(Activation::HardSwish)),
-    act(&["Gelu", "FastGelu", "BiasGelu", "QuickGelu"], |_, _| {
-        Some(Activation::Gelu)
-    }),
+    act(&["Gelu", "QuickGelu"], |_, _| Some(Activation::Gelu)),
+    // FastGelu(X, bias) and BiasGelu(A, B) add their bias before the Gelu.
+    act(&["FastGelu", "BiasGelu"], |_, _| Some(Activation::Gelu)).params(gelu_bias),
     act(&["Swish"], |_, _| Some(Activation::Silu)),
     act(&["Softplus"], |_, _| Some(Activation::Softplus)),
     act(&["Softsign"], |_, _| Some(Activation::Softsign)),
@@ -345,4 +345,19 @@ fn gelu_tanh_constants_ok(ctx: &PatternCtx<'_, '_, '_>, cone: &[NodeId]) -> bool
         || telling
             .iter()
             .any(|&k| EXPECTED.iter().any(|&e| close(k, e)))
+}
+
+/// FastGelu's and BiasGelu's input 1: the bias of the layer before, added inside the op just
+/// before its Gelu.
+fn gelu_bias(
+    ctx: &crate::analysis::roles::SlotCtx<'_, '_, '_>,
+) -> crate::analysis::roles::Candidate {
+    use crate::analysis::roles::Candidate;
+    if ctx.slot == 1 {
+        let mut c = Candidate::role(crate::analysis::Role::Bias, ctx.out0());
+        c.fixed_activation = Some(Activation::Gelu);
+        c
+    } else {
+        crate::analysis::roles::not_a_parameter(ctx)
+    }
 }

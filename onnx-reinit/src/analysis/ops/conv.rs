@@ -1,5 +1,5 @@
 //! Convolutions: Conv and ConvTranspose (weight and bias slots and fans), and the quantized and
-//! fused convolutions the walk stops at.
+//! fused convolution the walk stops at.
 
 use super::{OpSpec, Walk};
 use crate::analysis::Role;
@@ -9,11 +9,8 @@ use crate::analysis::roles::{Candidate, SlotCtx};
 /// The convolution specs.
 pub(crate) static SPECS: &[OpSpec] = &[
     OpSpec::new(&["Conv", "ConvTranspose"], Walk::WeightLayer).params(conv_family),
-    // Weight layers whose weights are not re-initialized (quantized, or a contrib fusion).
-    OpSpec::new(
-        &["ConvInteger", "QLinearConv", "FusedConv"],
-        Walk::WeightLayer,
-    ),
+    // A contrib fusion whose weights are not re-initialized (quantized ones: `quant`).
+    OpSpec::new(&["FusedConv"], Walk::WeightLayer),
 ];
 
 /// Conv and ConvTranspose: W (slot 1) is a weight, B (slot 2) a bias.

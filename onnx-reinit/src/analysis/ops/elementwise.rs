@@ -17,7 +17,8 @@ const ANY: Walk = Walk::Transparent {
 pub(crate) static SPECS: &[OpSpec] = &[
     OpSpec::new(&["Add"], ANY).params(add_bias),
     OpSpec::new(&["Sub", "Sum"], ANY),
-    OpSpec::new(&["Mul", "Div"], Walk::Rule(static_scale)),
+    OpSpec::new(&["Mul"], Walk::Rule(static_scale)).params(super::norm::mul_scale),
+    OpSpec::new(&["Div"], Walk::Rule(static_scale)),
 ];
 
 /// Mul or Div by a static value is a scale and continues the walk; multiplying by another
@@ -41,7 +42,14 @@ fn static_scale(site: &WalkSite<'_, '_, '_>) -> Step {
 /// that has no bias of its own (MatMul, Gemm without C, Conv/ConvTranspose without B) and it has
 /// exactly one value per output feature of that layer. A MatMul of two activations (attention
 /// scores) has no weight, so a tensor added there (a mask) is not a bias.
+///
+/// An operand added to normalized data (`γ·norm(x) + β`) is the norm's shift, and one added to
+/// the constant 1 before scaling normalized data (`norm(x)·(1 + w)`) is a scale offset: see
+/// [`super::norm::add_shift_or_offset`].
 pub(crate) fn add_bias(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
+    if let Some(c) = super::norm::add_shift_or_offset(ctx) {
+        return c;
+    }
     let index = ctx.index;
     let other = usize::from(ctx.slot == 0);
     let producer = index.input(ctx.node, other).and_then(|v| index.producer(v));
@@ -78,6 +86,13 @@ pub(crate) fn add_bias(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
                 "Add operand after {} '{}', which has a bias input of its own",
                 lop,
                 index.node_name(layer)
+            ));
+        }
+        _ if numel(ctx.dims) > 1 => {
+            return Candidate::none(format!(
+                "a constant added into an activation (after {lop}): a folded exporter constant \
+                 such as position or token-type rows already looked up, a mask or an \
+                 encoding; not a bias by rule"
             ));
         }
         _ => {

@@ -1,5 +1,5 @@
 //! Linear layers: Gemm and MatMul (weight and bias slots, fans, packed projections), and the
-//! other products the walk stops at (Einsum, quantized and fused MatMul, fused attention).
+//! other products the walk stops at (Einsum weights; FusedMatMul).
 
 use super::{OpSpec, Walk, by_name};
 use crate::analysis::graph::{GraphIndex, NodeId, Scalars, ValueId};
@@ -10,18 +10,9 @@ use crate::analysis::{FanCompat, Fans, Role, fans};
 pub(crate) static SPECS: &[OpSpec] = &[
     OpSpec::new(&["Gemm"], Walk::WeightLayer).params(gemm),
     OpSpec::new(&["MatMul"], Walk::WeightLayer).params(matmul),
-    // Weight layers or products of activations whose operands are not re-initialized.
-    OpSpec::new(
-        &[
-            "MatMulInteger",
-            "QLinearMatMul",
-            "FusedMatMul",
-            "Einsum",
-            "Attention",
-            "MultiHeadAttention",
-        ],
-        Walk::WeightLayer,
-    ),
+    OpSpec::new(&["Einsum"], Walk::WeightLayer).params(einsum),
+    // A contrib fusion whose operands are not re-initialized.
+    OpSpec::new(&["FusedMatMul"], Walk::WeightLayer),
 ];
 
 /// Gemm: B (slot 1) is the weight; A (slot 0) too when it is the initializer; C is the bias.
@@ -48,6 +39,69 @@ pub(crate) fn matmul(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
         },
         _ => not_a_parameter(ctx),
     }
+}
+
+/// Einsum of two operands, one of them the initializer `W`: the axes of `W` that the other
+/// operand shares and the output drops are contracted (fan_in = their product), the axes of `W`
+/// that only the output has are its output features (fan_out = their product); axes shared by
+/// all three are batch axes (per-head weights) and count in neither. E.g. `bd,hde->bhe`:
+/// fan_in = d, fan_out = h·e. Other forms (one operand, three or more, an ellipsis, a repeated
+/// letter, a static other operand) are not a projection. Both fan conventions give these fans:
+/// a bare `nn.Parameter` used in `torch.einsum` has no layer whose PyTorch formula to reproduce.
+pub(crate) fn einsum(ctx: &SlotCtx<'_, '_, '_>) -> Candidate {
+    match einsum_fans(ctx) {
+        Ok(f) => Candidate::role(Role::Weight, ctx.out0()).with_fans(f),
+        Err(why) => Candidate::none(format!("input {} of Einsum: {why}", ctx.slot)),
+    }
+}
+
+fn einsum_fans(ctx: &SlotCtx<'_, '_, '_>) -> Result<Fans, String> {
+    let eq = ctx
+        .n
+        .attr("equation")
+        .and_then(|a| a.s.as_deref())
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .ok_or("no equation")?;
+    let eq: String = eq.chars().filter(|c| !c.is_whitespace()).collect();
+    let (lhs, out) = eq
+        .split_once("->")
+        .ok_or("an implicit-output equation: not a projection by rule")?;
+    let terms: Vec<&str> = lhs.split(',').collect();
+    if terms.len() != 2 || ctx.slot > 1 || ctx.n.input.len() != 2 {
+        return Err(format!(
+            "{} operands: not a two-operand projection",
+            terms.len()
+        ));
+    }
+    if eq.contains('.') {
+        return Err("an ellipsis equation: not a projection by rule".to_owned());
+    }
+    let other = ctx
+        .index
+        .input(ctx.node, 1 - ctx.slot)
+        .ok_or("missing operand")?;
+    if ctx.scalars.is_static(other) {
+        return Err("both operands are constant: not a projection of an activation".to_owned());
+    }
+    let w = terms[ctx.slot];
+    let x = terms[1 - ctx.slot];
+    let unique = |t: &str| t.chars().all(|c| t.matches(c).count() == 1);
+    if w.chars().count() != ctx.dims.len() || !unique(w) || !unique(x) || !unique(out) {
+        return Err(format!(
+            "equation '{eq}' does not fit the tensor's rank {} by rule",
+            ctx.dims.len()
+        ));
+    }
+    let (mut fan_in, mut fan_out) = (1u64, 1u64);
+    for (c, &d) in w.chars().zip(ctx.dims) {
+        let d = u64::try_from(d).map_err(|_| "negative dimension")?;
+        match (x.contains(c), out.contains(c)) {
+            (true, true) => {}
+            (false, true) => fan_out *= d,
+            _ => fan_in *= d,
+        }
+    }
+    Ok(Fans { fan_in, fan_out })
 }
 
 /// The weight of a Gemm/MatMul with fans `f`; with true connectivity, a packed projection
@@ -78,15 +132,54 @@ fn projection_weight(ctx: &SlotCtx<'_, '_, '_>, f: Fans) -> Candidate {
     c.with_fans(f)
 }
 
+/// Largest number of nodes followed from each cut part when looking for a Concat that puts
+/// the parts back together: a rotation of the rotary part takes a dozen.
+const MAX_REJOIN: usize = 48;
+
+/// A Concat that every part reaches before any weight layer: the cut was a rearrangement of
+/// one output (Swin's shifted-window `torch.roll`: two Slices of the token axis and a Concat;
+/// partial rotary: the head dimension cut into a rotated and a passed-through part), not a
+/// packed projection whose parts feed different consumers.
+fn rejoined(index: &GraphIndex<'_>, parts: &[ValueId]) -> Option<NodeId> {
+    let mut common: Option<Vec<NodeId>> = None;
+    for &part in parts {
+        let mut concats: Vec<NodeId> = Vec::new();
+        let mut seen: Vec<NodeId> = Vec::new();
+        let mut frontier = vec![part];
+        while let Some(v) = frontier.pop() {
+            for &(n, _) in &index.value(v).uses {
+                if seen.contains(&n) || seen.len() >= MAX_REJOIN {
+                    continue;
+                }
+                seen.push(n);
+                let op = index.op(n);
+                if by_name(op).is_some_and(super::OpSpec::is_weight_layer) {
+                    continue;
+                }
+                if op == "Concat" {
+                    concats.push(n);
+                }
+                frontier.extend(index.node(n).outputs.iter().flatten().copied());
+            }
+        }
+        common = Some(match common {
+            None => concats,
+            Some(c) => c.into_iter().filter(|n| concats.contains(n)).collect(),
+        });
+    }
+    common.and_then(|c| c.first().copied())
+}
+
 /// Whether a layer output is cut into k ≥ 2 parts that go their own ways: after an optional
 /// bias (an `Add` of a static value) and views (Reshape, Unsqueeze, Squeeze, Transpose,
 /// Identity, Cast), either one `Split` with k outputs, or only `Gather`s at the constant
 /// indices 0..k−1 of one axis (PyTorch's export of `nn.MultiheadAttention`'s packed in_proj),
 /// or only k `Slice`s. Returns k and how the cut was seen.
 ///
-/// Shapes are not inferred, so the cut axis is not proven to be the packed output axis; the
-/// patterns above only arise from cutting a packed projection in practice, and the caller
-/// also requires k to divide fan_out.
+/// Parts that a Concat puts back together (see [`rejoined`]) are no packed projection. Shapes
+/// are not inferred, so the cut axis is not proven to be the packed output axis; the patterns
+/// above only arise from cutting a packed projection in practice, and the caller also requires
+/// k to divide fan_out.
 fn packed_parts(
     index: &GraphIndex<'_>,
     scalars: &Scalars<'_, '_>,
@@ -115,8 +208,11 @@ fn packed_parts(
                 let op = index.op(n);
                 match op {
                     "Split" if slot == 0 => {
+                        let parts: Vec<ValueId> =
+                            index.node(n).outputs.iter().flatten().copied().collect();
                         let k = index.node(n).outputs.len() as u64;
-                        return (k >= 2).then(|| (k, format!("Split{}", through())));
+                        return (k >= 2 && rejoined(index, &parts).is_none())
+                            .then(|| (k, format!("Split{}", through())));
                     }
                     "Add" => {
                         let other = index.input(n, 1 - slot.min(1))?;
@@ -133,6 +229,13 @@ fn packed_parts(
             }
             many => {
                 let k = many.len() as u64;
+                let parts: Vec<ValueId> = many
+                    .iter()
+                    .filter_map(|&(n, _)| index.output(n, 0))
+                    .collect();
+                if rejoined(index, &parts).is_some() {
+                    return None;
+                }
                 if many.iter().all(|&(n, s)| s == 0 && index.op(n) == "Slice") {
                     return Some((k, format!("{k} Slices{}", through())));
                 }

@@ -13,10 +13,12 @@ pub(crate) mod activation;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod embedding;
+pub(crate) mod fused;
 pub(crate) mod layout;
 pub(crate) mod linear;
 pub(crate) mod norm;
 pub(crate) mod pattern;
+pub(crate) mod quant;
 pub(crate) mod recurrent;
 pub(crate) mod source;
 
@@ -188,6 +190,8 @@ pub(crate) static FAMILIES: &[&[OpSpec]] = &[
     elementwise::SPECS,
     layout::SPECS,
     source::SPECS,
+    quant::SPECS,
+    fused::SPECS,
 ];
 
 /// Every family's patterns, in the order they are tried at an anchor (the first match wins):

@@ -10,8 +10,8 @@ use std::cell::OnceCell;
 use std::fmt;
 
 use super::{OpSpec, by_name};
+use crate::analysis::Activation;
 use crate::analysis::graph::{GraphIndex, NodeId, Scalars, ValueId};
-use crate::analysis::{Activation, Role};
 
 /// Largest sub-graph accepted as "a function of x" in a self-gating site.
 const MAX_CONE: usize = 24;
@@ -48,14 +48,6 @@ pub(crate) struct Match {
     pub output: Option<ValueId>,
     /// How the walk treats it.
     pub treatment: Treatment,
-    /// Initializers the pattern reads as parameters, with their roles (a decomposed norm's scale
-    /// and shift); empty for activations.
-    #[expect(
-        dead_code,
-        reason = "no current pattern binds parameters; the decomposed-norm patterns will, and \
-                  roles will read them"
-    )]
-    pub binds: Vec<(ValueId, Role)>,
 }
 
 /// How the walk treats a match.
@@ -245,6 +237,11 @@ impl<'m> SelfGating<'m> {
             .any(|&n| ctx.index.op(n).starts_with(prefix))
     }
 
+    /// [`Self::cone_has_prefix`] with the index alone.
+    pub(crate) fn cone_has_prefix_in(&self, index: &GraphIndex<'_>, prefix: &str) -> bool {
+        self.cone.iter().any(|&n| index.op(n).starts_with(prefix))
+    }
+
     /// The cone's structure, computed on first use (activation matchers, in registry order).
     pub(crate) fn form(&self, ctx: &PatternCtx<'_, '_, 'm>) -> &Form<'m> {
         self.form.get_or_init(|| {
@@ -284,7 +281,6 @@ impl<'m> SelfGating<'m> {
             covers,
             output: index.output(self.combine, 0),
             treatment,
-            binds: Vec::new(),
         }
     }
 }
