@@ -2469,3 +2469,91 @@ mod shard {
         s.fill_range(&mut e, STREAM, 12345);
     }
 }
+
+/// The seed table the Python package's tests compare against (`python/tests/data/pins.json`):
+/// selected elements' bits of `init_tensor` for several schemes, dtypes and keys, computed here
+/// by init-core. `INITFORGE_UPDATE_PINS=1` rewrites the file; otherwise it must match.
+mod python_pins {
+    use super::*;
+
+    const SHAPE: [usize; 2] = [2, 40_000];
+    /// First elements, both sides of the first chunk boundary, the last ones.
+    const AT: [usize; 12] = [
+        0, 1, 2, 3, 15, 16, 65_535, 65_536, 65_537, 79_997, 79_998, 79_999,
+    ];
+
+    fn entry<T: Bits>(scheme: &str, seed: u64, key: &str) -> String {
+        let s = parse(scheme);
+        let mut v = vec![T::ZERO; SHAPE[0] * SHAPE[1]];
+        let fans = Fans::of(&SHAPE, FanRule::default()).unwrap();
+        init_tensor(
+            &s,
+            &mut v,
+            &SHAPE,
+            Some(fans),
+            Stream {
+                seed,
+                key: key_of(key),
+            },
+        )
+        .unwrap();
+        let b: Vec<String> = AT.iter().map(|&i| v[i].bits().to_string()).collect();
+        format!(
+            "  {{\"scheme\": \"{scheme}\", \"dtype\": \"{}\", \"seed\": {seed}, \"key\": \"{key}\", \"key_u64\": {}, \"bits\": [{}]}}",
+            match T::DTYPE {
+                DType::F32 => "float32",
+                DType::F64 => "float64",
+                DType::F16 => "float16",
+                DType::BF16 => "bfloat16",
+            },
+            key_of(key),
+            b.join(", ")
+        )
+    }
+
+    fn table() -> String {
+        let schemes = [
+            "he_normal",
+            "glorot_uniform",
+            "he_truncated_normal",
+            "lecun_normal",
+            "normal(0.5, 2)",
+            "uniform(-1, 3)",
+            "truncated_normal(0, 1, 0.1, 0.3)",
+            "constant(0.25)",
+            "eye(gain=3)",
+        ];
+        let mut rows = vec![];
+        for (i, scheme) in schemes.iter().enumerate() {
+            let (seed, key) = ([0, 42, u64::MAX][i % 3], ["fc1.weight", "w", ""][i % 3]);
+            rows.push(entry::<f32>(scheme, seed, key));
+            rows.push(entry::<f64>(scheme, seed, key));
+            rows.push(entry::<f16>(scheme, seed, key));
+            rows.push(entry::<bf16>(scheme, seed, key));
+        }
+        format!(
+            "{{\"shape\": [{}, {}], \"at\": [{}], \"entries\": [\n{}\n]}}\n",
+            SHAPE[0],
+            SHAPE[1],
+            AT.map(|i| i.to_string()).join(", "),
+            rows.join(",\n")
+        )
+    }
+
+    #[test]
+    fn python_pin_table_is_current() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../python/tests/data/pins.json"
+        );
+        let want = table();
+        if std::env::var_os("INITFORGE_UPDATE_PINS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "{path} is not init-core's table; regenerate it with INITFORGE_UPDATE_PINS=1"
+        );
+    }
+}

@@ -75,7 +75,7 @@ def _fill(p: Any, scheme: str, seed: int, key: str, **kw: Any) -> None:
     if _is_dtensor(p):
         init_dtensor_(p, scheme, seed=seed, key=key, **kw)
     else:
-        init_(p.data, scheme, seed=seed, key=key, **kw)
+        init_(p, scheme, seed=seed, key=key, **kw)
 
 
 def _uniform(bound: float) -> str:
@@ -234,7 +234,7 @@ def init_module_(
                                      "is not supported; use a rule for it")
                 rows = shape[0] // blocks
                 for b in range(blocks):
-                    init_(p.data[b * rows:(b + 1) * rows], scheme, seed=seed,
+                    init_(p[b * rows:(b + 1) * rows], scheme, seed=seed,
                           key=f"{name}#{b}", **kw)
             else:
                 _fill(p, scheme, seed, name, **kw)
