@@ -51,21 +51,23 @@ CancelledError.kind, CancelledError.exit_code = "cancelled", 130
 
 _U64 = 1 << 64
 _NUMPY_DTYPES = {"float32", "float64", "float16", "bfloat16"}
-_torch_dtypes: Optional[dict] = None
+_torch: Any = None  # (dtype names, torch.strided, increment_version), once torch is seen
 
 
-def _torch_dtype_names() -> dict:
-    global _torch_dtypes
-    if _torch_dtypes is None:
+def _torch_info() -> Any:
+    global _torch
+    if _torch is None:
         import torch
 
-        _torch_dtypes = {
+        names = {
             torch.float32: "float32",
             torch.float64: "float64",
             torch.float16: "float16",
             torch.bfloat16: "bfloat16",
         }
-    return _torch_dtypes
+        inc = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)
+        _torch = (names, torch.strided, inc)
+    return _torch
 
 
 def _key(key: Union[str, int]) -> int:
@@ -89,9 +91,10 @@ def _buffer(x: Any, what: str) -> Tuple[int, str, int, Tuple[int, ...]]:
         if x.device.type != "cpu":
             raise UsageError(f"{what}: a {x.device.type} tensor; initforge fills CPU tensors "
                              "(fill on CPU, then move it)")
-        if x.layout.__repr__() != "torch.strided":
+        names, strided, _ = _torch_info()
+        if x.layout is not strided:
             raise UsageError(f"{what}: a {x.layout} tensor; only dense (strided) tensors")
-        dt = _torch_dtype_names().get(x.dtype)
+        dt = names.get(x.dtype)
         if dt is None:
             raise UsageError(f"{what}: dtype {x.dtype} is not float32, float64, float16 or "
                              "bfloat16")
@@ -125,10 +128,8 @@ def _buffer(x: Any, what: str) -> Tuple[int, str, int, Tuple[int, ...]]:
 def _bump_version(x: Any) -> None:
     # We wrote the tensor's memory directly; tell autograd, as an in-place op would, so a
     # tensor saved for backward is not silently reused.
-    if type(x).__module__.startswith("torch"):
-        import torch
-
-        inc = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)
+    if _torch is not None and type(x).__module__.startswith("torch"):
+        inc = _torch[2]
         if inc is not None:
             inc(x)
 
