@@ -2,7 +2,13 @@
 per-call overhead on a 1k-element tensor. Usage: python bench.py [--mib 256] [--repeat 5]
 (after `pip install ./python`; uses every core torch and initforge see)."""
 import argparse
+import os
+import sys
 import time
+
+# Import the installed wheel, not the source package beside this script.
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _here]
 
 import numpy as np
 import torch
