@@ -220,7 +220,7 @@ fn go<T: Element>(
 }
 
 /// Run `f` on a worker thread while this thread waits with the GIL released, waking every
-/// 50 ms to let Python handle signals: on KeyboardInterrupt (or any signal handler's
+/// 10 ms to let Python handle signals: on KeyboardInterrupt (or any signal handler's
 /// exception) `cancel` is set, the worker finishes its cleanup, and the exception is raised.
 fn cancellable<R: Send>(
     py: Python<'_>,
@@ -239,7 +239,7 @@ fn cancellable<R: Send>(
         loop {
             let done = py.detach(|| {
                 rx.lock()
-                    .map_or(Ok(()), |rx| rx.recv_timeout(Duration::from_millis(50)))
+                    .map_or(Ok(()), |rx| rx.recv_timeout(Duration::from_millis(10)))
             });
             if !matches!(done, Err(mpsc::RecvTimeoutError::Timeout)) {
                 break;

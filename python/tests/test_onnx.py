@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import threading
 import _thread
@@ -76,33 +77,48 @@ def test_error_kinds(tmp_path):
     assert initforge.CancelledError.exit_code == 130
 
 
-def _big_model(path):
-    # One Gemm with a 4096 x 4096 weight (64 MiB): long enough to interrupt.
-    w = numpy_helper.from_array(np.zeros((4096, 4096), np.float32), "W")
+def _big_model(path, rows):
+    # One Gemm with a rows x 4096 float32 weight: long enough to interrupt.
+    w = numpy_helper.from_array(np.zeros((rows, 4096), np.float32), "W")
     g = onnx.helper.make_graph(
         [onnx.helper.make_node("Gemm", ["x", "W"], ["y"], transB=1),
          onnx.helper.make_node("Relu", ["y"], ["z"])], "g",
         [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4096])],
-        [onnx.helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [1, 4096])],
+        [onnx.helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [1, rows])],
         [w])
     onnx.save(onnx.helper.make_model(g), str(path))
 
 
 def test_keyboard_interrupt_cancels_and_leaves_nothing(tmp_path):
-    src = tmp_path / "big.onnx"
-    _big_model(src)
-    before = src.read_bytes()
-    out = tmp_path / "out.onnx"
-    timer = threading.Timer(0.005, _thread.interrupt_main)
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        ifo.reinit(src, out)
-        # Only reached if the rewrite beat the timer; then the interrupt lands here.
-        threading.Event().wait(1)
-    timer.join()
-    assert sorted(os.listdir(tmp_path)) == ["big.onnx"] or out.exists() is False
-    assert not out.exists()
-    assert src.read_bytes() == before
+    # A background job of a non-interactive shell starts with SIGINT ignored, and then Python
+    # installs no handler and interrupt_main does nothing: install Python's own for the test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    cancelled = 0
+    try:
+        # Larger models until one is interrupted mid-rewrite (a fast machine may finish a small
+        # one first: then the interrupt lands after it, and the output must be complete).
+        for rows in (4096, 8192, 16384):
+            d = tmp_path / str(rows)
+            d.mkdir()
+            src, out = d / "big.onnx", d / "out.onnx"
+            _big_model(src, rows)
+            before = src.read_bytes()
+            timer = threading.Timer(0.001, _thread.interrupt_main)
+            timer.start()
+            with pytest.raises(KeyboardInterrupt):
+                ifo.reinit(src, out)
+                threading.Event().wait(5)
+            timer.join()
+            assert src.read_bytes() == before
+            if out.exists():  # the rewrite won the race: its output is whole
+                assert len(onnx.load(str(out)).graph.initializer[0].raw_data) == rows * 4096 * 4
+                continue
+            assert sorted(os.listdir(d)) == ["big.onnx"], os.listdir(d)
+            cancelled += 1
+            break
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert cancelled == 1
 
 
 def test_init_module_then_export_then_reinit_gives_the_same_weights(tmp_path):
