@@ -51,6 +51,8 @@ CancelledError.kind, CancelledError.exit_code = "cancelled", 130
 
 _U64 = 1 << 64
 _NUMPY_DTYPES = {"float32", "float64", "float16", "bfloat16"}
+# numpy scalar type → dtype name (dtype.name is slow to compute on every call).
+_NP_NAMES: dict = {}
 _torch: Any = None  # (dtype names, torch.strided, increment_version), once torch is seen
 
 
@@ -106,9 +108,14 @@ def _buffer(x: Any, what: str) -> Tuple[int, str, int, Tuple[int, ...]]:
         return x.data_ptr(), dt, x.numel(), tuple(x.shape)
     import numpy as np
 
+    if not _NP_NAMES:
+        _NP_NAMES.update({np.float32: "float32", np.float64: "float64", np.float16: "float16"})
     if isinstance(x, np.ndarray):
         dt = x.dtype
-        if dt.name not in _NUMPY_DTYPES:
+        name = _NP_NAMES.get(dt.type)
+        if name is None and dt.name in _NUMPY_DTYPES:  # first bfloat16 (ml_dtypes) seen
+            name = _NP_NAMES[dt.type] = dt.name
+        if name is None:
             raise UsageError(f"{what}: dtype {dt} is not float32, float64, float16 or "
                              "bfloat16 (ml_dtypes)")
         if not dt.isnative:
@@ -121,7 +128,7 @@ def _buffer(x: Any, what: str) -> Tuple[int, str, int, Tuple[int, ...]]:
             raise UsageError(f"{what}: the array is read-only")
         if not flags.aligned:
             raise UsageError(f"{what}: the array's data is not aligned to its dtype")
-        return x.__array_interface__["data"][0], dt.name, x.size, x.shape
+        return x.__array_interface__["data"][0], name, x.size, x.shape
     raise UsageError(f"{what}: expected a numpy array or a CPU torch tensor, got {cls.__name__}")
 
 
