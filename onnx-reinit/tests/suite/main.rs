@@ -12,4 +12,5 @@ mod cli;
 mod inspect;
 mod load_rewrite;
 mod patterns;
+mod recipes;
 mod robustness;
