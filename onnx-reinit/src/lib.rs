@@ -8,5 +8,6 @@ pub mod inspect;
 pub mod onnx;
 pub mod pipeline;
 pub mod plan;
+pub mod preset;
 pub mod report;
 pub mod rewrite;

@@ -26,6 +26,14 @@ pub enum RunError {
         /// The tensor, its rule and what is wrong.
         error: PlanError,
     },
+    /// A `--preset` cannot apply to this model (a knob the graph does not give).
+    #[error("{}: {error}", file.display())]
+    Preset {
+        /// The model file.
+        file: PathBuf,
+        /// What is missing.
+        error: crate::preset::PresetError,
+    },
     /// The analysis and the scanner enumerate different initializers (a bug: please report it
     /// with the model).
     #[error("{}: the analysis and the scanner disagree on the initializers ({analysis} vs \
@@ -146,7 +154,9 @@ pub struct Outcome {
     pub report: Report,
 }
 
-/// Run the whole rewrite. On error nothing is written and the input is unchanged.
+/// Run the whole rewrite. On error nothing is written and the input is unchanged. A
+/// [`Rules::preset`] is resolved against the model here ([`crate::preset::resolve`]) unless
+/// [`Rules::preset_plan`] is already set.
 pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
     let model = LoadedModel::open(&config.model)?;
     let analysis = analyze_loaded(&model, &config.analysis)?;
@@ -154,7 +164,25 @@ pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
         file: config.model.clone(),
         error,
     };
-    let plan = plan::plan(&analysis, &config.rules, config.seed).map_err(plan_error)?;
+    let resolved;
+    let rules = match &config.rules.preset {
+        Some(preset) if config.rules.preset_plan.is_none() => {
+            let p =
+                crate::preset::resolve(preset, model.skeleton(), &analysis).map_err(|error| {
+                    RunError::Preset {
+                        file: config.model.clone(),
+                        error,
+                    }
+                })?;
+            resolved = Rules {
+                preset_plan: Some(Arc::new(p)),
+                ..config.rules.clone()
+            };
+            &resolved
+        }
+        _ => &config.rules,
+    };
+    let plan = plan::plan(&analysis, rules, config.seed).map_err(plan_error)?;
     let filler = PlanFiller::new(&analysis, &plan).map_err(plan_error)?;
     let output = match &config.destination {
         Destination::DryRun => None,

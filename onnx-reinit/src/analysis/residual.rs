@@ -35,7 +35,7 @@
 //! residual adds sharing one signature (GPT-2's `n_layer`: each block adds an attention branch
 //! and an MLP branch, each signature once per block).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{Analysis, Role};
 use crate::onnx::skeleton::{Graph, Model};
@@ -116,6 +116,16 @@ pub fn residuals(model: &Model, analysis: &Analysis) -> Residuals {
         return Residuals::default();
     };
     Finder::new(graph, analysis).run()
+}
+
+/// The weights whose layer output reaches, through views and static scalings only, the left
+/// operand of a MatMul of two activations: the query projections of attention (`Q` in `Q·Kᵀ`;
+/// keys reach the right operand, values the right operand of `P·V`, whose left is a Softmax).
+pub fn attention_queries(model: &Model, analysis: &Analysis) -> HashSet<String> {
+    let Some(graph) = model.graph.as_ref() else {
+        return HashSet::new();
+    };
+    Finder::new(graph, analysis).queries()
 }
 
 struct Finder<'m> {
@@ -322,6 +332,59 @@ impl<'m> Finder<'m> {
         }
         let depth = counts.values().copied().max().unwrap_or(0);
         Residuals { adds, depth }
+    }
+
+    fn queries(&self) -> HashSet<String> {
+        let mut consumers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.ids.len()];
+        for (k, n) in self.graph.node.iter().enumerate() {
+            for (slot, s) in n.input.iter().enumerate() {
+                if let Some(&v) = self.ids.get(s.as_str()) {
+                    consumers[v].push((k, slot));
+                }
+            }
+        }
+        let mut out = HashSet::new();
+        for (k, n) in self.graph.node.iter().enumerate() {
+            let Some(w) = self.weight_of_node[k] else {
+                continue;
+            };
+            let mut stack: Vec<usize> = n
+                .output
+                .iter()
+                .filter_map(|s| self.ids.get(s.as_str()).copied())
+                .collect();
+            let mut steps = 0;
+            while let Some(v) = stack.pop() {
+                steps += 1;
+                if steps > 64 {
+                    break;
+                }
+                for &(c, slot) in &consumers[v] {
+                    let op = self.graph.node[c].op_type.as_deref().unwrap_or("");
+                    if op == "MatMul"
+                        && self.weight_of_node[c].is_none()
+                        && self.act_inputs(c).count() == 2
+                    {
+                        if slot == 0 {
+                            out.insert(w.to_owned());
+                        }
+                        continue;
+                    }
+                    let through = VIEWS.contains(&op)
+                        || (matches!(op, "Add" | "Sub" | "Mul" | "Div")
+                            && self.act_inputs(c).count() == 1);
+                    if through && self.weight_of_node[c].is_none() {
+                        stack.extend(
+                            self.graph.node[c]
+                                .output
+                                .iter()
+                                .filter_map(|s| self.ids.get(s.as_str()).copied()),
+                        );
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// From the branch value back to its output projection, noting the first norm met.

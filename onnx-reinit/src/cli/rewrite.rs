@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::analysis::AnalysisOptions;
 use crate::error::Error;
 use crate::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig, RunError};
+use crate::preset::Preset;
 use clap::Args;
 
 use super::output::{self, PROGRESS_MIN_BYTES, REWRITE, file_len, progress_bar};
@@ -54,12 +55,42 @@ pub(crate) struct RewriteArgs {
 
     #[command(flatten)]
     rules: RuleArgs,
+
+    /// An initialization recipe: bert, gpt2, llama, t5, resnet, vit, with optional knobs
+    /// (`gpt2(initializer_range=0.02,n_layer=12)`); `--rule` and the rule flags given keep
+    /// precedence over it.
+    #[arg(long, value_name = "NAME", value_parser = parse_preset,
+          help_heading = "Rules (a scheme name or `keep`)")]
+    preset: Option<Preset>,
+
+    /// A knob of --preset, NAME=VALUE (repeatable): initializer_range, n_layer,
+    /// initializer_factor, d_kv, zero_init_residual.
+    #[arg(
+        long,
+        value_name = "NAME=VALUE",
+        requires = "preset",
+        help_heading = "Rules (a scheme name or `keep`)"
+    )]
+    preset_arg: Vec<String>,
+
+    /// With --preset resnet: zero each residual branch's last norm scale (torchvision's
+    /// zero_init_residual).
+    #[arg(
+        long,
+        requires = "preset",
+        help_heading = "Rules (a scheme name or `keep`)"
+    )]
+    zero_init_residual: bool,
+}
+
+fn parse_preset(s: &str) -> Result<Preset, String> {
+    s.parse()
 }
 
 impl RewriteArgs {
     /// The library's configuration, and whether to print JSON; `MODEL` is required by clap
     /// whenever there is no subcommand.
-    fn into_config(self) -> (RewriteConfig, bool) {
+    fn into_config(self) -> Result<(RewriteConfig, bool), String> {
         let model = self
             .model
             .expect("clap requires MODEL without a subcommand");
@@ -73,12 +104,24 @@ impl RewriteArgs {
                     .unwrap_or_else(|| pipeline::default_output(&model)),
             )
         };
-        (
+        let mut rules = self.rules.into_rules();
+        if let Some(mut preset) = self.preset {
+            for a in &self.preset_arg {
+                preset.set_arg(a).map_err(|e| format!("--preset-arg {e}"))?;
+            }
+            if self.zero_init_residual {
+                preset
+                    .set_arg("zero_init_residual=1")
+                    .map_err(|e| format!("--zero-init-residual: {e}"))?;
+            }
+            rules.preset = Some(preset);
+        }
+        Ok((
             RewriteConfig {
                 model,
                 destination,
                 force: self.force,
-                rules: self.rules.into_rules(),
+                rules,
                 seed: self.seed,
                 analysis: AnalysisOptions {
                     compat: self.compat.into(),
@@ -87,14 +130,20 @@ impl RewriteArgs {
                 progress: None,
             },
             self.json,
-        )
+        ))
     }
 }
 
 /// Runs the rewrite and prints its report (the table, or JSON with `--json`); returns the exit
 /// code (see [`super`]).
 pub(crate) fn run(args: RewriteArgs) -> ExitCode {
-    let (mut config, json) = args.into_config();
+    let (mut config, json) = match args.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            output::error(REWRITE, &e);
+            return ExitCode::from(super::EXIT_USAGE);
+        }
+    };
     // Ctrl-C (and SIGTERM, SIGHUP) stops the rewrite at the next piece; the library then removes
     // its temporary files, so the input stays intact and no partial output is left.
     let cancel = Arc::new(AtomicBool::new(false));

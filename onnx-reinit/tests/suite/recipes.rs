@@ -1,12 +1,16 @@
 //! Initialization recipes (`--preset`): residual structure read from the graph, checked against
-//! the PyTorch module definitions of the pattern fixtures and of `tests/fixtures/recipes/`.
+//! the PyTorch module definitions of the pattern fixtures and of `tests/fixtures/recipes/`, and
+//! each preset's output against the distributions the training library's own initialization
+//! produced on the same model (`tests/fixtures/make_recipes.py`).
 
 use std::path::Path;
 
 use onnx_reinit::analysis::AnalysisOptions;
 use onnx_reinit::analysis::residual::{self, Residuals};
 use onnx_reinit::onnx::model::LoadedModel;
-use onnx_reinit::pipeline;
+use onnx_reinit::pipeline::{self, Destination, RewriteConfig};
+use onnx_reinit::plan::Rules;
+use onnx_reinit::preset::Preset;
 
 use crate::common::fixtures_dir;
 
@@ -109,4 +113,251 @@ fn no_residuals_without_skips() {
         let r = residuals_of(&fixtures_dir().join(format!("{stem}.onnx")));
         assert_eq!(r, Residuals::default(), "{stem}");
     }
+}
+
+/// Rewrite `tests/fixtures/recipes/{stem}.onnx` with `preset` into a temporary file and return
+/// the loaded output with the run's outcome.
+fn rewrite_with(
+    stem: &str,
+    preset: &str,
+    rules: Rules,
+) -> (LoadedModel, pipeline::Outcome, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join(format!("{stem}.onnx"));
+    let outcome = pipeline::run(&RewriteConfig {
+        model: fixtures_dir().join("recipes").join(format!("{stem}.onnx")),
+        destination: Destination::Path(out.clone()),
+        force: false,
+        rules: Rules {
+            preset: Some(preset.parse::<Preset>().expect("preset parses")),
+            ..rules
+        },
+        seed: 17,
+        analysis: AnalysisOptions::default(),
+        cancel: None,
+        progress: None,
+    })
+    .expect("rewrite");
+    (LoadedModel::open(&out).expect("output loads"), outcome, dir)
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    (
+        m,
+        (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt(),
+    )
+}
+
+/// Every tensor of the fixture's ground truth (the values transformers' `_init_weights` or
+/// torchvision's constructor wrote): constants (zero biases, unit norms, torchvision's zeroed
+/// last norms) equal exactly; random tensors have the library's std within sampling tolerance
+/// (five standard errors of the two sample stds, √(1/(2n)) each relative) and a mean within
+/// five standard errors of 0. Tensors the preset leaves to other rules are listed in `skip`.
+fn check_against_library(stem: &str, preset: &str, skip: &[&str]) -> pipeline::Outcome {
+    let (out, outcome, _dir) = rewrite_with(stem, preset, Rules::default());
+    let gt: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            fixtures_dir()
+                .join("recipes")
+                .join(format!("{stem}.gt.json")),
+        )
+        .expect("read gt"),
+    )
+    .expect("parse gt");
+    let tensors = gt["tensors"].as_object().expect("tensors");
+    assert!(tensors.len() >= 12, "{stem}: ground truth too small");
+    let mut checked = 0;
+    for (name, g) in tensors {
+        let torch = g["torch"].as_str().unwrap_or_default();
+        if skip.iter().any(|s| torch.contains(s)) {
+            continue;
+        }
+        let v = out
+            .small_values_f64(name.as_str(), usize::MAX)
+            .expect("readable");
+        let n = v.len() as f64;
+        assert_eq!(v.len() as u64, g["n"].as_u64().unwrap(), "{stem} {name}");
+        if let Some(c) = g["constant"].as_f64() {
+            assert!(
+                v.iter().all(|&x| x == c),
+                "{stem} {name} ({torch}): library wrote constant {c}, got {:?}",
+                &v[..v.len().min(4)]
+            );
+        } else {
+            let want = g["std"].as_f64().unwrap();
+            let (m, s) = mean_std(&v);
+            let tol = 5.0 * want * (1.0 / n).sqrt();
+            assert!(
+                (s - want).abs() <= tol,
+                "{stem} {name} ({torch}): std {s}, library {want} ± {tol}"
+            );
+            assert!(
+                m.abs() <= 5.0 * want / n.sqrt(),
+                "{stem} {name} ({torch}): mean {m}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 12, "{stem}: only {checked} tensors checked");
+    outcome
+}
+
+#[test]
+fn preset_bert_matches_transformers() {
+    check_against_library("bert", "bert", &[]);
+}
+
+#[test]
+fn preset_llama_matches_transformers() {
+    check_against_library("llama", "llama", &[]);
+}
+
+/// GPT-2's c_proj of attention and MLP get 0.02/√(2·3): n_layer 3 read from the graph's three
+/// repeated blocks, and the report says why each was treated as a residual output projection.
+#[test]
+fn preset_gpt2_matches_transformers_with_depth_from_graph() {
+    let outcome = check_against_library("gpt2", "gpt2", &[]);
+    let projections: Vec<&str> = outcome
+        .report
+        .tensors
+        .iter()
+        .filter(|t| t.reason.contains("residual output projection"))
+        .map(|t| t.name.as_str())
+        .collect();
+    let want: Vec<String> = (0..3)
+        .flat_map(|i| {
+            [
+                format!("m.h.{i}.attn.c_proj.weight"),
+                format!("m.h.{i}.mlp.c_proj.weight"),
+            ]
+        })
+        .collect();
+    assert_eq!(projections, want);
+    let r = outcome
+        .report
+        .tensors
+        .iter()
+        .find(|t| t.name == want[0])
+        .unwrap();
+    assert!(r.reason.contains("0.02/√(2·3)"), "{}", r.reason);
+    // An explicit n_layer wins over the graph's.
+    let (out, _, _d) = rewrite_with("gpt2", "gpt2(n_layer=50)", Rules::default());
+    let (_, s) = mean_std(
+        &out.small_values_f64("m.h.1.mlp.c_proj.weight", usize::MAX)
+            .unwrap(),
+    );
+    let want = 0.02 / 100f64.sqrt();
+    assert!((s - want).abs() < 5.0 * want / 64.0, "{s} vs {want}");
+}
+
+#[test]
+fn preset_t5_matches_transformers() {
+    check_against_library("t5", "t5", &[]);
+}
+
+/// ViT: transformers' ViT draws Linear/Conv weights from N(0, 0.02), timm (the preset) from the
+/// normal truncated at ±2 (absolute), the same std at this scale. The CLS token and position
+/// embeddings are not in the preset (left alone, with the reason, by the analysis).
+#[test]
+fn preset_vit_matches_transformers() {
+    check_against_library("vit", "vit", &["cls_token", "position_embeddings"]);
+}
+
+#[test]
+fn preset_resnet_matches_torchvision() {
+    check_against_library("resnet", "resnet", &[]);
+}
+
+/// torchvision's zero_init_residual zeroes each BasicBlock's bn2 — including the downsampling
+/// block, whose skip is a conv + BN of its own (1 weight layer against the branch's 2): the
+/// preset finds the same norms from the graph.
+#[test]
+fn preset_resnet_zero_init_residual_matches_torchvision() {
+    let outcome = check_against_library("resnet_zero", "resnet(zero_init_residual=1)", &[]);
+    let zeroed: Vec<&str> = outcome
+        .report
+        .tensors
+        .iter()
+        .filter(|t| t.reason.contains("zero_init_residual"))
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(
+        zeroed,
+        [
+            "layer1.0.bn2.weight",
+            "layer1.1.bn2.weight",
+            "layer2.0.bn2.weight"
+        ]
+    );
+}
+
+/// `--rule` and explicitly given flags keep precedence over a preset.
+#[test]
+fn preset_below_rules_and_explicit_flags() {
+    let rules = Rules {
+        overrides: vec![
+            onnx_reinit::plan::NameRule::parse("m.h.0.attn.c_proj.weight=zeros").unwrap(),
+        ],
+        bias: onnx_reinit::plan::Rule::parse("ones").unwrap(),
+        explicit: vec!["bias"],
+        ..Rules::default()
+    };
+    let (out, outcome, _d) = rewrite_with("gpt2", "gpt2", rules);
+    let v = out
+        .small_values_f64("m.h.0.attn.c_proj.weight", usize::MAX)
+        .unwrap();
+    assert!(v.iter().all(|&x| x == 0.0));
+    let b = out
+        .small_values_f64("m.h.0.attn.c_attn.bias", usize::MAX)
+        .unwrap();
+    assert!(b.iter().all(|&x| x == 1.0));
+    let e = outcome
+        .report
+        .tensors
+        .iter()
+        .find(|t| t.name == "m.h.0.mlp.c_fc.weight")
+        .unwrap();
+    assert!(e.reason.starts_with("--preset gpt2"), "{}", e.reason);
+}
+
+#[test]
+fn preset_text_and_knob_errors() {
+    let p: Preset = "gpt2(initializer_range=0.01, n_layer=12)".parse().unwrap();
+    assert_eq!(p.to_string(), "gpt2(initializer_range=0.01,n_layer=12)");
+    let e = "gpt3".parse::<Preset>().unwrap_err();
+    assert!(e.contains("bert, gpt2, llama, t5, resnet, vit"), "{e}");
+    let e = "bert(n_layer=2)".parse::<Preset>().unwrap_err();
+    assert!(
+        e.contains("no knob `n_layer`") && e.contains("initializer_range"),
+        "{e}"
+    );
+    let e = "bert(initializer_range=-1)".parse::<Preset>().unwrap_err();
+    assert!(e.contains("positive"), "{e}");
+    // gpt2 on a model without residual blocks: n_layer cannot be read, and nothing is written.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.onnx");
+    let err = pipeline::run(&RewriteConfig {
+        model: fixtures_dir().join("mlp_relu_tanh.onnx"),
+        destination: Destination::Path(out.clone()),
+        force: false,
+        rules: Rules {
+            preset: Some("gpt2".parse().unwrap()),
+            ..Rules::default()
+        },
+        seed: 1,
+        analysis: AnalysisOptions::default(),
+        cancel: None,
+        progress: None,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("mlp_relu_tanh.onnx")
+            && err.contains("n_layer")
+            && err.contains("--preset-arg"),
+        "{err}"
+    );
+    assert!(!out.exists());
 }
