@@ -152,6 +152,8 @@ pub struct Outcome {
     pub plan: Plan,
     /// The report.
     pub report: Report,
+    /// The resolved `--preset`, if one was given: its knobs and the residual structure it used.
+    pub preset: Option<Arc<crate::preset::PresetPlan>>,
 }
 
 /// Run the whole rewrite. On error nothing is written and the input is unchanged. A
@@ -209,9 +211,11 @@ pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
         output.is_none(),
         output,
     );
+    let preset = rules.preset_plan.clone();
     Ok(Outcome {
         analysis,
         plan,
         report,
+        preset,
     })
 }

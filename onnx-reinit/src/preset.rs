@@ -526,3 +526,40 @@ pub fn resolve(
         decisions,
     })
 }
+
+impl PresetPlan {
+    /// The lines the table prints after the report: the knobs with their sources, then each
+    /// residual add the recipe used (its output projection, its last norm, and why it is one).
+    pub fn summary(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let knobs: Vec<String> = self
+            .knobs
+            .iter()
+            .map(|k| format!("{}={} ({})", k.name, k.value, k.source))
+            .collect();
+        let _ = writeln!(
+            out,
+            "preset {}: {}",
+            self.preset.kind.name(),
+            knobs.join(", ")
+        );
+        if self.residuals.adds.is_empty() {
+            let _ = writeln!(out, "  no residual adds in the graph");
+        }
+        for a in &self.residuals.adds {
+            let _ = writeln!(
+                out,
+                "  residual add `{}`: branch `{}` ({} weight layers since the fork) into stream `{}` ({}); output projection {}, last norm {}",
+                a.node,
+                a.branch,
+                a.branch_layers,
+                a.stream,
+                a.stream_layers,
+                a.projection.as_deref().unwrap_or("none"),
+                a.last_norm.as_deref().unwrap_or("none"),
+            );
+        }
+        out
+    }
+}

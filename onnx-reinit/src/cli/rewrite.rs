@@ -160,7 +160,11 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
                 output::json(&outcome.report)
                     .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"))
             } else {
-                outcome.report.table()
+                let mut t = outcome.report.table();
+                if let Some(p) = &outcome.preset {
+                    t.push_str(&p.summary());
+                }
+                t
             };
             match output::print_stdout(REWRITE, &text) {
                 Ok(()) => ExitCode::SUCCESS,

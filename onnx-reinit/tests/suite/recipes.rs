@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
-use onnx_reinit::analysis::AnalysisOptions;
 use onnx_reinit::analysis::residual::{self, Residuals};
+use onnx_reinit::analysis::{AnalysisOptions, NoConstValues};
 use onnx_reinit::onnx::model::LoadedModel;
+use onnx_reinit::onnx::skeleton::{Graph, Model as Skeleton, Node, TensorHeader, ValueInfo};
 use onnx_reinit::pipeline::{self, Destination, RewriteConfig};
 use onnx_reinit::plan::Rules;
 use onnx_reinit::preset::Preset;
@@ -18,6 +19,195 @@ fn residuals_of(path: &Path) -> Residuals {
     let m = LoadedModel::open(path).expect("fixture loads");
     let a = pipeline::analyze_loaded(&m, &AnalysisOptions::default()).expect("analysis");
     residual::residuals(m.skeleton(), &a)
+}
+
+/// A graph built in code: `nodes` as (op, inputs, output), f32 initializers with their dims.
+fn built(inputs: &[&str], inits: &[(&str, &[i64])], nodes: &[(&str, &[&str], &str)]) -> Residuals {
+    let vi = |n: &str| ValueInfo {
+        name: Some(n.to_owned()),
+        ..ValueInfo::default()
+    };
+    let g = Graph {
+        input: inputs.iter().map(|n| vi(n)).collect(),
+        output: vec![vi(nodes.last().expect("nodes").2)],
+        initializer: inits
+            .iter()
+            .map(|(n, d)| TensorHeader {
+                name: Some((*n).to_owned()),
+                dims: d.to_vec(),
+                data_type: Some(1),
+                ..TensorHeader::default()
+            })
+            .collect(),
+        node: nodes
+            .iter()
+            .map(|(op, ins, out)| Node {
+                op_type: Some((*op).to_owned()),
+                name: Some((*out).to_owned()),
+                input: ins.iter().map(|s| (*s).to_owned()).collect(),
+                output: vec![(*out).to_owned()],
+                ..Node::default()
+            })
+            .collect(),
+        ..Graph::default()
+    };
+    let m = Skeleton {
+        ir_version: Some(9),
+        opset_import: vec![onnx_reinit::onnx::skeleton::OperatorSetId {
+            domain: Some(String::new()),
+            version: Some(20),
+        }],
+        graph: Some(g),
+        ..Skeleton::default()
+    };
+    let a = onnx_reinit::analysis::analyze(&m, &NoConstValues, &AnalysisOptions::default());
+    residual::residuals(&m, &a)
+}
+
+/// Two pre-norm blocks `x + W2·relu(W1·LN(x))`: two residual adds, projections W2 and W4, depth 2
+/// (same signature twice). Inside, a rotary-style `q·c + (−q)·s` (both sides 0 weight layers
+/// since q), a mask added as an initializer, and the sum of two independent inputs are not
+/// residual.
+#[test]
+fn residuals_of_code_built_blocks() {
+    let r = built(
+        &["x", "y"],
+        &[
+            ("g1", &[8]),
+            ("b1", &[8]),
+            ("w1", &[8, 16]),
+            ("w2", &[16, 8]),
+            ("g2", &[8]),
+            ("b2", &[8]),
+            ("w3", &[8, 16]),
+            ("w4", &[16, 8]),
+            ("wq", &[8, 8]),
+            ("c", &[8]),
+            ("s", &[8]),
+            ("mask", &[8]),
+        ],
+        &[
+            ("LayerNormalization", &["x", "g1", "b1"], "n1"),
+            ("MatMul", &["n1", "w1"], "h1"),
+            ("Relu", &["h1"], "a1"),
+            ("MatMul", &["a1", "w2"], "o1"),
+            ("Add", &["x", "o1"], "x1"),
+            ("LayerNormalization", &["x1", "g2", "b2"], "n2"),
+            ("MatMul", &["n2", "w3"], "h2"),
+            ("Relu", &["h2"], "a2"),
+            ("MatMul", &["a2", "w4"], "o2"),
+            ("Reshape", &["o2", "shape"], "o2r"),
+            ("Add", &["o2r", "x1"], "x2"),
+            ("MatMul", &["x2", "wq"], "q"),
+            ("Mul", &["q", "c"], "qc"),
+            ("Neg", &["q"], "nq"),
+            ("Mul", &["nq", "s"], "qs"),
+            ("Add", &["qc", "qs"], "rot"),
+            ("Add", &["rot", "mask"], "masked"),
+            ("Add", &["masked", "y"], "out"),
+        ],
+    );
+    let got: Vec<(&str, &str, Option<&str>)> = r
+        .adds
+        .iter()
+        .map(|a| (a.node.as_str(), a.stream.as_str(), a.projection.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [("x1", "x", Some("w2")), ("x2", "x1", Some("w4"))],
+        "{r:#?}"
+    );
+    assert_eq!(r.depth, 2);
+    assert!(
+        r.adds
+            .iter()
+            .all(|a| a.branch_layers == 2 && a.stream_layers == 0 && a.last_norm.is_none())
+    );
+}
+
+/// A torchvision-style downsampling block: the skip is conv + BN (1 weight layer), the branch
+/// conv → BN → relu → conv → BN (2): the branch is the longer side, its output projection is
+/// the second conv and its last norm is bn2's scale, not the skip's BN.
+#[test]
+fn residuals_of_code_built_downsampling_block() {
+    let bn = |p: &str| -> [(String, Vec<i64>); 4] {
+        ["scale", "bias", "mean", "var"].map(|k| (format!("{p}.{k}"), vec![4]))
+    };
+    let mut inits: Vec<(String, Vec<i64>)> = vec![
+        ("c1".into(), vec![4, 2, 3, 3]),
+        ("c2".into(), vec![4, 4, 3, 3]),
+        ("cd".into(), vec![4, 2, 1, 1]),
+    ];
+    for p in ["bn1", "bn2", "bnd"] {
+        inits.extend(bn(p));
+    }
+    let inits: Vec<(&str, &[i64])> = inits
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let r = built(
+        &["x"],
+        &inits,
+        &[
+            ("Conv", &["x", "c1"], "h1"),
+            (
+                "BatchNormalization",
+                &["h1", "bn1.scale", "bn1.bias", "bn1.mean", "bn1.var"],
+                "n1",
+            ),
+            ("Relu", &["n1"], "a1"),
+            ("Conv", &["a1", "c2"], "h2"),
+            (
+                "BatchNormalization",
+                &["h2", "bn2.scale", "bn2.bias", "bn2.mean", "bn2.var"],
+                "n2",
+            ),
+            ("Conv", &["x", "cd"], "hd"),
+            (
+                "BatchNormalization",
+                &["hd", "bnd.scale", "bnd.bias", "bnd.mean", "bnd.var"],
+                "nd",
+            ),
+            ("Add", &["n2", "nd"], "sum"),
+            ("Relu", &["sum"], "out"),
+        ],
+    );
+    assert_eq!(r.adds.len(), 1, "{r:#?}");
+    let a = &r.adds[0];
+    assert_eq!((a.branch.as_str(), a.stream.as_str()), ("n2", "nd"));
+    assert_eq!((a.branch_layers, a.stream_layers), (2, 1));
+    assert_eq!(a.projection.as_deref(), Some("c2"));
+    assert_eq!(a.last_norm.as_deref(), Some("bn2.scale"));
+}
+
+/// The command line: `--preset` prints the knobs and the residual adds after the table, an
+/// unknown knob is a usage error naming the knobs, and `--zero-init-residual` needs a preset.
+#[test]
+fn preset_on_the_command_line() {
+    let m = fixtures_dir().join("recipes").join("resnet.onnx");
+    let m = m.to_str().unwrap();
+    let o = crate::common::run(&[m, "--dry-run", "--preset", "resnet", "--zero-init-residual"]);
+    let out = crate::common::text(&o.stdout);
+    assert!(o.status.success(), "{}", crate::common::text(&o.stderr));
+    assert!(
+        out.contains("preset resnet: zero_init_residual=1 (given)"),
+        "{out}"
+    );
+    assert!(out.contains("last norm layer2.0.bn2.weight"), "{out}");
+    let o = crate::common::run(&[
+        m,
+        "--dry-run",
+        "--preset",
+        "resnet",
+        "--preset-arg",
+        "depth=3",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        crate::common::text(&o.stderr).contains("has no knob `depth`; it takes zero_init_residual")
+    );
+    let o = crate::common::run(&[m, "--dry-run", "--zero-init-residual"]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 /// Torch parameter name of each ONNX initializer, from the fixture's ground truth.
