@@ -34,6 +34,14 @@ pub enum RunError {
         /// What is missing.
         error: crate::preset::PresetError,
     },
+    /// `--lsuv` failed: the model cannot run in tract, or a layer cannot be scaled.
+    #[error("{}: --lsuv: {message}", file.display())]
+    Lsuv {
+        /// The model file.
+        file: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// The analysis and the scanner enumerate different initializers (a bug: please report it
     /// with the model).
     #[error("{}: the analysis and the scanner disagree on the initializers ({analysis} vs \

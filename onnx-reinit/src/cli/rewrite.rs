@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::analysis::AnalysisOptions;
 use crate::error::Error;
 use crate::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig, RunError};
+use crate::plan::ActivationClass;
 use crate::preset::Preset;
 use clap::Args;
 
@@ -73,6 +74,20 @@ pub(crate) struct RewriteArgs {
     )]
     preset_arg: Vec<String>,
 
+    /// Data-driven init (LSUV): plan weights orthogonal (unless a weight rule is given), then
+    /// scale each weight layer in graph order until its output std on seeded N(0,1) inputs is
+    /// 1 within 0.01 (at most 10 scalings); prints each layer's std before and after.
+    #[cfg(feature = "forward")]
+    #[arg(long, help_heading = "Rules (a scheme name or `keep`)")]
+    lsuv: bool,
+
+    /// With --lsuv: the input shape, `[NAME=]D1,D2,…` (symbolic dimensions are 1 otherwise;
+    /// a larger batch gives steadier stds).
+    #[cfg(feature = "forward")]
+    #[arg(long, value_name = "[NAME=]DIMS", requires = "lsuv",
+          value_parser = super::inspect::parse_input_shape)]
+    input_shape: Vec<(Option<String>, Vec<usize>)>,
+
     /// With --preset resnet: zero each residual branch's last norm scale (torchvision's
     /// zero_init_residual).
     #[arg(
@@ -83,6 +98,12 @@ pub(crate) struct RewriteArgs {
     zero_init_residual: bool,
 }
 
+/// `--lsuv`'s options when the flag is given (always `None` without the `forward` feature).
+#[cfg(feature = "forward")]
+type Lsuv = Option<crate::inspect::lsuv::LsuvOptions>;
+#[cfg(not(feature = "forward"))]
+type Lsuv = Option<()>;
+
 fn parse_preset(s: &str) -> Result<Preset, String> {
     s.parse()
 }
@@ -90,7 +111,15 @@ fn parse_preset(s: &str) -> Result<Preset, String> {
 impl RewriteArgs {
     /// The library's configuration, and whether to print JSON; `MODEL` is required by clap
     /// whenever there is no subcommand.
-    fn into_config(self) -> Result<(RewriteConfig, bool), String> {
+    fn into_config(self) -> Result<(RewriteConfig, bool, Lsuv), String> {
+        #[cfg(feature = "forward")]
+        let lsuv = self.lsuv.then(|| crate::inspect::lsuv::LsuvOptions {
+            seed: self.seed,
+            input_shapes: self.input_shape.clone(),
+            ..Default::default()
+        });
+        #[cfg(not(feature = "forward"))]
+        let lsuv = None;
         let model = self
             .model
             .expect("clap requires MODEL without a subcommand");
@@ -105,6 +134,18 @@ impl RewriteArgs {
             )
         };
         let mut rules = self.rules.into_rules();
+        if lsuv.is_some() {
+            // LSUV starts from orthogonal weights unless the user chose a weight scheme.
+            let given: Vec<_> = rules.activation.iter().map(|(c, _)| *c).collect();
+            for c in ActivationClass::ALL {
+                if !given.contains(&c) {
+                    rules.activation.push((
+                        c,
+                        crate::plan::Rule::parse("orthogonal").map_err(|e| e.to_string())?,
+                    ));
+                }
+            }
+        }
         if let Some(mut preset) = self.preset {
             for a in &self.preset_arg {
                 preset.set_arg(a).map_err(|e| format!("--preset-arg {e}"))?;
@@ -130,6 +171,7 @@ impl RewriteArgs {
                 progress: None,
             },
             self.json,
+            lsuv,
         ))
     }
 }
@@ -137,7 +179,7 @@ impl RewriteArgs {
 /// Runs the rewrite and prints its report (the table, or JSON with `--json`); returns the exit
 /// code (see [`super`]).
 pub(crate) fn run(args: RewriteArgs) -> ExitCode {
-    let (mut config, json) = match args.into_config() {
+    let (mut config, json, lsuv) = match args.into_config() {
         Ok(c) => c,
         Err(e) => {
             output::error(REWRITE, &e);
@@ -154,8 +196,19 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
     if !json && io::stderr().is_terminal() && file_len(&config.model) > PROGRESS_MIN_BYTES {
         config.progress = Some(progress_bar());
     }
-    match pipeline::run(&config) {
-        Ok(outcome) => {
+    #[cfg(feature = "forward")]
+    let result = match &lsuv {
+        Some(opts) => crate::inspect::lsuv::run(&config, opts)
+            .map(|(o, layers)| (o, Some(crate::inspect::lsuv::summary(&layers, opts)))),
+        None => pipeline::run(&config).map(|o| (o, None)),
+    };
+    #[cfg(not(feature = "forward"))]
+    let result = {
+        let _: Lsuv = lsuv;
+        pipeline::run(&config).map(|o| (o, None::<String>))
+    };
+    match result {
+        Ok((outcome, lsuv_summary)) => {
             let text = if json {
                 output::json(&outcome.report)
                     .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"))
@@ -163,6 +216,9 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
                 let mut t = outcome.report.table();
                 if let Some(p) = &outcome.preset {
                     t.push_str(&p.summary());
+                }
+                if let Some(l) = &lsuv_summary {
+                    t.push_str(l);
                 }
                 t
             };
