@@ -69,6 +69,18 @@ pub struct LsuvLayer {
     pub iterations: usize,
 }
 
+/// What LSUV did: the layers it scaled, the planned weights it left at the plan's values (with
+/// the reason), and the per-tensor scales for [`ScaledFiller`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LsuvResult {
+    /// Each scaled layer, in graph order.
+    pub layers: Vec<LsuvLayer>,
+    /// Planned weights not scaled: (tensor, reason).
+    pub skipped: Vec<(String, String)>,
+    /// Tensor index → scale.
+    pub scales: HashMap<usize, f32>,
+}
+
 /// A [`PlanFiller`] whose f32 tensors are multiplied by LSUV's per-tensor scales.
 #[derive(Debug)]
 pub struct ScaledFiller<'a> {
@@ -95,7 +107,7 @@ impl<'a> ScaledFiller<'a> {
     }
 }
 
-/// Run LSUV: returns each layer's result and the per-tensor scales for [`ScaledFiller`]. Fails
+/// Run LSUV: each layer's result, the weights left unscaled and the per-tensor scales. Fails
 /// (naming the op tract rejects, or the layer) when the model cannot run or a layer's output is
 /// constant.
 pub fn lsuv(
@@ -103,7 +115,7 @@ pub fn lsuv(
     analysis: &Analysis,
     filler: &PlanFiller,
     opts: &LsuvOptions,
-) -> Result<(Vec<LsuvLayer>, HashMap<usize, f32>), String> {
+) -> Result<LsuvResult, String> {
     let graph = model
         .skeleton()
         .graph
@@ -164,6 +176,21 @@ pub fn lsuv(
             layers.push((pi, w));
         }
     }
+    let mut skipped: Vec<(String, String)> = Vec::new();
+    for &index in &targets {
+        let t = &analysis.tensors[index];
+        if t.role != Some(Role::Weight) || layers.iter().any(|l| l.1 == index) {
+            continue;
+        }
+        let why = if !t.graph.is_empty() {
+            "in a subgraph: the forward pass measures main-graph layers only"
+        } else if !base.contains_key(&index) {
+            "not f32: LSUV scales f32 weights only"
+        } else {
+            "its layer's output is not one the forward pass records"
+        };
+        skipped.push((t.name.clone(), why.to_owned()));
+    }
     let mut results = Vec::new();
     let mut scales = HashMap::new();
     for (pi, w) in layers {
@@ -216,7 +243,11 @@ pub fn lsuv(
             iterations,
         });
     }
-    Ok((results, scales))
+    Ok(LsuvResult {
+        layers: results,
+        skipped,
+        scales,
+    })
 }
 
 fn set_raw(t: &mut pb::TensorProto, v: &[f32], scale: f32) {
@@ -238,7 +269,7 @@ fn set_raw(t: &mut pb::TensorProto, v: &[f32], scale: f32) {
 pub fn run(
     config: &crate::pipeline::RewriteConfig,
     opts: &LsuvOptions,
-) -> Result<(crate::pipeline::Outcome, Vec<LsuvLayer>), crate::pipeline::RunError> {
+) -> Result<(crate::pipeline::Outcome, LsuvResult), crate::pipeline::RunError> {
     use crate::pipeline::{Destination, Outcome, RunError, analyze_loaded};
     use crate::rewrite::{self, OutputTarget, RewriteOptions};
     use std::sync::Arc;
@@ -260,12 +291,11 @@ pub fn run(
     }
     let plan = crate::plan::plan(&analysis, &rules, config.seed).map_err(plan_error)?;
     let filler = PlanFiller::new(&analysis, &plan).map_err(plan_error)?;
-    let (layers, scales) =
-        lsuv(&model, &analysis, &filler, opts).map_err(|message| RunError::Lsuv {
-            file: config.model.clone(),
-            message,
-        })?;
-    let scaled = ScaledFiller::new(&filler, scales);
+    let mut result = lsuv(&model, &analysis, &filler, opts).map_err(|message| RunError::Lsuv {
+        file: config.model.clone(),
+        message,
+    })?;
+    let scaled = ScaledFiller::new(&filler, std::mem::take(&mut result.scales));
     let output = match &config.destination {
         Destination::DryRun => None,
         dest => {
@@ -299,12 +329,13 @@ pub fn run(
             report,
             preset,
         },
-        layers,
+        result,
     ))
 }
 
 /// The lines the table prints after the report: each layer's std before and after.
-pub fn summary(layers: &[LsuvLayer], opts: &LsuvOptions) -> String {
+pub fn summary(result: &LsuvResult, opts: &LsuvOptions) -> String {
+    let layers = &result.layers;
     use std::fmt::Write as _;
     let mut out = format!(
         "lsuv (seed {}, tolerance {}, at most {} scalings per layer): {} layers\n",
@@ -319,6 +350,9 @@ pub fn summary(layers: &[LsuvLayer], opts: &LsuvOptions) -> String {
             "  {} ({}): output std {:.4} -> {:.4}, scale {:.6}, {} passes",
             l.node, l.tensor, l.std_before, l.std_after, l.scale, l.iterations
         );
+    }
+    for (t, why) in &result.skipped {
+        let _ = writeln!(out, "  not scaled: {t}: {why}");
     }
     out
 }
