@@ -528,6 +528,23 @@ pub fn resolve(
 }
 
 impl PresetPlan {
+    /// The `"preset"` member `--json` adds: the preset, its knobs with their sources, and every
+    /// residual add with its output projection and last norm.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "preset": self.preset.to_string(),
+            "knobs": self.knobs.iter().map(|k| serde_json::json!({
+                "name": k.name, "value": k.value, "source": k.source,
+            })).collect::<Vec<_>>(),
+            "depth": self.residuals.depth,
+            "residual_adds": self.residuals.adds.iter().map(|a| serde_json::json!({
+                "node": a.node, "stream": a.stream, "branch": a.branch,
+                "branch_layers": a.branch_layers, "stream_layers": a.stream_layers,
+                "output_projection": a.projection, "last_norm": a.last_norm,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
     /// The lines the table prints after the report: the knobs with their sources, then each
     /// residual add the recipe used (its output projection, its last norm, and why it is one).
     pub fn summary(&self) -> String {

@@ -198,18 +198,36 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
     }
     #[cfg(feature = "forward")]
     let result = match &lsuv {
-        Some(opts) => crate::inspect::lsuv::run(&config, opts)
-            .map(|(o, layers)| (o, Some(crate::inspect::lsuv::summary(&layers, opts)))),
+        Some(opts) => crate::inspect::lsuv::run(&config, opts).map(|(o, r)| {
+            let text = crate::inspect::lsuv::summary(&r, opts);
+            (o, Some((text, crate::inspect::lsuv::to_json(&r, opts))))
+        }),
         None => pipeline::run(&config).map(|o| (o, None)),
     };
     #[cfg(not(feature = "forward"))]
     let result = {
         let _: Lsuv = lsuv;
-        pipeline::run(&config).map(|o| (o, None::<String>))
+        pipeline::run(&config).map(|o| (o, None::<(String, serde_json::Value)>))
     };
     match result {
         Ok((outcome, lsuv_summary)) => {
-            let text = if json {
+            let text = if json && (outcome.preset.is_some() || lsuv_summary.is_some()) {
+                // The report's document with the preset's and LSUV's members added.
+                serde_json::to_value(&outcome.report)
+                    .map(|mut v| {
+                        if let Some(o) = v.as_object_mut() {
+                            if let Some(p) = &outcome.preset {
+                                o.insert("preset".into(), p.to_json());
+                            }
+                            if let Some((_, l)) = &lsuv_summary {
+                                o.insert("lsuv".into(), l.clone());
+                            }
+                        }
+                        v
+                    })
+                    .and_then(|v| output::json(&v))
+                    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"))
+            } else if json {
                 output::json(&outcome.report)
                     .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"))
             } else {
@@ -217,7 +235,7 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
                 if let Some(p) = &outcome.preset {
                     t.push_str(&p.summary());
                 }
-                if let Some(l) = &lsuv_summary {
+                if let Some((l, _)) = &lsuv_summary {
                     t.push_str(l);
                 }
                 t

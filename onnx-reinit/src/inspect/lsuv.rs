@@ -356,3 +356,20 @@ pub fn summary(result: &LsuvResult, opts: &LsuvOptions) -> String {
     }
     out
 }
+
+/// The `"lsuv"` member `--json` adds: the options, each layer's std before and after, and the
+/// weights not scaled with the reason.
+pub fn to_json(result: &LsuvResult, opts: &LsuvOptions) -> serde_json::Value {
+    serde_json::json!({
+        "seed": opts.seed,
+        "tolerance": opts.tolerance,
+        "max_iterations": opts.max_iterations,
+        "layers": result.layers.iter().map(|l| serde_json::json!({
+            "node": l.node, "tensor": l.tensor, "std_before": l.std_before,
+            "std_after": l.std_after, "scale": l.scale, "passes": l.iterations,
+        })).collect::<Vec<_>>(),
+        "not_scaled": result.skipped.iter().map(|(t, why)| serde_json::json!({
+            "tensor": t, "reason": why,
+        })).collect::<Vec<_>>(),
+    })
+}

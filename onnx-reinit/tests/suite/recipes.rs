@@ -208,6 +208,58 @@ fn preset_on_the_command_line() {
     );
     let o = crate::common::run(&[m, "--dry-run", "--zero-init-residual"]);
     assert_eq!(o.status.code(), Some(2));
+    // --json carries the same: the knobs with their sources and every residual add.
+    let o = crate::common::run(&[
+        m,
+        "--dry-run",
+        "--json",
+        "--preset",
+        "resnet(zero_init_residual=1)",
+    ]);
+    assert!(o.status.success());
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(j["preset"]["knobs"][0]["source"], "given");
+    let norms: Vec<&str> = j["preset"]["residual_adds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["last_norm"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        norms,
+        [
+            "layer1.0.bn2.weight",
+            "layer1.1.bn2.weight",
+            "layer2.0.bn2.weight"
+        ]
+    );
+    assert!(j["tensors"].as_array().unwrap().len() > 10);
+}
+
+/// `--lsuv --json` reports each layer's std before and after.
+#[cfg(feature = "forward")]
+#[test]
+fn lsuv_on_the_command_line() {
+    let m = fixtures_dir().join("recipes").join("lsuv_tanh_mlp.onnx");
+    let o = crate::common::run(&[
+        m.to_str().unwrap(),
+        "--dry-run",
+        "--json",
+        "--lsuv",
+        "--input-shape",
+        "64,32",
+    ]);
+    assert!(o.status.success(), "{}", crate::common::text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let layers = j["lsuv"]["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 9);
+    for l in layers {
+        assert!(
+            (l["std_after"].as_f64().unwrap() - 1.0).abs() <= 0.01,
+            "{l}"
+        );
+        assert!(l["std_before"].as_f64().unwrap() > 0.0);
+    }
 }
 
 /// Torch parameter name of each ONNX initializer, from the fixture's ground truth.
