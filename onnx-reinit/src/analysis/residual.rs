@@ -10,7 +10,8 @@
 //! the role [`Role::Weight`]. `depth(v)` is the largest number of weight layers on any path from
 //! the graph inputs to the activation `v`.
 //!
-//! An `Add` (or two-input `Sum`) of two activations `a`, `b` is **residual** when they have a
+//! An `Add` (or two-input `Sum`, or the first two inputs of onnxruntime's fused
+//! `SkipLayerNormalization`) of two activations `a`, `b` is **residual** when they have a
 //! common ancestor activation and, with `f` the deepest common ancestor (largest `depth`), one
 //! side passes strictly more weight layers since `f` than the other: that side is the *branch*,
 //! the other the *stream*. This covers the identity skip (`x + F(x)`: the stream is `f` itself,
@@ -259,7 +260,12 @@ impl<'m> Finder<'m> {
         let mut adds = Vec::new();
         for (k, n) in self.graph.node.iter().enumerate() {
             let op = n.op_type.as_deref().unwrap_or("");
-            if !matches!(op, "Add" | "Sum") || n.input.len() != 2 {
+            // onnxruntime's fused SkipLayerNormalization adds its inputs 0 and 1 before the norm.
+            let skip = matches!(
+                op,
+                "SkipLayerNormalization" | "SkipSimplifiedLayerNormalization"
+            );
+            if !(skip && n.input.len() >= 2 || matches!(op, "Add" | "Sum") && n.input.len() == 2) {
                 continue;
             }
             let (Some(&a), Some(&b)) = (

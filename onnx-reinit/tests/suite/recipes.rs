@@ -315,6 +315,13 @@ fn residual_projections_of_transformer_fixtures() {
             ],
         ),
         (
+            "bert_ort",
+            &[
+                "m.encoder.layer.0.attention.output.dense.weight",
+                "m.encoder.layer.0.output.dense.weight",
+            ],
+        ),
+        (
             "t5",
             &[
                 "m.encoder.block.0.layer.0.SelfAttention.o.weight",
