@@ -21,6 +21,9 @@
 
 extern crate alloc;
 
+#[cfg(feature = "candle")]
+#[path = "adapters/candle.rs"]
+pub mod candle;
 pub mod element;
 pub mod error;
 pub mod fans;

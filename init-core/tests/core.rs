@@ -12,6 +12,10 @@
 //!   independence, sub-range fills, the prefix property, f16/bf16 rounding.
 //! - `structured`: orthogonality, eye and dirac patterns.
 
+#[cfg(feature = "candle")]
+#[path = "adapters/candle.rs"]
+mod candle_adapter;
+
 use half::{bf16, f16};
 use init_core::rng::{CHUNK, key_of};
 use init_core::sample::Isa;
@@ -2353,4 +2357,12 @@ mod structured {
             .is_err()
         );
     }
+}
+
+/// The sample standard deviation (population form, n in the denominator) of `v`.
+#[cfg(feature = "candle")]
+fn sample_std(v: &[f64]) -> f64 {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt()
 }
