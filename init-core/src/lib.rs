@@ -21,6 +21,9 @@
 
 extern crate alloc;
 
+#[cfg(feature = "burn")]
+#[path = "adapters/burn.rs"]
+pub mod burn;
 #[cfg(feature = "candle")]
 #[path = "adapters/candle.rs"]
 pub mod candle;

@@ -12,6 +12,9 @@
 //!   independence, sub-range fills, the prefix property, f16/bf16 rounding.
 //! - `structured`: orthogonality, eye and dirac patterns.
 
+#[cfg(feature = "burn-ndarray")]
+#[path = "adapters/burn.rs"]
+mod burn_adapter;
 #[cfg(feature = "candle")]
 #[path = "adapters/candle.rs"]
 mod candle_adapter;
@@ -2360,7 +2363,7 @@ mod structured {
 }
 
 /// The sample standard deviation (population form, n in the denominator) of `v`.
-#[cfg(feature = "candle")]
+#[cfg(any(feature = "candle", feature = "burn-ndarray"))]
 fn sample_std(v: &[f64]) -> f64 {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
