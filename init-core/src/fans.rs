@@ -47,7 +47,9 @@ impl core::fmt::Display for Fans {
 /// Which axes hold the output and input features.
 ///
 /// The weight layouts of the frameworks a Rust model is written for (every framework stores an
-/// embedding table as `[V, D]`; see [`Fans::embedding`]):
+/// embedding table as `[V, D]`; see [`Fans::embedding`]). The `candle` and `burn` features'
+/// adapters (`init_core::candle`, `init_core::burn`) apply these: burn's Linear takes
+/// `init_core::burn::LINEAR` (InOut), everything else the default OutIn rule with its groups:
 ///
 /// | framework | Linear | Conv | ConvTranspose (with `transposed`) |
 /// |---|---|---|---|

@@ -21,6 +21,12 @@
 
 extern crate alloc;
 
+#[cfg(feature = "burn")]
+#[path = "adapters/burn.rs"]
+pub mod burn;
+#[cfg(feature = "candle")]
+#[path = "adapters/candle.rs"]
+pub mod candle;
 pub mod element;
 pub mod error;
 pub mod fans;

@@ -15,6 +15,13 @@
 //!   positions of the whole-tensor fill, for random shapes and ranges, every dtype, thread
 //!   count and instruction set.
 
+#[cfg(feature = "burn-ndarray")]
+#[path = "adapters/burn.rs"]
+mod burn_adapter;
+#[cfg(feature = "candle")]
+#[path = "adapters/candle.rs"]
+mod candle_adapter;
+
 use half::{bf16, f16};
 use init_core::rng::{CHUNK, key_of};
 use init_core::sample::Isa;
@@ -2729,4 +2736,10 @@ mod python_pins {
             "{path} is not init-core's table; regenerate it with INITFORGE_UPDATE_PINS=1"
         );
     }
+/// The sample standard deviation (population form, n in the denominator) of `v`.
+#[cfg(any(feature = "candle", feature = "burn-ndarray"))]
+fn sample_std(v: &[f64]) -> f64 {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt()
 }
