@@ -2736,6 +2736,8 @@ mod python_pins {
             "{path} is not init-core's table; regenerate it with INITFORGE_UPDATE_PINS=1"
         );
     }
+}
+
 /// The sample standard deviation (population form, n in the denominator) of `v`.
 #[cfg(any(feature = "candle", feature = "burn-ndarray"))]
 fn sample_std(v: &[f64]) -> f64 {
