@@ -287,7 +287,7 @@ impl PlanFiller {
             let numel = shape.iter().product::<usize>() as u64;
             let refused = |refusal: Refusal| PlanError {
                 tensor: t.name.clone(),
-                rule: e.reason.clone(),
+                rule: e.reason.to_string(),
                 refusal: Box::new(refusal),
             };
             let init_refused = |scheme: Scheme, error| refused(Refusal::Scheme { scheme, error });

@@ -11,6 +11,7 @@
 //! second-moment gains documented on [`init_core::Nonlinearity`]. Writing the nonlinearity
 //! (`he_uniform(nonlinearity=relu)`) turns this off.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use globset::{Glob, GlobMatcher};
@@ -301,8 +302,10 @@ pub struct PlanEntry {
     pub index: usize,
     /// What to write, or `None` to keep the bytes.
     pub fill: Option<Fill>,
-    /// Which rule decided (`--relu`, `--rule fc*`, `default for bias`, …).
-    pub reason: String,
+    /// Which rule decided (`--relu`, `--rule fc*`, `default for bias`, …). Shared static
+    /// strings where the reason is (`untouched: no consumers (unused initializer)`, `--bias`),
+    /// so that millions of entries do not each hold a copy.
+    pub reason: Cow<'static, str>,
 }
 
 impl PlanEntry {
@@ -421,7 +424,7 @@ pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEn
         (Rule::Init { scheme, adapt_gain }, Some(_)) => Some(
             fill_for(t, *scheme, *adapt_gain).map_err(|refusal| PlanError {
                 tensor: t.name.clone(),
-                rule: reason.clone(),
+                rule: reason.to_string(),
                 refusal: Box::new(refusal),
             })?,
         ),
@@ -433,12 +436,23 @@ pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEn
     })
 }
 
-fn choose(t: &TensorInfo, rules: &Rules) -> (Rule, String) {
+/// `untouched: {why}`: a shared static string when `why` is one of analysis's static reasons.
+fn untouched_reason(why: &Cow<'static, str>) -> Cow<'static, str> {
+    crate::analysis::STATIC_REASONS
+        .iter()
+        .find(|(reason, _)| *reason == why.as_ref())
+        .map_or_else(
+            || format!("untouched: {why}").into(),
+            |(_, p)| Cow::Borrowed(*p),
+        )
+}
+
+fn choose(t: &TensorInfo, rules: &Rules) -> (Rule, Cow<'static, str>) {
     let Some(role) = t.role else {
-        return (Rule::Keep, format!("untouched: {}", t.why_untouched));
+        return (Rule::Keep, untouched_reason(&t.why_untouched));
     };
     if let Some(o) = rules.overrides.iter().find(|o| o.matches(t)) {
-        return (o.rule.clone(), format!("--rule {}", o.pattern));
+        return (o.rule.clone(), format!("--rule {}", o.pattern).into());
     }
     match role {
         Role::Bias => (rules.bias.clone(), "--bias".into()),
@@ -484,7 +498,7 @@ fn choose(t: &TensorInfo, rules: &Rules) -> (Rule, String) {
             } else {
                 format!("default for {}", act.as_str())
             };
-            (rules.for_class(class), why)
+            (rules.for_class(class), why.into())
         }
     }
 }

@@ -137,7 +137,7 @@ impl Report {
                     graph: t.graph.clone(),
                     shape: t.dims.clone(),
                     dtype: dtype_name(t.data_type),
-                    reason: t.why_untouched.clone(),
+                    reason: t.why_untouched.to_string(),
                     listed: (DType::from_onnx(t.data_type).is_float() && !t.dims.is_empty())
                         || t.why_untouched.starts_with("quantized weight"),
                 });
@@ -174,7 +174,7 @@ impl Report {
                     .scheme()
                     .map_or_else(|| "keep".to_owned(), |s| s.to_string()),
                 changed,
-                reason: e.reason.clone(),
+                reason: e.reason.to_string(),
                 consumers: t
                     .consumers
                     .iter()

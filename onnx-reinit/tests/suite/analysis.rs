@@ -1886,7 +1886,7 @@ fn pattern_fixtures_match_ground_truth() {
                 let line = format!("  {} {:?} ", t.name, t.dims);
                 let listed = footer
                     .lines()
-                    .any(|l| l.starts_with(&line) && l.ends_with(&t.why_untouched));
+                    .any(|l| l.starts_with(&line) && l.ends_with(&*t.why_untouched));
                 // Kept tensors with a role are rows of the table, with scheme `keep`.
                 let kept_row = t.role.is_some() && table.lines().any(|l| l.starts_with(&t.name));
                 if !listed && !kept_row {
