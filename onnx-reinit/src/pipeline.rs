@@ -195,6 +195,11 @@ pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
             })
         }
     };
+    // The report needs only the analysis and the plan: free the model's tables (and the
+    // mapping) and the fills first, so that they and the report's rows are never all held at
+    // once (a model of millions of initializers holds a few hundred bytes of each per tensor).
+    drop(filler);
+    drop(model);
     let report = Report::new(
         &config.model.display().to_string(),
         &analysis,
