@@ -162,9 +162,10 @@ pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
         _ => Ok(()),
     };
     check_cancel()?;
-    let model = LoadedModel::open(&config.model)?;
+    let mut model = LoadedModel::open(&config.model)?;
     check_cancel()?;
     let analysis = analyze_loaded(&model, &config.analysis)?;
+    model.release_skeleton();
     check_cancel()?;
     let plan_error = |error| RunError::Plan {
         file: config.model.clone(),

@@ -443,6 +443,13 @@ impl LoadedModel {
         &self.skeleton
     }
 
+    /// Frees the skeleton (it is then empty): for a run that has analysed it and goes on to
+    /// rewrite, which reads only [`Self::tensors`] and the scan. Its initializer headers repeat
+    /// each tensor's name and dims (~150 bytes a tensor), not worth holding through the write.
+    pub(crate) fn release_skeleton(&mut self) {
+        self.skeleton = skeleton::Model::default();
+    }
+
     /// Every initializer, in the enumeration order (graphs in pre-order, file order within).
     pub fn tensors(&self) -> &[TensorEntry] {
         &self.tensors
