@@ -391,8 +391,9 @@ pub struct TensorInfo {
     /// the one after its node's output; [`Activation::Recurrent`] for LSTM/GRU/RNN W, R and B;
     /// [`Activation::PRelu`] for a PRelu slope); `None` when `role` is `None`.
     pub activation: Option<Activation>,
-    /// Gate layout, for LSTM/GRU/RNN W, R and B.
-    pub recurrent: Option<RecurrentLayout>,
+    /// Gate layout, for LSTM/GRU/RNN W, R and B (boxed: few tensors have one, and inline it
+    /// would add 72 bytes to every tensor's entry).
+    pub recurrent: Option<Box<RecurrentLayout>>,
     /// Remarks: shared tensors, disagreeing consumers (which won and why), walk branches that
     /// disagreed.
     pub note: Option<String>,
@@ -604,7 +605,7 @@ fn decide(
     let first = winners[0];
     info.role = Some(best);
     info.fans = candidates[first].fans;
-    info.recurrent.clone_from(&candidates[first].recurrent);
+    info.recurrent = candidates[first].recurrent.clone().map(Box::new);
     if let Some(note) = &candidates[first].note {
         notes.push(note.clone());
     }
