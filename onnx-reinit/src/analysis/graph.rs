@@ -184,6 +184,18 @@ impl<'m> GraphIndex<'m> {
 
     /// Define initializers, graph inputs and node outputs of every scope.
     fn define_values(&mut self) {
+        // Reserved up front: grown by doubling, these tables would hold up to twice their size
+        // for a model of millions of initializers.
+        let defined: usize = self
+            .scopes
+            .iter()
+            .map(|s| s.graph.initializer.len() + s.graph.input.len())
+            .chain(self.nodes.iter().map(|n| n.node.output.len()))
+            .sum();
+        let initializers: usize = self.scopes.iter().map(|s| s.graph.initializer.len()).sum();
+        self.values.reserve_exact(defined);
+        self.initializers.reserve_exact(initializers);
+        self.lookup.reserve(defined);
         for scope in 0..self.scopes.len() {
             let graph = self.scopes[scope].graph;
             for header in &graph.initializer {

@@ -282,7 +282,7 @@ impl LoadedModel {
             unmapper: &unmapper,
         });
         unmapper.upto(map.len());
-        let skeleton = decoded.map_err(|e| match scan::locate_decode_error(map) {
+        let mut skeleton = decoded.map_err(|e| match scan::locate_decode_error(map) {
             Some(at) => malformed(at.offset, at.context, at.what),
             None => Error::Decode {
                 file: path.to_path_buf(),
@@ -293,6 +293,9 @@ impl LoadedModel {
             file: path.to_path_buf(),
             what,
         })?;
+        // prost grew the initializer lists by doubling: give back the spare half of a big one
+        // (shrinking a large allocation remaps it in place, no copy).
+        shrink_initializers(skeleton.graph.as_mut());
 
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -508,6 +511,20 @@ fn preorder(model: &skeleton::Model) -> Vec<&skeleton::Graph> {
         walk(g, &mut graphs);
     }
     graphs
+}
+
+/// Shrinks the initializer lists of `graph` and of every graph nested in it to their length.
+fn shrink_initializers(graph: Option<&mut skeleton::Graph>) {
+    let Some(g) = graph else { return };
+    g.initializer.shrink_to_fit();
+    for n in &mut g.node {
+        for a in &mut n.attribute {
+            shrink_initializers(a.g.as_mut());
+            for sub in &mut a.graphs {
+                shrink_initializers(Some(sub));
+            }
+        }
+    }
 }
 
 /// Checks that prost's skeleton and the scanner see the same graphs and initializers.
