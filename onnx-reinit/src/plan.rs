@@ -406,12 +406,12 @@ pub enum Refusal {
 /// scheme cannot apply to a tensor (a fan-based scheme on a tensor without fans, orthogonal on
 /// rank 1, …), naming the tensor.
 pub fn plan(analysis: &Analysis, rules: &Rules, seed: u64) -> Result<Plan, PlanError> {
-    let entries = analysis
-        .tensors
-        .iter()
-        .enumerate()
-        .map(|(index, t)| plan_tensor(index, t, rules))
-        .collect::<Result<_, _>>()?;
+    // Sized up front: collecting through `Result` cannot know the length and would grow the
+    // table by doubling, up to twice its size for millions of tensors.
+    let mut entries = Vec::with_capacity(analysis.tensors.len());
+    for (index, t) in analysis.tensors.iter().enumerate() {
+        entries.push(plan_tensor(index, t, rules)?);
+    }
     Ok(Plan { entries, seed })
 }
 

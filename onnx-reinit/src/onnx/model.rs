@@ -267,6 +267,10 @@ impl LoadedModel {
         let unmapper = Unmapper::new(map);
         let mut scan = scan::scan_with(map, &|offset| unmapper.upto(offset))
             .map_err(|e| malformed(e.offset, e.context, e.what))?;
+        // Grown by doubling while scanning: give back the spare capacity before the skeleton
+        // and the entries are allocated next to it (a large allocation shrinks in place).
+        scan.tensors.shrink_to_fit();
+        scan.frames.shrink_to_fit();
         if !scan.has_graph {
             return Err(malformed(
                 0,
@@ -312,7 +316,7 @@ impl LoadedModel {
             .collect();
         let mut tensors = Vec::with_capacity(scan.tensors.len());
         let mut canonical_dir = None;
-        let mut names: HashSet<(usize, &str)> = HashSet::new();
+        let mut names: HashSet<(usize, &str)> = HashSet::with_capacity(scan.tensors.len());
         for (i, t) in scan.tensors.iter().enumerate() {
             let graph_path = &scan.graphs[t.graph].path;
             let invalid = |what: String| Error::InvalidTensor {
