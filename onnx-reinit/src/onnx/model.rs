@@ -25,7 +25,7 @@ use crate::onnx::storage::{ExternalError, external_storage, inline_storage};
 
 pub use crate::onnx::dtype::DType;
 pub use crate::onnx::scan::Segment;
-pub use crate::onnx::storage::Storage;
+pub use crate::onnx::storage::{ExternalData, Storage};
 
 /// Number of elements of a tensor with these dims: the product, `1` for a scalar (no dims).
 /// `Err` names the problem for negative dims or a product that overflows `u64`.
