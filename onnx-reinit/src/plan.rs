@@ -437,10 +437,10 @@ pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEn
 }
 
 /// `untouched: {why}`: a shared static string when `why` is one of analysis's static reasons.
-fn untouched_reason(why: &Cow<'static, str>) -> Cow<'static, str> {
+fn untouched_reason(why: &str) -> Cow<'static, str> {
     crate::analysis::STATIC_REASONS
         .iter()
-        .find(|(reason, _)| *reason == why.as_ref())
+        .find(|(reason, _)| *reason == why)
         .map_or_else(
             || format!("untouched: {why}").into(),
             |(_, p)| Cow::Borrowed(*p),
