@@ -493,11 +493,12 @@ fn analyse_one(
     }
     if uses.is_empty() {
         // Uses that are all views (Identity/Cast/Transpose) lead only to graph outputs.
-        info.why_untouched = Cow::Borrowed(if v.outputs_of.is_empty() && v.uses.is_empty() {
-            UNUSED
-        } else {
-            ONLY_RETURNED
-        });
+        info.why_untouched =
+            Cow::Borrowed(if index.outputs_of(value).is_empty() && v.uses.is_empty() {
+                UNUSED
+            } else {
+                ONLY_RETURNED
+            });
         return info;
     }
 
