@@ -1,15 +1,16 @@
 //! The whole rewrite as one call, for the CLI and for pipelines that do not need the stages:
 //! load → analyse → plan → prepare values → rewrite → report.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::analysis::{self, Analysis, AnalysisOptions, ConstValues};
 use crate::apply::PlanFiller;
-use crate::onnx::model::LoadedModel;
+use crate::onnx::model::{LoadedModel, Storage};
 use crate::plan::{self, Plan, PlanError, Rules};
-use crate::report::Report;
+use crate::report::{self, Report};
 use crate::rewrite::{self, OutputTarget, ProgressFn, RewriteOptions};
 
 /// Why a run failed. Every message names the model file and, where it applies, the tensor.
@@ -25,6 +26,18 @@ pub enum RunError {
         file: PathBuf,
         /// The tensor, its rule and what is wrong.
         error: PlanError,
+    },
+    /// A `--rule` decides no tensor: its glob matches nothing, only tensors left untouched,
+    /// or only tensors an earlier `--rule` already decides (a typo or a stale rule would
+    /// otherwise pass silently).
+    #[error("{}: --rule '{pattern}' {why}", file.display())]
+    UnusedRule {
+        /// The model file.
+        file: PathBuf,
+        /// The rule's glob.
+        pattern: String,
+        /// Why it decides nothing.
+        why: String,
     },
     /// The analysis and the scanner enumerate different initializers (a bug: please report it
     /// with the model).
@@ -149,6 +162,16 @@ pub struct Outcome {
 
 /// Run the whole rewrite. On error nothing is written and the input is unchanged.
 pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
+    run_rendered(config, |_| ()).map(|(outcome, ())| outcome)
+}
+
+/// [`run`], with `render` called on the finished report before anything is written, so that
+/// whatever the caller prints afterwards (the table, the JSON document) is ready before the
+/// output is renamed into place: no failure, and no panic, can follow the commit point.
+pub fn run_rendered<R>(
+    config: &RewriteConfig,
+    render: impl FnOnce(&Report) -> R,
+) -> Result<(Outcome, R), RunError> {
     // Checked between the phases; the rewrite checks it piece by piece.
     let check_cancel = || match &config.cancel {
         Some(c) if c.load(std::sync::atomic::Ordering::Relaxed) => {
@@ -165,14 +188,22 @@ pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
     let mut model = LoadedModel::open(&config.model)?;
     check_cancel()?;
     let analysis = analyze_loaded(&model, &config.analysis)?;
+    // The report's graph order is all that the rest of the run reads of the skeleton.
+    let node_order = report::node_order(model.skeleton());
     model.release_skeleton();
     check_cancel()?;
     let plan_error = |error| RunError::Plan {
         file: config.model.clone(),
         error,
     };
+    check_rules_apply(&analysis, &config.rules).map_err(|(pattern, why)| RunError::UnusedRule {
+        file: config.model.clone(),
+        pattern,
+        why,
+    })?;
     let plan = plan::plan(&analysis, &config.rules, config.seed).map_err(plan_error)?;
     let filler = PlanFiller::new(&analysis, &plan).map_err(plan_error)?;
+    let targets = filler.targets();
     let output = match &config.destination {
         Destination::DryRun => {
             // The plan came from what was read: a model that changed meanwhile has another.
@@ -180,37 +211,147 @@ pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
             check_cancel()?;
             None
         }
-        dest => {
-            let target = match dest {
-                Destination::Path(p) => OutputTarget::Path(p.clone()),
-                _ => OutputTarget::InPlace,
-            };
-            let mut opts = RewriteOptions::new(target);
-            opts.force = config.force;
-            opts.cancel.clone_from(&config.cancel);
-            opts.progress.clone_from(&config.progress);
-            rewrite::rewrite(&model, &filler.targets(), &filler, &opts)?;
-            Some(match dest {
-                Destination::Path(p) => p.display().to_string(),
-                _ => config.model.display().to_string(),
-            })
-        }
+        Destination::Path(p) => Some(p.display().to_string()),
+        Destination::InPlace => Some(config.model.display().to_string()),
     };
-    // The report needs only the analysis and the plan: free the model's tables (and the
-    // mapping) and the fills first, so that they and the report's rows are never all held at
-    // once (a model of millions of initializers holds a few hundred bytes of each per tensor).
-    drop(filler);
-    drop(model);
-    let report = Report::new(
+    let mut report = Report::new(
         &config.model.display().to_string(),
         &analysis,
         &plan,
         output.is_none(),
         output,
     );
-    Ok(Outcome {
-        analysis,
-        plan,
-        report,
-    })
+    report.files_written = planned_files(&model, &targets, &config.destination)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    report.order_by_graph(&node_order);
+    let rendered = render(&report);
+    if config.destination != Destination::DryRun {
+        let target = match &config.destination {
+            Destination::Path(p) => OutputTarget::Path(p.clone()),
+            _ => OutputTarget::InPlace,
+        };
+        let mut opts = RewriteOptions::new(target);
+        opts.force = config.force;
+        opts.cancel.clone_from(&config.cancel);
+        opts.progress.clone_from(&config.progress);
+        // Nothing may follow this call that can fail or panic: it renames the output into
+        // place. (`planned_files` is checked against what it wrote by the test suite.)
+        rewrite::rewrite(&model, &targets, &filler, &opts)?;
+    }
+    Ok((
+        Outcome {
+            analysis,
+            plan,
+            report,
+        },
+        rendered,
+    ))
+}
+
+/// Checks that every `--rule` of `rules` decides at least one tensor with a role (rules are
+/// tried in order, the first match wins); the first that does not is returned as (glob, why).
+pub fn check_rules_apply(analysis: &Analysis, rules: &Rules) -> Result<(), (String, String)> {
+    for (k, rule) in rules.overrides.iter().enumerate() {
+        let matched: Vec<&analysis::TensorInfo> = analysis
+            .tensors
+            .iter()
+            .filter(|t| rule.matches(t))
+            .collect();
+        let with_role: Vec<_> = matched.iter().filter(|t| t.role.is_some()).collect();
+        let why = if matched.is_empty() {
+            format!(
+                "matches no initializer and no node name (of {} initializers; globs match the \
+                 whole name: `*` for any run of characters)",
+                analysis.tensors.len()
+            )
+        } else if with_role.is_empty() {
+            let t = matched[0];
+            format!(
+                "matches only tensors left untouched ({} of them, e.g. `{}`: {})",
+                matched.len(),
+                crate::table::elide_middle(&t.name, 80),
+                t.why_untouched
+            )
+        } else if let Some(earlier) = with_role
+            .iter()
+            .all(|t| rules.overrides[..k].iter().any(|o| o.matches(t)))
+            .then(|| {
+                rules.overrides[..k]
+                    .iter()
+                    .find(|o| o.matches(with_role[0]))
+                    .map(|o| o.pattern.clone())
+            })
+            .flatten()
+        {
+            format!(
+                "decides nothing: every tensor it matches is decided by the earlier --rule \
+                 '{earlier}' (the first matching rule wins)"
+            )
+        } else {
+            continue;
+        };
+        return Err((rule.pattern.clone(), why));
+    }
+    Ok(())
+}
+
+/// `p` made absolute against the current folder (not resolving symlinks: the path the user
+/// named); `p` itself when the current folder is unknown.
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The files a rewrite of `targets` to `destination` writes, as absolute paths: the model
+/// (unless in place with only external targets, which leaves the `.onnx` alone), then its
+/// external data files: to a new path, every side file of the model beside it under its
+/// relative location; in place, the side files holding targets.
+pub fn planned_files(
+    model: &LoadedModel,
+    targets: &[usize],
+    destination: &Destination,
+) -> Vec<PathBuf> {
+    let external = |i: usize| match &model.tensors()[i].storage {
+        Storage::External(ext) => Some((ext.location.as_str(), ext.path.as_path())),
+        _ => None,
+    };
+    let mut sides = BTreeSet::new();
+    let mut files = Vec::new();
+    match destination {
+        Destination::DryRun => {}
+        Destination::Path(dest) => {
+            let dest = absolute(dest);
+            let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
+            for i in 0..model.tensors().len() {
+                if let Some((location, _)) = external(i) {
+                    sides.insert(dir.join(location));
+                }
+            }
+            files.push(dest);
+        }
+        Destination::InPlace => {
+            let inline = targets.iter().any(|&i| {
+                !matches!(
+                    model.tensors()[i].storage,
+                    Storage::External { .. } | Storage::Empty
+                )
+            });
+            if inline {
+                files.push(
+                    model
+                        .path()
+                        .canonicalize()
+                        .unwrap_or_else(|_| absolute(model.path())),
+                );
+            }
+            for &i in targets {
+                if let Some((_, path)) = external(i) {
+                    sides.insert(path.to_path_buf());
+                }
+            }
+        }
+    }
+    files.extend(sides);
+    files
 }

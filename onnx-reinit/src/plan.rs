@@ -203,7 +203,8 @@ impl NameRule {
         })
     }
 
-    fn matches(&self, t: &TensorInfo) -> bool {
+    /// Whether the glob matches the tensor's name or the name of a node that reads it.
+    pub fn matches(&self, t: &TensorInfo) -> bool {
         self.matcher.is_match(&t.name) || t.consumers.iter().any(|c| self.matcher.is_match(&c.node))
     }
 }

@@ -1,22 +1,41 @@
-//! Reports: the table printed on stdout and the `--json` document, from one typed value.
+//! Reports: the table printed for people and the `--json` document, from one typed value.
 //!
-//! The JSON shape is a contract for pipelines:
-//! `{"model", "seed", "dry_run", "output", "tensors": [{"name", "graph", "role", "op", "shape",
-//! "dtype", "fan_in", "fan_out", "activation", "scheme", "changed", "reason", "consumers",
-//! "note"}], "untouched": [{"name", "graph", "shape", "dtype", "reason", "listed"}], "summary"}`;
-//! `listed` marks the untouched tensors the table's footer lists (float tensors of rank ≥ 1 and
-//! quantized weights: what could be a learned parameter).
-//! Roles and activations are lower snake case (`weight`, `recurrent_weight`, `bias`,
-//! `norm_scale`, `norm_shift`, `norm_offset`, `norm_stat`, `embedding`, `prelu_slope`; `relu`,
-//! `tanh`, …).
+//! The JSON shape is a contract for pipelines, written down in `schema/rewrite.schema.json`
+//! (checked against real output by the test suite) and versioned by
+//! [`SCHEMA_VERSION`]: a field is only ever added within a version. Roles and activations are
+//! lower snake case (`weight`, `recurrent_weight`, `bias`, `norm_scale`, `norm_shift`,
+//! `norm_offset`, `norm_stat`, `embedding`, `prelu_slope`; `relu`, `tanh`, …). Tensors are listed in graph
+//! order (the order of the first node that reads them; see [`Report::order_by_graph`]).
+//!
+//! The table fits a terminal width ([`Report::table_for`]) and ends with a footer of everything
+//! the table does not show: notes (a tensor shared by several layers, which use won), every
+//! tensor left untouched with its reason, and the analysis warnings.
 
-use std::fmt::Write as _;
+use std::collections::HashMap;
 
+use init_core::{Family, Fans, Sampler, Scheme, SchemeExt as _, SchemeKind};
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::Analysis;
+use crate::analysis::{Analysis, RecurrentPart};
 use crate::onnx::dtype::DType;
+use crate::onnx::skeleton;
 use crate::plan::{Fill, Plan};
+use crate::table::{Column, Table, elide_middle, wrap};
+
+/// The version of the `--json` documents' shape (the rewrite's and `inspect`'s): raised when a
+/// field changes meaning or disappears, not when one is added.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The version of this tool, as `--version` prints it.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn schema_version() -> u32 {
+    SCHEMA_VERSION
+}
+
+fn tool_version() -> String {
+    TOOL_VERSION.to_owned()
+}
 
 /// One tensor with a role (changed or kept by a rule).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +68,29 @@ pub struct TensorReport {
     pub consumers: Vec<String>,
     /// Analysis remarks (shared tensors, disagreeing consumers).
     pub note: Option<String>,
+    /// The layer: the name of the first node that reads the tensor (`#<index>` for an unnamed
+    /// node), so that folded names such as `onnx::MatMul_173` can be told apart.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// For LSTM/GRU/RNN parameters, which one: `W` (input weights), `R` (recurrent weights) or
+    /// `B` (biases).
+    #[serde(default)]
+    pub recurrent: Option<String>,
+    /// The standard deviation of the values written (per gate block for recurrent weights),
+    /// when the scheme is applied; `None` when kept.
+    #[serde(default)]
+    pub target_std: Option<f64>,
+    /// The largest magnitude a value can take: `bound` of U(−bound, bound), the cut of a
+    /// truncated normal, the value of a constant; `None` for an unbounded normal, structured
+    /// schemes and kept tensors.
+    #[serde(default)]
+    pub bound: Option<f64>,
+    /// The gain: `he`'s nonlinearity gain (√2 for ReLU), `glorot(gain=G)`'s and
+    /// `orthogonal(gain=G)`'s and `eye(gain=G)`'s G, 1 for `lecun`, √scale for
+    /// `variance_scaling`; `None` for schemes without one (constants, fixed distributions,
+    /// `uniform`'s ±1/√fan_in, dirac) and kept tensors.
+    #[serde(default)]
+    pub gain: Option<f64>,
 }
 
 /// A tensor left untouched because it has no role.
@@ -70,6 +112,21 @@ pub struct UntouchedReport {
     pub listed: bool,
 }
 
+impl UntouchedReport {
+    /// The row of a tensor without a role, for the rewrite's report and `inspect`'s alike.
+    pub fn of(t: &crate::analysis::TensorInfo) -> UntouchedReport {
+        UntouchedReport {
+            name: t.name.clone(),
+            graph: t.graph.clone(),
+            shape: t.dims.clone(),
+            dtype: dtype_name(t.data_type),
+            reason: t.why_untouched.to_string(),
+            listed: (DType::from_onnx(t.data_type).is_float() && !t.dims.is_empty())
+                || t.why_untouched.starts_with("quantized weight"),
+        }
+    }
+}
+
 /// Counts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -88,6 +145,12 @@ pub struct Summary {
 /// The whole report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    #[serde(default = "schema_version")]
+    pub schema_version: u32,
+    /// [`TOOL_VERSION`].
+    #[serde(default = "tool_version")]
+    pub tool_version: String,
     /// The input model path.
     pub model: String,
     /// The seed used.
@@ -96,6 +159,10 @@ pub struct Report {
     pub dry_run: bool,
     /// Where the output went (`None` in a dry run).
     pub output: Option<String>,
+    /// Every file written (or, in a dry run, that would be written), as absolute paths: the
+    /// model, then its external data files; empty when nothing is to be written.
+    #[serde(default)]
+    pub files_written: Vec<String>,
     /// Tensors with a role.
     pub tensors: Vec<TensorReport>,
     /// Tensors without a role.
@@ -132,15 +199,7 @@ impl Report {
         for (t, e) in analysis.tensors.iter().zip(&plan.entries) {
             let Some(role) = t.role else {
                 summary.untouched += 1;
-                untouched.push(UntouchedReport {
-                    name: t.name.clone(),
-                    graph: t.graph.clone(),
-                    shape: t.dims.clone(),
-                    dtype: dtype_name(t.data_type),
-                    reason: t.why_untouched.to_string(),
-                    listed: (DType::from_onnx(t.data_type).is_float() && !t.dims.is_empty())
-                        || t.why_untouched.starts_with("quantized weight"),
-                });
+                untouched.push(UntouchedReport::of(t));
                 continue;
             };
             let changed = e.fill.is_some();
@@ -156,6 +215,7 @@ impl Report {
                 }
                 _ => (t.fans.map(|f| f.fan_in), t.fans.map(|f| f.fan_out)),
             };
+            let target = e.fill.as_ref().map(|f| Target::of(f, &t.dims));
             tensors.push(TensorReport {
                 name: t.name.clone(),
                 graph: t.graph.clone(),
@@ -172,7 +232,7 @@ impl Report {
                 activation: t.activation.map(|a| a.as_str().to_owned()),
                 scheme: e
                     .scheme()
-                    .map_or_else(|| "keep".to_owned(), |s| s.to_string()),
+                    .map_or_else(|| "keep".to_owned(), |s| scheme_text(&s)),
                 changed,
                 reason: e.reason.to_string(),
                 consumers: t
@@ -181,13 +241,24 @@ impl Report {
                     .map(|c| format!("{} {}", c.op, c.node))
                     .collect(),
                 note: t.note.clone(),
+                node: t.consumers.first().map(|c| c.node.clone()),
+                recurrent: t
+                    .recurrent
+                    .as_ref()
+                    .map(|r| recurrent_part(r.which).to_owned()),
+                target_std: target.and_then(|t| t.std),
+                bound: target.and_then(|t| t.bound),
+                gain: target.and_then(|t| t.gain),
             });
         }
         Report {
+            schema_version: SCHEMA_VERSION,
+            tool_version: TOOL_VERSION.to_owned(),
             model: model.to_owned(),
             seed: plan.seed,
             dry_run,
             output,
+            files_written: Vec::new(),
             tensors,
             untouched,
             warnings: analysis.warnings.clone(),
@@ -195,78 +266,290 @@ impl Report {
         }
     }
 
-    /// The human table: one line per tensor with a role, then a footer listing the untouched
-    /// tensors that could be parameters ([`UntouchedReport::listed`]) with their reasons, then
-    /// a summary line.
+    /// Sorts [`Report::tensors`] in graph order: by the position of the first node that reads
+    /// each tensor, nested graphs' nodes right after the node that owns them ([`node_order`]);
+    /// tensors without a known reader keep their initializer order, after the others.
+    pub fn order_by_graph(&mut self, order: &NodeOrder) {
+        self.tensors.sort_by_key(|t| order.rank(t));
+    }
+
+    /// The human table at its natural width (see [`Report::table_for`]).
     pub fn table(&self) -> String {
-        let mut rows: Vec<[String; 8]> = vec![[
-            "tensor".into(),
-            "op".into(),
-            "role".into(),
-            "shape".into(),
-            "fan_in".into(),
-            "fan_out".into(),
-            "activation".into(),
-            "scheme".into(),
-        ]];
+        self.table_for(None)
+    }
+
+    /// The human report: one line per tensor with a role, fitted to `width` columns (`None`:
+    /// the full table), then the footer (notes, the tensors left untouched with their reason,
+    /// warnings) and the summary line. Never panics: every cell and name is elided to a bounded
+    /// length (see [`crate::table`]).
+    pub fn table_for(&self, width: Option<usize>) -> String {
+        let elidable = |title: &str, drop| Column::new(title, drop, true);
+        let droppable = |title: &str, drop| Column::new(title, drop, false);
+        let mut table = Table::new(vec![
+            elidable("tensor", 0),
+            elidable("layer", 3),
+            droppable("op", 5),
+            droppable("role", 2),
+            droppable("shape", 4),
+            droppable("fans", 6),
+            droppable("activation", 1),
+            elidable("scheme", 0),
+        ]);
         for t in &self.tensors {
-            let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |x| x.to_string());
-            rows.push([
+            table.push(vec![
                 t.name.clone(),
+                t.node.clone().unwrap_or_else(|| "-".into()),
                 t.op.clone(),
-                t.role.clone(),
-                format!("{:?}", t.shape),
-                opt(t.fan_in),
-                opt(t.fan_out),
+                role_label(&t.role, t.recurrent.as_deref()),
+                shape_text(&t.shape),
+                fans_text(t.fan_in, t.fan_out),
                 t.activation.clone().unwrap_or_else(|| "-".into()),
                 t.scheme.clone(),
             ]);
         }
-        let mut widths = [0usize; 8];
-        for r in &rows {
-            for (w, c) in widths.iter_mut().zip(r) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        let mut out = String::new();
-        for r in &rows {
-            let mut line = String::new();
-            for (i, (c, w)) in r.iter().zip(widths).enumerate() {
-                if i + 1 == r.len() {
-                    line.push_str(c);
-                } else {
-                    let _ = write!(line, "{c:<w$}  ");
-                }
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        let listed: Vec<&UntouchedReport> = self.untouched.iter().filter(|u| u.listed).collect();
-        if !listed.is_empty() {
-            let _ = writeln!(out, "left alone ({}):", listed.len());
-            for u in listed {
-                let name = if u.graph.is_empty() {
-                    u.name.clone()
-                } else {
-                    format!("{}/{}", u.graph, u.name)
-                };
-                let _ = writeln!(out, "  {name} {:?} {}: {}", u.shape, u.dtype, u.reason);
-            }
-        }
+        let mut out = table.render(width);
+        let line = width.unwrap_or(usize::MAX);
+        footer(
+            &mut out,
+            &self.tensors,
+            &self.untouched,
+            &self.warnings,
+            line,
+        );
         let s = &self.summary;
         let verb = if self.dry_run {
             "would change"
         } else {
             "changed"
         };
-        let _ = writeln!(
-            out,
-            "{} initializers: {verb} {} ({} elements), kept {}, untouched {} (no role); seed {}",
-            s.initializers, s.changed, s.elements_changed, s.kept, s.untouched, self.seed
-        );
-        if let Some(o) = &self.output {
-            let _ = writeln!(out, "wrote {o}");
-        }
+        out.push_str(&wrap(
+            &format!(
+                "{} initializers: {verb} {} ({} elements), kept {}, untouched {} (no role); \
+                 seed {}",
+                s.initializers, s.changed, s.elements_changed, s.kept, s.untouched, self.seed
+            ),
+            width,
+        ));
         out
     }
+}
+
+/// Names a footer line always lists before it may be cut with "… and N more".
+const FOOTER_NAMES: usize = 3;
+
+/// Appends the footer under a table: each tensor's note, the untouched tensors grouped by
+/// reason, the warnings. A group's names are cut to fit `width` after the first
+/// [`FOOTER_NAMES`] ("… and N more"), unless `width` is `usize::MAX` (`--wide`: all of them).
+pub(crate) fn footer(
+    out: &mut String,
+    tensors: &[TensorReport],
+    untouched: &[UntouchedReport],
+    warnings: &[String],
+    width: usize,
+) {
+    let full = width == usize::MAX;
+    let w = (!full).then_some(width);
+    // Reasons and warnings are wrapped, not cut, unless a name inside them is huge.
+    let cell = |s: &str| {
+        elide_middle(
+            s,
+            if full {
+                8 * crate::table::MAX_CELL
+            } else {
+                crate::table::MAX_CELL
+            },
+        )
+    };
+    let name = |s: &str| elide_middle(s, if full { crate::table::MAX_CELL } else { 40 });
+    for t in tensors {
+        if let Some(n) = &t.note {
+            out.push_str(&wrap(&format!("note: {}: {n}", name(&t.name)), w));
+        }
+    }
+    // Group by reason, in order of first appearance; what could be a learned parameter
+    // ([`UntouchedReport::listed`]) first, then integer tensors and scalars.
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    let (params, rest): (Vec<&UntouchedReport>, Vec<&UntouchedReport>) =
+        untouched.iter().partition(|u| u.listed);
+    for u in params.into_iter().chain(rest) {
+        match groups.iter_mut().find(|(r, _)| *r == u.reason) {
+            Some((_, names)) => names.push(&u.name),
+            None => groups.push((&u.reason, vec![&u.name])),
+        }
+    }
+    for (reason, names) in &groups {
+        let mut line = format!("untouched {}: {}: ", names.len(), cell(reason));
+        for (k, n) in names.iter().enumerate() {
+            let sep = if k == 0 { "" } else { ", " };
+            let n = name(n);
+            let rest = names.len() - k;
+            let more = format!("{sep}… and {rest} more");
+            let room = line.chars().count() + sep.len() + n.chars().count();
+            // Keep room for the "… and N more" tail unless this is the last name.
+            if !full && k >= FOOTER_NAMES && room + more.chars().count() > width && rest > 1 {
+                line.push_str(&more);
+                break;
+            }
+            line.push_str(sep);
+            line.push_str(&n);
+        }
+        out.push_str(&wrap(&line, w));
+    }
+    for warning in warnings {
+        out.push_str(&wrap(&format!("warning: {}", cell(warning)), w));
+    }
+}
+
+/// A scheme as the user would write it: its text, except that a leaky ReLU slope read from the
+/// graph (an f32 attribute, held as f64) prints as the f32 the exporter wrote (`0.1`), not as
+/// its f64 expansion (`0.10000000149011612`). Display only: the values use the exact slope.
+pub fn scheme_text(scheme: &Scheme) -> String {
+    let text = scheme.to_string();
+    if let SchemeKind::Scaled {
+        family:
+            Family::He {
+                nonlinearity: init_core::Nonlinearity::LeakyRelu(a),
+                ..
+            },
+        ..
+    } = scheme.kind()
+    {
+        let short = a as f32;
+        if f64::from(short) == a {
+            return text.replace(&format!("leaky_relu({a})"), &format!("leaky_relu({short})"));
+        }
+    }
+    text
+}
+
+/// The role as the tables show it: `recurrent W` / `recurrent R` for LSTM/GRU/RNN weights (input
+/// and recurrent weights get different schemes), else the role's name.
+pub(crate) fn role_label(role: &str, recurrent: Option<&str>) -> String {
+    match recurrent {
+        Some(p) if role == "recurrent_weight" => format!("recurrent {p}"),
+        _ => role.to_owned(),
+    }
+}
+
+/// A shape as `[2, 3]` (`[]` for a scalar).
+pub(crate) fn shape_text(shape: &[i64]) -> String {
+    format!("{shape:?}")
+}
+
+/// `fan_in/fan_out`, or `-`.
+pub(crate) fn fans_text(fan_in: Option<u64>, fan_out: Option<u64>) -> String {
+    match (fan_in, fan_out) {
+        (Some(i), Some(o)) => format!("{i}/{o}"),
+        _ => "-".to_owned(),
+    }
+}
+
+fn recurrent_part(p: RecurrentPart) -> &'static str {
+    match p {
+        RecurrentPart::W => "W",
+        RecurrentPart::R => "R",
+        RecurrentPart::B => "B",
+    }
+}
+
+/// What a fill writes: its std, bound and gain (see [`TensorReport`]).
+#[derive(Clone, Copy, Debug)]
+struct Target {
+    std: Option<f64>,
+    bound: Option<f64>,
+    gain: Option<f64>,
+}
+
+impl Target {
+    fn of(fill: &Fill, dims: &[i64]) -> Target {
+        let (scheme, fans, shape): (Scheme, Option<Fans>, Vec<usize>) = match *fill {
+            Fill::Whole { scheme, fans } => (
+                scheme,
+                fans,
+                dims.iter()
+                    .map(|&d| usize::try_from(d).unwrap_or(0))
+                    .collect(),
+            ),
+            Fill::GateBlocks {
+                scheme, rows, cols, ..
+            } => (
+                scheme,
+                Some(Fans {
+                    fan_in: cols as u64,
+                    fan_out: rows as u64,
+                }),
+                vec![rows, cols],
+            ),
+        };
+        let sampler = scheme.sampler(fans).ok().flatten();
+        let bound = match sampler {
+            Some(Sampler::Constant(v)) => Some(v.abs()),
+            Some(Sampler::Uniform { lo, hi } | Sampler::TruncatedNormal { lo, hi, .. }) => {
+                Some(lo.abs().max(hi.abs()))
+            }
+            _ => None,
+        };
+        let std = scheme.expected_std(&shape, fans).ok();
+        let gain = match scheme.kind() {
+            SchemeKind::Scaled { family, .. } => match family {
+                Family::Glorot { gain } => Some(gain),
+                Family::He { nonlinearity, .. } => Some(nonlinearity.gain()),
+                Family::Lecun => Some(1.0),
+                Family::VarianceScaling { scale, .. } => Some(scale.sqrt()),
+                Family::FanInUniform => None,
+            },
+            SchemeKind::Orthogonal { gain } | SchemeKind::Eye { gain } => Some(gain),
+            _ => None,
+        };
+        Target { std, bound, gain }
+    }
+}
+
+/// The position of every node in graph order, keyed by (graph path, node label) as the
+/// analysis names them ([`crate::analysis::Consumer`]): the main graph's nodes in file order,
+/// each node followed by the nodes of the graphs in its attributes, recursively.
+#[derive(Clone, Debug, Default)]
+pub struct NodeOrder(HashMap<(String, String), usize>);
+
+impl NodeOrder {
+    fn rank(&self, t: &TensorReport) -> usize {
+        self.rank_of(&t.graph, t.node.as_deref())
+    }
+
+    /// The rank of node `node` of graph `graph`; `usize::MAX` (last) when unknown. The first
+    /// consumer is looked up in the tensor's own graph: one in a nested graph (an outer-scope
+    /// reference) has no rank there and sorts last.
+    pub fn rank_of(&self, graph: &str, node: Option<&str>) -> usize {
+        node.and_then(|n| self.0.get(&(graph.to_owned(), n.to_owned())))
+            .copied()
+            .unwrap_or(usize::MAX)
+    }
+}
+
+/// [`NodeOrder`] of a model.
+pub fn node_order(model: &skeleton::Model) -> NodeOrder {
+    fn walk(g: &skeleton::Graph, path: &str, map: &mut HashMap<(String, String), usize>) {
+        for (index, node) in g.node.iter().enumerate() {
+            let label = match node.name.as_deref() {
+                Some(n) if !n.is_empty() => n.to_owned(),
+                _ => format!("#{index}"),
+            };
+            let rank = map.len();
+            map.entry((path.to_owned(), label.clone())).or_insert(rank);
+            for attr in &node.attribute {
+                let a = attr.name.as_deref().unwrap_or("");
+                if let Some(sub) = &attr.g {
+                    walk(sub, &format!("{path}/{label}.{a}"), map);
+                }
+                for (i, sub) in attr.graphs.iter().enumerate() {
+                    walk(sub, &format!("{path}/{label}.{a}[{i}]"), map);
+                }
+            }
+        }
+    }
+    let mut map = HashMap::new();
+    if let Some(g) = &model.graph {
+        walk(g, "", &mut map);
+    }
+    NodeOrder(map)
 }

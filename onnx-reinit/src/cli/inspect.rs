@@ -2,9 +2,11 @@
 //! report ([`crate::inspect`]) and writes the plot.
 //!
 //! Exit codes: 0 success (whatever the verdicts, unless `--fail-on` lists one that occurs),
-//! 1 failure (unreadable model, I/O), [`EXIT_USAGE`] (from clap, crossed thresholds, or a bad
-//! `--compare`), and [`EXIT_FLAGGED`] when a verdict listed by `--fail-on` occurs. A forward
-//! pass that tract cannot run is reported, not a failure.
+//! 1 failure (unreadable model, I/O), [`EXIT_USAGE`] (from clap, crossed thresholds, a bad
+//! `--compare`, an unknown `--fail-on` verdict, or `--forward`/`--compare`/`--plot` on a build
+//! without the `forward` feature: a CI gate must not pass without running what it asked for),
+//! and [`EXIT_FLAGGED`] when a verdict listed by `--fail-on` occurs. A forward pass that tract
+//! cannot run is reported, not a failure.
 
 use std::fmt::Display;
 use std::path::PathBuf;
@@ -17,7 +19,7 @@ use clap::Args;
 
 use super::output::{self, INSPECT};
 use super::rules::compare_rules;
-use super::{Compat, EXIT_FLAGGED, EXIT_USAGE};
+use super::{Compat, EXIT_FLAGGED, EXIT_USAGE, with_threads};
 
 /// `inspect`'s arguments. The subcommand's help text is the doc of `Command::Inspect`, which
 /// clap uses over this one; `after_help` lists the exit codes.
@@ -45,6 +47,7 @@ pub(crate) struct InspectArgs {
 
     /// Exit with code 3 when one of these verdicts occurs: `never`, `any` (every verdict but
     /// ok), or a comma-separated list of zero, constant, too_small, too_large, non_finite.
+    /// An unknown verdict is a usage error (exit 2).
     #[arg(long, value_name = "VERDICTS", default_value = "never", value_parser = FailOn::parse)]
     fail_on: FailOn,
 
@@ -59,9 +62,21 @@ pub(crate) struct InspectArgs {
     input_shape: Vec<(Option<String>, Vec<usize>)>,
 
     /// Draw activation std per layer (with --forward) and weight std against the recommended
-    /// std into an SVG file.
+    /// std into an SVG file (needs the `forward` feature).
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+
+    /// Print no table and no notes: only errors (and the JSON document with --json).
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// Print the full table, whatever the terminal's width.
+    #[arg(long)]
+    wide: bool,
+
+    /// Worker threads for the statistics [default: one per core, or RAYON_NUM_THREADS].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 
     /// Also run the forward pass after re-initializing in memory with these rules (implies
     /// --forward): the rewrite's flags, e.g. '--relu he --tanh glorot', or the short form
@@ -95,7 +110,20 @@ impl FailOn {
             )),
             list => list
                 .split(',')
-                .map(str::parse::<Verdict>)
+                .map(|v| match v.trim().parse::<Verdict>() {
+                    Ok(Verdict::Ok) | Err(_) => Err(format!(
+                        "unknown verdict `{}` (expected never, any, or a comma-separated list \
+                         of: {})",
+                        v.trim(),
+                        Verdict::ALL
+                            .into_iter()
+                            .filter(|&v| v != Verdict::Ok)
+                            .map(Verdict::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                    Ok(v) => Ok(v),
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(FailOn),
         }
@@ -135,6 +163,38 @@ impl InspectArgs {
     /// The library's options, or the message of a usage error: the thresholds must be in order,
     /// and `--compare`'s rules must parse (it implies the forward pass).
     fn options(&self) -> Result<InspectOptions, String> {
+        if let Some(p) = &self.plot {
+            let ext = p
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase);
+            if ext.as_deref() != Some("svg") {
+                // Not SVG bytes under another name: the picture is SVG only (for now).
+                return Err(format!(
+                    "--plot {}: the plot is written as SVG; name the file FILE.svg (for a PNG, \
+                     convert it, e.g. `rsvg-convert -w 1100 FILE.svg -o FILE.png`)",
+                    p.display()
+                ));
+            }
+        }
+        if !cfg!(feature = "forward") {
+            let asked: Vec<&str> = [
+                (self.forward, "--forward"),
+                (self.compare.is_some(), "--compare"),
+                (self.plot.is_some(), "--plot"),
+            ]
+            .into_iter()
+            .filter_map(|(on, flag)| on.then_some(flag))
+            .collect();
+            if !asked.is_empty() {
+                return Err(format!(
+                    "{} {} the forward pass, and this onnx-reinit was built without it: \
+                     reinstall with `cargo install --path onnx-reinit --features forward`",
+                    asked.join(" and "),
+                    if asked.len() > 1 { "need" } else { "needs" }
+                ));
+            }
+        }
         if self.too_small >= self.too_large {
             return Err(format!(
                 "--too-small ({}) must be below --too-large ({})",
@@ -166,8 +226,8 @@ impl InspectArgs {
     }
 }
 
-/// Runs `inspect`: prints the report (the tables, or JSON with `--json`), writes `--plot`, and
-/// returns the exit code.
+/// Runs `inspect`: prints the report (the tables, or JSON with `--json`) on stdout, writes
+/// `--plot`, and returns the exit code; human lines go to stderr.
 pub(crate) fn run(args: &InspectArgs) -> ExitCode {
     let fail = |msg: &dyn Display| {
         output::error(INSPECT, msg);
@@ -180,22 +240,39 @@ pub(crate) fn run(args: &InspectArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    let quiet = args.quiet || args.json;
+    let threads = args.threads.map(usize::from);
     // Ctrl-C, SIGTERM and SIGHUP exit at once (nothing is written until the plot).
     let model = args.model.clone();
     let _ = super::cancel::install(move || {
         output::error(INSPECT, format_args!("{}: cancelled", model.display()));
     });
-    let report = match inspect::inspect(&args.model, &opts) {
-        Ok((_, _, report)) => report,
-        Err(e) => return fail(&e),
+    // A progress bar on large models, as the rewrite shows (stderr, terminal only).
+    let bar = (!quiet
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && output::file_len(&args.model) > output::PROGRESS_MIN_BYTES)
+        .then(output::progress_bar);
+    let run = || inspect::inspect_with_progress(&args.model, &opts, bar.as_deref());
+    let report = match with_threads(threads, run) {
+        Ok(Ok((_, _, mut report))) => {
+            report.seed = args.seed;
+            report
+        }
+        Ok(Err(e)) => return fail(&output::run_error(&e)),
+        Err(msg) => {
+            output::error(INSPECT, msg);
+            return ExitCode::from(EXIT_USAGE);
+        }
     };
     let text = if args.json {
         match output::json(&report) {
             Ok(s) => s,
             Err(e) => return fail(&format_args!("serialising the report: {e}")),
         }
+    } else if args.quiet {
+        String::new()
     } else {
-        report.table()
+        report.table_for(output::table_width(args.wide))
     };
     if let Err(code) = output::print_stdout(INSPECT, &text) {
         return code;
@@ -206,9 +283,7 @@ pub(crate) fn run(args: &InspectArgs) -> ExitCode {
         if let Err(e) = inspect::plot::write_svg(path, &report) {
             return fail(&e);
         }
-        if !args.json {
-            eprintln!("{INSPECT}: wrote {}", path.display());
-        }
+        output::note(INSPECT, quiet, format_args!("wrote {}", path.display()));
     }
     if args.fail_on.triggered(&report) {
         ExitCode::from(EXIT_FLAGGED)
@@ -230,6 +305,8 @@ mod tests {
         );
         assert_eq!(FailOn::parse("any").unwrap().0.len(), 5);
         assert!(FailOn::parse("too_big").is_err());
+        let ok = FailOn::parse("zero,ok").unwrap_err();
+        assert!(ok.contains("`ok`") && !ok.contains(": ok,"), "{ok}");
     }
 
     #[test]

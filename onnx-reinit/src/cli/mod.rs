@@ -1,11 +1,12 @@
-//! The `onnx-reinit` command line: the top-level parser (the rewrite's arguments, [`rewrite`]) and the
-//! `inspect` subcommand ([`inspect`]), sharing the rule flags ([`rules`]) and one printer
-//! ([`output`]).
+//! The `onnx-reinit` command line: the top-level parser (the rewrite's arguments, `rewrite.rs`)
+//! and the `inspect` subcommand (`inspect.rs`), sharing the rule flags (`rules.rs`) and one
+//! printer (`output.rs`: the report on stdout, every human line on stderr).
 //!
-//! Exit codes: 0 success; 1 failure (bad model, I/O, a rule that cannot apply); [`EXIT_USAGE`]
-//! (2) usage, from clap or an argument checked after parsing; [`EXIT_FLAGGED`] (3) when a
-//! verdict listed by `inspect --fail-on` occurs; [`EXIT_CANCELLED`] (130) when Ctrl-C, SIGTERM
-//! or SIGHUP stopped the rewrite (nothing written, input intact).
+//! Exit codes: 0 success; 1 failure (bad model, I/O, a rule that cannot apply, a `--rule` that
+//! decides no tensor); [`EXIT_USAGE`] (2) usage, from clap or an argument checked after
+//! parsing; `EXIT_FLAGGED` (3) when a verdict listed by `inspect --fail-on` occurs;
+//! `EXIT_CANCELLED` (130) when Ctrl-C, SIGTERM or SIGHUP stopped the rewrite (nothing written,
+//! input intact).
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ pub(crate) const EXIT_CANCELLED: u8 = 130;
 /// he|kaiming[_uniform|_normal|_truncated_normal][(mode=fan_in|fan_out, nonlinearity=N)],
 /// lecun[_uniform|_normal|_truncated_normal], variance_scaling(SCALE,MODE,DIST),
 /// orthogonal[(gain=G)], eye, dirac; or `keep` to leave a class untouched.
+// The doc is clap's help text, whose `[_uniform|…]` brackets are the grammar, not links.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Parser)]
 #[command(
     name = "onnx-reinit",
@@ -91,6 +94,24 @@ impl Cli {
             Some(Command::Inspect(args)) => inspect::run(&args),
             None => rewrite::run(self.rewrite),
         }
+    }
+}
+
+/// Runs `f` on a pool of `threads` worker threads (`None`: rayon's global pool, sized by
+/// `RAYON_NUM_THREADS` or the core count). A pool of its own rather than the global one, so
+/// that an embedder running the command twice in one process gets each run's count. The error
+/// is the message of a pool that cannot be created.
+pub(crate) fn with_threads<R: Send>(
+    threads: Option<usize>,
+    f: impl FnOnce() -> R + Send,
+) -> Result<R, String> {
+    match threads {
+        None => Ok(f()),
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map(|pool| pool.install(f))
+            .map_err(|e| format!("--threads {n}: cannot start the threads: {e}")),
     }
 }
 

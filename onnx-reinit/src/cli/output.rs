@@ -1,11 +1,14 @@
-//! What the binary writes: reports on stdout, error lines and the progress bar on stderr.
+//! What the command writes: the report (the table, or the JSON document) on stdout; every
+//! line meant for a person — what was written, errors, the progress bar — on stderr, so that
+//! `onnx-reinit … --json | jq` and `2>/dev/null` behave. `--quiet` silences the human lines
+//! except errors.
 
 use std::fmt::Display;
 use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -14,10 +17,96 @@ pub(crate) const REWRITE: &str = "onnx-reinit";
 /// The prefix of `inspect`'s stderr lines.
 pub(crate) const INSPECT: &str = "onnx-reinit inspect";
 
+/// Whether a progress bar is drawn on stderr without its final newline: the next line printed
+/// on stderr must then start on a line of its own.
+static BAR_OPEN: AtomicBool = AtomicBool::new(false);
+
+/// Ends an unfinished progress bar's line, so the next message starts on its own line.
+fn close_bar() {
+    if BAR_OPEN.swap(false, Ordering::Relaxed) {
+        eprintln!();
+    }
+}
+
 /// Prints `<who>: error: <msg>` on stderr: one line, which names the file and tensor when the
-/// library's message does.
+/// library's message does; after an unfinished progress bar, on a line of its own.
 pub(crate) fn error(who: &str, msg: impl Display) {
+    close_bar();
     eprintln!("{who}: error: {msg}");
+}
+
+/// A failed run's message in the command line's words: flags with their dashes (the library
+/// says `force`, `in-place`), and "not an ONNX model" first for a malformed file that does not
+/// even start as a model (a text file, random bytes), before the wire-format details.
+pub(crate) fn run_error(e: &crate::pipeline::RunError) -> String {
+    use crate::error::Error;
+    use crate::pipeline::RunError;
+    match e {
+        RunError::Model(Error::OutputExists { file }) => format!(
+            "{}: the output already exists (add --force to overwrite it)",
+            file.display()
+        ),
+        RunError::Model(Error::OutputIsInput { file }) => format!(
+            "{}: refusing to write the output over the input (use --in-place to modify the \
+             model itself, or -o another file)",
+            file.display()
+        ),
+        RunError::Model(Error::Malformed {
+            file, offset, what, ..
+        }) if !starts_like_onnx(file) => format!(
+            "{}: not an ONNX model (malformed protobuf at byte {offset}: {what})",
+            file.display()
+        ),
+        e => e.to_string(),
+    }
+}
+
+/// Whether the file at `p` starts as every ONNX exporter writes a model: field 1
+/// (`ir_version`, a varint), tag byte 0x08. A damaged real model (truncated, a bad length
+/// further on) keeps the library's located message; a text file or random bytes do not.
+fn starts_like_onnx(p: &Path) -> bool {
+    use std::io::Read;
+    let mut first = [0u8; 1];
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut first))
+        .is_ok_and(|()| first[0] == 0x08)
+}
+
+/// Prints `<who>: <msg>` on stderr, unless `quiet`.
+pub(crate) fn note(who: &str, quiet: bool, msg: impl Display) {
+    if !quiet {
+        close_bar();
+        eprintln!("{who}: {msg}");
+    }
+}
+
+/// The width the human tables fit: `None` with `--wide` (every column, full width);
+/// else `$COLUMNS` when set to a positive number; else the terminal's width when stdout is a
+/// terminal; else 80, so that piped or logged output is as readable as the default terminal.
+pub(crate) fn table_width(wide: bool) -> Option<usize> {
+    if wide {
+        return None;
+    }
+    if let Some(c) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|&c| c > 0)
+    {
+        return Some(c);
+    }
+    Some(terminal_columns().unwrap_or(80))
+}
+
+/// The columns of the terminal on stdout, if stdout is one.
+fn terminal_columns() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !io::stdout().is_terminal() {
+        return None;
+    }
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we pass; stdout (fd 1) is open.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    (ok && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
 }
 
 /// A report as `--json` prints it: pretty-printed, with a final newline.
@@ -67,6 +156,7 @@ pub(crate) fn progress_bar() -> Arc<crate::rewrite::ProgressFn> {
             if pct == 100 {
                 eprintln!();
             }
+            BAR_OPEN.store(pct < 100, Ordering::Relaxed);
         }
     })
 }

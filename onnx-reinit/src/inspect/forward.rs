@@ -503,6 +503,7 @@ fn run_once(
             std: st.std.unwrap_or(f64::NAN),
             zero_fraction,
             saturated_fraction,
+            quantiles: super::quantiles(data),
         });
     }
     Ok(rows)

@@ -42,7 +42,8 @@ use crate::analysis::{Analysis, AnalysisOptions, FanCompat, NormStatKind, Role, 
 use crate::onnx::model::LoadedModel;
 use crate::pipeline::{self, RunError};
 use crate::plan::{self, Fill, Rules};
-use crate::report::dtype_name;
+use crate::report::{dtype_name, fans_text, footer, role_label, shape_text};
+use crate::table::{Column, Table, elide_middle, wrap};
 
 pub use stats::Stats;
 
@@ -184,6 +185,12 @@ pub struct TensorRow {
     pub verdict: Verdict,
     /// Why, when it is not `ok` or needs explaining (which check, which values).
     pub note: Option<String>,
+    /// The layer: the first node that reads the tensor (as in the rewrite's report).
+    #[serde(default)]
+    pub node: Option<String>,
+    /// For LSTM/GRU/RNN parameters: `W`, `R` or `B` (as in the rewrite's report).
+    #[serde(default)]
+    pub recurrent: Option<String>,
 }
 
 /// Verdict counts and the suggested fix.
@@ -212,6 +219,10 @@ pub struct Summary {
     /// An `onnx-reinit` command line that re-initializes the flagged tensors (and keeps the
     /// rest), or `None` when nothing is flagged.
     pub suggested_command: Option<String>,
+    /// The same command as an argument list (program name first), for callers that run it
+    /// without a shell.
+    #[serde(default)]
+    pub suggested_argv: Option<Vec<String>>,
 }
 
 impl Summary {
@@ -270,6 +281,22 @@ pub struct LayerRow {
     /// Fraction of saturated outputs after Tanh/Softsign (|y| > 0.99) or
     /// Sigmoid/HardSigmoid (y < 0.01 or y > 0.99).
     pub saturated_fraction: Option<f64>,
+    /// The distribution of the output's finite values: its 5th, 25th, 50th, 75th and 95th
+    /// percentiles (nearest rank), for the plot's per-layer boxes.
+    #[serde(default)]
+    pub quantiles: Option<[f64; 5]>,
+}
+
+/// The 5th, 25th, 50th, 75th and 95th percentiles (nearest rank: the value at index
+/// ⌊q·(n−1)⌉ of the sorted finite values), `None` without finite values.
+pub fn quantiles(values: &[f32]) -> Option<[f64; 5]> {
+    let mut v: Vec<f32> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable_by(f32::total_cmp);
+    let at = |q: f64| f64::from(v[(q * (v.len() - 1) as f64).round() as usize]);
+    Some([at(0.05), at(0.25), at(0.5), at(0.75), at(0.95)])
 }
 
 /// One forward pass: the model as it is, or re-initialized in memory with `--compare` rules.
@@ -312,13 +339,27 @@ pub struct ForwardReport {
     pub error: Option<String>,
 }
 
-/// The whole `inspect` report (the `--json` document).
+/// The whole `inspect` report (the `--json` document; its schema is
+/// `schema/inspect.schema.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InspectReport {
+    /// [`crate::report::SCHEMA_VERSION`].
+    #[serde(default)]
+    pub schema_version: u32,
+    /// [`crate::report::TOOL_VERSION`].
+    #[serde(default)]
+    pub tool_version: String,
     /// The model path.
     pub model: String,
-    /// One row per tensor with a role, in the model's initializer order.
+    /// The seed of the forward pass's inputs and of `--compare`'s re-initialization (also
+    /// without a forward pass: the seed a later `--forward` with the same flags would use).
+    #[serde(default)]
+    pub seed: u64,
+    /// One row per tensor with a role, in graph order (as the rewrite's report).
     pub tensors: Vec<TensorRow>,
+    /// Initializers without a role, with the reason (as the rewrite's report).
+    #[serde(default)]
+    pub untouched: Vec<crate::report::UntouchedReport>,
     /// Counts and the suggested fix.
     pub summary: Summary,
     /// Analysis warnings about the graph.
@@ -376,9 +417,19 @@ pub fn inspect(
     path: &std::path::Path,
     opts: &InspectOptions,
 ) -> Result<(LoadedModel, Analysis, InspectReport), RunError> {
+    inspect_with_progress(path, opts, None)
+}
+
+/// [`inspect`], calling `progress` with (bytes just read, total bytes) while the statistics
+/// read the payloads (for a progress bar on large models).
+pub fn inspect_with_progress(
+    path: &std::path::Path,
+    opts: &InspectOptions,
+    progress: Option<&crate::rewrite::ProgressFn>,
+) -> Result<(LoadedModel, Analysis, InspectReport), RunError> {
     let model = LoadedModel::open(path)?;
     let analysis = pipeline::analyze_loaded(&model, &opts.analysis)?;
-    let mut report = diagnose(&model, &analysis, opts)?;
+    let mut report = diagnose_with_progress(&model, &analysis, opts, progress)?;
     if let Some(fopts) = &opts.forward {
         report.forward = Some(run_forward(&model, &analysis, fopts));
     }
@@ -413,6 +464,7 @@ fn recommendation(
         }
     };
     let std = std.map_err(|e| format!("{scheme}: {e}"))?;
+    // The exact text (not `report::scheme_text`): the suggested command feeds it back.
     Ok(Some((scheme.to_string(), std)))
 }
 
@@ -422,6 +474,16 @@ pub fn diagnose(
     analysis: &Analysis,
     opts: &InspectOptions,
 ) -> Result<InspectReport, RunError> {
+    diagnose_with_progress(model, analysis, opts, None)
+}
+
+/// [`diagnose`], with a progress callback for the statistics (see [`inspect_with_progress`]).
+pub fn diagnose_with_progress(
+    model: &LoadedModel,
+    analysis: &Analysis,
+    opts: &InspectOptions,
+    progress: Option<&crate::rewrite::ProgressFn>,
+) -> Result<InspectReport, RunError> {
     let rows_of: Vec<usize> = analysis
         .tensors
         .iter()
@@ -429,7 +491,7 @@ pub fn diagnose(
         .filter(|(_, t)| t.role.is_some())
         .map(|(i, _)| i)
         .collect();
-    let stats = stats::tensor_stats(model, &rows_of)?;
+    let stats = stats::tensor_stats_with_progress(model, &rows_of, progress)?;
     let rules = Rules::default();
     let th = opts.thresholds;
     let mut summary = Summary {
@@ -483,17 +545,47 @@ pub fn diagnose(
             ratio,
             verdict,
             note,
+            node: t.consumers.first().map(|c| c.node.clone()),
+            recurrent: t.recurrent.as_ref().map(|r| {
+                match r.which {
+                    crate::analysis::RecurrentPart::W => "W",
+                    crate::analysis::RecurrentPart::R => "R",
+                    crate::analysis::RecurrentPart::B => "B",
+                }
+                .to_owned()
+            }),
         });
     }
+    let order = crate::report::node_order(model.skeleton());
+    rows.sort_by_key(|r| order.rank_of(&r.graph, r.node.as_deref()));
+    let untouched = analysis
+        .tensors
+        .iter()
+        .filter(|t| t.role.is_none())
+        .map(crate::report::UntouchedReport::of)
+        .collect();
     summary.tensors = rows.len();
     let compat = match opts.analysis.compat {
         FanCompat::True => "",
         FanCompat::PyTorch => " --compat pytorch",
     };
-    summary.suggested_command = suggest_command(&model.path().display().to_string(), compat, &rows);
+    summary.suggested_argv = suggest_argv(&model.path().display().to_string(), compat, &rows);
+    summary.suggested_command = summary.suggested_argv.as_ref().map(|argv| {
+        argv.iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
     Ok(InspectReport {
+        schema_version: crate::report::SCHEMA_VERSION,
+        tool_version: crate::report::TOOL_VERSION.to_owned(),
         model: model.path().display().to_string(),
+        seed: opts
+            .forward
+            .as_ref()
+            .map_or(pipeline::DEFAULT_SEED, |f| f.seed),
         tensors: rows,
+        untouched,
         summary,
         warnings: analysis.warnings.clone(),
         forward: None,
@@ -683,15 +775,17 @@ pub fn literal_glob(name: &str) -> String {
     g
 }
 
-/// The `onnx-reinit` command line that fixes the flagged rows: a `--rule` per flagged tensor
-/// with its recommended scheme, then `--rule '*=keep'` so nothing else changes — or the plain
-/// command when every tensor is flagged (the defaults then re-initialize exactly those).
-fn suggest_command(model: &str, flags: &str, rows: &[TensorRow]) -> Option<String> {
+/// The `onnx-reinit` command line (as an argument list) that fixes the flagged rows: a
+/// `--rule` per flagged tensor with its recommended scheme, then `--rule '*=keep'` so nothing
+/// else changes — or the plain command when every tensor is flagged (the defaults then
+/// re-initialize exactly those).
+fn suggest_argv(model: &str, flags: &str, rows: &[TensorRow]) -> Option<Vec<String>> {
     let flagged: Vec<&TensorRow> = rows.iter().filter(|r| r.verdict != Verdict::Ok).collect();
     if flagged.is_empty() {
         return None;
     }
-    let mut cmd = format!("onnx-reinit {}{flags}", shell_quote(model));
+    let mut argv = vec!["onnx-reinit".to_owned(), model.to_owned()];
+    argv.extend(flags.split_whitespace().map(str::to_owned));
     let all = flagged.len() == rows.len() && rows.iter().all(|r| r.graph.is_empty());
     if !all {
         for r in &flagged {
@@ -699,12 +793,16 @@ fn suggest_command(model: &str, flags: &str, rows: &[TensorRow]) -> Option<Strin
                 continue;
             };
             // Nested-graph tensors are matched by name too (the graph path is not part of it).
-            let glob = literal_glob(&r.name);
-            let _ = write!(cmd, " --rule {}", shell_quote(&format!("{glob}={scheme}")));
+            argv.push("--rule".to_owned());
+            argv.push(format!("{}={scheme}", literal_glob(&r.name)));
         }
-        cmd.push_str(" --rule '*=keep'");
+        // `*=keep` only when it keeps something: a rule that decides nothing is an error.
+        if flagged.len() < rows.len() {
+            argv.push("--rule".to_owned());
+            argv.push("*=keep".to_owned());
+        }
     }
-    Some(cmd)
+    Some(argv)
 }
 
 /// A number in at most 4 significant digits, switching to exponent notation outside
@@ -734,60 +832,41 @@ fn opt_num(x: Option<f64>) -> String {
     x.map_or_else(|| "-".to_owned(), num)
 }
 
-/// Left-aligned columns separated by two spaces, trailing blanks trimmed.
-pub(crate) fn columns(rows: &[Vec<String>]) -> String {
-    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0usize; n];
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (c, w) in r.iter().zip(&widths) {
-            let _ = write!(line, "{c:<w$}  ");
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
 impl InspectReport {
-    /// The human report: the weight table, the summary with the suggested command, then the
-    /// forward pass if any.
+    /// The human report at its natural width (see [`InspectReport::table_for`]).
     pub fn table(&self) -> String {
-        let mut rows: Vec<Vec<String>> = vec![
-            [
-                "tensor",
-                "op",
-                "role",
-                "shape",
-                "fan_in",
-                "fan_out",
-                "activation",
-                "mean",
-                "std",
-                "min",
-                "max",
-                "rec_std",
-                "ratio",
-                "verdict",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-        ];
-        let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |x| x.to_string());
+        self.table_for(None)
+    }
+
+    /// The human report: the weight table fitted to `width` columns (`None`: the full table),
+    /// the notes of flagged tensors, the tensors not inspected with their reason, the summary
+    /// with the suggested command, then the forward pass if any. Never panics.
+    pub fn table_for(&self, width: Option<usize>) -> String {
+        let col = |title: &str, drop, elide| Column::new(title, drop, elide);
+        let mut table = Table::new(vec![
+            col("tensor", 0, true),
+            col("layer", 3, true),
+            col("op", 7, false),
+            col("role", 2, false),
+            col("shape", 6, false),
+            col("fans", 8, false),
+            col("activation", 4, false),
+            col("mean", 9, false),
+            col("std", 0, false),
+            col("min", 10, false),
+            col("max", 10, false),
+            col("rec_std", 5, false),
+            col("ratio", 0, false),
+            col("verdict", 0, false),
+        ]);
         for t in &self.tensors {
-            rows.push(vec![
+            table.push(vec![
                 t.name.clone(),
+                t.node.clone().unwrap_or_else(|| "-".into()),
                 t.op.clone(),
-                t.role.clone(),
-                format!("{:?}", t.shape),
-                opt(t.fan_in),
-                opt(t.fan_out),
+                role_label(&t.role, t.recurrent.as_deref()),
+                shape_text(&t.shape),
+                fans_text(t.fan_in, t.fan_out),
                 t.activation.clone().unwrap_or_else(|| "-".into()),
                 opt_num(t.mean),
                 opt_num(t.std),
@@ -798,48 +877,67 @@ impl InspectReport {
                 t.verdict.to_string(),
             ]);
         }
-        let mut out = columns(&rows);
+        let mut out = table.render(width);
         for t in self.tensors.iter().filter(|t| t.verdict != Verdict::Ok) {
             if let Some(n) = &t.note {
-                let _ = writeln!(out, "  {} {}: {n}", t.verdict, t.name);
+                out.push_str(&wrap(
+                    &format!(
+                        "{} {}: {n}",
+                        t.verdict,
+                        elide_middle(&t.name, crate::table::MAX_CELL)
+                    ),
+                    width,
+                ));
             }
         }
+        footer(
+            &mut out,
+            &[],
+            &self.untouched,
+            &self.warnings,
+            width.unwrap_or(usize::MAX),
+        );
         let s = &self.summary;
         let counts: Vec<String> = Verdict::ALL
             .iter()
             .filter(|&&v| v == Verdict::Ok || s.count(v) > 0)
             .map(|&v| format!("{v} {}", s.count(v)))
             .collect();
-        let _ = writeln!(
-            out,
-            "{} tensors inspected: {}; {} initializers without a role not inspected \
-             (thresholds: std < {}× or > {}× the recommended)",
-            s.tensors,
-            counts.join(", "),
-            s.untouched,
-            s.thresholds.too_small,
-            s.thresholds.too_large
-        );
+        out.push_str(&wrap(
+            &format!(
+                "{} tensors inspected: {}; {} initializers without a role not inspected \
+                 (thresholds: std < {}× or > {}× the recommended)",
+                s.tensors,
+                counts.join(", "),
+                s.untouched,
+                s.thresholds.too_small,
+                s.thresholds.too_large
+            ),
+            width,
+        ));
         match &s.suggested_command {
             Some(c) => {
                 let _ = writeln!(out, "fix: {c}");
             }
             None => out.push_str("nothing flagged\n"),
         }
-        for w in &self.warnings {
-            let _ = writeln!(out, "warning: {w}");
-        }
         if let Some(f) = &self.forward {
             out.push('\n');
-            out.push_str(&f.table());
+            out.push_str(&f.table_for(width));
         }
         out
     }
 }
 
 impl ForwardReport {
-    /// The forward-pass table: one line per recorded output, one std column per run.
+    /// The forward-pass table at its natural width (see [`ForwardReport::table_for`]).
     pub fn table(&self) -> String {
+        self.table_for(None)
+    }
+
+    /// The forward-pass table: one line per recorded output, one std column per run, fitted to
+    /// `width` columns (`None`: in full; the output names, shapes, means and op go first).
+    pub fn table_for(&self, width: Option<usize>) -> String {
         let mut out = String::new();
         let inputs: Vec<String> = self
             .inputs
@@ -886,16 +984,27 @@ impl ForwardReport {
                 .iter()
                 .any(|l| l.zero_fraction.is_some() || l.saturated_fraction.is_some())
         };
-        let mut header: Vec<String> = ["#", "node", "op", "output", "shape", "mean"]
-            .map(str::to_owned)
-            .to_vec();
+        let mut columns_of = vec![
+            Column::fixed("#"),
+            Column::new("node", 0, true),
+            Column::new("op", 3, false),
+            Column::new("output", 6, true),
+            Column::new("shape", 5, false),
+            Column::new("mean", 4, false),
+        ];
         for r in &ok_runs {
-            header.push(format!("std{}", suffix(r)));
+            columns_of.push(Column::fixed(format!("std{}", suffix(r))));
         }
-        for r in ok_runs.iter().filter(|r| flagged(r)) {
-            header.push(format!("zeros/saturated{}", suffix(r)));
+        // The later passes' fractions give way first: the current model's stay longest.
+        for (k, r) in ok_runs.iter().filter(|r| flagged(r)).enumerate() {
+            let drop = u8::try_from(k + 1).unwrap_or(u8::MAX).min(2);
+            columns_of.push(Column::new(
+                format!("zeros/saturated{}", suffix(r)),
+                drop,
+                false,
+            ));
         }
-        let mut rows = vec![header];
+        let mut rows = Table::new(columns_of);
         for (k, l) in first.layers.iter().enumerate() {
             let mut row = vec![
                 (l.index + 1).to_string(),
@@ -920,7 +1029,7 @@ impl ForwardReport {
             }
             rows.push(row);
         }
-        out.push_str(&columns(&rows));
+        out.push_str(&rows.render(width));
         for r in &self.runs {
             if let Some(rules) = &r.rules {
                 let _ = writeln!(out, "{}: re-initialized in memory with {rules}", r.label);

@@ -1,19 +1,32 @@
 //! `inspect --plot FILE.svg`: the report drawn with plotters' SVG backend (no system libraries,
 //! no fonts needed: text is left to the SVG viewer).
 //!
-//! Up to two panels, stacked:
-//! - with `--forward`, the std of every recorded layer output in graph order, log scale, one
-//!   curve per pass (`current`, and `reinit` with `--compare`): the vanishing/exploding picture;
-//! - the std of every weight (weights, recurrent weights, embeddings) against the std of its
-//!   recommended scheme, log scale, two curves.
+//! Panels, stacked, each with the layers' or weights' names on the x axis (graph order):
+//! - with `--forward`, the **activation std** of every recorded layer output, log scale, one
+//!   curve per pass (`current`, and `reinit` with `--compare`), over the healthy band 0.1–10
+//!   (the inputs are drawn with std 1): the vanishing/exploding picture;
+//! - the **activation distribution** per layer: a box per pass from the 25th to the 75th
+//!   percentile, whiskers from the 5th to the 95th, a tick at the median (linear scale);
+//! - when some layer has them, the **dead ReLU and saturated tanh/sigmoid fractions** per layer,
+//!   as bars in percent;
+//! - the **weight std** of every weight (weights, recurrent weights, embeddings) against the std
+//!   of its recommended scheme, log scale, over the healthy band 0.1×–10× the recommended std
+//!   (the verdicts' default thresholds).
 //!
-//! Each curve is one `<polyline>` with its own stroke colour (axes and ticks are black
-//! polylines, grid lines are `<line>`s, legend swatches `<rect>`s), with a `<circle>` per point;
-//! values ≤ 0 (a zero std) cannot sit on a log axis and are left out of their curve.
+//! A log axis cannot draw 0: a zero std (an all-zero or constant weight, a dead layer) is drawn
+//! as a triangle on the bottom edge of its panel with the text `zero` or `constant`, so a model
+//! with a zeroed layer still shows it.
+//!
+//! Each curve is drawn in its own stroke colour, one `<polyline>` per run of drawable points
+//! (axes and ticks are black polylines, grid lines are `<line>`s); bands, boxes, whiskers, bars and legend swatches are
+//! `<rect>`s, the zero markers `<polygon>`s, with a `<circle>` per curve point.
 
 use plotters::prelude::*;
+use plotters::style::FontTransform;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{ForwardRun, InspectReport};
+use super::{ForwardRun, InspectReport, Verdict};
+use crate::table::elide_middle;
 
 /// Stroke colours of the curves, in order (never black, which the axes use).
 pub const SERIES_COLORS: [RGBColor; 4] = [
@@ -23,43 +36,154 @@ pub const SERIES_COLORS: [RGBColor; 4] = [
     RGBColor(148, 103, 189),
 ];
 
-/// One curve: a label and its points (x, y), y > 0.
+/// The fill of the healthy bands.
+const BAND: RGBColor = RGBColor(200, 235, 200);
+/// The colour of the zero markers.
+const ZERO: RGBColor = RGBColor(230, 120, 0);
+
+/// The text of a zero marker.
+pub const ZERO_MARK: &str = "zero";
+/// The text of a constant marker.
+pub const CONSTANT_MARK: &str = "constant";
+
+/// One curve: a label and its points (x, y); y ≤ 0 or non-finite values are drawn as markers.
 struct Curve {
     label: String,
     points: Vec<(f64, f64)>,
 }
 
-/// A panel: title, axis descriptions and curves.
-struct Panel {
+/// A log-scale panel of std values: curves over a healthy band, with zero markers.
+struct StdPanel {
     title: String,
-    x_desc: String,
+    /// x tick labels: entry `i` names x = i + 1.
+    names: Vec<String>,
     curves: Vec<Curve>,
+    /// Healthy band per x: (x, lo, hi).
+    band: Vec<(f64, f64, f64)>,
+    band_label: String,
+    /// Markers at the bottom edge: (x, text).
+    zeros: Vec<(f64, &'static str)>,
 }
 
-fn positive(points: impl IntoIterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
-    points
-        .into_iter()
-        .filter(|&(_, y)| y.is_finite() && y > 0.0)
-        .collect()
+/// One pass's distribution per layer.
+struct BoxRun {
+    label: String,
+    quantiles: Vec<Option<[f64; 5]>>,
 }
 
-fn forward_panel(runs: &[ForwardRun]) -> Option<Panel> {
-    let curves: Vec<Curve> = runs
+/// One pass's fractions per layer: (dead ReLU, saturated).
+struct FractionRun {
+    label: String,
+    fractions: Vec<(Option<f64>, Option<f64>)>,
+}
+
+enum Panel {
+    Std(StdPanel),
+    Boxes {
+        names: Vec<String>,
+        runs: Vec<BoxRun>,
+    },
+    Fractions {
+        names: Vec<String>,
+        runs: Vec<FractionRun>,
+    },
+}
+
+impl Panel {
+    fn title(&self) -> String {
+        match self {
+            Panel::Std(p) => p.title.clone(),
+            Panel::Boxes { .. } => "activation distribution per layer (5–25–50–75–95%)".to_owned(),
+            Panel::Fractions { .. } => {
+                "dead ReLU outputs and saturated tanh/sigmoid outputs (%)".to_owned()
+            }
+        }
+    }
+
+    fn labels(&self) -> Vec<String> {
+        match self {
+            Panel::Std(p) => p.curves.iter().map(|c| c.label.clone()).collect(),
+            Panel::Boxes { runs, .. } => runs.iter().map(|r| r.label.clone()).collect(),
+            Panel::Fractions { runs, .. } => runs.iter().map(|r| r.label.clone()).collect(),
+        }
+    }
+}
+
+fn run_label(r: &ForwardRun) -> String {
+    match &r.rules {
+        Some(rules) => format!("{} ({rules})", r.label),
+        None => r.label.clone(),
+    }
+}
+
+fn forward_panels(runs: &[ForwardRun]) -> Vec<Panel> {
+    let ok: Vec<&ForwardRun> = runs
         .iter()
         .filter(|r| r.error.is_none() && !r.layers.is_empty())
+        .collect();
+    let Some(first) = ok.first() else {
+        return Vec::new();
+    };
+    let names: Vec<String> = first.layers.iter().map(|l| l.node.clone()).collect();
+    let x = |i: usize| (i + 1) as f64;
+    let curves: Vec<Curve> = ok
+        .iter()
         .map(|r| Curve {
-            label: match &r.rules {
-                Some(rules) => format!("{} ({rules})", r.label),
-                None => r.label.clone(),
-            },
-            points: positive(r.layers.iter().map(|l| ((l.index + 1) as f64, l.std))),
+            label: run_label(r),
+            points: r.layers.iter().map(|l| (x(l.index), l.std)).collect(),
         })
         .collect();
-    (!curves.is_empty()).then(|| Panel {
+    let zeros = curves
+        .iter()
+        .flat_map(|c| c.points.iter())
+        .filter(|p| p.1 == 0.0)
+        .map(|p| (p.0, ZERO_MARK))
+        .collect();
+    let mut panels = vec![Panel::Std(StdPanel {
         title: "activation std per layer (forward pass)".to_owned(),
-        x_desc: "recorded output, graph order".to_owned(),
+        band: (0..names.len()).map(|i| (x(i), 0.1, 10.0)).collect(),
+        band_label: "healthy: std 0.1–10 (inputs have std 1)".to_owned(),
+        names: names.clone(),
         curves,
-    })
+        zeros,
+    })];
+    let boxes: Vec<BoxRun> = ok
+        .iter()
+        .map(|r| BoxRun {
+            label: run_label(r),
+            quantiles: r.layers.iter().map(|l| l.quantiles).collect(),
+        })
+        .collect();
+    if boxes
+        .iter()
+        .any(|b| b.quantiles.iter().any(Option::is_some))
+    {
+        panels.push(Panel::Boxes {
+            names: names.clone(),
+            runs: boxes,
+        });
+    }
+    let fractions: Vec<FractionRun> = ok
+        .iter()
+        .map(|r| FractionRun {
+            label: run_label(r),
+            fractions: r
+                .layers
+                .iter()
+                .map(|l| (l.zero_fraction, l.saturated_fraction))
+                .collect(),
+        })
+        .collect();
+    if fractions
+        .iter()
+        .any(|f| f.fractions.iter().any(|p| p.0.is_some() || p.1.is_some()))
+    {
+        panels.push(Panel::Fractions {
+            names,
+            runs: fractions,
+        });
+    }
+    panels
 }
 
 fn weight_panel(report: &InspectReport) -> Option<Panel> {
@@ -72,47 +196,74 @@ fn weight_panel(report: &InspectReport) -> Option<Panel> {
         return None;
     }
     let x = |i: usize| (i + 1) as f64;
-    Some(Panel {
+    let th = report.summary.thresholds;
+    Some(Panel::Std(StdPanel {
         title: "weight std vs recommended".to_owned(),
-        x_desc: "weight, model order".to_owned(),
+        names: rows
+            .iter()
+            .map(|t| match (&t.node, t.name.starts_with("onnx::")) {
+                // Folded names say little: the layer's node says where the weight is.
+                (Some(node), true) => node.clone(),
+                _ => t.name.clone(),
+            })
+            .collect(),
         curves: vec![
             Curve {
                 label: "current std".to_owned(),
-                points: positive(
-                    rows.iter()
-                        .enumerate()
-                        .map(|(i, t)| (x(i), t.std.unwrap_or(0.0))),
-                ),
+                points: rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (x(i), t.std.unwrap_or(f64::NAN)))
+                    .collect(),
             },
             Curve {
                 label: "recommended std".to_owned(),
-                points: positive(
-                    rows.iter()
-                        .enumerate()
-                        .map(|(i, t)| (x(i), t.recommended_std.unwrap_or(0.0))),
-                ),
+                points: rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (x(i), t.recommended_std.unwrap_or(f64::NAN)))
+                    .collect(),
             },
         ],
-    })
+        band: rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let r = t.recommended_std.filter(|r| r.is_finite() && *r > 0.0)?;
+                Some((x(i), r * th.too_small, r * th.too_large))
+            })
+            .collect(),
+        band_label: format!(
+            "healthy: {}×–{}× the recommended std",
+            th.too_small, th.too_large
+        ),
+        zeros: rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match t.verdict {
+                Verdict::Zero => Some((x(i), ZERO_MARK)),
+                Verdict::Constant => Some((x(i), CONSTANT_MARK)),
+                _ => (t.std == Some(0.0)).then_some((x(i), ZERO_MARK)),
+            })
+            .collect(),
+    }))
 }
 
-/// The panels [`svg`] draws for this report, as (title, curve labels): for tests and for
+/// The panels [`svg`] draws for this report, as (title, series labels): for tests and for
 /// callers that want to say what the file holds.
 pub fn panels(report: &InspectReport) -> Vec<(String, Vec<String>)> {
     all_panels(report)
-        .into_iter()
-        .map(|p| (p.title, p.curves.into_iter().map(|c| c.label).collect()))
+        .iter()
+        .map(|p| (p.title(), p.labels()))
         .collect()
 }
 
 fn all_panels(report: &InspectReport) -> Vec<Panel> {
     let mut panels = Vec::new();
-    if let Some(p) = report.forward.as_ref().and_then(|f| forward_panel(&f.runs)) {
-        panels.push(p);
+    if let Some(f) = &report.forward {
+        panels.extend(forward_panels(&f.runs));
     }
-    if let Some(p) = weight_panel(report) {
-        panels.push(p);
-    }
+    panels.extend(weight_panel(report));
     panels
 }
 
@@ -120,87 +271,281 @@ fn draw_err<E: std::fmt::Debug>(e: E) -> String {
     format!("drawing the plot: {e:?}")
 }
 
-fn draw_panel<DB: DrawingBackend>(
+/// Height of the x label area, which holds the names rotated by 90°.
+const NAME_AREA: u32 = 130;
+/// Characters of a name on the axis.
+const NAME_CHARS: usize = 22;
+
+/// Draws the names under the x axis, `names[i]` at x = i + 1, each starting just below the
+/// axis and running downwards; `at(x)` is the pixel of (x, bottom of the range). Drawn as text
+/// on the area rather than as the mesh's tick labels, whose anchor is the text's middle (a
+/// rotated name would cross the axis).
+fn draw_names<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
-    panel: &Panel,
+    at: impl Fn(f64) -> (i32, i32),
+    names: &[String],
+) -> Result<(), String> {
+    let (bx, by) = area.get_base_pixel();
+    for (i, n) in names.iter().enumerate() {
+        let (px, py) = at((i + 1) as f64);
+        let style = ("sans-serif", 11)
+            .into_font()
+            .transform(FontTransform::Rotate90)
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        area.draw(&Text::new(
+            elide_middle(n, NAME_CHARS),
+            (px - bx, py - by + 8),
+            style,
+        ))
+        .map_err(draw_err)?;
+    }
+    Ok(())
+}
+
+fn draw_std<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    p: &StdPanel,
     first_color: usize,
 ) -> Result<(), String> {
-    let all: Vec<(f64, f64)> = panel
+    let n = p.names.len().max(1);
+    let ys: Vec<f64> = p
         .curves
         .iter()
-        .flat_map(|c| c.points.iter().copied())
+        .flat_map(|c| c.points.iter().map(|q| q.1))
+        .chain(p.band.iter().flat_map(|b| [b.1, b.2]))
+        .filter(|y| y.is_finite() && *y > 0.0)
         .collect();
-    let x_max = all.iter().map(|p| p.0).fold(1.0f64, f64::max);
-    let y_min = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let y_max = all.iter().map(|p| p.1).fold(0.0f64, f64::max);
-    let (y_lo, y_hi) = if all.is_empty() {
-        (1e-3, 1.0)
-    } else {
-        (y_min / 2.0, y_max * 2.0)
+    let (y_lo, y_hi) = match (
+        ys.iter().copied().reduce(f64::min),
+        ys.iter().copied().reduce(f64::max),
+    ) {
+        (Some(lo), Some(hi)) => (lo / 3.0, hi * 2.0),
+        _ => (1e-3, 1.0),
     };
     let mut chart = ChartBuilder::on(area)
-        .caption(&panel.title, ("sans-serif", 20))
+        .caption(&p.title, ("sans-serif", 18))
         .margin(12)
-        .x_label_area_size(40)
+        .x_label_area_size(NAME_AREA)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.5f64..x_max + 0.5, (y_lo..y_hi).log_scale())
+        .build_cartesian_2d(0.5f64..n as f64 + 0.5, (y_lo..y_hi).log_scale())
         .map_err(draw_err)?;
     chart
         .configure_mesh()
-        .x_desc(panel.x_desc.as_str())
         .y_desc("std (log scale)")
-        .x_labels((x_max as usize + 1).min(24))
+        .x_labels(n.min(60) + 1)
+        .x_label_formatter(&|_| String::new())
         .y_labels(10)
-        .x_label_formatter(&|x| {
-            if (x - x.round()).abs() < 1e-6 {
-                format!("{}", x.round())
-            } else {
-                String::new()
-            }
-        })
         .y_label_formatter(&|y| format!("{y:.0e}"))
         .light_line_style(TRANSPARENT)
         .bold_line_style(RGBColor(225, 225, 225))
         .draw()
         .map_err(draw_err)?;
-    for (k, curve) in panel.curves.iter().enumerate() {
-        let color = SERIES_COLORS[(first_color + k) % SERIES_COLORS.len()];
+    draw_names(area, |x| chart.backend_coord(&(x, y_lo)), &p.names)?;
+    if !p.band.is_empty() {
         chart
-            .draw_series(LineSeries::new(
-                curve.points.iter().copied(),
-                color.stroke_width(2),
-            ))
+            .draw_series(p.band.iter().map(|&(x, lo, hi)| {
+                Rectangle::new([(x - 0.5, lo), (x + 0.5, hi)], BAND.mix(0.6).filled())
+            }))
             .map_err(draw_err)?
-            .label(curve.label.as_str())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], color.filled()));
+            .label(p.band_label.as_str())
+            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], BAND.filled()));
+    }
+    for (k, curve) in p.curves.iter().enumerate() {
+        let color = SERIES_COLORS[(first_color + k) % SERIES_COLORS.len()];
+        // A value the log axis cannot draw breaks the curve: a line across it would claim a
+        // value where there is a zero (marked below) or nothing.
+        let mut segments: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+        for &q in &curve.points {
+            if q.1.is_finite() && q.1 > 0.0 {
+                segments.last_mut().expect("never empty").push(q);
+            } else if !segments.last().expect("never empty").is_empty() {
+                segments.push(Vec::new());
+            }
+        }
+        for (j, seg) in segments.iter().enumerate() {
+            let series = chart
+                .draw_series(LineSeries::new(seg.iter().copied(), color.stroke_width(2)))
+                .map_err(draw_err)?;
+            if j == 0 {
+                series.label(curve.label.as_str()).legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 16, y + 5)], color.filled())
+                });
+            }
+            chart
+                .draw_series(seg.iter().map(|&q| Circle::new(q, 3, color.filled())))
+                .map_err(draw_err)?;
+        }
+    }
+    if !p.zeros.is_empty() {
+        let bottom = y_lo * 1.25;
         chart
             .draw_series(
-                curve
-                    .points
+                p.zeros
                     .iter()
-                    .map(|&p| Circle::new(p, 3, color.filled())),
+                    .map(|&(x, _)| TriangleMarker::new((x, bottom), 7, ZERO.filled())),
             )
+            .map_err(draw_err)?
+            .label("std 0 (off the log axis)")
+            .legend(|(x, y)| TriangleMarker::new((x + 8, y), 6, ZERO.filled()));
+        chart
+            .draw_series(p.zeros.iter().map(|&(x, text)| {
+                Text::new(
+                    text,
+                    (x, bottom * 1.6),
+                    ("sans-serif", 11).into_font().color(&ZERO),
+                )
+            }))
             .map_err(draw_err)?;
     }
+    legend(&mut chart)
+}
+
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), String> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
+        .map_err(draw_err)
+}
+
+/// x offset of pass `k` of `m` within a layer's slot.
+fn offset(k: usize, m: usize) -> f64 {
+    (k as f64 - (m as f64 - 1.0) / 2.0) * 0.3
+}
+
+fn draw_boxes<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    names: &[String],
+    runs: &[BoxRun],
+) -> Result<(), String> {
+    let n = names.len().max(1);
+    let all: Vec<f64> = runs
+        .iter()
+        .flat_map(|r| r.quantiles.iter().flatten().flat_map(|q| [q[0], q[4]]))
+        .filter(|y| y.is_finite())
+        .collect();
+    let lo = all.iter().copied().fold(0.0f64, f64::min);
+    let hi = all.iter().copied().fold(0.0f64, f64::max);
+    let pad = ((hi - lo) * 0.08).max(1e-6);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            "activation distribution per layer (5–25–50–75–95%)",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(NAME_AREA)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.5f64..n as f64 + 0.5, lo - pad..hi + pad)
         .map_err(draw_err)?;
-    Ok(())
+    chart
+        .configure_mesh()
+        .y_desc("output value")
+        .x_labels(n.min(60) + 1)
+        .x_label_formatter(&|_| String::new())
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(225, 225, 225))
+        .draw()
+        .map_err(draw_err)?;
+    draw_names(area, |x| chart.backend_coord(&(x, lo - pad)), names)?;
+    let m = runs.len();
+    let tick = (hi - lo).max(1e-6) * 0.004;
+    for (k, r) in runs.iter().enumerate() {
+        let color = SERIES_COLORS[k % SERIES_COLORS.len()];
+        let boxes: Vec<(f64, [f64; 5])> = r
+            .quantiles
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| q.map(|q| ((i + 1) as f64 + offset(k, m), q)))
+            .collect();
+        chart
+            .draw_series(boxes.iter().map(|&(x, q)| {
+                Rectangle::new(
+                    [(x - 0.12, q[1]), (x + 0.12, q[3])],
+                    color.mix(0.45).filled(),
+                )
+            }))
+            .map_err(draw_err)?
+            .label(r.label.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], color.filled()));
+        // Whiskers and the median tick, as thin rectangles.
+        chart
+            .draw_series(boxes.iter().flat_map(|&(x, q)| {
+                [
+                    Rectangle::new([(x - 0.01, q[0]), (x + 0.01, q[4])], color.filled()),
+                    Rectangle::new(
+                        [(x - 0.14, q[2] - tick), (x + 0.14, q[2] + tick)],
+                        BLACK.filled(),
+                    ),
+                ]
+            }))
+            .map_err(draw_err)?;
+    }
+    legend(&mut chart)
+}
+
+fn draw_fractions<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    names: &[String],
+    runs: &[FractionRun],
+) -> Result<(), String> {
+    let n = names.len().max(1);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            "dead ReLU outputs and saturated tanh/sigmoid outputs (%)",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(NAME_AREA)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.5f64..n as f64 + 0.5, 0f64..100.0)
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .y_desc("% of outputs")
+        .x_labels(n.min(60) + 1)
+        .x_label_formatter(&|_| String::new())
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(225, 225, 225))
+        .draw()
+        .map_err(draw_err)?;
+    draw_names(area, |x| chart.backend_coord(&(x, 0.0)), names)?;
+    let m = runs.len();
+    for (k, r) in runs.iter().enumerate() {
+        let color = SERIES_COLORS[k % SERIES_COLORS.len()];
+        let bars: Vec<(f64, f64)> = r
+            .fractions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &(z, s))| z.or(s).map(|f| ((i + 1) as f64 + offset(k, m), f)))
+            .collect();
+        chart
+            .draw_series(bars.iter().map(|&(x, f)| {
+                Rectangle::new([(x - 0.12, 0.0), (x + 0.12, f * 100.0)], color.filled())
+            }))
+            .map_err(draw_err)?
+            .label(r.label.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], color.filled()));
+    }
+    legend(&mut chart)
 }
 
 /// The report drawn as an SVG document.
 pub fn svg(report: &InspectReport) -> Result<String, String> {
     let panels = all_panels(report);
-    let height = 60 + 420 * panels.len().max(1) as u32;
+    let height = 60 + 480 * panels.len().max(1) as u32;
     let mut buf = String::new();
     {
-        let root = SVGBackend::with_string(&mut buf, (960, height)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut buf, (1100, height)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err)?;
-        let title = format!("onnx-reinit inspect: {}", report.model);
+        let title = format!(
+            "onnx-reinit inspect: {}",
+            elide_middle(&report.model, crate::table::MAX_CELL)
+        );
         let root = root.titled(&title, ("sans-serif", 22)).map_err(draw_err)?;
         if panels.is_empty() {
             root.draw(&Text::new(
@@ -213,8 +558,14 @@ pub fn svg(report: &InspectReport) -> Result<String, String> {
             let areas = root.split_evenly((panels.len(), 1));
             let mut color = 0;
             for (area, panel) in areas.iter().zip(&panels) {
-                draw_panel(area, panel, color)?;
-                color += panel.curves.len();
+                match panel {
+                    Panel::Std(p) => {
+                        draw_std(area, p, color)?;
+                        color += p.curves.len();
+                    }
+                    Panel::Boxes { names, runs } => draw_boxes(area, names, runs)?,
+                    Panel::Fractions { names, runs } => draw_fractions(area, names, runs)?,
+                }
             }
         }
         root.present().map_err(draw_err)?;

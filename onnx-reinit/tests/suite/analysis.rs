@@ -1876,17 +1876,22 @@ fn pattern_fixtures_match_ground_truth() {
         let plan =
             onnx_reinit::plan::plan(&a, &onnx_reinit::plan::Rules::default(), 1).expect("plan");
         let report = onnx_reinit::report::Report::new(stem, &a, &plan, true, None);
-        let table = report.table();
-        let footer = table.split_once("left alone (").map_or("", |(_, f)| f);
+        // The full table (no width): every name and reason whole. Its footer groups the
+        // untouched tensors by reason: `untouched N: REASON: name, name, …`.
+        let table = report.table_for(None);
+        let footer: Vec<&str> = table
+            .lines()
+            .filter(|l| l.starts_with("untouched "))
+            .collect();
         let mut listed_n = 0;
         for (t, e) in a.tensors.iter().zip(&plan.entries) {
             let float = matches!(t.data_type, 1 | 10 | 11 | 16);
             let quantized = t.why_untouched.starts_with("quantized weight");
             if e.fill.is_none() && ((float && !t.dims.is_empty()) || quantized) {
-                let line = format!("  {} {:?} ", t.name, t.dims);
-                let listed = footer
-                    .lines()
-                    .any(|l| l.starts_with(&line) && l.ends_with(&*t.why_untouched));
+                let listed = footer.iter().any(|l| {
+                    l.split_once(&format!(": {}: ", t.why_untouched))
+                        .is_some_and(|(_, names)| names.split(", ").any(|n| n == t.name))
+                });
                 // Kept tensors with a role are rows of the table, with scheme `keep`.
                 let kept_row = t.role.is_some() && table.lines().any(|l| l.starts_with(&t.name));
                 if !listed && !kept_row {

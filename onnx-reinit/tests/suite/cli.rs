@@ -381,3 +381,763 @@ fn a_scheme_on_a_rank_it_does_not_admit_is_refused_by_the_plan_even_in_a_dry_run
         assert!(o.stdout.is_empty(), "{rule}: no plan printed");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Output for people and for pipelines (issue 15) and no panic after the commit point (13.4)
+
+use crate::common::onnx::{
+    FLOAT, INT64, Payload, f32_bytes, graph, model as model_proto, node, tensor,
+};
+
+/// `x → MatMul(W) → Add(B) → Relu → y`, W named `w_name` ([2, 2]), B of shape `b_dims` (two
+/// values).
+fn matmul_add_relu(dir: &Path, w_name: &str, b_dims: &[i64]) -> PathBuf {
+    let g = graph(
+        &[
+            node("mm", "MatMul", &["x", w_name], &["h"], &[]),
+            node("add", "Add", &["h", "B"], &["z"], &[]),
+            node("relu", "Relu", &["z"], &["y"], &[]),
+        ],
+        &[
+            tensor(
+                w_name,
+                &[2, 2],
+                FLOAT,
+                &Payload::Raw(f32_bytes(&[1.0, 2.0, 3.0, 4.0])),
+            ),
+            tensor("B", b_dims, FLOAT, &Payload::Raw(f32_bytes(&[0.5, 0.5]))),
+        ],
+        &["x"],
+        &["y"],
+    );
+    let path = dir.join("m.onnx");
+    std::fs::write(&path, model_proto("test", None, &g)).unwrap();
+    path
+}
+
+fn max_line(s: &str) -> usize {
+    s.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+}
+
+#[test]
+fn huge_names_and_shapes_are_elided_and_nothing_fails_after_the_rewrite() {
+    // Issue 13 item 4: a 70,000-character name and a 100,001-dim shape panicked the table
+    // formatter after the output had been renamed into place (exit 101).
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("w{}", "x".repeat(70_000));
+    let mut b_dims = vec![1i64; 100_000];
+    b_dims.push(2);
+    let input = matmul_add_relu(dir.path(), &long, &b_dims);
+    let out = dir.path().join("out.onnx");
+    let o = run(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(out.exists());
+    let table = text(&o.stdout);
+    assert!(table.contains('…'), "the name is elided: {table:.500}");
+    assert!(max_line(&table) <= 300, "{}", max_line(&table));
+
+    // In place, the same; and --wide still bounds every cell.
+    for extra in [&["--in-place"][..], &["--in-place", "--wide"]] {
+        let mut args = vec![input.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", text(&o.stderr));
+        assert!(max_line(&text(&o.stdout)) <= 1000, "{extra:?}");
+    }
+    // The JSON document keeps the full name, and inspect prints its table too.
+    let o = run(&[input.to_str().unwrap(), "--dry-run", "--json"]);
+    let report: Report = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(report.tensors.iter().any(|t| t.name == long));
+    let o = run(&["inspect", input.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(max_line(&text(&o.stdout)) <= 300);
+}
+
+/// The rewrite's table of `fixture` at `columns` columns.
+fn table_at(fixture_name: &str, columns: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec!["--dry-run".to_owned()];
+    args.push(fixture(fixture_name).to_str().unwrap().to_owned());
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let o = bin().env("COLUMNS", columns).args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    (text(&o.stdout), text(&o.stderr))
+}
+
+/// Compares `actual` with `tests/suite/snapshots/<name>`; `UPDATE_SNAPSHOTS=1` rewrites it.
+fn snapshot(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/suite/snapshots")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_SNAPSHOTS=1 writes it)", path.display()));
+    assert_eq!(actual, expected, "snapshot {name} differs");
+}
+
+#[test]
+fn tables_fit_80_100_and_200_columns() {
+    for (fixture_name, cmd) in [
+        ("transformer.onnx", "rewrite"),
+        ("lstm.onnx", "rewrite"),
+        ("cnn_train.onnx", "inspect"),
+    ] {
+        for cols in [80usize, 100, 200] {
+            let c = cols.to_string();
+            let stdout = if cmd == "inspect" {
+                let o = bin()
+                    .env("COLUMNS", &c)
+                    .args(["inspect", fixture(fixture_name).to_str().unwrap()])
+                    .output()
+                    .unwrap();
+                assert!(o.status.success(), "{}", text(&o.stderr));
+                text(&o.stdout)
+            } else {
+                table_at(fixture_name, &c, &[]).0
+            };
+            assert!(
+                max_line(&stdout) <= cols,
+                "{fixture_name} at {cols}: a line of {}\n{stdout}",
+                max_line(&stdout)
+            );
+            let stem = fixture_name.trim_end_matches(".onnx");
+            snapshot(&format!("{cmd}_{stem}_{cols}.txt"), &stdout);
+        }
+    }
+    // The folded MatMul names get their layer beside them at 80 columns.
+    let (t80, _) = table_at("transformer.onnx", "80", &[]);
+    let row = t80
+        .lines()
+        .find(|l| l.starts_with("onnx::MatMul_214"))
+        .unwrap();
+    assert!(row.contains("/head/MatMul"), "{t80}");
+    // LSTM W and R are told apart.
+    let (lstm, _) = table_at("lstm.onnx", "80", &[]);
+    assert!(
+        lstm.contains("recurrent W") && lstm.contains("recurrent R"),
+        "{lstm}"
+    );
+    // --wide ignores COLUMNS.
+    let (wide, _) = table_at("transformer.onnx", "40", &["--wide"]);
+    assert!(
+        wide.contains("enc.self_attn.out_proj.weight  /enc/self_attn/Gemm"),
+        "{wide}"
+    );
+}
+
+#[test]
+fn rows_are_in_graph_order_and_the_footer_lists_what_the_table_leaves_out() {
+    let (t, _) = table_at("transformer.onnx", "200", &[]);
+    let names: Vec<&str> = t
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("note:"))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    // The graph reads the embedding first and the head last (initializer order differs:
+    // the exporter lists the folded MatMul weights after the named parameters).
+    assert_eq!(names.first(), Some(&"emb.weight"), "{t}");
+    assert_eq!(names.last(), Some(&"head.bias"), "{t}");
+    assert!(
+        t.contains("note: onnx::MatMul_173: packed projection"),
+        "{t}"
+    );
+    assert!(
+        t.contains("note: enc.self_attn.out_proj.bias: shared by 3 consumers"),
+        "{t}"
+    );
+
+    // Untouched tensors are listed with their reason: a Reshape's shape constant, and an
+    // initializer nothing reads.
+    let dir = tempfile::tempdir().unwrap();
+    let g = graph(
+        &[
+            node("mm", "MatMul", &["x", "W"], &["h"], &[]),
+            node("rs", "Reshape", &["h", "shape"], &["y"], &[]),
+        ],
+        &[
+            tensor("W", &[2, 2], FLOAT, &Payload::Raw(f32_bytes(&[1.0; 4]))),
+            tensor(
+                "shape",
+                &[1],
+                INT64,
+                &Payload::Raw(4i64.to_le_bytes().to_vec()),
+            ),
+            tensor("orphan", &[2], FLOAT, &Payload::Raw(f32_bytes(&[1.0; 2]))),
+        ],
+        &["x"],
+        &["y"],
+    );
+    let input = dir.path().join("u.onnx");
+    std::fs::write(&input, model_proto("test", None, &g)).unwrap();
+    let o = bin()
+        .env("COLUMNS", "80")
+        .args([input.to_str().unwrap(), "--dry-run"])
+        .output()
+        .unwrap();
+    // Footer lines wrap at 80 columns with a two-space indent: join them back.
+    let table = text(&o.stdout).replace("\n  ", " ");
+    let report = run(&[input.to_str().unwrap(), "--dry-run", "--json"]);
+    let report: Report = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report.untouched.len(), 2, "{table}");
+    for u in &report.untouched {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with("untouched") && l.contains(&u.name))
+            .unwrap_or_else(|| panic!("{} not in the footer:\n{table}", u.name));
+        assert!(line.contains(&u.reason), "{line}");
+    }
+}
+
+#[test]
+fn a_rule_that_decides_nothing_exits_1_naming_it() {
+    let input = fixture("mlp_relu_tanh.onnx");
+    let i = input.to_str().unwrap();
+    for (rules, named, why) in [
+        (
+            &["--rule", "fc9.*=zeros"][..],
+            "fc9.*",
+            "matches no initializer",
+        ),
+        (
+            &["--rule", "fc1.*=zeros", "--rule", "fc1.weight=ones"],
+            "fc1.weight",
+            "earlier --rule 'fc1.*'",
+        ),
+    ] {
+        let mut args = vec![i, "--dry-run"];
+        args.extend_from_slice(rules);
+        let o = run(&args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{rules:?}: {err}");
+        assert!(
+            err.contains(&format!("--rule '{named}'")) && err.contains(why),
+            "{err}"
+        );
+        assert!(o.stdout.is_empty());
+    }
+    // Node names count: a rule on a layer's node applies.
+    let o = run(&[i, "--dry-run", "--rule", "*Gemm*=zeros"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+}
+
+#[test]
+fn fail_on_rejects_unknown_verdicts_and_ok() {
+    let input = fixture("mlp_relu_tanh.onnx");
+    for v in ["too_big", "ok", "zero,ok"] {
+        let o = run(&["inspect", input.to_str().unwrap(), "--fail-on", v]);
+        assert_eq!(o.status.code(), Some(2), "{v}");
+        assert!(
+            text(&o.stderr).contains("unknown verdict"),
+            "{}",
+            text(&o.stderr)
+        );
+        assert!(o.stdout.is_empty());
+    }
+}
+
+#[cfg(not(feature = "forward"))]
+#[test]
+fn forward_flags_without_the_feature_exit_2_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("mlp_relu_tanh.onnx");
+    let svg = dir.path().join("p.svg");
+    for args in [
+        vec!["--forward"],
+        vec!["--compare", "relu=he"],
+        vec!["--plot", svg.to_str().unwrap()],
+    ] {
+        let mut all = vec!["inspect", input.to_str().unwrap()];
+        all.extend(&args);
+        let o = run(&all);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+        let err = text(&o.stderr);
+        assert!(
+            err.contains(args[0]) && err.contains("--features forward"),
+            "{err}"
+        );
+    }
+    assert!(!svg.exists());
+}
+
+#[test]
+fn plot_files_other_than_svg_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("mlp_relu_tanh.onnx");
+    let png = dir.path().join("p.png");
+    let o = run(&[
+        "inspect",
+        input.to_str().unwrap(),
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("FILE.svg"), "{}", text(&o.stderr));
+    assert!(!png.exists());
+}
+
+#[test]
+fn human_lines_go_to_stderr_and_quiet_silences_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("mlp_relu_tanh.onnx");
+    let out = dir.path().join("o.onnx");
+    let o = run(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success());
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(!stdout.contains("wrote"), "{stdout}");
+    let abs = std::path::absolute(&out).unwrap();
+    assert_eq!(stderr, format!("onnx-reinit: wrote {}\n", abs.display()));
+
+    // --json: only the document, on stdout.
+    let out2 = dir.path().join("o2.onnx");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success());
+    assert!(o.stderr.is_empty(), "{}", text(&o.stderr));
+    let report: Report = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        report.files_written,
+        [std::path::absolute(&out2).unwrap().display().to_string()]
+    );
+
+    // --quiet: nothing at all on success, the error on failure.
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+        "--force",
+    ]);
+    assert!(o.status.success());
+    assert!(o.stdout.is_empty() && o.stderr.is_empty());
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty() && !o.stderr.is_empty());
+}
+
+#[test]
+fn dry_run_previews_a_real_command_and_o_dir_writes_the_input_name_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("mlp_relu_tanh.onnx");
+    let out = dir.path().join("o.onnx");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(!out.exists());
+    assert!(text(&o.stderr).contains(&format!("without --dry-run: {}", out.display())));
+    let o = run(&[input.to_str().unwrap(), "--in-place", "--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    // -o DIR/ and -o DIR (existing) write DIR/<input's name>.
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        &format!("{}/", sub.display()),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(sub.join("mlp_relu_tanh.onnx").exists());
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        sub.to_str().unwrap(),
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let help = text(&run(&["--help"]).stdout);
+    assert!(help.contains("DIR/"), "{help}");
+}
+
+#[test]
+fn threads_flag_gives_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("cnn.onnx");
+    let mut outs = Vec::new();
+    for n in ["1", "3"] {
+        let out = dir.path().join(format!("t{n}.onnx"));
+        let o = run(&[
+            input.to_str().unwrap(),
+            "--threads",
+            n,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        outs.push(std::fs::read(out).unwrap());
+    }
+    assert_eq!(outs[0], outs[1]);
+    let o = run(&[input.to_str().unwrap(), "--threads", "0", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The JSON schemas in `onnx-reinit/schema/`, checked against real output
+
+/// The errors of `v` against `schema` (the subset of JSON Schema the files use: `$ref` to
+/// `#/$defs/…`, `type` (one or a list), `const`, `enum`, `minimum`, `properties`, `required`,
+/// `additionalProperties: false`, `items`), each with its JSON path.
+fn schema_errors(
+    root: &serde_json::Value,
+    schema: &serde_json::Value,
+    v: &serde_json::Value,
+    path: &str,
+) -> Vec<String> {
+    use serde_json::Value;
+    let mut errs = Vec::new();
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let name = r.strip_prefix("#/$defs/").expect("local $ref");
+        return schema_errors(root, &root["$defs"][name], v, path);
+    }
+    if let Some(c) = schema.get("const")
+        && c != v
+    {
+        errs.push(format!("{path}: {v} is not {c}"));
+    }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array)
+        && !e.contains(v)
+    {
+        errs.push(format!("{path}: {v} not in {e:?}"));
+    }
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => panic!("bad type {t}"),
+        };
+        let ok = types.iter().any(|t| match *t {
+            "integer" => v.is_i64() || v.is_u64(),
+            "number" => v.is_number(),
+            "string" => v.is_string(),
+            "boolean" => v.is_boolean(),
+            "null" => v.is_null(),
+            "array" => v.is_array(),
+            "object" => v.is_object(),
+            other => panic!("type {other}"),
+        });
+        if !ok {
+            errs.push(format!("{path}: {v} is not {types:?}"));
+        }
+    }
+    if let (Some(min), Some(x)) = (schema.get("minimum").and_then(Value::as_f64), v.as_f64())
+        && x < min
+    {
+        errs.push(format!("{path}: {x} < {min}"));
+    }
+    if let Some(obj) = v.as_object() {
+        let props = schema.get("properties").and_then(Value::as_object);
+        for req in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let k = req.as_str().unwrap();
+            if !obj.contains_key(k) {
+                errs.push(format!("{path}: missing `{k}`"));
+            }
+        }
+        for (k, x) in obj {
+            match props.and_then(|p| p.get(k)) {
+                Some(s) => errs.extend(schema_errors(root, s, x, &format!("{path}.{k}"))),
+                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    errs.push(format!("{path}: `{k}` is not in the schema"));
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Some(items), Some(a)) = (schema.get("items"), v.as_array()) {
+        for (i, x) in a.iter().enumerate() {
+            errs.extend(schema_errors(root, items, x, &format!("{path}[{i}]")));
+        }
+    }
+    errs
+}
+
+fn schema(name: &str) -> serde_json::Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schema")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn assert_valid(schema: &serde_json::Value, doc: &serde_json::Value, what: &str) {
+    let errs = schema_errors(schema, schema, doc, "$");
+    assert!(errs.is_empty(), "{what}:\n{}", errs.join("\n"));
+}
+
+#[test]
+fn json_output_follows_the_written_schemas() {
+    let rewrite = schema("rewrite.schema.json");
+    let inspect = schema("inspect.schema.json");
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for path in crate::common::fixture_models() {
+        let p = path.to_str().unwrap();
+        let out = dir.path().join(path.file_name().unwrap());
+        for args in [
+            vec![p, "--dry-run", "--json"],
+            vec![p, "--json", "-o", out.to_str().unwrap()],
+            vec!["inspect", p, "--json"],
+        ] {
+            let o = run(&args);
+            assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+            let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let s = if args[0] == "inspect" {
+                &inspect
+            } else {
+                &rewrite
+            };
+            assert_valid(s, &doc, &format!("{args:?}"));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "{checked}");
+
+    // The same key names for the same things in both documents.
+    let m = fixture("lstm.onnx");
+    let r: serde_json::Value =
+        serde_json::from_slice(&run(&[m.to_str().unwrap(), "--dry-run", "--json"]).stdout).unwrap();
+    let i: serde_json::Value =
+        serde_json::from_slice(&run(&["inspect", m.to_str().unwrap(), "--json"]).stdout).unwrap();
+    for k in [
+        "schema_version",
+        "tool_version",
+        "model",
+        "seed",
+        "tensors",
+        "untouched",
+    ] {
+        assert_eq!(r[k].is_null(), i[k].is_null(), "{k}");
+    }
+    assert_eq!(r["seed"], i["seed"], "the default seed is the same");
+    assert_eq!(r["tool_version"], env!("CARGO_PKG_VERSION"));
+    for k in [
+        "name",
+        "graph",
+        "node",
+        "op",
+        "role",
+        "recurrent",
+        "shape",
+        "dtype",
+        "fan_in",
+    ] {
+        assert_eq!(r["tensors"][0][k], i["tensors"][0][k], "{k}");
+    }
+
+    // The validator is not vacuous: a missing key, an extra key and a wrong type fail.
+    let mut bad = r.clone();
+    bad.as_object_mut().unwrap().remove("seed");
+    bad["tensors"][0]["extra"] = serde_json::json!(1);
+    bad["summary"]["changed"] = serde_json::json!("3");
+    let errs = schema_errors(&rewrite, &rewrite, &bad, "$");
+    assert_eq!(errs.len(), 3, "{errs:?}");
+}
+
+#[test]
+fn json_reports_target_std_bound_gain_and_the_suggested_argv() {
+    let m = fixture("mlp_relu_tanh.onnx");
+    let o = run(&[m.to_str().unwrap(), "--dry-run", "--json"]);
+    let report: Report = serde_json::from_slice(&o.stdout).unwrap();
+    for t in report.tensors.iter().filter(|t| t.role == "weight") {
+        let (fi, fo) = (t.fan_in.unwrap() as f64, t.fan_out.unwrap() as f64);
+        // he_uniform for relu: gain √2, bound √(6/fan_in); glorot_uniform: gain 1,
+        // bound √(6/(fan_in+fan_out)); uniform std = bound/√3.
+        let (gain, bound) = match t.activation.as_deref() {
+            Some("relu") => (2f64.sqrt(), (6.0 / fi).sqrt()),
+            _ => (1.0, (6.0 / (fi + fo)).sqrt()),
+        };
+        let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() <= 1e-12 * b.max(1.0);
+        assert!(close(t.gain, gain), "{}: {:?}", t.name, t.gain);
+        assert!(close(t.bound, bound), "{}: {:?}", t.name, t.bound);
+        assert!(close(t.target_std, bound / 3f64.sqrt()), "{}", t.name);
+    }
+    let bias = report.tensors.iter().find(|t| t.role == "bias").unwrap();
+    assert_eq!(
+        (bias.target_std, bias.bound, bias.gain),
+        (Some(0.0), Some(0.0), None)
+    );
+
+    // inspect: the suggested command as an argument list, which runs as is.
+    let dir = tempfile::tempdir().unwrap();
+    let zeroed = dir.path().join("z.onnx");
+    let o = run(&[
+        m.to_str().unwrap(),
+        "--rule",
+        "fc2.weight=zeros",
+        "-o",
+        zeroed.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = run(&["inspect", zeroed.to_str().unwrap(), "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let argv: Vec<String> =
+        serde_json::from_value(doc["summary"]["suggested_argv"].clone()).unwrap();
+    assert_eq!(argv[0], "onnx-reinit");
+    assert!(
+        argv.iter().any(|a| a.starts_with("fc2.weight=")),
+        "{argv:?}"
+    );
+    let fixed = dir.path().join("fixed.onnx");
+    let mut args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+    args.extend(["-o", fixed.to_str().unwrap()]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = run(&["inspect", fixed.to_str().unwrap(), "--fail-on", "any"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stdout));
+}
+
+/// Every regular file under `dir`, absolute, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            v.extend(files_under(&p));
+        } else {
+            v.push(p.display().to_string());
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn files_written_lists_the_model_and_its_external_data_as_written() {
+    // Not `.tmp…`: the test looks for temporary names in the messages.
+    let dir = tempfile::Builder::new().prefix("work").tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("data")).unwrap();
+    std::fs::write(src.join("w.bin"), f32_bytes(&[1.0; 4])).unwrap();
+    std::fs::write(src.join("data/b.bin"), f32_bytes(&[1.0; 2])).unwrap();
+    let g = graph(
+        &[node("gemm", "Gemm", &["x", "W", "B"], &["y"], &[])],
+        &[
+            tensor("W", &[2, 2], FLOAT, &Payload::external("w.bin", None, None)),
+            tensor(
+                "B",
+                &[2],
+                FLOAT,
+                &Payload::external("data/b.bin", None, None),
+            ),
+        ],
+        &["x"],
+        &["y"],
+    );
+    let input = src.join("m.onnx");
+    std::fs::write(&input, model_proto("test", None, &g)).unwrap();
+
+    // A missing output folder is named as such (not through a temporary file's name).
+    let out_dir = dir.path().join("out");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        &format!("{}/", out_dir.display()),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&format!("{}: the folder does not exist", out_dir.display()))
+            && !err.contains(".tmp"),
+        "{err}"
+    );
+    std::fs::create_dir(&out_dir).unwrap();
+    let o = run(&[
+        input.to_str().unwrap(),
+        "--json",
+        "-o",
+        &format!("{}/", out_dir.display()),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: Report = serde_json::from_slice(&o.stdout).unwrap();
+    let mut listed = report.files_written.clone();
+    listed.sort();
+    assert_eq!(listed, files_under(&out_dir));
+    assert_eq!(listed.len(), 3);
+
+    // In place, only the side files holding targets (here both, and not the .onnx, whose
+    // bytes do not change).
+    let o = run(&[input.to_str().unwrap(), "--json", "--in-place"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: Report = serde_json::from_slice(&o.stdout).unwrap();
+    let canon = |p: &Path| p.canonicalize().unwrap().display().to_string();
+    let mut expected = vec![canon(&src.join("w.bin")), canon(&src.join("data/b.bin"))];
+    expected.sort();
+    let mut listed = report.files_written.clone();
+    listed.sort();
+    assert_eq!(listed, expected);
+}
+
+#[test]
+fn messages_use_the_users_words() {
+    let dir = tempfile::Builder::new().prefix("work").tempdir().unwrap();
+    // A text file and random bytes are "not an ONNX model", for both subcommands.
+    let txt = dir.path().join("notes.onnx");
+    std::fs::write(&txt, "hello, this is text\n").unwrap();
+    let junk = dir.path().join("junk.onnx");
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let bytes: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&junk, bytes).unwrap();
+    for f in [&txt, &junk] {
+        for args in [
+            vec![f.to_str().unwrap(), "--dry-run"],
+            vec!["inspect", f.to_str().unwrap()],
+        ] {
+            let o = run(&args);
+            assert_eq!(o.status.code(), Some(1), "{args:?}");
+            let err = text(&o.stderr);
+            assert!(
+                err.contains(&format!("{}: not an ONNX model", f.display())),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    // Flags with their dashes.
+    let input = copy_fixture(dir.path(), "gru.onnx");
+    let out = dir.path().join("o.onnx");
+    std::fs::write(&out, b"x").unwrap();
+    let o = run(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(text(&o.stderr).contains("--force"), "{}", text(&o.stderr));
+    let o = run(&[input.to_str().unwrap(), "-o", input.to_str().unwrap()]);
+    assert!(
+        text(&o.stderr).contains("--in-place"),
+        "{}",
+        text(&o.stderr)
+    );
+    // An f32 slope prints as written, not as its f64 expansion.
+    let o = run(&[
+        fixture("mlp_leaky_selu_elu.onnx").to_str().unwrap(),
+        "--dry-run",
+        "--wide",
+    ]);
+    let t = text(&o.stdout);
+    assert!(
+        t.contains("leaky_relu(0.1))") && !t.contains("0.1000000"),
+        "{t}"
+    );
+}

@@ -621,6 +621,7 @@ fn fail_on_sets_the_exit_code() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
+#[cfg(feature = "forward")]
 /// Curves in an SVG written by `plot`: stroke colours of the non-black `<polyline>`s.
 fn svg_curves(svg: &str) -> Vec<String> {
     let doc = roxmltree::Document::parse(svg).expect("the SVG is XML");
@@ -633,6 +634,7 @@ fn svg_curves(svg: &str) -> Vec<String> {
         .collect()
 }
 
+#[cfg(feature = "forward")]
 #[test]
 fn plot_has_one_curve_per_series() {
     let dir = tempfile::tempdir().unwrap();
@@ -817,7 +819,8 @@ mod forward {
         distinct.dedup();
         assert_eq!(distinct.len(), 4);
         let panels = inspect::plot::panels(&report);
-        assert_eq!(panels.len(), 2);
+        // Activation std, distribution, dead ReLU fractions, weights.
+        assert_eq!(panels.len(), 4, "{panels:?}");
         assert_eq!(panels[0].1, ["current", "reinit (--relu he)"]);
         // The short form works too, and the table has the forward section.
         let out = run(&[
@@ -921,4 +924,160 @@ mod forward {
             assert!(layers.iter().any(|l| l.kind == "weight"), "{stem}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plot, drawn by the library (no forward feature needed: the forward part is built here)
+
+/// A forward report of `n` layers: std halving per layer from 1, the third layer dead (std 0,
+/// all zeros), quantiles ±std, a ReLU zero fraction on even layers; a `reinit` pass with std 1.
+fn synthetic_forward(n: usize) -> inspect::ForwardReport {
+    let layer = |i: usize, std: f64| inspect::LayerRow {
+        index: i,
+        node: format!("/block{i}/Relu"),
+        op: "Relu".to_owned(),
+        output: format!("y{i}"),
+        kind: "activation".to_owned(),
+        shape: vec![4, 8],
+        mean: 0.0,
+        std,
+        zero_fraction: i.is_multiple_of(2).then_some(0.5),
+        saturated_fraction: None,
+        quantiles: Some([-1.6 * std, -0.7 * std, 0.0, 0.7 * std, 1.6 * std]),
+    };
+    let current = (0..n)
+        .map(|i| layer(i, if i == 2 { 0.0 } else { 0.5f64.powi(i as i32) }))
+        .collect();
+    let reinit = (0..n).map(|i| layer(i, 1.0)).collect();
+    inspect::ForwardReport {
+        seed: 1,
+        inputs: Vec::new(),
+        runs: vec![
+            inspect::ForwardRun {
+                label: "current".to_owned(),
+                rules: None,
+                error: None,
+                layers: current,
+            },
+            inspect::ForwardRun {
+                label: "reinit".to_owned(),
+                rules: Some("--relu he".to_owned()),
+                error: None,
+                layers: reinit,
+            },
+        ],
+        error: None,
+    }
+}
+
+#[test]
+fn plot_shows_distributions_bands_names_and_zero_layers() {
+    // A model with a zeroed layer: the "current" weight curve must still be drawn, and the
+    // zero layer marked (a log axis cannot draw 0).
+    let dir = tempfile::tempdir().unwrap();
+    let zeroed = dir.path().join("z.onnx");
+    let m = fixtures_dir().join("mlp_relu_tanh.onnx");
+    let o = run(&[
+        m.to_str().unwrap(),
+        "--rule",
+        "fc2.weight=zeros",
+        "--rule",
+        "*=keep",
+        "-o",
+        zeroed.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let mut report = inspect_path(&zeroed);
+    report.forward = Some(synthetic_forward(6));
+    let svg = inspect::plot::svg(&report).unwrap();
+    std::fs::write(dir.path().join("p.svg"), &svg).unwrap();
+    if let Some(keep) = std::env::var_os("ONNX_REINIT_KEEP_PLOT") {
+        std::fs::write(keep, &svg).unwrap();
+    }
+    let doc = roxmltree::Document::parse(&svg).expect("the SVG is XML");
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .collect();
+    let has = |s: &str| texts.iter().any(|t| t.contains(s));
+    // The four panels and their series.
+    let panels = inspect::plot::panels(&report);
+    let titles: Vec<&str> = panels.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(titles.len(), 4, "{titles:?}");
+    for t in &titles {
+        assert!(has(t), "panel title {t} drawn");
+    }
+    assert_eq!(panels[0].1, ["current", "reinit (--relu he)"]);
+    assert_eq!(panels[3].1, ["current std", "recommended std"]);
+    // Layer and weight names on the axes.
+    for name in [
+        "/block0/Relu",
+        "/block5/Relu",
+        "fc1.weight",
+        "fc2.weight",
+        "out.weight",
+    ] {
+        assert!(has(name), "{name} on an axis: {texts:?}");
+    }
+    // Healthy bands in the legend.
+    assert!(has("healthy: std 0.1–10"), "{texts:?}");
+    assert!(has("healthy: 0.1×–10× the recommended std"), "{texts:?}");
+    // Zero markers: the dead layer 3 and the zeroed fc2.weight, as orange triangles with text.
+    let zeros = texts
+        .iter()
+        .filter(|t| **t == inspect::plot::ZERO_MARK)
+        .count();
+    assert_eq!(zeros, 2, "{texts:?}");
+    let triangles = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polygon"))
+        .filter(|n| n.attribute("fill") == Some("#E67800"))
+        .count();
+    assert!(triangles >= 2, "{triangles}");
+    // Curves: two forward passes and two weight series, in four colours; a zero breaks its
+    // curve (no line claims a value there), the rest of the zeroed model's curve is drawn.
+    let curves: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .filter(|n| n.attribute("stroke").is_some_and(|s| s != "#000000"))
+        .collect();
+    let mut colours: Vec<&str> = curves
+        .iter()
+        .filter_map(|n| n.attribute("stroke"))
+        .collect();
+    colours.dedup();
+    assert_eq!(colours.len(), 4, "{colours:?}");
+    assert_eq!(
+        curves.len(),
+        6,
+        "current: 2 + 3 points, reinit, weights: 1 + 2, recommended"
+    );
+    let points = |k: usize| {
+        curves[k]
+            .attribute("points")
+            .unwrap()
+            .split_whitespace()
+            .count()
+    };
+    assert_eq!(
+        (points(0), points(1)),
+        (2, 3),
+        "the dead layer 3 is a marker, not a point"
+    );
+    assert_eq!(points(2), 6);
+    assert_eq!(
+        (points(3), points(4)),
+        (1, 2),
+        "current std: fc1 | fc3, out (fc2 is zero)"
+    );
+    assert_eq!(points(5), 4);
+    // Boxes: one per layer and pass (filled at 45 %), bars for the six even layers' zeros.
+    let boxes = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("rect"))
+        .filter(|n| n.attribute("opacity") == Some("0.45"))
+        .count();
+    assert_eq!(boxes, 12, "6 layers × 2 passes");
 }

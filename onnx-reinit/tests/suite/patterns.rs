@@ -109,20 +109,34 @@ fn the_table_lists_what_is_left_alone() {
     // fc1 and fc2: weight and bias, each with its scale and zero point.
     assert!(quantized >= 8, "{untouched:?}");
     assert!(listed.len() >= quantized, "{untouched:?}");
-    let out = run(&[p.to_str().unwrap(), "--dry-run"]);
+    // --wide: every name and reason in full. The footer groups the untouched tensors by reason,
+    // the ones that could be parameters first: `untouched N: REASON: name, name, …`.
+    let out = run(&[p.to_str().unwrap(), "--dry-run", "--wide"]);
     let t = text(&out.stdout);
-    let footer = t
-        .split_once(&format!("left alone ({}):\n", listed.len()))
-        .map_or_else(|| panic!("{t}"), |(_, f)| f);
-    for u in listed {
+    let footer: Vec<&str> = t.lines().filter(|l| l.starts_with("untouched ")).collect();
+    for u in &listed {
         let name = u["name"].as_str().unwrap();
         let reason = u["reason"].as_str().unwrap();
         assert!(
-            footer
-                .lines()
-                .any(|l| l.starts_with(&format!("  {name} ")) && l.ends_with(reason)),
-            "{name} not in the footer: {t}"
+            footer.iter().any(|l| l
+                .split_once(&format!(": {reason}: "))
+                .is_some_and(|(_, names)| names.split(", ").any(|n| n == name))),
+            "{name} not in the footer under its reason: {t}"
         );
+    }
+    // The groups of possible parameters come before the others (integer tensors, scalars).
+    let first_other = footer.iter().position(|l| {
+        !listed
+            .iter()
+            .any(|u| l.contains(&format!(": {}: ", u["reason"].as_str().unwrap())))
+    });
+    let last_listed = footer.iter().rposition(|l| {
+        listed
+            .iter()
+            .any(|u| l.contains(&format!(": {}: ", u["reason"].as_str().unwrap())))
+    });
+    if let (Some(o), Some(l)) = (first_other, last_listed) {
+        assert!(l < o, "possible parameters first: {t}");
     }
 }
 

@@ -1560,7 +1560,7 @@ impl Case {
             &["-o", out.to_str().unwrap()],
             &[
                 "out.onnx",
-                "output already exists (use force to overwrite it)",
+                "output already exists (add --force to overwrite it)",
             ],
         );
         assert_eq!(fs::read(&out).unwrap(), b"precious");
