@@ -54,4 +54,13 @@ pub enum InitError {
     /// A dimension product overflows, or a layout/axis/group is inconsistent with the shape.
     #[error("invalid shape: {0}")]
     BadShape(String),
+    /// A shard was asked of a scheme that is computed from the whole tensor at once.
+    #[error(
+        "{scheme} is computed from the whole matrix (a QR decomposition) and cannot be filled \
+         shard by shard; initialize the full tensor and take the shard from it"
+    )]
+    WholeTensorOnly {
+        /// The scheme's name.
+        scheme: &'static str,
+    },
 }

@@ -35,6 +35,7 @@ pub mod sample;
 #[doc(inline)]
 pub use init_scheme as scheme;
 pub mod shape;
+pub mod shard;
 mod structured;
 
 pub use element::{DType, Element};
@@ -260,6 +261,54 @@ pub fn init_tensor<T: Element>(
         SchemeKind::Orthogonal { gain } => structured::orthogonal(out, shape, gain, stream),
         #[cfg(not(feature = "orthogonal"))]
         SchemeKind::Orthogonal { .. } => Err(no_orthogonal()),
+        _ => unreachable!("element-wise schemes have a sampler"),
+    }
+}
+
+/// Initialize one shard of a tensor: `out` receives the box `ranges` (one index range per
+/// dimension of the row-major `shape`) in the box's row-major order, with exactly the bits
+/// [`init_tensor`] writes at those positions for the whole tensor — whatever the shard layout,
+/// thread count or instruction set. See [`shard`] for how row blocks, column blocks and
+/// `Shard(d)` placements are boxes, and what a shard costs.
+///
+/// Element-wise schemes and eye/dirac (functions of the position) shard exactly; orthogonal is
+/// a QR of the whole matrix and returns [`InitError::WholeTensorOnly`] (initialize the full
+/// tensor and slice it instead).
+pub fn init_shard<T: Element>(
+    scheme: &Scheme,
+    out: &mut [T],
+    shape: &[usize],
+    fans: Option<Fans>,
+    stream: Stream,
+    ranges: &[core::ops::Range<usize>],
+) -> Result<(), InitError> {
+    shard::check_box(shape, ranges, out.len())?;
+    if let Some(sampler) = scheme.sampler(fans)? {
+        return sampler.fill_box(out, stream, shape, ranges);
+    }
+    match scheme.kind() {
+        SchemeKind::Eye { gain } => {
+            structured::rows_cols(shape, "eye")?;
+            out.fill(T::ZERO);
+            let g = T::from_f64(gain);
+            structured::eye_positions(shape, |p| {
+                if let Some(i) = shard::box_offset(shape, ranges, p) {
+                    out[i] = g;
+                }
+            })
+        }
+        SchemeKind::Dirac { groups } => {
+            structured::check_dirac(shape, groups)?;
+            out.fill(T::ZERO);
+            structured::dirac_positions(shape, groups, |p| {
+                if let Some(i) = shard::box_offset(shape, ranges, p) {
+                    out[i] = T::ONE;
+                }
+            })
+        }
+        SchemeKind::Orthogonal { .. } => Err(InitError::WholeTensorOnly {
+            scheme: scheme.name(),
+        }),
         _ => unreachable!("element-wise schemes have a sampler"),
     }
 }

@@ -246,7 +246,7 @@ fn first_chunk(start: u64) -> u64 {
 }
 
 #[inline]
-fn fill_one<T: Element>(
+pub(crate) fn fill_one<T: Element>(
     isa: Isa,
     params: &KernelParams,
     out: &mut [T],

@@ -21,11 +21,16 @@ pub(crate) fn rows_cols(shape: &[usize], what: &'static str) -> Result<(usize, u
 
 /// `gain` on the diagonal of the rows × cols view, 0 elsewhere (PyTorch `eye_`, Keras `Identity`).
 pub(crate) fn eye<T: Element>(out: &mut [T], shape: &[usize], gain: f64) -> Result<(), InitError> {
-    let (rows, cols) = rows_cols(shape, "eye")?;
     out.fill(T::ZERO);
     let g = T::from_f64(gain);
+    eye_positions(shape, |p| out[p] = g)
+}
+
+/// The row-major positions [`eye`] sets (the others are 0), in increasing order.
+pub(crate) fn eye_positions(shape: &[usize], mut f: impl FnMut(usize)) -> Result<(), InitError> {
+    let (rows, cols) = rows_cols(shape, "eye")?;
     for i in 0..rows.min(cols) {
-        out[i * cols + i] = g;
+        f(i * cols + i);
     }
     Ok(())
 }
@@ -37,8 +42,17 @@ pub(crate) fn dirac<T: Element>(
     shape: &[usize],
     groups: u64,
 ) -> Result<(), InitError> {
-    check_dirac(shape, groups)?;
     out.fill(T::ZERO);
+    dirac_positions(shape, groups, |p| out[p] = T::ONE)
+}
+
+/// The row-major positions [`dirac`] sets to 1 (the others are 0), in increasing order.
+pub(crate) fn dirac_positions(
+    shape: &[usize],
+    groups: u64,
+    mut f: impl FnMut(usize),
+) -> Result<(), InitError> {
+    check_dirac(shape, groups)?;
     let g = groups as usize;
     let per_group = shape[0] / g;
     let min_dim = per_group.min(shape[1]);
@@ -49,7 +63,7 @@ pub(crate) fn dirac<T: Element>(
     for gi in 0..g {
         for d in 0..min_dim {
             let o = gi * per_group + d;
-            out[(o * shape[1] + d) * kernel_size + centre] = T::ONE;
+            f((o * shape[1] + d) * kernel_size + centre);
         }
     }
     Ok(())

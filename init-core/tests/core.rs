@@ -11,6 +11,9 @@
 //! - `stability`: pinned bits for a fixed seed and key, thread-count and instruction-set
 //!   independence, sub-range fills, the prefix property, f16/bf16 rounding.
 //! - `structured`: orthogonality, eye and dirac patterns.
+//! - `shard`: range and box (row block, column block, `Shard(d)`) fills against the same
+//!   positions of the whole-tensor fill, for random shapes and ranges, every dtype, thread
+//!   count and instruction set.
 
 use half::{bf16, f16};
 use init_core::rng::{CHUNK, key_of};
@@ -18,7 +21,8 @@ use init_core::sample::Isa;
 use init_core::scheme::{SCHEME_NAMES, TRUNC_STD_CORRECTION, TruncForm};
 use init_core::{
     Convention, DType, Distribution, Element, FanMode, FanRule, Fans, InitError, Layout,
-    Nonlinearity, Sampler, Scheme, SchemeError, SchemeExt as _, SchemeKind, Stream, init_tensor,
+    Nonlinearity, Sampler, Scheme, SchemeError, SchemeExt as _, SchemeKind, Stream, init_shard,
+    init_tensor,
 };
 
 const FANS: Fans = Fans {
@@ -1463,6 +1467,8 @@ fn bits<T: Bits>(v: &[T]) -> Vec<u64> {
     v.iter().map(|x| x.bits()).collect()
 }
 
+use stability::samplers as stability_samplers;
+
 mod stability {
     use super::*;
 
@@ -1473,7 +1479,7 @@ mod stability {
 
     /// The samplers whose streams are pinned, covering every kernel: uniform, normal, truncated
     /// normal by rejection (two-sigma and the Keras He variant), and both tail samplers.
-    fn samplers() -> Vec<(&'static str, Sampler)> {
+    pub(super) fn samplers() -> Vec<(&'static str, Sampler)> {
         vec![
             ("uniform", Sampler::Uniform { lo: -0.5, hi: 1.5 }),
             (
@@ -2351,6 +2357,376 @@ mod structured {
                 st
             )
             .is_err()
+        );
+    }
+}
+
+mod shard {
+    use super::stability_samplers as samplers;
+    use super::*;
+    use std::ops::Range;
+
+    const STREAM: Stream = Stream {
+        seed: 7,
+        key: key_of("shard"),
+    };
+
+    /// A small deterministic generator for the random shapes and ranges (SplitMix64).
+    struct Gen(u64);
+    impl Gen {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) % n.max(1) as u64) as usize
+        }
+        fn range(&mut self, n: usize) -> Range<usize> {
+            let a = self.below(n + 1);
+            let b = self.below(n + 1);
+            a.min(b)..a.max(b)
+        }
+    }
+
+    fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
+    /// The box's elements picked out of the whole tensor, by the definition of a box.
+    fn pick<T: Copy>(whole: &[T], shape: &[usize], ranges: &[Range<usize>]) -> Vec<T> {
+        let mut out = vec![];
+        let mut idx: Vec<usize> = ranges.iter().map(|r| r.start).collect();
+        if ranges.iter().any(std::ops::Range::is_empty) {
+            return out;
+        }
+        loop {
+            let p = idx.iter().zip(shape).fold(0, |acc, (&i, &n)| acc * n + i);
+            out.push(whole[p]);
+            let mut d = shape.len();
+            loop {
+                if d == 0 {
+                    return out;
+                }
+                d -= 1;
+                idx[d] += 1;
+                if idx[d] < ranges[d].end {
+                    break;
+                }
+                idx[d] = ranges[d].start;
+            }
+        }
+    }
+
+    fn box_len(ranges: &[Range<usize>]) -> usize {
+        ranges.iter().map(ExactSizeIterator::len).product()
+    }
+
+    /// Ranges crossing chunk boundaries, and random ones, against the whole fill.
+    fn ranges_of<T: Bits>(s: Sampler, threads: usize) {
+        let len = 3 * CHUNK + 4321;
+        let mut whole = vec![T::ZERO; len];
+        s.fill_serial_at(&mut whole, STREAM, 0);
+        let want = bits(&whole);
+        let mut g = Gen(threads as u64);
+        let mut cases = vec![
+            (CHUNK - 5, CHUNK + 5),
+            (1, 2 * CHUNK + 3),
+            (CHUNK + 1, len),
+            (17, 18),
+            (2 * CHUNK - 1, 2 * CHUNK),
+            (len, len),
+        ];
+        cases.extend((0..4).map(|_| {
+            let r = g.range(len);
+            (r.start, r.end)
+        }));
+        with_threads(threads, || {
+            for (a, b) in cases {
+                let mut part = vec![T::ZERO; b - a];
+                s.fill_range(&mut part, STREAM, a as u64);
+                assert!(
+                    bits(&part) == want[a..b],
+                    "{s:?} {:?} range {a}..{b}, {threads} threads",
+                    T::DTYPE
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn any_range_equals_the_whole_fill() {
+        for (_, s) in samplers() {
+            for threads in [1, 2] {
+                ranges_of::<f32>(s, threads);
+                ranges_of::<f64>(s, threads);
+                ranges_of::<f16>(s, threads);
+                ranges_of::<bf16>(s, threads);
+            }
+        }
+    }
+
+    /// Random shapes of rank 1 to 4 (up to ~3 chunks), with random boxes, the row and column
+    /// blocks of the rows × cols view, and every `Shard(d)` of a 4-way split, through the pool
+    /// (1 and 2 threads) and every instruction set's serial path.
+    fn boxes_of<T: Bits>(s: Sampler, seed: u64) {
+        let mut g = Gen(seed);
+        let rank = 1 + g.below(4);
+        let mut shape: Vec<usize> = (0..rank).map(|_| 1 + g.below(40)).collect();
+        // Stretch one dimension so the tensor spans one to two chunks.
+        let numel: usize = shape.iter().product();
+        let d = g.below(rank);
+        shape[d] = (shape[d] * (CHUNK + g.below(CHUNK)) / numel).max(1);
+        let numel: usize = shape.iter().product();
+        let mut whole = vec![T::ZERO; numel];
+        s.fill_serial_at(&mut whole, STREAM, 0);
+        let rows = shape[0];
+        let cols = numel / rows;
+        let mut boxes: Vec<(Vec<usize>, Vec<Range<usize>>)> = vec![
+            (shape.clone(), shape.iter().map(|&n| g.range(n)).collect()),
+            (vec![rows, cols], vec![g.range(rows), 0..cols]),
+            (vec![rows, cols], vec![0..rows, g.range(cols)]),
+        ];
+        // Shard(d) of a 3-way split: the middle part crosses chunk boundaries.
+        let d = g.below(rank);
+        let mut ranges: Vec<_> = shape.iter().map(|&n| 0..n).collect();
+        ranges[d] = shape[d].div_ceil(3)..(2 * shape[d]).div_ceil(3);
+        boxes.push((shape.clone(), ranges));
+        for (view, ranges) in boxes {
+            let want = bits(&pick(&whole, &view, &ranges));
+            let ctx = format!("{s:?} {:?} shape {view:?} box {ranges:?}", T::DTYPE);
+            for threads in [1, 2] {
+                let got = with_threads(threads, || {
+                    let mut part = vec![T::ZERO; box_len(&ranges)];
+                    s.fill_box(&mut part, STREAM, &view, &ranges).unwrap();
+                    bits(&part)
+                });
+                assert!(got == want, "{ctx}, {threads} threads");
+            }
+            for isa in [Isa::Portable, Isa::Avx2, Isa::Avx512] {
+                if isa.is_available() {
+                    let mut part = vec![T::ZERO; box_len(&ranges)];
+                    s.fill_box_with(isa, &mut part, STREAM, &view, &ranges)
+                        .unwrap();
+                    assert!(bits(&part) == want, "{ctx}, {isa:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn any_box_equals_the_whole_fill() {
+        for (i, (_, s)) in samplers().into_iter().enumerate() {
+            let seed = 100 * i as u64;
+            boxes_of::<f32>(s, seed);
+            boxes_of::<f64>(s, seed + 1);
+            boxes_of::<f16>(s, seed + 2);
+            boxes_of::<bf16>(s, seed + 3);
+        }
+    }
+
+    #[test]
+    fn column_blocks_of_wide_rows() {
+        // Rows longer than two chunks take the per-run path; rows shorter than a chunk the
+        // grouped one, in parallel above two chunks, in several groups above eight.
+        let s = sampler("he_truncated_normal");
+        for shape in [[3usize, 2 * CHUNK + 9], [10 * CHUNK / 7 + 3, 7]] {
+            let numel = shape[0] * shape[1];
+            let mut whole = vec![0f32; numel];
+            s.fill(&mut whole, STREAM);
+            for c in [0..1, 1..shape[1], 2..shape[1] - 1] {
+                let ranges = [0..shape[0], c.clone()];
+                for threads in [1, 2] {
+                    let part = with_threads(threads, || {
+                        let mut part = vec![0f32; box_len(&ranges)];
+                        s.fill_box(&mut part, STREAM, &shape, &ranges).unwrap();
+                        part
+                    });
+                    assert!(part == pick(&whole, &shape, &ranges), "{shape:?} {c:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn init_shard_covers_every_scheme_but_orthogonal() {
+        let shape = [8usize, 6, 3, 3];
+        let numel = 8 * 6 * 9;
+        let fans = Fans::of(&shape, FanRule::default()).unwrap();
+        for name in [
+            "he_normal",
+            "glorot_uniform",
+            "he_truncated_normal",
+            "truncated_normal(mean=0, std=0.02)",
+            "uniform(lo=-1, hi=3)",
+            "constant(0.5)",
+            "zeros",
+            "eye(gain=2)",
+            "dirac",
+            "dirac(groups=2)",
+        ] {
+            let scheme = parse(name);
+            let mut whole = vec![0f64; numel];
+            init_tensor(&scheme, &mut whole, &shape, Some(fans), STREAM).unwrap();
+            for ranges in [
+                vec![2..5, 0..6, 0..3, 0..3],
+                vec![0..8, 1..4, 0..3, 0..3],
+                vec![1..7, 2..3, 1..2, 0..3],
+                vec![0..8, 0..6, 0..3, 0..3],
+            ] {
+                let mut part = vec![0f64; box_len(&ranges)];
+                init_shard(&scheme, &mut part, &shape, Some(fans), STREAM, &ranges).unwrap();
+                assert_eq!(part, pick(&whole, &shape, &ranges), "{name} {ranges:?}");
+            }
+        }
+        let mut part = vec![0f32; 4 * 6];
+        assert!(matches!(
+            init_shard(
+                &parse("orthogonal"),
+                &mut part,
+                &[8, 6],
+                None,
+                STREAM,
+                &[0..4, 0..6]
+            ),
+            Err(InitError::WholeTensorOnly {
+                scheme: "orthogonal"
+            })
+        ));
+    }
+
+    #[test]
+    fn bad_boxes_are_errors() {
+        let s = Sampler::Normal {
+            mean: 0.0,
+            std: 1.0,
+        };
+        let mut v = vec![0f32; 6];
+        let err =
+            |r: &[Range<usize>], v: &mut [f32]| s.fill_box(v, STREAM, &[4, 3], r).unwrap_err();
+        assert!(
+            err(std::slice::from_ref(&(0..2)), &mut v)
+                .to_string()
+                .contains("1 index ranges for a tensor of rank 2")
+        );
+        #[allow(clippy::reversed_empty_ranges)]
+        let rev = [3..1, 0..3];
+        assert!(
+            err(&rev, &mut v)
+                .to_string()
+                .contains("range 3..1 of dimension 0")
+        );
+        assert!(
+            err(&[0..2, 0..4], &mut v)
+                .to_string()
+                .contains("outside 0..3")
+        );
+        assert!(matches!(
+            err(&[0..1, 0..3], &mut v),
+            InitError::LengthMismatch {
+                expected: 3,
+                got: 6
+            }
+        ));
+        assert!(matches!(
+            s.fill_box(&mut v, STREAM, &[usize::MAX, 2], &[0..3, 0..2]),
+            Err(InitError::BadShape(_))
+        ));
+        // Empty boxes and empty tensors write nothing.
+        let mut e: Vec<f32> = vec![];
+        s.fill_box(&mut e, STREAM, &[4, 3], &[2..2, 0..3]).unwrap();
+        s.fill_box(&mut e, STREAM, &[0, 3], &[0..0, 0..3]).unwrap();
+        s.fill_range(&mut e, STREAM, 12345);
+    }
+}
+
+/// The seed table the Python package's tests compare against (`python/tests/data/pins.json`):
+/// selected elements' bits of `init_tensor` for several schemes, dtypes and keys, computed here
+/// by init-core. `INITFORGE_UPDATE_PINS=1` rewrites the file; otherwise it must match.
+mod python_pins {
+    use super::*;
+
+    const SHAPE: [usize; 2] = [2, 40_000];
+    /// First elements, both sides of the first chunk boundary, the last ones.
+    const AT: [usize; 12] = [
+        0, 1, 2, 3, 15, 16, 65_535, 65_536, 65_537, 79_997, 79_998, 79_999,
+    ];
+
+    fn entry<T: Bits>(scheme: &str, seed: u64, key: &str) -> String {
+        let s = parse(scheme);
+        let mut v = vec![T::ZERO; SHAPE[0] * SHAPE[1]];
+        let fans = Fans::of(&SHAPE, FanRule::default()).unwrap();
+        init_tensor(
+            &s,
+            &mut v,
+            &SHAPE,
+            Some(fans),
+            Stream {
+                seed,
+                key: key_of(key),
+            },
+        )
+        .unwrap();
+        let b: Vec<String> = AT.iter().map(|&i| v[i].bits().to_string()).collect();
+        format!(
+            "  {{\"scheme\": \"{scheme}\", \"dtype\": \"{}\", \"seed\": {seed}, \"key\": \"{key}\", \"key_u64\": {}, \"bits\": [{}]}}",
+            match T::DTYPE {
+                DType::F32 => "float32",
+                DType::F64 => "float64",
+                DType::F16 => "float16",
+                DType::BF16 => "bfloat16",
+            },
+            key_of(key),
+            b.join(", ")
+        )
+    }
+
+    fn table() -> String {
+        let schemes = [
+            "he_normal",
+            "glorot_uniform",
+            "he_truncated_normal",
+            "lecun_normal",
+            "normal(0.5, 2)",
+            "uniform(-1, 3)",
+            "truncated_normal(0, 1, 0.1, 0.3)",
+            "constant(0.25)",
+            "eye(gain=3)",
+        ];
+        let mut rows = vec![];
+        for (i, scheme) in schemes.iter().enumerate() {
+            let (seed, key) = ([0, 42, u64::MAX][i % 3], ["fc1.weight", "w", ""][i % 3]);
+            rows.push(entry::<f32>(scheme, seed, key));
+            rows.push(entry::<f64>(scheme, seed, key));
+            rows.push(entry::<f16>(scheme, seed, key));
+            rows.push(entry::<bf16>(scheme, seed, key));
+        }
+        format!(
+            "{{\"shape\": [{}, {}], \"at\": [{}], \"entries\": [\n{}\n]}}\n",
+            SHAPE[0],
+            SHAPE[1],
+            AT.map(|i| i.to_string()).join(", "),
+            rows.join(",\n")
+        )
+    }
+
+    #[test]
+    fn python_pin_table_is_current() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../python/tests/data/pins.json"
+        );
+        let want = table();
+        if std::env::var_os("INITFORGE_UPDATE_PINS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "{path} is not init-core's table; regenerate it with INITFORGE_UPDATE_PINS=1"
         );
     }
 }

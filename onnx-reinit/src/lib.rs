@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod onnx;
 pub mod pipeline;
 pub mod plan;
+pub mod preset;
 pub mod report;
 pub mod rewrite;
 pub mod table;

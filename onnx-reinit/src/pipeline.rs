@@ -39,6 +39,22 @@ pub enum RunError {
         /// Why it decides nothing.
         why: String,
     },
+    /// A `--preset` cannot apply to this model (a knob the graph does not give).
+    #[error("{}: {error}", file.display())]
+    Preset {
+        /// The model file.
+        file: PathBuf,
+        /// What is missing.
+        error: crate::preset::PresetError,
+    },
+    /// `--lsuv` failed: the model cannot run in tract, or a layer cannot be scaled.
+    #[error("{}: --lsuv: {message}", file.display())]
+    Lsuv {
+        /// The model file.
+        file: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// The analysis and the scanner enumerate different initializers (a bug: please report it
     /// with the model).
     #[error("{}: the analysis and the scanner disagree on the initializers ({analysis} vs \
@@ -158,19 +174,24 @@ pub struct Outcome {
     pub plan: Plan,
     /// The report.
     pub report: Report,
+    /// The resolved `--preset`, if one was given: its knobs and the residual structure it used.
+    pub preset: Option<Arc<crate::preset::PresetPlan>>,
 }
 
-/// Run the whole rewrite. On error nothing is written and the input is unchanged.
+/// Run the whole rewrite. On error nothing is written and the input is unchanged. A
+/// [`Rules::preset`] is resolved against the model here ([`crate::preset::resolve`]) unless
+/// [`Rules::preset_plan`] is already set.
 pub fn run(config: &RewriteConfig) -> Result<Outcome, RunError> {
-    run_rendered(config, |_| ()).map(|(outcome, ())| outcome)
+    run_rendered(config, |_, _| ()).map(|(outcome, ())| outcome)
 }
 
 /// [`run`], with `render` called on the finished report before anything is written, so that
 /// whatever the caller prints afterwards (the table, the JSON document) is ready before the
 /// output is renamed into place: no failure, and no panic, can follow the commit point.
+/// `render` also gets the resolved `--preset`, if any.
 pub fn run_rendered<R>(
     config: &RewriteConfig,
-    render: impl FnOnce(&Report) -> R,
+    render: impl FnOnce(&Report, Option<&crate::preset::PresetPlan>) -> R,
 ) -> Result<(Outcome, R), RunError> {
     // Checked between the phases; the rewrite checks it piece by piece.
     let check_cancel = || match &config.cancel {
@@ -188,20 +209,38 @@ pub fn run_rendered<R>(
     let mut model = LoadedModel::open(&config.model)?;
     check_cancel()?;
     let analysis = analyze_loaded(&model, &config.analysis)?;
-    // The report's graph order is all that the rest of the run reads of the skeleton.
-    let node_order = report::node_order(model.skeleton());
-    model.release_skeleton();
     check_cancel()?;
     let plan_error = |error| RunError::Plan {
         file: config.model.clone(),
         error,
     };
-    check_rules_apply(&analysis, &config.rules).map_err(|(pattern, why)| RunError::UnusedRule {
+    let resolved;
+    let rules = match &config.rules.preset {
+        Some(preset) if config.rules.preset_plan.is_none() => {
+            let p =
+                crate::preset::resolve(preset, model.skeleton(), &analysis).map_err(|error| {
+                    RunError::Preset {
+                        file: config.model.clone(),
+                        error,
+                    }
+                })?;
+            resolved = Rules {
+                preset_plan: Some(Arc::new(p)),
+                ..config.rules.clone()
+            };
+            &resolved
+        }
+        _ => &config.rules,
+    };
+    // The report's graph order is all that the rest of the run reads of the skeleton.
+    let node_order = report::node_order(model.skeleton());
+    model.release_skeleton();
+    check_rules_apply(&analysis, rules).map_err(|(pattern, why)| RunError::UnusedRule {
         file: config.model.clone(),
         pattern,
         why,
     })?;
-    let plan = plan::plan(&analysis, &config.rules, config.seed).map_err(plan_error)?;
+    let plan = plan::plan(&analysis, rules, config.seed).map_err(plan_error)?;
     let filler = PlanFiller::new(&analysis, &plan).map_err(plan_error)?;
     let targets = filler.targets();
     let output = match &config.destination {
@@ -226,7 +265,7 @@ pub fn run_rendered<R>(
         .map(|p| p.display().to_string())
         .collect();
     report.order_by_graph(&node_order);
-    let rendered = render(&report);
+    let rendered = render(&report, rules.preset_plan.as_deref());
     if config.destination != Destination::DryRun {
         let target = match &config.destination {
             Destination::Path(p) => OutputTarget::Path(p.clone()),
@@ -240,11 +279,13 @@ pub fn run_rendered<R>(
         // place. (`planned_files` is checked against what it wrote by the test suite.)
         rewrite::rewrite(&model, &targets, &filler, &opts)?;
     }
+    let preset = rules.preset_plan.clone();
     Ok((
         Outcome {
             analysis,
             plan,
             report,
+            preset,
         },
         rendered,
     ))

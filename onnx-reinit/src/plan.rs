@@ -5,6 +5,9 @@
 //! tensor's role (bias, norm, embedding, recurrent, PReLU slope); for weights, the rule for the
 //! activation that follows. Tensors without a role are never touched.
 //!
+//! A `--preset` ([`crate::preset`]) decides between the two: below `--rule` and below the rule
+//! flags given explicitly, above every default.
+//!
 //! Gain adaptation: a He/Kaiming scheme whose text does not name a nonlinearity takes the gain
 //! of the activation it is applied before — leaky_relu(α) with the graph's α, PReLU as
 //! leaky_relu(0.25) (its initial slope, as in He et al. 2015), and GELU/SiLU/ELU/Mish by the
@@ -13,11 +16,13 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use globset::{Glob, GlobMatcher};
 use init_core::{Family, Fans, Nonlinearity, RankRequirement, Scheme, SchemeExt as _, SchemeKind};
 
 use crate::analysis::{Activation, Analysis, NormStatKind, RecurrentPart, Role, TensorInfo};
+use crate::preset::{Preset, PresetPlan};
 
 /// What to do with a class of tensors.
 #[derive(Clone, Debug, PartialEq)]
@@ -244,6 +249,15 @@ pub struct Rules {
     pub prelu_slope: Rule,
     /// `--rule` overrides, first match wins.
     pub overrides: Vec<NameRule>,
+    /// `--preset`: a recipe below `--rule` and the explicitly given flags, above the defaults.
+    /// [`crate::pipeline::run`] resolves it against the model into [`Rules::preset_plan`].
+    pub preset: Option<Preset>,
+    /// The resolved preset ([`crate::preset::resolve`]) that [`plan`] consults.
+    pub preset_plan: Option<Arc<PresetPlan>>,
+    /// The rule flags given explicitly (`bias`, `norm`, `embedding`, `recurrent-w`,
+    /// `recurrent-r`, `prelu-slope`; activation classes are explicit when listed in
+    /// [`Rules::activation`]): they keep precedence over a preset.
+    pub explicit: Vec<&'static str>,
 }
 
 impl Default for Rules {
@@ -257,6 +271,9 @@ impl Default for Rules {
             recurrent_r: Rule::scheme(Scheme::orthogonal(1.0).expect("valid")),
             prelu_slope: Rule::scheme(Scheme::constant(0.25).expect("valid")),
             overrides: Vec::new(),
+            preset: None,
+            preset_plan: None,
+            explicit: Vec::new(),
         }
     }
 }
@@ -455,6 +472,11 @@ fn choose(t: &TensorInfo, rules: &Rules) -> (Rule, Cow<'static, str>) {
     if let Some(o) = rules.overrides.iter().find(|o| o.matches(t)) {
         return (o.rule.clone(), format!("--rule {}", o.pattern).into());
     }
+    if let Some(d) = rules.preset_plan.as_ref().and_then(|p| p.decision(t))
+        && !explicit_flag(t, role, rules)
+    {
+        return (d.rule.clone(), d.reason.clone().into());
+    }
     match role {
         Role::Bias => (rules.bias.clone(), "--bias".into()),
         Role::NormScale => (rules.norm.clone(), "--norm".into()),
@@ -502,6 +524,26 @@ fn choose(t: &TensorInfo, rules: &Rules) -> (Rule, Cow<'static, str>) {
             (rules.for_class(class), why.into())
         }
     }
+}
+
+/// Whether the rule flag that covers `t` was given explicitly (it then beats a preset).
+fn explicit_flag(t: &TensorInfo, role: Role, rules: &Rules) -> bool {
+    let flag = match role {
+        Role::Bias => "bias",
+        Role::NormScale | Role::NormShift | Role::NormStat(_) | Role::NormOffset => "norm",
+        Role::Embedding => "embedding",
+        Role::PreluSlope => "prelu-slope",
+        Role::RecurrentWeight => match t.recurrent.as_ref().map(|r| r.which) {
+            Some(RecurrentPart::R) => "recurrent-r",
+            _ => "recurrent-w",
+        },
+        Role::Weight => {
+            let act = t.activation.unwrap_or(Activation::Linear);
+            let class = ActivationClass::of(act).unwrap_or(ActivationClass::Linear);
+            return rules.activation.iter().any(|(c, _)| *c == class);
+        }
+    };
+    rules.explicit.contains(&flag)
 }
 
 fn adapt(scheme: Scheme, act: Option<Activation>) -> Scheme {

@@ -76,6 +76,7 @@ mod activation;
 mod fans;
 mod graph;
 mod ops;
+pub mod residual;
 mod roles;
 
 use std::borrow::Cow;

@@ -143,7 +143,7 @@ fn positive(s: &str) -> Result<f64, String> {
 }
 
 /// Parses `NAME=D1,D2,…` or `D1,D2,…` (also `x`-separated: `1x3x224x224`).
-fn parse_input_shape(s: &str) -> Result<(Option<String>, Vec<usize>), String> {
+pub(crate) fn parse_input_shape(s: &str) -> Result<(Option<String>, Vec<usize>), String> {
     let (name, dims) = match s.rsplit_once('=') {
         Some((n, d)) => (Some(n.trim().to_owned()), d),
         None => (None, s),

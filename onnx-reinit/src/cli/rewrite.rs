@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use crate::analysis::AnalysisOptions;
 use crate::error::Error;
 use crate::pipeline::{self, DEFAULT_SEED, Destination, RewriteConfig, RunError};
+use crate::plan::ActivationClass;
+use crate::preset::Preset;
 use clap::Args;
 use clap::builder::TypedValueParser;
 
@@ -70,6 +72,56 @@ pub(crate) struct RewriteArgs {
 
     #[command(flatten)]
     rules: RuleArgs,
+
+    /// An initialization recipe: bert, gpt2, llama, t5, resnet, vit, with optional knobs
+    /// (`gpt2(initializer_range=0.02,n_layer=12)`); `--rule` and the rule flags given keep
+    /// precedence over it.
+    #[arg(long, value_name = "NAME", value_parser = parse_preset,
+          help_heading = "Rules (a scheme name or `keep`)")]
+    preset: Option<Preset>,
+
+    /// A knob of --preset, NAME=VALUE (repeatable): initializer_range, n_layer,
+    /// initializer_factor, d_kv, zero_init_residual.
+    #[arg(
+        long,
+        value_name = "NAME=VALUE",
+        requires = "preset",
+        help_heading = "Rules (a scheme name or `keep`)"
+    )]
+    preset_arg: Vec<String>,
+
+    /// Data-driven init (LSUV): plan weights orthogonal (unless a weight rule is given), then
+    /// scale each weight layer in graph order until its output std on seeded N(0,1) inputs is
+    /// 1 within 0.01 (at most 10 scalings); prints each layer's std before and after.
+    #[cfg(feature = "forward")]
+    #[arg(long, help_heading = "Rules (a scheme name or `keep`)")]
+    lsuv: bool,
+
+    /// With --lsuv: the input shape, `[NAME=]D1,D2,…` (symbolic dimensions are 1 otherwise;
+    /// a larger batch gives steadier stds).
+    #[cfg(feature = "forward")]
+    #[arg(long, value_name = "[NAME=]DIMS", requires = "lsuv",
+          value_parser = super::inspect::parse_input_shape)]
+    input_shape: Vec<(Option<String>, Vec<usize>)>,
+
+    /// With --preset resnet: zero each residual branch's last norm scale (torchvision's
+    /// zero_init_residual).
+    #[arg(
+        long,
+        requires = "preset",
+        help_heading = "Rules (a scheme name or `keep`)"
+    )]
+    zero_init_residual: bool,
+}
+
+/// `--lsuv`'s options when the flag is given (always `None` without the `forward` feature).
+#[cfg(feature = "forward")]
+type Lsuv = Option<crate::inspect::lsuv::LsuvOptions>;
+#[cfg(not(feature = "forward"))]
+type Lsuv = Option<()>;
+
+fn parse_preset(s: &str) -> Result<Preset, String> {
+    s.parse()
 }
 
 /// How the report is shown.
@@ -107,7 +159,15 @@ fn parse_output(s: std::ffi::OsString) -> Result<PathBuf, String> {
 impl RewriteArgs {
     /// The library's configuration and how to show the report; `MODEL` is required by clap
     /// whenever there is no subcommand.
-    fn into_config(self) -> (RewriteConfig, Show, Option<usize>) {
+    fn into_config(self) -> Result<(RewriteConfig, Show, Option<usize>, Lsuv), String> {
+        #[cfg(feature = "forward")]
+        let lsuv = self.lsuv.then(|| crate::inspect::lsuv::LsuvOptions {
+            seed: self.seed,
+            input_shapes: self.input_shape.clone(),
+            ..Default::default()
+        });
+        #[cfg(not(feature = "forward"))]
+        let lsuv = None;
         let model = self
             .model
             .expect("clap requires MODEL without a subcommand");
@@ -132,12 +192,36 @@ impl RewriteArgs {
             width: output::table_width(self.wide),
             preview: self.dry_run.then_some(real),
         };
-        (
+        let mut rules = self.rules.into_rules();
+        if lsuv.is_some() {
+            // LSUV starts from orthogonal weights unless the user chose a weight scheme.
+            let given: Vec<_> = rules.activation.iter().map(|(c, _)| *c).collect();
+            for c in ActivationClass::ALL {
+                if !given.contains(&c) {
+                    rules.activation.push((
+                        c,
+                        crate::plan::Rule::parse("orthogonal").map_err(|e| e.to_string())?,
+                    ));
+                }
+            }
+        }
+        if let Some(mut preset) = self.preset {
+            for a in &self.preset_arg {
+                preset.set_arg(a).map_err(|e| format!("--preset-arg {e}"))?;
+            }
+            if self.zero_init_residual {
+                preset
+                    .set_arg("zero_init_residual=1")
+                    .map_err(|e| format!("--zero-init-residual: {e}"))?;
+            }
+            rules.preset = Some(preset);
+        }
+        Ok((
             RewriteConfig {
                 model,
                 destination,
                 force: self.force,
-                rules: self.rules.into_rules(),
+                rules,
                 seed: self.seed,
                 analysis: AnalysisOptions {
                     compat: self.compat.into(),
@@ -147,7 +231,8 @@ impl RewriteArgs {
             },
             show,
             self.threads.map(usize::from),
-        )
+            lsuv,
+        ))
     }
 }
 
@@ -157,7 +242,13 @@ impl RewriteArgs {
 /// The report is rendered before the output is renamed into place and printed after, so that
 /// nothing that can fail runs after the commit point.
 pub(crate) fn run(args: RewriteArgs) -> ExitCode {
-    let (mut config, show, threads) = args.into_config();
+    let (mut config, show, threads, lsuv) = match args.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            output::error(REWRITE, &e);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     if let Destination::Path(out) = &config.destination {
         // Said here in the user's words; the library would name the temporary file it cannot
         // create in the missing folder.
@@ -206,17 +297,52 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
     if !show.quiet && io::stderr().is_terminal() && file_len(&config.model) > PROGRESS_MIN_BYTES {
         config.progress = Some(progress_bar());
     }
-    let render = |report: &crate::report::Report| {
+    // The whole text is rendered before the output is renamed into place (see
+    // `pipeline::run_rendered`), the preset's summary and JSON members included.
+    let render = |report: &crate::report::Report, preset: Option<&crate::preset::PresetPlan>| {
         if show.json {
-            output::json(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"))
+            let mut doc = serde_json::to_value(report);
+            if let (Ok(serde_json::Value::Object(o)), Some(p)) = (&mut doc, preset) {
+                o.insert("preset".into(), p.to_json());
+            }
+            doc.and_then(|v| output::json(&v))
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"))
         } else if show.quiet {
             // --quiet: no table; the errors (and the exit code) say what went wrong.
             String::new()
         } else {
-            report.table_for(show.width)
+            let mut t = report.table_for(show.width);
+            if let Some(p) = preset {
+                t.push_str(&p.summary());
+            }
+            t
         }
     };
-    let result = match with_threads(threads, || pipeline::run_rendered(&config, render)) {
+    // LSUV measures the model as it rewrites it, so its summary exists only afterwards.
+    #[cfg(feature = "forward")]
+    let run = || match &lsuv {
+        Some(opts) => crate::inspect::lsuv::run(&config, opts).map(|(o, r)| {
+            let mut text = render(&o.report, o.preset.as_deref());
+            if show.json {
+                let mut v: serde_json::Value =
+                    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("lsuv".into(), crate::inspect::lsuv::to_json(&r, opts));
+                }
+                text = output::json(&v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"));
+            } else if !show.quiet {
+                text.push_str(&crate::inspect::lsuv::summary(&r, opts));
+            }
+            (o, text)
+        }),
+        None => pipeline::run_rendered(&config, render),
+    };
+    #[cfg(not(feature = "forward"))]
+    let run = || {
+        let _: Lsuv = lsuv;
+        pipeline::run_rendered(&config, render)
+    };
+    let result = match with_threads(threads, run) {
         Ok(result) => result,
         Err(msg) => {
             output::error(REWRITE, msg);

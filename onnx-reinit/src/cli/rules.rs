@@ -94,6 +94,21 @@ impl RuleArgs {
     /// `--recurrent` sets W and R, and `--recurrent-w` / `--recurrent-r` then override it.
     pub(crate) fn into_rules(self) -> Rules {
         let mut r = Rules::default();
+        let given = [
+            ("bias", self.bias.is_some()),
+            ("norm", self.norm.is_some()),
+            ("embedding", self.embedding.is_some()),
+            (
+                "recurrent-w",
+                self.recurrent.is_some() || self.recurrent_w.is_some(),
+            ),
+            (
+                "recurrent-r",
+                self.recurrent.is_some() || self.recurrent_r.is_some(),
+            ),
+            ("prelu-slope", self.prelu_slope.is_some()),
+        ];
+        r.explicit = given.iter().filter(|g| g.1).map(|g| g.0).collect();
         let per_class = [
             (ActivationClass::Relu, self.relu),
             (ActivationClass::LeakyRelu, self.leaky_relu),

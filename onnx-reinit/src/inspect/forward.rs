@@ -61,15 +61,15 @@ const ACTIVATIONS: &[&str] = &[
 
 /// One value to record.
 #[derive(Clone, Debug)]
-struct Probe {
-    node: String,
-    op: String,
-    output: String,
-    kind: &'static str,
+pub(super) struct Probe {
+    pub(super) node: String,
+    pub(super) op: String,
+    pub(super) output: String,
+    pub(super) kind: &'static str,
 }
 
 /// The recorded values, in graph order.
-fn probes(model: &LoadedModel, analysis: &Analysis) -> Vec<Probe> {
+pub(super) fn probes(model: &LoadedModel, analysis: &Analysis) -> Vec<Probe> {
     let Some(graph) = model.skeleton().graph.as_ref() else {
         return Vec::new();
     };
@@ -113,13 +113,13 @@ fn probes(model: &LoadedModel, analysis: &Analysis) -> Vec<Probe> {
 
 /// A model input: name, ONNX element type, concrete shape.
 #[derive(Clone, Debug)]
-struct InputSpec {
+pub(super) struct InputSpec {
     name: String,
     elem: i32,
     shape: Vec<usize>,
 }
 
-fn input_specs(
+pub(super) fn input_specs(
     graph: &skeleton::Graph,
     overrides: &[(Option<String>, Vec<usize>)],
 ) -> Result<Vec<InputSpec>, String> {
@@ -184,7 +184,7 @@ fn input_specs(
 }
 
 /// The tensors fed to the model, and their description for the report.
-fn make_inputs(
+pub(super) fn make_inputs(
     specs: &[InputSpec],
     analysis: &Analysis,
     seed: u64,
@@ -359,7 +359,7 @@ fn reinit_proto(
 }
 
 /// Parse, wire the probes as outputs, optimize, run, and summarise each probe.
-fn run_once(
+pub(super) fn run_once(
     proto: &pb::ModelProto,
     dir: Option<&str>,
     graph: &skeleton::Graph,
@@ -568,7 +568,7 @@ pub fn forward(model: &LoadedModel, analysis: &Analysis, opts: &ForwardOptions) 
 }
 
 /// Runs `f`, turning a panic inside tract into an error so the rest of the report survives.
-fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+pub(super) fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
         let what = p
             .downcast_ref::<String>()

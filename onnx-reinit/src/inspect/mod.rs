@@ -29,6 +29,8 @@
 
 #[cfg(feature = "forward")]
 pub mod forward;
+#[cfg(feature = "forward")]
+pub mod lsuv;
 pub mod plot;
 pub mod stats;
 

@@ -12,5 +12,6 @@ mod cli;
 mod inspect;
 mod load_rewrite;
 mod patterns;
+mod recipes;
 mod reliability;
 mod robustness;
