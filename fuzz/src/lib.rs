@@ -223,7 +223,8 @@ pub fn pipeline(data: &[u8]) {
         );
     }
     for (i, t) in m.tensors().iter().enumerate() {
-        if let Storage::External { location, .. } = &t.storage {
+        if let Storage::External(ext) = &t.storage {
+            let location = &ext.location;
             let src = &side_before
                 .iter()
                 .find(|(p, _)| *p == in_dir.join(location) || p.ends_with(location))

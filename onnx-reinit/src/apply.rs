@@ -253,16 +253,15 @@ fn gate_fans(rows: usize, cols: usize) -> Fans {
 
 /// The values of every planned tensor, ready to be written.
 pub struct PlanFiller {
-    tensors: Vec<Option<PreparedFill>>,
+    /// (position in the plan, fill) of the tensors that change, by position: no slot for the
+    /// kept ones, which in a model of millions of untouched initializers are nearly all.
+    tensors: Vec<(usize, PreparedFill)>,
 }
 
 impl std::fmt::Debug for PlanFiller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PlanFiller")
-            .field(
-                "tensors",
-                &self.tensors.iter().filter(|t| t.is_some()).count(),
-            )
+            .field("tensors", &self.tensors.len())
             .finish()
     }
 }
@@ -272,11 +271,10 @@ impl PlanFiller {
     /// apply to a tensor's shape and fans; nothing is computed yet (structured fills are
     /// computed when written, see the module docs).
     pub fn new(analysis: &Analysis, plan: &Plan) -> Result<PlanFiller, PlanError> {
-        let mut tensors = Vec::with_capacity(plan.entries.len());
-        for e in &plan.entries {
+        let mut tensors = Vec::new();
+        for (position, e) in plan.entries.iter().enumerate() {
             let t = &analysis.tensors[e.index];
             let Some(fill) = &e.fill else {
-                tensors.push(None);
                 continue;
             };
             let stream = Stream {
@@ -287,7 +285,7 @@ impl PlanFiller {
             let numel = shape.iter().product::<usize>() as u64;
             let refused = |refusal: Refusal| PlanError {
                 tensor: t.name.clone(),
-                rule: e.reason.clone(),
+                rule: e.reason.to_string(),
                 refusal: Box::new(refusal),
             };
             let init_refused = |scheme: Scheme, error| refused(Refusal::Scheme { scheme, error });
@@ -302,7 +300,7 @@ impl PlanFiller {
                         .sampler(*fans)
                         .map_err(|error| init_refused(*scheme, error))?
                     {
-                        tensors.push(Some(PreparedFill::Sampled { sampler, stream }));
+                        tensors.push((position, PreparedFill::Sampled { sampler, stream }));
                         continue;
                     }
                     scheme
@@ -344,25 +342,25 @@ impl PlanFiller {
                     }
                 }
             };
-            tensors.push(Some(PreparedFill::Structured(Box::new(StructuredFill {
-                recipe,
-                data_type: t.data_type,
-                numel,
-                state: Mutex::new(FillState::Empty),
-                ready: Condvar::new(),
-                remaining: AtomicU64::new(numel),
-            }))));
+            tensors.push((
+                position,
+                PreparedFill::Structured(Box::new(StructuredFill {
+                    recipe,
+                    data_type: t.data_type,
+                    numel,
+                    state: Mutex::new(FillState::Empty),
+                    ready: Condvar::new(),
+                    remaining: AtomicU64::new(numel),
+                })),
+            ));
         }
+        tensors.shrink_to_fit();
         Ok(PlanFiller { tensors })
     }
 
     /// Indices of the tensors that will be written.
     pub fn targets(&self) -> Vec<usize> {
-        self.tensors
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| t.as_ref().map(|_| i))
-            .collect()
+        self.tensors.iter().map(|&(i, _)| i).collect()
     }
 }
 
@@ -371,9 +369,10 @@ impl Filler for PlanFiller {
     /// (`start` a multiple of init-core's chunk size for sampled tensors, as the rewrite's
     /// pieces are); a tensor the plan keeps is left as it is.
     fn fill(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
-        let Some(Some(p)) = self.tensors.get(tensor) else {
+        let Ok(at) = self.tensors.binary_search_by_key(&tensor, |&(i, _)| i) else {
             return;
         };
+        let p = &self.tensors[at].1;
         match p {
             PreparedFill::Sampled { sampler, stream } => match out {
                 ValuesMut::F32(v) => sampler.fill_at(v, *stream, start),

@@ -206,7 +206,7 @@ pub fn run_rendered<R>(
         _ => Ok(()),
     };
     check_cancel()?;
-    let model = LoadedModel::open(&config.model)?;
+    let mut model = LoadedModel::open(&config.model)?;
     check_cancel()?;
     let analysis = analyze_loaded(&model, &config.analysis)?;
     check_cancel()?;
@@ -232,6 +232,9 @@ pub fn run_rendered<R>(
         }
         _ => &config.rules,
     };
+    // The report's graph order is all that the rest of the run reads of the skeleton.
+    let node_order = report::node_order(model.skeleton());
+    model.release_skeleton();
     check_rules_apply(&analysis, rules).map_err(|(pattern, why)| RunError::UnusedRule {
         file: config.model.clone(),
         pattern,
@@ -261,7 +264,7 @@ pub fn run_rendered<R>(
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    report.order_by_graph(&report::node_order(model.skeleton()));
+    report.order_by_graph(&node_order);
     let rendered = render(&report, rules.preset_plan.as_deref());
     if config.destination != Destination::DryRun {
         let target = match &config.destination {
@@ -351,7 +354,7 @@ pub fn planned_files(
     destination: &Destination,
 ) -> Vec<PathBuf> {
     let external = |i: usize| match &model.tensors()[i].storage {
-        Storage::External { location, path, .. } => Some((location.as_str(), path.as_path())),
+        Storage::External(ext) => Some((ext.location.as_str(), ext.path.as_path())),
         _ => None,
     };
     let mut sides = BTreeSet::new();

@@ -14,6 +14,7 @@
 //! second-moment gains documented on [`init_core::Nonlinearity`]. Writing the nonlinearity
 //! (`he_uniform(nonlinearity=relu)`) turns this off.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -319,8 +320,10 @@ pub struct PlanEntry {
     pub index: usize,
     /// What to write, or `None` to keep the bytes.
     pub fill: Option<Fill>,
-    /// Which rule decided (`--relu`, `--rule fc*`, `default for bias`, …).
-    pub reason: String,
+    /// Which rule decided (`--relu`, `--rule fc*`, `default for bias`, …). Shared static
+    /// strings where the reason is (`untouched: no consumers (unused initializer)`, `--bias`),
+    /// so that millions of entries do not each hold a copy.
+    pub reason: Cow<'static, str>,
 }
 
 impl PlanEntry {
@@ -421,12 +424,12 @@ pub enum Refusal {
 /// scheme cannot apply to a tensor (a fan-based scheme on a tensor without fans, orthogonal on
 /// rank 1, …), naming the tensor.
 pub fn plan(analysis: &Analysis, rules: &Rules, seed: u64) -> Result<Plan, PlanError> {
-    let entries = analysis
-        .tensors
-        .iter()
-        .enumerate()
-        .map(|(index, t)| plan_tensor(index, t, rules))
-        .collect::<Result<_, _>>()?;
+    // Sized up front: collecting through `Result` cannot know the length and would grow the
+    // table by doubling, up to twice its size for millions of tensors.
+    let mut entries = Vec::with_capacity(analysis.tensors.len());
+    for (index, t) in analysis.tensors.iter().enumerate() {
+        entries.push(plan_tensor(index, t, rules)?);
+    }
     Ok(Plan { entries, seed })
 }
 
@@ -439,7 +442,7 @@ pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEn
         (Rule::Init { scheme, adapt_gain }, Some(_)) => Some(
             fill_for(t, *scheme, *adapt_gain).map_err(|refusal| PlanError {
                 tensor: t.name.clone(),
-                rule: reason.clone(),
+                rule: reason.to_string(),
                 refusal: Box::new(refusal),
             })?,
         ),
@@ -451,17 +454,28 @@ pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEn
     })
 }
 
-fn choose(t: &TensorInfo, rules: &Rules) -> (Rule, String) {
+/// `untouched: {why}`: a shared static string when `why` is one of analysis's static reasons.
+fn untouched_reason(why: &str) -> Cow<'static, str> {
+    crate::analysis::STATIC_REASONS
+        .iter()
+        .find(|(reason, _)| *reason == why)
+        .map_or_else(
+            || format!("untouched: {why}").into(),
+            |(_, p)| Cow::Borrowed(*p),
+        )
+}
+
+fn choose(t: &TensorInfo, rules: &Rules) -> (Rule, Cow<'static, str>) {
     let Some(role) = t.role else {
-        return (Rule::Keep, format!("untouched: {}", t.why_untouched));
+        return (Rule::Keep, untouched_reason(&t.why_untouched));
     };
     if let Some(o) = rules.overrides.iter().find(|o| o.matches(t)) {
-        return (o.rule.clone(), format!("--rule {}", o.pattern));
+        return (o.rule.clone(), format!("--rule {}", o.pattern).into());
     }
     if let Some(d) = rules.preset_plan.as_ref().and_then(|p| p.decision(t))
         && !explicit_flag(t, role, rules)
     {
-        return (d.rule.clone(), d.reason.clone());
+        return (d.rule.clone(), d.reason.clone().into());
     }
     match role {
         Role::Bias => (rules.bias.clone(), "--bias".into()),
@@ -507,7 +521,7 @@ fn choose(t: &TensorInfo, rules: &Rules) -> (Rule, String) {
             } else {
                 format!("default for {}", act.as_str())
             };
-            (rules.for_class(class), why)
+            (rules.for_class(class), why.into())
         }
     }
 }

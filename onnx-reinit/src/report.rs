@@ -11,6 +11,7 @@
 //! the table does not show: notes (a tensor shared by several layers, which use won), every
 //! tensor left untouched with its reason, and the analysis warnings.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use init_core::{Family, Fans, Sampler, Scheme, SchemeExt as _, SchemeKind};
@@ -102,10 +103,12 @@ pub struct UntouchedReport {
     pub graph: String,
     /// Shape.
     pub shape: Vec<i64>,
-    /// Element type name.
-    pub dtype: String,
-    /// Why it is not a parameter to re-initialize.
-    pub reason: String,
+    /// Element type name. Shared static strings for the named types (see [`dtype_label`]):
+    /// a model of millions of untouched tensors holds one row each.
+    pub dtype: Cow<'static, str>,
+    /// Why it is not a parameter to re-initialize. Shared static strings for the common
+    /// reasons ([`crate::analysis::TensorInfo::why_untouched`]).
+    pub reason: Cow<'static, str>,
     /// Whether the table's footer lists it: a float tensor of rank ≥ 1, or a quantized weight —
     /// the tensors that could be learned parameters, so that a user sees at a glance what was
     /// left alone (integer shapes and indices and float scalars are only counted).
@@ -119,7 +122,7 @@ impl UntouchedReport {
             name: t.name.clone(),
             graph: t.graph.clone(),
             shape: t.dims.clone(),
-            dtype: dtype_name(t.data_type),
+            dtype: dtype_label(t.data_type),
             reason: t.why_untouched.clone(),
             listed: (DType::from_onnx(t.data_type).is_float() && !t.dims.is_empty())
                 || t.why_untouched.starts_with("quantized weight"),
@@ -181,6 +184,13 @@ pub fn dtype_name(data_type: i32) -> String {
         .map_or_else(|| format!("type {data_type}"), str::to_owned)
 }
 
+/// [`dtype_name`], borrowed from a static table for the types that have a name.
+pub fn dtype_label(data_type: i32) -> Cow<'static, str> {
+    DType::from_onnx(data_type)
+        .short_name()
+        .map_or_else(|| format!("type {data_type}").into(), Cow::Borrowed)
+}
+
 impl Report {
     /// Build the report of a plan.
     pub fn new(
@@ -191,7 +201,10 @@ impl Report {
         output: Option<String>,
     ) -> Report {
         let mut tensors = Vec::new();
-        let mut untouched = Vec::new();
+        // Sized up front: grown by doubling, the rows of millions of untouched tensors would
+        // hold up to twice their size.
+        let mut untouched =
+            Vec::with_capacity(analysis.tensors.iter().filter(|t| t.role.is_none()).count());
         let mut summary = Summary {
             initializers: analysis.tensors.len(),
             ..Summary::default()
@@ -234,7 +247,7 @@ impl Report {
                     .scheme()
                     .map_or_else(|| "keep".to_owned(), |s| scheme_text(&s)),
                 changed,
-                reason: e.reason.clone(),
+                reason: e.reason.to_string(),
                 consumers: t
                     .consumers
                     .iter()

@@ -149,7 +149,7 @@ impl<'c, 'm> Walker<'c, 'm> {
         let index = self.index;
         let mut branches: Vec<Branch> = Vec::new();
 
-        for &(scope, position) in &index.value(v).outputs_of {
+        for &(scope, position) in index.outputs_of(v) {
             branches.push(self.leave_scope(v, scope, position));
         }
 

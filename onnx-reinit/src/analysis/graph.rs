@@ -78,8 +78,6 @@ pub(crate) struct Value<'m> {
     pub def: Def<'m>,
     /// Every (node, input slot) reading it, in this and nested scopes, in node order.
     pub uses: Vec<(NodeId, usize)>,
-    /// Graph outputs it is: (scope whose output list names it, position).
-    pub outputs_of: Vec<(ScopeId, usize)>,
 }
 
 /// A use of an initializer by a node that is not a pure view of it.
@@ -109,6 +107,8 @@ pub(crate) struct GraphIndex<'m> {
     /// Structural problems found while indexing.
     pub warnings: Vec<String>,
     lookup: HashMap<(ScopeId, &'m str), ValueId>,
+    /// See [`Self::outputs_of`].
+    graph_outputs: HashMap<ValueId, Vec<(ScopeId, usize)>>,
 }
 
 impl<'m> GraphIndex<'m> {
@@ -121,6 +121,7 @@ impl<'m> GraphIndex<'m> {
             initializers: Vec::new(),
             warnings: Vec::new(),
             lookup: HashMap::new(),
+            graph_outputs: HashMap::new(),
         };
         index.add_scope(main, String::new(), None, None);
         index.define_values();
@@ -177,13 +178,24 @@ impl<'m> GraphIndex<'m> {
             name,
             def,
             uses: Vec::new(),
-            outputs_of: Vec::new(),
         });
         id
     }
 
     /// Define initializers, graph inputs and node outputs of every scope.
     fn define_values(&mut self) {
+        // Reserved up front: grown by doubling, these tables would hold up to twice their size
+        // for a model of millions of initializers.
+        let defined: usize = self
+            .scopes
+            .iter()
+            .map(|s| s.graph.initializer.len() + s.graph.input.len())
+            .chain(self.nodes.iter().map(|n| n.node.output.len()))
+            .sum();
+        let initializers: usize = self.scopes.iter().map(|s| s.graph.initializer.len()).sum();
+        self.values.reserve_exact(defined);
+        self.initializers.reserve_exact(initializers);
+        self.lookup.reserve(defined);
         for scope in 0..self.scopes.len() {
             let graph = self.scopes[scope].graph;
             for header in &graph.initializer {
@@ -284,10 +296,20 @@ impl<'m> GraphIndex<'m> {
             for (position, output) in self.scopes[scope].graph.output.iter().enumerate() {
                 let name = output.name.as_deref().unwrap_or("");
                 if let Some(id) = self.resolve(scope, name) {
-                    self.values[id].outputs_of.push((scope, position));
+                    self.graph_outputs
+                        .entry(id)
+                        .or_default()
+                        .push((scope, position));
                 }
             }
         }
+    }
+
+    /// The graph outputs value `id` is: (scope whose output list names it, position), in scope
+    /// then position order. Kept apart from [`Value`]: few values are graph outputs, and an
+    /// empty list in each would cost 24 bytes a value.
+    pub(super) fn outputs_of(&self, id: ValueId) -> &[(ScopeId, usize)] {
+        self.graph_outputs.get(&id).map_or(&[], Vec::as_slice)
     }
 
     /// The value with this id.

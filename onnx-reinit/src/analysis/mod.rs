@@ -79,6 +79,7 @@ mod ops;
 pub mod residual;
 mod roles;
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::onnx::skeleton;
@@ -378,8 +379,10 @@ pub struct TensorInfo {
     pub data_type: i32,
     /// The role, or `None` if the tensor must be left untouched (then see `why_untouched`).
     pub role: Option<Role>,
-    /// Why `role` is `None`; empty when it is `Some`.
-    pub why_untouched: String,
+    /// Why `role` is `None`; empty when it is `Some`. The common reasons (unused, only returned,
+    /// a non-float dtype, no parameter slot) are shared static strings, so that a model of
+    /// millions of untouched tensors does not hold a copy of the same sentence per tensor.
+    pub why_untouched: Cow<'static, str>,
     /// Every real consumer (through Identity/Cast/Transpose), in file order: the main graph's
     /// nodes, then those of nested graphs in pre-order.
     pub consumers: Vec<Consumer>,
@@ -389,8 +392,9 @@ pub struct TensorInfo {
     /// the one after its node's output; [`Activation::Recurrent`] for LSTM/GRU/RNN W, R and B;
     /// [`Activation::PRelu`] for a PRelu slope); `None` when `role` is `None`.
     pub activation: Option<Activation>,
-    /// Gate layout, for LSTM/GRU/RNN W, R and B.
-    pub recurrent: Option<RecurrentLayout>,
+    /// Gate layout, for LSTM/GRU/RNN W, R and B (boxed: few tensors have one, and inline it
+    /// would add 72 bytes to every tensor's entry).
+    pub recurrent: Option<Box<RecurrentLayout>>,
     /// Remarks: shared tensors, disagreeing consumers (which won and why), walk branches that
     /// disagreed.
     pub note: Option<String>,
@@ -466,7 +470,7 @@ fn analyse_one(
         dims,
         data_type,
         role: None,
-        why_untouched: String::new(),
+        why_untouched: Cow::Borrowed(""),
         consumers,
         fans: None,
         activation: None,
@@ -481,25 +485,21 @@ fn analyse_one(
             let c = roles::candidate(index, scalars, u, opts.compat);
             c.why.starts_with("quantized weight").then_some(c.why)
         });
-        info.why_untouched = quantized.unwrap_or_else(|| {
-            format!(
-                "{} tensor: only f32/f64/f16/bf16 tensors are re-initialized",
-                roles::dtype_name(data_type)
-            )
-        });
+        info.why_untouched = quantized.map_or_else(|| non_float_reason(data_type), Cow::Owned);
         return info;
     }
     if info.dims.iter().any(|&d| d < 0) {
-        info.why_untouched = format!("invalid shape {:?}", info.dims);
+        info.why_untouched = Cow::Owned(format!("invalid shape {:?}", info.dims));
         return info;
     }
     if uses.is_empty() {
         // Uses that are all views (Identity/Cast/Transpose) lead only to graph outputs.
-        info.why_untouched = if v.outputs_of.is_empty() && v.uses.is_empty() {
-            "no consumers (unused initializer)".to_owned()
-        } else {
-            "only returned as a graph output".to_owned()
-        };
+        info.why_untouched =
+            Cow::Borrowed(if index.outputs_of(value).is_empty() && v.uses.is_empty() {
+                UNUSED
+            } else {
+                ONLY_RETURNED
+            });
         return info;
     }
 
@@ -509,6 +509,53 @@ fn analyse_one(
         .collect();
     decide(&mut info, walker, &uses, &candidates);
     info
+}
+
+/// Declares the static reasons of [`TensorInfo::why_untouched`] and, in [`STATIC_REASONS`],
+/// each with the plan's `untouched: …` form, so that neither is formatted per tensor.
+macro_rules! static_reasons {
+    (
+        $($(#[$doc:meta])* const $name:ident = $text:literal;)*
+        non_float: [$($dtype:literal),*]
+    ) => {
+        $($(#[$doc])* pub(crate) const $name: &str = $text;)*
+
+        /// Every static reason: (reason, `untouched: ` reason).
+        pub(crate) const STATIC_REASONS: &[(&str, &str)] = &[
+            $(($text, concat!("untouched: ", $text)),)*
+            $((
+                concat!($dtype, " tensor: only f32/f64/f16/bf16 tensors are re-initialized"),
+                concat!(
+                    "untouched: ", $dtype,
+                    " tensor: only f32/f64/f16/bf16 tensors are re-initialized"
+                ),
+            ),)*
+        ];
+
+        /// `{dtype} tensor: only f32/f64/f16/bf16 tensors are re-initialized`: static for the
+        /// named dtypes (a model's int64 shape constants can be many), formatted otherwise.
+        fn non_float_reason(data_type: i32) -> Cow<'static, str> {
+            match roles::dtype_name(data_type) {
+                $($dtype => Cow::Borrowed(concat!(
+                    $dtype, " tensor: only f32/f64/f16/bf16 tensors are re-initialized"
+                )),)*
+                other => Cow::Owned(format!(
+                    "{other} tensor: only f32/f64/f16/bf16 tensors are re-initialized"
+                )),
+            }
+        }
+    };
+}
+
+static_reasons! {
+    /// An initializer nothing reads.
+    const UNUSED = "no consumers (unused initializer)";
+    /// An initializer whose only uses (through views) are graph outputs.
+    const ONLY_RETURNED = "only returned as a graph output";
+    /// No consumer gives a role and none says why.
+    const NO_PARAMETER_SLOT = "no consumer reads it as a parameter";
+    non_float: ["int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8", "bool",
+        "string", "complex64", "complex128", "float8", "4-bit integer", "unknown-dtype"]
 }
 
 /// `norm_stat (mean)` and friends: the role name with the statistic, for notes.
@@ -546,9 +593,9 @@ fn decide(
             }
         }
         info.why_untouched = if reasons.is_empty() {
-            "no consumer reads it as a parameter".to_owned()
+            Cow::Borrowed(NO_PARAMETER_SLOT)
         } else {
-            reasons.join("; ")
+            Cow::Owned(reasons.join("; "))
         };
         return;
     };
@@ -560,7 +607,7 @@ fn decide(
     let first = winners[0];
     info.role = Some(best);
     info.fans = candidates[first].fans;
-    info.recurrent.clone_from(&candidates[first].recurrent);
+    info.recurrent = candidates[first].recurrent.clone().map(Box::new);
     if let Some(note) = &candidates[first].note {
         notes.push(note.clone());
     }

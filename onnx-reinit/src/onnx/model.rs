@@ -25,7 +25,7 @@ use crate::onnx::storage::{ExternalError, external_storage, inline_storage};
 
 pub use crate::onnx::dtype::DType;
 pub use crate::onnx::scan::Segment;
-pub use crate::onnx::storage::Storage;
+pub use crate::onnx::storage::{ExternalData, Storage};
 
 /// Number of elements of a tensor with these dims: the product, `1` for a scalar (no dims).
 /// `Err` names the problem for negative dims or a product that overflows `u64`.
@@ -267,6 +267,10 @@ impl LoadedModel {
         let unmapper = Unmapper::new(map);
         let mut scan = scan::scan_with(map, &|offset| unmapper.upto(offset))
             .map_err(|e| malformed(e.offset, e.context, e.what))?;
+        // Grown by doubling while scanning: give back the spare capacity before the skeleton
+        // and the entries are allocated next to it (a large allocation shrinks in place).
+        scan.tensors.shrink_to_fit();
+        scan.frames.shrink_to_fit();
         if !scan.has_graph {
             return Err(malformed(
                 0,
@@ -282,7 +286,7 @@ impl LoadedModel {
             unmapper: &unmapper,
         });
         unmapper.upto(map.len());
-        let skeleton = decoded.map_err(|e| match scan::locate_decode_error(map) {
+        let mut skeleton = decoded.map_err(|e| match scan::locate_decode_error(map) {
             Some(at) => malformed(at.offset, at.context, at.what),
             None => Error::Decode {
                 file: path.to_path_buf(),
@@ -293,6 +297,9 @@ impl LoadedModel {
             file: path.to_path_buf(),
             what,
         })?;
+        // prost grew the initializer lists by doubling: give back the spare half of a big one
+        // (shrinking a large allocation remaps it in place, no copy).
+        shrink_initializers(skeleton.graph.as_mut());
 
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -309,7 +316,7 @@ impl LoadedModel {
             .collect();
         let mut tensors = Vec::with_capacity(scan.tensors.len());
         let mut canonical_dir = None;
-        let mut names: HashSet<(usize, &str)> = HashSet::new();
+        let mut names: HashSet<(usize, &str)> = HashSet::with_capacity(scan.tensors.len());
         for (i, t) in scan.tensors.iter().enumerate() {
             let graph_path = &scan.graphs[t.graph].path;
             let invalid = |what: String| Error::InvalidTensor {
@@ -443,6 +450,13 @@ impl LoadedModel {
         &self.skeleton
     }
 
+    /// Frees the skeleton (it is then empty): for a run that has analysed it and goes on to
+    /// rewrite, which reads only [`Self::tensors`] and the scan. Its initializer headers repeat
+    /// each tensor's name and dims (~150 bytes a tensor), not worth holding through the write.
+    pub(crate) fn release_skeleton(&mut self) {
+        self.skeleton = skeleton::Model::default();
+    }
+
     /// Every initializer, in the enumeration order (graphs in pre-order, file order within).
     pub fn tensors(&self) -> &[TensorEntry] {
         &self.tensors
@@ -501,6 +515,20 @@ fn preorder(model: &skeleton::Model) -> Vec<&skeleton::Graph> {
         walk(g, &mut graphs);
     }
     graphs
+}
+
+/// Shrinks the initializer lists of `graph` and of every graph nested in it to their length.
+fn shrink_initializers(graph: Option<&mut skeleton::Graph>) {
+    let Some(g) = graph else { return };
+    g.initializer.shrink_to_fit();
+    for n in &mut g.node {
+        for a in &mut n.attribute {
+            shrink_initializers(a.g.as_mut());
+            for sub in &mut a.graphs {
+                shrink_initializers(Some(sub));
+            }
+        }
+    }
 }
 
 /// Checks that prost's skeleton and the scanner see the same graphs and initializers.

@@ -48,21 +48,26 @@ pub enum Storage {
         /// Number of strings.
         count: u64,
     },
-    /// `data_location = EXTERNAL`: little-endian values in a side file.
-    External {
-        /// The `location` string as written in the model (relative to the model's folder).
-        location: String,
-        /// The side file, resolved and canonicalized (checked to lie inside the model's folder).
-        path: PathBuf,
-        /// Byte offset in the side file.
-        offset: u64,
-        /// Byte length (checked to equal numel × element size).
-        length: u64,
-        /// The `checksum` entry, if any (a SHA-1 of the data that a rewrite would invalidate).
-        checksum: Option<String>,
-    },
+    /// `data_location = EXTERNAL`: little-endian values in a side file. Boxed: inline, its
+    /// 88 bytes would size every tensor's [`Storage`], external or not.
+    External(Box<ExternalData>),
     /// No payload and no elements.
     Empty,
+}
+
+/// Where the values of a [`Storage::External`] tensor lie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalData {
+    /// The `location` string as written in the model (relative to the model's folder).
+    pub location: String,
+    /// The side file, resolved and canonicalized (checked to lie inside the model's folder).
+    pub path: PathBuf,
+    /// Byte offset in the side file.
+    pub offset: u64,
+    /// Byte length (checked to equal numel × element size).
+    pub length: u64,
+    /// The `checksum` entry, if any (a SHA-1 of the data that a rewrite would invalidate).
+    pub checksum: Option<String>,
 }
 
 impl Storage {
@@ -78,7 +83,7 @@ impl Storage {
             Storage::Int64Data { .. } => "int64_data",
             Storage::Uint64Data { .. } => "uint64_data",
             Storage::StringData { .. } => "string_data",
-            Storage::External { .. } => "external",
+            Storage::External(_) => "external",
             Storage::Empty => "empty",
         }
     }
@@ -349,11 +354,11 @@ pub(crate) fn external_storage(
              bytes)"
         )));
     }
-    Ok(Storage::External {
+    Ok(Storage::External(Box::new(ExternalData {
         location,
         path,
         offset,
         length,
         checksum,
-    })
+    })))
 }

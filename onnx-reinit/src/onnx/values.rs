@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::onnx::dtype::DType;
 use crate::onnx::model::LoadedModel;
 use crate::onnx::scan::Segment;
-use crate::onnx::storage::Storage;
+use crate::onnx::storage::{ExternalData, Storage};
 use crate::onnx::wire;
 
 /// A mutable slice of values of one of the four rewritable element types.
@@ -354,12 +354,13 @@ impl LoadedModel {
                     }
                 }
             }
-            Storage::External {
-                path,
-                offset,
-                location,
-                ..
-            } => {
+            Storage::External(ext) => {
+                let ExternalData {
+                    path,
+                    offset,
+                    location,
+                    ..
+                } = &**ext;
                 let file = crate::onnx::model::open_regular(path)
                     .map_err(|e| Error::io(path, "open external data", e))?;
                 let mut buf = vec![0u8; READ_CHUNK - READ_CHUNK % 8];
@@ -441,7 +442,7 @@ impl LoadedModel {
                 }
                 (out.len() == n).then_some(out)
             }
-            (DType::INT32 | DType::INT64, Storage::Raw { .. } | Storage::External { .. }) => {
+            (DType::INT32 | DType::INT64, Storage::Raw { .. } | Storage::External(_)) => {
                 let width = dtype.size()?;
                 let raw = self.small_raw_bytes(index, n * width)?;
                 Some(
@@ -473,10 +474,10 @@ impl LoadedModel {
                 .bytes()
                 .get(bytes.start..bytes.start.checked_add(len)?)
                 .map(<[u8]>::to_vec),
-            Storage::External { path, offset, .. } => {
-                let file = crate::onnx::model::open_regular(path).ok()?;
+            Storage::External(ext) => {
+                let file = crate::onnx::model::open_regular(&ext.path).ok()?;
                 let mut buf = vec![0u8; len];
-                file.read_exact_at(&mut buf, *offset).ok()?;
+                file.read_exact_at(&mut buf, ext.offset).ok()?;
                 Some(buf)
             }
             _ => None,

@@ -274,7 +274,8 @@ impl Rewriter<'_> {
     pub(super) fn sides_in_place(&self, targets: &[usize]) -> BTreeMap<PathBuf, SideFile> {
         let mut sides: BTreeMap<PathBuf, SideFile> = BTreeMap::new();
         for &i in targets {
-            if let Storage::External { path, .. } = &self.model.tensors()[i].storage {
+            if let Storage::External(ext) = &self.model.tensors()[i].storage {
+                let path = &ext.path;
                 sides
                     .entry(path.clone())
                     .or_insert_with(|| SideFile {
@@ -303,7 +304,8 @@ impl Rewriter<'_> {
         let mut inputs = vec![model_meta];
         let target_set: HashSet<usize> = targets.iter().copied().collect();
         for (i, t) in self.model.tensors().iter().enumerate() {
-            if let Storage::External { location, path, .. } = &t.storage {
+            if let Storage::External(ext) = &t.storage {
+                let (location, path) = (&ext.location, &ext.path);
                 let rel = external::checked_relative(location).map_err(|what| Error::External {
                     file: self.file(),
                     tensor: t.name.clone(),

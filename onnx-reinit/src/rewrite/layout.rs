@@ -151,8 +151,8 @@ impl Rewriter<'_> {
                         ));
                     }
                 }
-                Storage::External { checksum, .. } => {
-                    if checksum.is_some() {
+                Storage::External(ext) => {
+                    if ext.checksum.is_some() {
                         return Err(self.unsupported(
                             i,
                             "external data carries a checksum, which new values would \
@@ -181,12 +181,9 @@ impl Rewriter<'_> {
             .iter()
             .enumerate()
             .filter_map(|(i, t)| match &t.storage {
-                Storage::External {
-                    path,
-                    offset,
-                    length,
-                    ..
-                } if *length > 0 => Some((path.as_path(), *offset, offset + length, i)),
+                Storage::External(ext) if ext.length > 0 => {
+                    Some((ext.path.as_path(), ext.offset, ext.offset + ext.length, i))
+                }
                 _ => None,
             })
             .collect();
@@ -228,7 +225,8 @@ impl Rewriter<'_> {
     ) -> Result<(), Error> {
         let tensors = self.model.tensors();
         for &i in targets {
-            if let Storage::External { offset, length, .. } = &tensors[i].storage {
+            if let Storage::External(ext) = &tensors[i].storage {
+                let (offset, length) = (&ext.offset, &ext.length);
                 if offset + length > layout.output.src_len {
                     return Err(Error::External {
                         file: self.file(),

@@ -342,7 +342,7 @@ impl<'a> Rewriter<'a> {
         let inline_targets = targets.iter().any(|&i| {
             !matches!(
                 model.tensors()[i].storage,
-                Storage::External { .. } | Storage::Empty
+                Storage::External(_) | Storage::Empty
             )
         });
         let mut layouts = Vec::new();

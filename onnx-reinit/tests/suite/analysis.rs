@@ -500,7 +500,6 @@ impl B {
             dims: dims.to_vec(),
             data_type: Some(dtype),
             name: Some(name.to_owned()),
-            ..TensorHeader::default()
         });
         self
     }

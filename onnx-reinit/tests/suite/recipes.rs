@@ -36,7 +36,6 @@ fn built(inputs: &[&str], inits: &[(&str, &[i64])], nodes: &[(&str, &[&str], &st
                 name: Some((*n).to_owned()),
                 dims: d.to_vec(),
                 data_type: Some(1),
-                ..TensorHeader::default()
             })
             .collect(),
         node: nodes

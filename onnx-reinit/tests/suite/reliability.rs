@@ -999,3 +999,83 @@ fn sparse_external_data_stays_sparse() {
     assert!(bytes[64..len as usize - 4].iter().all(|&b| b == 0));
     assert_eq!(&bytes[len as usize - 4..], &[9; 4]);
 }
+
+/// Not a test on its own: with `ONNX_REINIT_MEMORY_PROBE=MODEL` (set by
+/// [`memory_per_initializer_is_bounded`]), rewrites MODEL into `MODEL.out` with
+/// [`onnx_reinit::pipeline::run`] (as the CLI does, without printing) and prints this process's
+/// peak resident set.
+#[test]
+fn memory_probe() {
+    let Some(path) = std::env::var_os("ONNX_REINIT_MEMORY_PROBE") else {
+        return;
+    };
+    let model = PathBuf::from(path);
+    let out = model.with_extension("out");
+    let config = onnx_reinit::pipeline::RewriteConfig {
+        model: model.clone(),
+        destination: onnx_reinit::pipeline::Destination::Path(out),
+        force: false,
+        rules: onnx_reinit::plan::Rules::default(),
+        seed: 1,
+        analysis: onnx_reinit::analysis::AnalysisOptions::default(),
+        cancel: None,
+        progress: None,
+    };
+    let outcome = onnx_reinit::pipeline::run(&config).unwrap();
+    std::hint::black_box(&outcome);
+    let hwm = fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .to_owned();
+    println!("MEMORY_PROBE_VMHWM_KIB={hwm}");
+}
+
+/// Peak resident set (VmHWM, KiB) of a fresh process rewriting `model` ([`memory_probe`]).
+/// VmHWM starts afresh at exec, so nothing of this test process is counted.
+fn rewrite_peak_kib(model: &Path) -> u64 {
+    let o = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "reliability::memory_probe",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("ONNX_REINIT_MEMORY_PROBE", model)
+        .output()
+        .unwrap();
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    out.lines()
+        .find_map(|l| l.split_once("MEMORY_PROBE_VMHWM_KIB=").map(|(_, v)| v))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no MEMORY_PROBE_VMHWM_KIB in {out}"))
+}
+
+/// A model's overhead per initializer stays bounded (issue 13 item 6): rewriting 100,000
+/// one-element initializers (nothing reads them, all are left alone) peaks at most 1,100 bytes
+/// per initializer above the same rewrite of one (the file is 21 bytes per initializer). The
+/// code before the tables were made compact (shared reasons, no per-tensor slot for kept
+/// tensors, tables freed between phases, no unread fields) measured 1,475 bytes here; ~950
+/// after. The bound is generous (allocator rounding and table growth differ between machines);
+/// the figure is printed. Not yet the issue's target of 200 bytes.
+#[test]
+fn memory_per_initializer_is_bounded() {
+    let n = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (many, one) = (dir.path().join("many.onnx"), dir.path().join("one.onnx"));
+    many_tensors_model(&many, n);
+    many_tensors_model(&one, 1);
+    let (base, big) = (rewrite_peak_kib(&one), rewrite_peak_kib(&many));
+    let per = big.saturating_sub(base) * 1024 / n as u64;
+    eprintln!("{n} initializers: peak {big} KiB, one: {base} KiB; {per} bytes per initializer");
+    assert!(
+        per <= 1100,
+        "{per} bytes of peak RSS per initializer ({big} KiB for {n}, {base} KiB for one)"
+    );
+}

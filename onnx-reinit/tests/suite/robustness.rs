@@ -784,9 +784,10 @@ fn check_fidelity(
     }
     // Side files: same length, changes only inside the targets' ranges.
     for (i, t) in m.tensors().iter().enumerate() {
-        let Storage::External { path, location, .. } = &t.storage else {
+        let Storage::External(ext) = &t.storage else {
             continue;
         };
+        let (path, location) = (&ext.path, &ext.location);
         let src = &side_before[path];
         let dst = fs::read(o.dir().join(location)).unwrap();
         let ranges: Vec<Range<usize>> = m
@@ -795,12 +796,9 @@ fn check_fidelity(
             .enumerate()
             .filter(|(k, _)| targets.contains(k))
             .filter_map(|(_, t)| match &t.storage {
-                Storage::External {
-                    path: p,
-                    offset,
-                    length,
-                    ..
-                } if p == path => Some(*offset as usize..(offset + length) as usize),
+                Storage::External(e) if e.path == *path => {
+                    Some(e.offset as usize..(e.offset + e.length) as usize)
+                }
                 _ => None,
             })
             .collect();
@@ -888,7 +886,7 @@ fn exercise(input: &Path, out_dir: &Path, in_place: bool) -> Reached {
         .tensors()
         .iter()
         .filter_map(|t| match &t.storage {
-            Storage::External { path, .. } => Some((path.clone(), fs::read(path).unwrap())),
+            Storage::External(e) => Some((e.path.clone(), fs::read(&e.path).unwrap())),
             _ => None,
         })
         .collect();
@@ -2508,12 +2506,9 @@ fn cli_small_external_model_to_new_output_and_in_place() {
             .tensors()
             .iter()
             .filter_map(|t| match &t.storage {
-                Storage::External {
-                    location,
-                    offset,
-                    length,
-                    ..
-                } if *location == rel => Some(*offset as usize..(offset + length) as usize),
+                Storage::External(e) if e.location == rel => {
+                    Some(e.offset as usize..(e.offset + e.length) as usize)
+                }
                 _ => None,
             })
             .collect();
