@@ -33,6 +33,7 @@ def reinit(
     in_place: bool = False,
     force: bool = False,
     compat: str = "true",
+    preset: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Re-initialize ``model``'s weights; write ``out`` (default ``<stem>.reinit.onnx`` beside
     the input), or the input itself (``in_place``), or nothing (``dry_run``).
@@ -43,6 +44,11 @@ def reinit(
     ``prelu_slope``) to a scheme or ``"keep"``; ``name_rules`` are ``"GLOB=SCHEME"`` strings
     (``--rule``, first match wins). ``compat="pytorch"`` uses PyTorch's fans. The same seed and
     rules give the CLI's output byte for byte; returns the ``--json`` document.
+
+    ``preset`` is the CLI's ``--preset``: an initialization recipe (``bert``, ``gpt2``,
+    ``llama``, ``t5``, ``resnet``, ``vit``, with knobs as ``"gpt2(initializer_range=0.02,
+    n_layer=12)"`` or ``"resnet(zero_init_residual=1)"``) below ``rules`` and ``name_rules``;
+    the document then has a ``preset`` member with the knobs and the residual structure used.
     """
     if isinstance(name_rules, str):
         name_rules = [name_rules]
@@ -56,6 +62,7 @@ def reinit(
         bool(in_place),
         bool(force),
         compat,
+        preset,
     )
     return json.loads(doc)
 

@@ -15,6 +15,7 @@ def reinit(
     in_place: bool = ...,
     force: bool = ...,
     compat: str = ...,
+    preset: Optional[str] = ...,
 ) -> Dict[str, Any]:
     """Re-initialize an ONNX model's weights (payload bytes only); the --json document."""
 

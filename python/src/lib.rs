@@ -365,7 +365,7 @@ fn rules(classes: &[(String, String)], name_rules: &[String]) -> PyResult<Rules>
 
 /// The rewrite, in process: returns the `--json` document's text.
 #[pyfunction]
-#[pyo3(signature = (model, out, rules_, name_rules, seed, dry_run, in_place, force, compat_))]
+#[pyo3(signature = (model, out, rules_, name_rules, seed, dry_run, in_place, force, compat_, preset=None))]
 #[allow(clippy::too_many_arguments)]
 fn reinit(
     py: Python<'_>,
@@ -378,6 +378,7 @@ fn reinit(
     in_place: bool,
     force: bool,
     compat_: &str,
+    preset: Option<String>,
 ) -> PyResult<String> {
     let picked = usize::from(dry_run) + usize::from(in_place) + usize::from(out.is_some());
     if picked > 1 {
@@ -392,12 +393,17 @@ fn reinit(
     } else {
         Destination::Path(out.unwrap_or_else(|| pipeline::default_output(&model)))
     };
+    let mut rules = rules(&rules_, &name_rules)?;
+    if let Some(text) = preset {
+        // The CLI's `--preset NAME(k=v,…)`: below the rules and name rules given, as there.
+        rules.preset = Some(text.parse().map_err(|e| usage(format!("preset: {e}")))?);
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     let config = RewriteConfig {
         model,
         destination,
         force,
-        rules: rules(&rules_, &name_rules)?,
+        rules,
         seed,
         analysis: AnalysisOptions {
             compat: compat(compat_)?,
@@ -407,7 +413,18 @@ fn reinit(
     };
     let outcome = cancellable(py, &cancel, || pipeline::run(&config))?;
     let outcome = outcome.map_err(|e| run_error(&e))?;
-    json(&outcome.report)
+    match &outcome.preset {
+        // The CLI's document: the report with the resolved preset as a `preset` member.
+        Some(p) => {
+            let mut doc = serde_json::to_value(&outcome.report)
+                .map_err(|e| PyRuntimeError::new_err(format!("serialising the report: {e}")))?;
+            if let Some(o) = doc.as_object_mut() {
+                o.insert("preset".into(), p.to_json());
+            }
+            json(&doc)
+        }
+        None => json(&outcome.report),
+    }
 }
 
 fn json(v: &impl serde::Serialize) -> PyResult<String> {

@@ -40,7 +40,27 @@ def test_reinit_matches_the_cli_byte_for_byte(tmp_path):
     cli_doc = json.loads(r.stdout)
     assert cli_doc["output"] == str(b) and doc["output"] == str(a)
     cli_doc["output"] = doc["output"]
+    # The files written, as absolute paths: each run's own output.
+    assert cli_doc["files_written"] == [os.path.abspath(b)]
+    assert doc["files_written"] == [os.path.abspath(a)]
+    cli_doc["files_written"] = doc["files_written"]
     assert doc == cli_doc
+
+
+def test_preset_matches_the_cli(tmp_path):
+    bert = REPO / "tests" / "fixtures" / "recipes" / "bert.onnx"
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    doc = ifo.reinit(bert, a, preset="bert(initializer_range=0.05)", seed=3)
+    r = cli(bert, "-o", b, "--preset", "bert(initializer_range=0.05)", "--seed", 3, "--json")
+    assert r.returncode == 0, r.stderr
+    assert a.read_bytes() == b.read_bytes()
+    cli_doc = json.loads(r.stdout)
+    for key in ("output", "files_written"):
+        cli_doc[key] = doc[key]
+    assert doc == cli_doc
+    assert "preset" in doc and "0.05" in json.dumps(doc["preset"])
+    with pytest.raises(initforge.UsageError, match="preset"):
+        ifo.reinit(bert, dry_run=True, preset="bertt")
 
 
 def test_dry_run_and_inspect_documents_equal_the_cli(tmp_path):
