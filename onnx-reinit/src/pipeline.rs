@@ -123,6 +123,23 @@ impl std::fmt::Debug for RewriteConfig {
     }
 }
 
+impl RewriteConfig {
+    /// The rewrite's options for this configuration's destination, force, cancellation and
+    /// progress; `None` for a dry run, which writes nothing.
+    pub fn rewrite_options(&self) -> Option<RewriteOptions> {
+        let target = match &self.destination {
+            Destination::DryRun => return None,
+            Destination::Path(p) => OutputTarget::Path(p.clone()),
+            Destination::InPlace => OutputTarget::InPlace,
+        };
+        let mut opts = RewriteOptions::new(target);
+        opts.force = self.force;
+        opts.cancel.clone_from(&self.cancel);
+        opts.progress.clone_from(&self.progress);
+        Some(opts)
+    }
+}
+
 /// `<stem>.reinit.onnx` beside the input.
 pub fn default_output(model: &Path) -> PathBuf {
     let stem = model
@@ -266,15 +283,7 @@ pub fn run_rendered<R>(
         .collect();
     report.order_by_graph(&node_order);
     let rendered = render(&report, rules.preset_plan.as_deref());
-    if config.destination != Destination::DryRun {
-        let target = match &config.destination {
-            Destination::Path(p) => OutputTarget::Path(p.clone()),
-            _ => OutputTarget::InPlace,
-        };
-        let mut opts = RewriteOptions::new(target);
-        opts.force = config.force;
-        opts.cancel.clone_from(&config.cancel);
-        opts.progress.clone_from(&config.progress);
+    if let Some(opts) = config.rewrite_options() {
         // Nothing may follow this call that can fail or panic: it renames the output into
         // place. (`planned_files` is checked against what it wrote by the test suite.)
         rewrite::rewrite(&model, &targets, &filler, &opts)?;

@@ -271,7 +271,7 @@ pub fn run(
     opts: &LsuvOptions,
 ) -> Result<(crate::pipeline::Outcome, LsuvResult), crate::pipeline::RunError> {
     use crate::pipeline::{Destination, Outcome, RunError, analyze_loaded};
-    use crate::rewrite::{self, OutputTarget, RewriteOptions};
+    use crate::rewrite;
     use std::sync::Arc;
     let model = LoadedModel::open(&config.model)?;
     let analysis = analyze_loaded(&model, &config.analysis)?;
@@ -296,19 +296,11 @@ pub fn run(
         message,
     })?;
     let scaled = ScaledFiller::new(&filler, std::mem::take(&mut result.scales));
-    let output = match &config.destination {
-        Destination::DryRun => None,
-        dest => {
-            let target = match dest {
-                Destination::Path(p) => OutputTarget::Path(p.clone()),
-                _ => OutputTarget::InPlace,
-            };
-            let mut ropts = RewriteOptions::new(target);
-            ropts.force = config.force;
-            ropts.cancel.clone_from(&config.cancel);
-            ropts.progress.clone_from(&config.progress);
+    let output = match config.rewrite_options() {
+        None => None,
+        Some(ropts) => {
             rewrite::rewrite(&model, &filler.targets(), &scaled, &ropts)?;
-            Some(match dest {
+            Some(match &config.destination {
                 Destination::Path(p) => p.display().to_string(),
                 _ => config.model.display().to_string(),
             })
