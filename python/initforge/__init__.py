@@ -51,9 +51,38 @@ CancelledError.kind, CancelledError.exit_code = "cancelled", 130
 
 _U64 = 1 << 64
 _NUMPY_DTYPES = {"float32", "float64", "float16", "bfloat16"}
-# numpy scalar type → dtype name (dtype.name is slow to compute on every call).
-_NP_NAMES: dict = {}
-_torch: Any = None  # (dtype names, torch.strided, increment_version), once torch is seen
+# The native dtype codes (index = code).
+_DT_NAMES = ("float32", "float64", "float16", "bfloat16")
+# numpy scalar type → dtype code (dtype.name is slow to compute on every call).
+_NP_CODES: dict = {}
+_np: Any = None
+_TORCH_TYPES: set = set()  # tensor classes seen (torch.Tensor, nn.Parameter, subclasses)
+_torch: Any = None  # (dtype codes, torch.strided, _increment_version), once torch is seen
+# Scheme text → compiled handle (``_native.compile``), so a small fill does not re-parse it.
+_SCHEMES: dict = {}
+_MAX_SCHEMES = 4096
+# (layout, convention) → the native rule bits.
+_RULES = {("out_in", "true"): 0, ("in_out", "true"): 1, ("out_in", "framework"): 2,
+          ("in_out", "framework"): 3, ("out_in", "pytorch"): 2, ("in_out", "pytorch"): 3}
+
+
+def _numpy() -> Any:
+    global _np
+    if _np is None:
+        import numpy
+
+        _np = numpy
+        _NP_CODES.update({numpy.float32: 0, numpy.float64: 1, numpy.float16: 2})
+    return _np
+
+
+def _compiled(scheme: str) -> Optional[int]:
+    """The scheme's compiled handle, or None once the cache is full (the caller then passes
+    the text). Raises UsageError for a scheme that does not parse."""
+    h = _SCHEMES.get(scheme)
+    if h is None and isinstance(scheme, str) and len(_SCHEMES) < _MAX_SCHEMES:
+        h = _SCHEMES[scheme] = _native.compile(scheme)
+    return h
 
 
 def _torch_info() -> Any:
@@ -61,14 +90,11 @@ def _torch_info() -> Any:
     if _torch is None:
         import torch
 
-        names = {
-            torch.float32: "float32",
-            torch.float64: "float64",
-            torch.float16: "float16",
-            torch.bfloat16: "bfloat16",
-        }
-        inc = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)
-        _torch = (names, torch.strided, inc)
+        codes = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+        # The C function under torch.autograd.graph.increment_version, called with a tuple
+        # (given a bare tensor it would iterate over its elements).
+        inc = getattr(torch._C, "_increment_version", None)
+        _torch = (codes, torch.strided, inc)
     return _torch
 
 
@@ -86,50 +112,63 @@ def _seed(seed: int) -> int:
     raise UsageError(f"seed: expected an int in [0, 2**64), got {seed!r}")
 
 
-def _buffer(x: Any, what: str) -> Tuple[int, str, int, Tuple[int, ...]]:
-    """(address, dtype name, element count, shape) of a writable, contiguous CPU buffer."""
+def _buffer(x: Any, what: str) -> Tuple[Any, int, Tuple[int, ...]]:
+    """(buffer, dtype code, shape) of a writable, contiguous CPU buffer: the buffer is a torch
+    tensor's address (int) or the ndarray itself (the native side reads its data pointer).
+    The dtype code indexes ``_DT_NAMES``."""
     cls = type(x)
-    if cls.__module__.startswith("torch") and hasattr(x, "data_ptr"):
-        if x.device.type != "cpu":
+    if cls in _TORCH_TYPES or (cls.__module__.startswith("torch") and hasattr(x, "data_ptr")
+                               and not _TORCH_TYPES.add(cls)):
+        if not x.is_cpu:
             raise UsageError(f"{what}: a {x.device.type} tensor; initforge fills CPU tensors "
                              "(fill on CPU, then move it)")
-        names, strided, _ = _torch_info()
+        codes, strided, _ = _torch_info()
         if x.layout is not strided:
             raise UsageError(f"{what}: a {x.layout} tensor; only dense (strided) tensors")
-        dt = names.get(x.dtype)
+        dt = codes.get(x.dtype)
         if dt is None:
             raise UsageError(f"{what}: dtype {x.dtype} is not float32, float64, float16 or "
                              "bfloat16")
         if not x.is_contiguous():
             raise UsageError(f"{what}: the tensor is not contiguous (strides {x.stride()}); "
                              "fill a contiguous tensor and copy it in")
-        if x.is_conj() or x.is_neg():
-            raise UsageError(f"{what}: a lazily conjugated/negated view")
-        return x.data_ptr(), dt, x.numel(), tuple(x.shape)
-    import numpy as np
-
-    if not _NP_NAMES:
-        _NP_NAMES.update({np.float32: "float32", np.float64: "float64", np.float16: "float16"})
+        # Real dtypes cannot carry the conjugate bit; the negative bit they can (_neg_view).
+        if x.is_neg():
+            raise UsageError(f"{what}: a lazily negated view")
+        return x.data_ptr(), dt, tuple(x.shape)
+    np = _numpy()
     if isinstance(x, np.ndarray):
         dt = x.dtype
-        name = _NP_NAMES.get(dt.type)
-        if name is None and dt.name in _NUMPY_DTYPES:  # first bfloat16 (ml_dtypes) seen
-            name = _NP_NAMES[dt.type] = dt.name
-        if name is None:
+        code = _NP_CODES.get(dt.type)
+        if code is None and dt.name in _NUMPY_DTYPES:  # first bfloat16 (ml_dtypes) seen
+            code = _NP_CODES[dt.type] = _DT_NAMES.index(dt.name)
+        if code is None:
             raise UsageError(f"{what}: dtype {dt} is not float32, float64, float16 or "
                              "bfloat16 (ml_dtypes)")
         if not dt.isnative:
             raise UsageError(f"{what}: dtype {dt.str} is not in the machine's byte order")
         flags = x.flags
-        if not flags.c_contiguous:
-            raise UsageError(f"{what}: the array is not C-contiguous (strides {x.strides}); "
-                             "use np.ascontiguousarray and copy back")
-        if not flags.writeable:
-            raise UsageError(f"{what}: the array is read-only")
-        if not flags.aligned:
+        if not flags.carray:  # C-contiguous, aligned and writeable: say which one failed
+            if not flags.c_contiguous:
+                raise UsageError(f"{what}: the array is not C-contiguous (strides {x.strides}); "
+                                 "use np.ascontiguousarray and copy back")
+            if not flags.writeable:
+                raise UsageError(f"{what}: the array is read-only")
             raise UsageError(f"{what}: the array's data is not aligned to its dtype")
-        return x.__array_interface__["data"][0], name, x.size, x.shape
+        return x, code, x.shape
     raise UsageError(f"{what}: expected a numpy array or a CPU torch tensor, got {cls.__name__}")
+
+
+def _address(buf: Any) -> int:
+    """The address of what :func:`_buffer` returned (an int already, or an ndarray)."""
+    return buf if isinstance(buf, int) else buf.__array_interface__["data"][0]
+
+
+def _prod(shape: Sequence[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
 
 
 def _bump_version(x: Any) -> None:
@@ -138,7 +177,7 @@ def _bump_version(x: Any) -> None:
     if _torch is not None and type(x).__module__.startswith("torch"):
         inc = _torch[2]
         if inc is not None:
-            inc(x)
+            inc((x,))
 
 
 def init_(
@@ -170,10 +209,24 @@ def init_(
     draws U(±√(3·var)), ``_normal`` N(0, var), ``_truncated_normal`` N(0, var/0.8796²) cut
     at ±2 of its std. Zero-copy; large fills release the GIL and use every core.
     """
-    ptr, dt, n, shape = _buffer(x, "init_")
-    _native.fill(ptr, dt, n, list(shape), scheme, _seed(seed), _key(key), fans, None,
-                 layout, groups, transposed, convention)
-    _bump_version(x)
+    buf, dt, shape = _buffer(x, "init_")
+    if type(seed) is not int or not 0 <= seed < _U64:
+        seed = _seed(seed)
+    if type(key) is not int or not 0 <= key < _U64:
+        key = _key(key)
+    h = _SCHEMES.get(scheme)
+    if h is None:
+        h = _compiled(scheme)
+    rule = _RULES.get((layout, convention))
+    if h is None or rule is None:  # cache full, or a bad layout/convention (the slow path says)
+        _native.fill(_address(buf), _DT_NAMES[dt], _prod(shape), list(shape), scheme, seed,
+                     key, fans, None, layout, groups, transposed, convention)
+    else:
+        _native.fill_whole(buf, dt, shape, h, seed, key, fans, rule, groups, transposed)
+    if type(buf) is int:  # a torch tensor: bump its version as an in-place op would
+        inc = _torch[2]
+        if inc is not None:
+            inc((x,))
     return x
 
 
@@ -240,10 +293,10 @@ def init_shard_(
     only on (seed, key, chunk ⌊i/65536⌋ and its prefix), so a shard costs its own elements
     plus at most the prefix of each chunk it enters midway.
     """
-    ptr, dt, n, shape = _buffer(local, "init_shard_")
+    buf, dt, shape = _buffer(local, "init_shard_")
     r = _ranges(global_shape, shape, offset, ranges)
-    _native.fill(ptr, dt, n, [int(d) for d in global_shape], scheme, _seed(seed), _key(key),
-                 fans, r, layout, groups, transposed, convention)
+    _native.fill(_address(buf), _DT_NAMES[dt], _prod(shape), [int(d) for d in global_shape],
+                 scheme, _seed(seed), _key(key), fans, r, layout, groups, transposed, convention)
     _bump_version(local)
     return local
 

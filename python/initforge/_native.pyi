@@ -1,4 +1,4 @@
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 CHUNK: int
 DEFAULT_SEED: int
@@ -38,6 +38,19 @@ def fill(
     groups: int = ...,
     transposed: bool = ...,
     convention: str = ...,
+) -> None: ...
+def compile(scheme: str) -> int: ...
+def fill_whole(
+    buf: Any,
+    dtype: int,
+    shape: Sequence[int],
+    handle: int,
+    seed: int,
+    key: int,
+    fans: Optional[Tuple[int, int]],
+    rule: int,
+    groups: int,
+    transposed: bool,
 ) -> None: ...
 def reinit(
     model: str,

@@ -174,14 +174,130 @@ fn fill(
         None => None,
     };
     let ranges: Option<Vec<_>> = ranges.map(|r| r.into_iter().map(|(a, b)| a..b).collect());
+    run_fill(
+        py,
+        ptr,
+        dtype,
+        len,
+        &shape,
+        &scheme,
+        stream,
+        fans,
+        ranges.as_deref(),
+    )
+}
+
+/// Schemes parsed once by [`compile`], by handle: the per-call path of `init_` passes the
+/// handle instead of the text, so a small fill does not re-parse (or, under the abi3 API,
+/// re-encode) its scheme on every call.
+static COMPILED: std::sync::RwLock<Vec<Scheme>> = std::sync::RwLock::new(Vec::new());
+
+/// Parse `scheme` once and return its handle for [`fill_whole`] (raises UsageError, with
+/// suggestions, if it does not parse). The Python package caches handles per scheme text and
+/// stops caching after a bounded number of distinct texts.
+#[pyfunction]
+fn compile(scheme: &str) -> PyResult<usize> {
+    let s: Scheme = scheme.parse().map_err(usage)?;
+    let mut v = COMPILED
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    v.push(s);
+    Ok(v.len() - 1)
+}
+
+/// The dtype codes of [`fill_whole`] (the Python package's `_DT` table).
+const DTYPES: [&str; 4] = ["float32", "float64", "float16", "bfloat16"];
+
+/// `init_`'s per-call path: fill the whole tensor of `shape` in place with the compiled scheme
+/// `handle`. `buf` is the buffer's address (an int: a torch tensor's `data_ptr()`), or a numpy
+/// ndarray whose data pointer is read from the array itself (NumPy's `PyArray_DATA`, cheaper
+/// than building `__array_interface__`). `dtype` indexes [`DTYPES`]; `rule` has bit 0 set for
+/// the `in_out` layout and bit 1 for the framework convention. The caller
+/// (initforge/__init__.py) has checked that the buffer holds `∏shape` writable, aligned,
+/// C-contiguous elements of that dtype, alive and untouched by Python during the call.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn fill_whole(
+    py: Python<'_>,
+    buf: &Bound<'_, PyAny>,
+    dtype: usize,
+    shape: Vec<usize>,
+    handle: usize,
+    seed: u64,
+    key: u64,
+    fans: Option<(u64, u64)>,
+    rule: u8,
+    groups: u64,
+    transposed: bool,
+) -> PyResult<()> {
+    let scheme = *COMPILED
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(handle)
+        .ok_or_else(|| usage(format!("unknown scheme handle {handle}")))?;
+    let ptr: usize = if buf.is_instance_of::<pyo3::types::PyInt>() {
+        buf.extract()?
+    } else {
+        // SAFETY: the caller passes a non-int `buf` only after `isinstance(buf, np.ndarray)`;
+        // every ndarray begins with NumPy's `PyArrayObject_fields`, whose first field after the
+        // object header is `char *data` — the layout `PyArray_DATA` reads in every compiled
+        // NumPy extension (unchanged from NumPy 1.x to 2.x; abi3 excludes free-threaded
+        // headers). `buf` is borrowed for the call, so the array is alive.
+        unsafe {
+            let header = buf.as_ptr().cast::<pyo3::ffi::PyObject>();
+            header.add(1).cast::<usize>().read()
+        }
+    };
+    let dtype = *DTYPES
+        .get(dtype)
+        .ok_or_else(|| usage(format!("unknown dtype code {dtype}")))?;
+    let len = init_core::fans::checked_product(&shape).map_err(usage)?;
+    let fans = match fans {
+        Some(f) => Some(to_fans(f)),
+        None if matches!(scheme.kind(), init_core::SchemeKind::Scaled { .. }) => Some(fans_of(
+            &shape,
+            if rule & 1 == 0 { "out_in" } else { "in_out" },
+            groups,
+            transposed,
+            if rule & 2 == 0 { "true" } else { "framework" },
+        )?),
+        None => None,
+    };
+    run_fill(
+        py,
+        ptr,
+        dtype,
+        len,
+        &shape,
+        &scheme,
+        Stream { seed, key },
+        fans,
+        None,
+    )
+}
+
+/// Fill `len` elements of `dtype` at `ptr` (see [`fill`]), on this thread with the GIL for a
+/// small tensor and on all cores without it for a large one.
+#[allow(clippy::too_many_arguments)]
+fn run_fill(
+    py: Python<'_>,
+    ptr: usize,
+    dtype: &str,
+    len: usize,
+    shape: &[usize],
+    scheme: &Scheme,
+    stream: Stream,
+    fans: Option<Fans>,
+    ranges: Option<&[std::ops::Range<usize>]>,
+) -> PyResult<()> {
     if len > 0 && ptr == 0 {
         return Err(usage("null buffer address"));
     }
     let run = || match dtype {
-        "float32" => go::<f32>(ptr, len, &scheme, &shape, fans, stream, ranges.as_deref()),
-        "float64" => go::<f64>(ptr, len, &scheme, &shape, fans, stream, ranges.as_deref()),
-        "float16" => go::<f16>(ptr, len, &scheme, &shape, fans, stream, ranges.as_deref()),
-        "bfloat16" => go::<bf16>(ptr, len, &scheme, &shape, fans, stream, ranges.as_deref()),
+        "float32" => go::<f32>(ptr, len, scheme, shape, fans, stream, ranges),
+        "float64" => go::<f64>(ptr, len, scheme, shape, fans, stream, ranges),
+        "float16" => go::<f16>(ptr, len, scheme, shape, fans, stream, ranges),
+        "bfloat16" => go::<bf16>(ptr, len, scheme, shape, fans, stream, ranges),
         other => Err(InitError::BadShape(format!(
             "unsupported dtype {other} (float32, float64, float16, bfloat16)"
         ))),
@@ -488,6 +604,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(expected_std, m)?)?;
     m.add_function(wrap_pyfunction!(fans, m)?)?;
     m.add_function(wrap_pyfunction!(fill, m)?)?;
+    m.add_function(wrap_pyfunction!(compile, m)?)?;
+    m.add_function(wrap_pyfunction!(fill_whole, m)?)?;
     m.add_function(wrap_pyfunction!(reinit, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;

@@ -204,3 +204,33 @@ def test_autograd_sees_the_write():
     with torch.no_grad():
         initforge.init_(p, "he_normal", seed=0, key="p")
     assert p._version > v
+
+
+def test_views_are_filled_where_they_point():
+    # The native side reads an ndarray's data pointer from the array itself and a tensor's from
+    # data_ptr(): a contiguous view that starts inside its base must be filled there and only
+    # there, with the bits a fresh array of its shape gets.
+    want = np.zeros((4, 5), np.float32)
+    initforge.init_(want, "normal(0, 1)", seed=9, key="v")
+    base = np.full(30, 7.0, np.float32)
+    view = base[7:27].reshape(4, 5)
+    initforge.init_(view, "normal(0, 1)", seed=9, key="v")
+    assert np.array_equal(view, want)
+    assert (base[:7] == 7.0).all() and (base[27:] == 7.0).all()
+    tb = torch.full((30,), 7.0)
+    tv = tb[3:23].view(4, 5)
+    initforge.init_(tv, "normal(0, 1)", seed=9, key="v")
+    assert np.array_equal(tv.numpy(), want)
+    assert (tb[:3] == 7.0).all() and (tb[23:] == 7.0).all()
+
+
+def test_the_scheme_cache_changes_nothing():
+    # A scheme seen for the first time (parsed) and again (cached handle) gives the same bits,
+    # and a bad scheme raises every time rather than being cached.
+    a, b = np.zeros(100), np.zeros(100)
+    initforge.init_(a, "uniform(-0.25, 0.5)", seed=1, key=2)
+    initforge.init_(b, "uniform(-0.25, 0.5)", seed=1, key=2)
+    assert np.array_equal(a, b)
+    for _ in range(2):
+        with pytest.raises(initforge.UsageError, match="he_normall|unknown|suggest|did you"):
+            initforge.init_(a, "he_normall", seed=1, key=2)
