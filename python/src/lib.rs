@@ -472,6 +472,22 @@ fn rules(classes: &[(String, String)], name_rules: &[String]) -> PyResult<Rules>
     if let Some(x) = w_r.1 {
         r.recurrent_r = x;
     }
+    // As the CLI: the flags given beat a preset (activation classes count as given when
+    // listed in `r.activation`).
+    let given = |k: &str| classes.iter().any(|(key, _)| key.replace('-', "_") == k);
+    let recurrent = given("recurrent");
+    r.explicit = [
+        ("bias", given("bias")),
+        ("norm", given("norm")),
+        ("embedding", given("embedding")),
+        ("recurrent-w", recurrent || given("recurrent_w")),
+        ("recurrent-r", recurrent || given("recurrent_r")),
+        ("prelu-slope", given("prelu_slope")),
+    ]
+    .iter()
+    .filter(|g| g.1)
+    .map(|g| g.0)
+    .collect();
     r.overrides = name_rules
         .iter()
         .map(|t| NameRule::parse(t).map_err(|e| usage(format!("name_rules: {e}"))))
