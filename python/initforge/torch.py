@@ -160,13 +160,14 @@ def dtensor_ranges(dt: Any) -> List[Tuple[int, int]]:
     dim d as ``torch.chunk``). Raises UsageError for ``Partial`` placements and for layouts
     that are not one box (a ``_StridedShard`` holding several runs: see
     :func:`dtensor_boxes`)."""
-    boxes = dtensor_boxes(dt)
-    if len(boxes) == 1:
-        return boxes[0][0]
-    if not boxes:
+    runs = _dim_runs(dt, "dtensor_ranges")
+    if runs is None:
         return [(0, 0)] * len(dt.shape)
-    raise UsageError(f"dtensor_ranges: the local shard of placements {tuple(dt.placements)} "
-                     f"is {len(boxes)} boxes, not one; use dtensor_boxes")
+    if any(len(r) > 1 for r in runs):
+        raise UsageError(f"dtensor_ranges: the local shard of placements "
+                         f"{tuple(dt.placements)} is {len(_boxes(runs))} boxes, not one; use "
+                         "dtensor_boxes")
+    return [r[0] if r else (0, 0) for r in runs]
 
 
 def _whole_matrix(scheme: str) -> bool:
@@ -186,6 +187,7 @@ def _fill_dtensor(dt: Any, scheme: str, *, seed: int, key: Any, rows: Optional[T
     bshape = ((r1 - r0,) + gshape[1:]) if gshape else ()
     local = dt.to_local()
     whole = None
+    cut = not _whole_matrix(scheme)
     for granges, lranges in _boxes(_dim_runs(dt, what)):
         if gshape:
             (g0, g1), (l0, _) = granges[0], lranges[0]
@@ -199,7 +201,7 @@ def _fill_dtensor(dt: Any, scheme: str, *, seed: int, key: Any, rows: Optional[T
         view = local[tuple(slice(s, e) for s, e in loc)]
         if view.numel() == 0:
             continue
-        if _whole_matrix(scheme):
+        if not cut:
             # Cannot be cut: compute the whole block once (its memory, not the tensor's) and
             # copy this box out of it.
             if whole is None:

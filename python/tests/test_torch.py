@@ -181,10 +181,12 @@ def test_strided_shard_boxes_hold_the_indices_torch_assigns():
                 fake = _FakeDTensor((3, length), _Mesh((n,), (rank,)), [Shard(1)], (3, size))
                 boxes = ift.dtensor_boxes(fake)
                 assert [b[0][1] for b in boxes] == ([(off, off + size)] if size else [])
+                assert ift.dtensor_ranges(fake) == [(0, 3), (off, off + size) if size else (0, 0)]
 
 
 def test_dtensor_boxes_reject_what_is_not_a_box():
     from torch.distributed.tensor import Partial, Shard
+    from torch.distributed.tensor.placement_types import _StridedShard
 
     fake = _FakeDTensor((8, 4), _Mesh((2,), (0,)), [Partial()], (8, 4))
     with pytest.raises(initforge.UsageError, match="Partial placement"):
@@ -192,6 +194,11 @@ def test_dtensor_boxes_reject_what_is_not_a_box():
     fake = _FakeDTensor((8, 4), _Mesh((2,), (0,)), [Shard(0)], (8, 4))
     with pytest.raises(initforge.UsageError, match=r"local shard \(8, 4\) is not the \(4, 4\)"):
         ift.dtensor_boxes(fake)
+    fake = _FakeDTensor((12, 4), _Mesh((2,), (1,)), [_StridedShard(0, split_factor=2)], (6, 4))
+    assert ift.dtensor_boxes(fake) == [([(3, 6), (0, 4)], [(0, 3), (0, 4)]),
+                                       ([(9, 12), (0, 4)], [(3, 6), (0, 4)])]
+    with pytest.raises(initforge.UsageError, match="is 2 boxes, not one; use dtensor_boxes"):
+        ift.dtensor_ranges(fake)
     fake = _FakeDTensor((8, 4), _Mesh((2,), (0,)), ["odd"], (8, 4))
     with pytest.raises(initforge.UsageError, match="placement 'odd' on mesh dimension 0"):
         ift.init_dtensor_(fake, "he_normal", seed=1, key="w")
