@@ -79,6 +79,20 @@ def run(rank, world, port, out):
             ift.init_module_(model, seed=99, rules={"0.bias": "uniform(-1, 1)"})
             for pname, p in model.named_parameters():
                 result[f"{tag}.{pname}"] = p.full_tensor()
+        # FSDP2 + tensor parallel as torch composes them (the source of _StridedShard).
+        from torch.distributed.tensor.parallel import (ColwiseParallel, RowwiseParallel,
+                                                       parallelize_module)
+
+        from model_defs import tp_model
+
+        dp = min(2, world)
+        mesh_2d = init_device_mesh("cpu", (dp, world // dp), mesh_dim_names=("dp", "tp"))
+        model = tp_model()
+        parallelize_module(model, mesh_2d["tp"], {"0": ColwiseParallel(), "2": RowwiseParallel()})
+        fully_shard(model, mesh=mesh_2d["dp"])
+        ift.init_module_(model, seed=5)
+        for pname, p in model.named_parameters():
+            result["tp." + pname] = p.full_tensor()
         if rank == 0:
             torch.save(result, out)
     finally:

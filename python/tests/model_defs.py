@@ -13,3 +13,10 @@ def dist_model() -> nn.Module:
         nn.MultiheadAttention(12, 3),  # in_proj_weight (36, 12): q, k, v of 12 rows
         nn.GRU(5, 7, bias=False),  # 3 gates of 7 rows: 21 rows, uneven on 2 and 4 ranks
     )
+
+
+def tp_model() -> nn.Module:
+    """Column- then row-parallel Linears: under FSDP2 + tensor parallel on a 2-D mesh the first
+    weight becomes (_StridedShard(0), Shard(0)), the second (Shard(0), Shard(1))."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(10, 36), nn.ReLU(), nn.Linear(36, 10))

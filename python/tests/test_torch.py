@@ -13,7 +13,7 @@ from torch import nn
 
 import initforge
 import initforge.torch as ift
-from model_defs import dist_model
+from model_defs import dist_model, tp_model
 
 
 def ref(shape, scheme, seed, key, fans=None):
@@ -129,6 +129,10 @@ def test_dtensor_and_fsdp2_shards_gather_to_the_same_tensor(gathered):
     for tag in ("fsdp", "col", "str"):
         for name, p in whole.named_parameters():
             assert torch.equal(one[f"{tag}.{name}"], p), (tag, name)
+    whole = tp_model()
+    ift.init_module_(whole, seed=5)
+    for name, p in whole.named_parameters():
+        assert torch.equal(one[f"tp.{name}"], p), name
     for world in (2, 4):
         assert one.keys() == gathered[world].keys()
         for k, v in one.items():
