@@ -1,6 +1,8 @@
 """Run by test_torch.py in `world` processes (torch.multiprocessing.spawn, gloo on localhost):
-initializes DTensors sharded several ways and an FSDP2-sharded model, gathers them, and rank 0
-saves the full tensors for the test to compare."""
+initializes DTensors sharded several ways (Shard, Replicate, _StridedShard on 1-D and 2-D
+meshes), a model with per-gate and per-part blocks sharded by FSDP2, by columns and by strided
+rows, and an FSDP2 + tensor-parallel model; gathers them, and rank 0 saves the full tensors for
+the test to compare."""
 import os
 import sys
 
