@@ -279,6 +279,96 @@ impl Default for Rules {
 }
 
 impl Rules {
+    /// The rule flags [`Rules::from_flags`] takes, in the CLI's order: its rule flags without
+    /// `--`.
+    pub const FLAGS: [&'static str; 18] = [
+        "relu",
+        "leaky-relu",
+        "prelu",
+        "elu",
+        "selu",
+        "gelu",
+        "silu",
+        "tanh",
+        "sigmoid",
+        "softmax",
+        "linear",
+        "bias",
+        "norm",
+        "embedding",
+        "recurrent",
+        "recurrent-w",
+        "recurrent-r",
+        "prelu-slope",
+    ];
+
+    /// The rules that rule flags give, as the CLI builds them from its flags (and the Python
+    /// wheel from `rules={...}`): [`Rules::default`] with each flag given replacing its entry,
+    /// a later flag for the same entry winning; `recurrent` sets W and R, and `recurrent-w` /
+    /// `recurrent-r` then override it whatever the order; activation classes in
+    /// [`ActivationClass::ALL`]'s order; the flags given (other than activation classes)
+    /// listed in [`Rules::explicit`], so they beat a preset; `overrides` are the `--rule`s.
+    /// A flag is one of [`Rules::FLAGS`], `_` standing for `-` as well; the error is the first
+    /// flag that is not, as given.
+    pub fn from_flags<S: AsRef<str>>(
+        flags: impl IntoIterator<Item = (S, Rule)>,
+        overrides: Vec<NameRule>,
+    ) -> Result<Rules, String> {
+        let mut r = Rules::default();
+        let mut recurrent = None;
+        let mut w_r = (None, None);
+        let mut given: Vec<&'static str> = Vec::new();
+        for (flag, rule) in flags {
+            let k = flag.as_ref().replace('_', "-");
+            if let Some(&c) = ActivationClass::ALL.iter().find(|c| c.flag() == k) {
+                r.activation.retain(|(have, _)| *have != c);
+                r.activation.push((c, rule));
+                continue;
+            }
+            let Some(&name) = Rules::FLAGS.iter().find(|f| **f == k) else {
+                return Err(flag.as_ref().to_owned());
+            };
+            match name {
+                "bias" => r.bias = rule,
+                "norm" => r.norm = rule,
+                "embedding" => r.embedding = rule,
+                "recurrent" => recurrent = Some(rule),
+                "recurrent-w" => w_r.0 = Some(rule),
+                "recurrent-r" => w_r.1 = Some(rule),
+                _ => r.prelu_slope = rule,
+            }
+            given.push(name);
+        }
+        let was_given = |f: &str| given.contains(&f);
+        let both = was_given("recurrent");
+        r.explicit = [
+            ("bias", was_given("bias")),
+            ("norm", was_given("norm")),
+            ("embedding", was_given("embedding")),
+            ("recurrent-w", both || was_given("recurrent-w")),
+            ("recurrent-r", both || was_given("recurrent-r")),
+            ("prelu-slope", was_given("prelu-slope")),
+        ]
+        .iter()
+        .filter(|g| g.1)
+        .map(|g| g.0)
+        .collect();
+        r.activation
+            .sort_by_key(|(c, _)| ActivationClass::ALL.iter().position(|a| a == c));
+        if let Some(x) = recurrent {
+            r.recurrent_w = x.clone();
+            r.recurrent_r = x;
+        }
+        if let Some(x) = w_r.0 {
+            r.recurrent_w = x;
+        }
+        if let Some(x) = w_r.1 {
+            r.recurrent_r = x;
+        }
+        r.overrides = overrides;
+        Ok(r)
+    }
+
     /// The rule for an activation class.
     pub fn for_class(&self, class: ActivationClass) -> Rule {
         self.activation

@@ -13,6 +13,7 @@ distributed — values.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import math
 import warnings
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -20,9 +21,10 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from . import UsageError, _key, _seed, init_, init_shard_
+from . import UsageError, _seed, canonical, init_, init_shard_
 
-__all__ = ["init_module_", "init_dtensor_", "dtensor_ranges"]
+__all__ = ["init_module_", "init_dtensor_", "init_dtensor_blocks_", "dtensor_boxes",
+           "dtensor_ranges"]
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONVT = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -40,34 +42,212 @@ def _is_dtensor(p: Any) -> bool:
     return isinstance(p, DTensor)
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _take(runs: List[Tuple[int, int]], a: int, b: int) -> List[Tuple[int, int]]:
+    """Elements a..b (local positions) of the index list ``runs`` (global (start, end) runs)."""
+    out: List[Tuple[int, int]] = []
+    pos = 0
+    for s, e in runs:
+        lo, hi = max(a, pos), min(b, pos + e - s)
+        if lo < hi:
+            out.append((s + lo - pos, s + hi - pos))
+        pos += e - s
+    return out
+
+
+def _merge(runs: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
+    out: List[Tuple[int, int]] = []
+    for s, e in runs:
+        if out and out[-1][1] == s:
+            out[-1] = (out[-1][0], e)
+        elif s < e:
+            out.append((s, e))
+    return out
+
+
+def _placement_types() -> Tuple[Any, Any, Any, Any]:
+    from torch.distributed.tensor import Partial, Replicate, Shard
+
+    try:
+        from torch.distributed.tensor.placement_types import _StridedShard
+    except ImportError:  # torch before FSDP2 + TP
+        _StridedShard = None
+    return Shard, _StridedShard, Replicate, Partial
+
+
+def _dim_runs(dt: Any, what: str) -> Optional[List[List[Tuple[int, int]]]]:
+    """Per dimension of ``dt``'s global shape, the global indices this rank's local shard holds
+    along it, in local order, as (start, end) runs; None when this rank is not in the mesh.
+
+    Placements apply left to right over the mesh dimensions, as DTensor lays them out:
+    ``Shard(d)`` on a mesh dimension of size n keeps chunk c (the rank's coordinate) of
+    ``torch.chunk(indices, n)`` (chunks of ⌈L/n⌉); ``_StridedShard(d, split_factor=s)`` first
+    cuts the L indices into s pieces of ⌈L/s⌉ and keeps chunk c of each piece (⌈len/n⌉), so a
+    strided shard holds up to s runs; ``Replicate`` keeps all. ``Partial`` (partial sums) and
+    unknown placements raise UsageError."""
+    Shard, Strided, Replicate, Partial = _placement_types()
+    mesh = dt.device_mesh
+    coord = mesh.get_coordinate()
+    if coord is None:
+        return None
+    shape = [int(n) for n in dt.shape]
+    runs = [[(0, n)] for n in shape]
+    for mdim, p in enumerate(dt.placements):
+        n, c = int(mesh.size(mdim)), int(coord[mdim])
+        if isinstance(p, Replicate):
+            continue
+        if Strided is not None and isinstance(p, Strided):
+            d = int(p.dim) % len(shape)
+            length = sum(e - s for s, e in runs[d])
+            piece = _ceil_div(length, int(p.split_factor))
+            kept: List[Tuple[int, int]] = []
+            for i in range(int(p.split_factor)):
+                a, b = min(piece * i, length), min(piece * (i + 1), length)
+                k = _ceil_div(b - a, n)
+                kept += _take(runs[d], a + min(k * c, b - a), a + min(k * (c + 1), b - a))
+            runs[d] = _merge(kept)
+        elif isinstance(p, Shard):
+            d = int(p.dim) % len(shape)
+            length = sum(e - s for s, e in runs[d])
+            k = _ceil_div(length, n)
+            runs[d] = _take(runs[d], min(k * c, length), min(k * (c + 1), length))
+        elif isinstance(p, Partial):
+            raise UsageError(f"{what}: a Partial placement (mesh dimension {mdim}) holds partial "
+                             "sums, not a shard")
+        else:
+            raise UsageError(f"{what}: placement {p!r} on mesh dimension {mdim} is not Shard, "
+                             "_StridedShard or Replicate; initforge cannot tell which elements "
+                             "this rank holds")
+    local = tuple(dt.to_local().shape)
+    want = tuple(sum(e - s for s, e in r) for r in runs)
+    if want != local:
+        raise UsageError(f"{what}: local shard {local} is not the {want} its placements "
+                         f"{tuple(dt.placements)} describe on mesh {tuple(mesh.shape)}")
+    return runs
+
+
+def dtensor_boxes(dt: Any) -> List[Tuple[List[Tuple[int, int]], List[Tuple[int, int]]]]:
+    """The boxes of the global tensor that this rank's local shard of ``dt`` holds, each as
+    (global ranges, local ranges): one (start, end) per dimension, the same extents in both.
+    ``Shard``/``Replicate`` placements give one box; a ``_StridedShard`` (FSDP2 + tensor
+    parallel) gives one per run of consecutive indices (up to its ``split_factor``).
+    Raises UsageError for ``Partial`` and unknown placements; empty on a rank outside the mesh
+    or holding no elements."""
+    return _boxes(_dim_runs(dt, "dtensor_boxes"))
+
+
+def _boxes(runs: Optional[List[List[Tuple[int, int]]]]) -> List[Tuple[List[Tuple[int, int]],
+                                                                     List[Tuple[int, int]]]]:
+    if runs is None:
+        return []
+    per_dim = []
+    for r in runs:
+        pos, pairs = 0, []
+        for s, e in r:
+            pairs.append(((s, e), (pos, pos + e - s)))
+            pos += e - s
+        per_dim.append(pairs)
+    return [([g for g, _ in cell], [loc for _, loc in cell])
+            for cell in itertools.product(*per_dim)]
+
+
 def dtensor_ranges(dt: Any) -> List[Tuple[int, int]]:
     """The box of the global tensor that this rank's local shard of ``dt`` holds, one
-    (start, end) per dimension, from the DTensor's mesh and placements (torch's own
-    ``compute_local_shape_and_global_offset``: ``Shard(d)`` splits dim d as ``torch.chunk``).
-    Raises UsageError for ``Partial`` placements and layouts that are not a box."""
-    from torch.distributed.tensor import Partial
-    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+    (start, end) per dimension, from the DTensor's mesh and placements (``Shard(d)`` splits
+    dim d as ``torch.chunk``). Raises UsageError for ``Partial`` placements and for layouts
+    that are not one box (a ``_StridedShard`` holding several runs: see
+    :func:`dtensor_boxes`)."""
+    runs = _dim_runs(dt, "dtensor_ranges")
+    if runs is None:
+        return [(0, 0)] * len(dt.shape)
+    if any(len(r) > 1 for r in runs):
+        raise UsageError(f"dtensor_ranges: the local shard of placements "
+                         f"{tuple(dt.placements)} is {len(_boxes(runs))} boxes, not one; use "
+                         "dtensor_boxes")
+    return [r[0] if r else (0, 0) for r in runs]
 
-    if any(isinstance(p, Partial) for p in dt.placements):
-        raise UsageError("init_dtensor_: a Partial placement holds partial sums, not a shard")
-    shape, offset = compute_local_shape_and_global_offset(dt.shape, dt.device_mesh,
-                                                          dt.placements)
-    local = tuple(dt.to_local().shape)
-    if tuple(shape) != local:
-        raise UsageError(f"init_dtensor_: local shard {local} is not the box {tuple(shape)} "
-                         f"its placements {dt.placements} describe")
-    return [(int(o), int(o) + int(n)) for o, n in zip(offset, shape)]
+
+def _whole_matrix(scheme: str) -> bool:
+    # Orthogonal is a QR of the whole matrix: init_shard_ refuses it.
+    return canonical(scheme).startswith("orthogonal")
+
+
+def _fill_dtensor(dt: Any, scheme: str, *, seed: int, key: Any, rows: Optional[Tuple[int, int]],
+                  what: str, **kw: Any) -> None:
+    """Fill the part of ``dt``'s local shard inside global rows ``rows`` (all rows if None) with
+    what :func:`initforge.init_` gives the tensor of those rows alone, keyed ``key``."""
+    gshape = tuple(int(n) for n in dt.shape)
+    if rows is None:
+        r0, r1 = 0, (gshape[0] if gshape else 1)
+    else:
+        r0, r1 = rows
+    bshape = ((r1 - r0,) + gshape[1:]) if gshape else ()
+    local = dt.to_local()
+    whole = None
+    cut = not _whole_matrix(scheme)
+    for granges, lranges in _boxes(_dim_runs(dt, what)):
+        if gshape:
+            (g0, g1), (l0, _) = granges[0], lranges[0]
+            a, b = max(g0, r0), min(g1, r1)
+            if a >= b:
+                continue
+            block = [(a - r0, b - r0)] + list(granges[1:])
+            loc = [(l0 + a - g0, l0 + b - g0)] + list(lranges[1:])
+        else:
+            block, loc = [], []
+        view = local[tuple(slice(s, e) for s, e in loc)]
+        if view.numel() == 0:
+            continue
+        if not cut:
+            # Cannot be cut: compute the whole block once (its memory, not the tensor's) and
+            # copy this box out of it.
+            if whole is None:
+                whole = torch.empty(bshape, dtype=local.dtype)
+                init_(whole, scheme, seed=seed, key=key, **kw)
+            view.copy_(whole[tuple(slice(s, e) for s, e in block)])
+        elif view.is_contiguous():
+            init_shard_(view, scheme, global_shape=bshape, ranges=block, seed=seed, key=key,
+                        **kw)
+        else:  # a column box of a row-major shard: fill a contiguous copy, then write it in
+            tmp = torch.empty(view.shape, dtype=local.dtype)
+            init_shard_(tmp, scheme, global_shape=bshape, ranges=block, seed=seed, key=key,
+                        **kw)
+            view.copy_(tmp)
 
 
 @torch.no_grad()
 def init_dtensor_(dt: Any, scheme: str, *, seed: int, key: Any, **kw: Any) -> Any:
     """Fill every rank's local shard of the DTensor ``dt`` (or an FSDP2 sharded parameter)
     with the values :func:`initforge.init_` gives the full tensor at those positions, so the
-    gathered tensor is bit-identical for any world size and mesh. Fans come from the global
-    shape; ``kw`` as for :func:`initforge.init_`. Call it on every rank."""
-    local = dt.to_local()
-    init_shard_(local, scheme, global_shape=tuple(dt.shape), ranges=dtensor_ranges(dt),
-                seed=seed, key=key, **kw)
+    gathered tensor is bit-identical for any world size and mesh: ``Shard``, ``Replicate``
+    and ``_StridedShard`` placements (each box of the shard filled by
+    :func:`initforge.init_shard_`). Fans come from the global shape; ``kw`` as for
+    :func:`initforge.init_`. Orthogonal, a QR of the whole matrix, is computed whole on each
+    rank (the full tensor's memory) and the shard copied from it. Call it on every rank."""
+    _fill_dtensor(dt, scheme, seed=seed, key=key, rows=None,
+                  what=f"init_dtensor_ {key!r}", **kw)
+    return dt
+
+
+@torch.no_grad()
+def init_dtensor_blocks_(dt: Any, scheme: str, blocks: int, *, seed: int, key: str,
+                         **kw: Any) -> Any:
+    """Fill the DTensor ``dt`` as ``blocks`` equal row blocks of R = rows/blocks rows, block b
+    with what :func:`initforge.init_` gives an [R, …] tensor keyed ``f"{key}#{b}"`` (fans from
+    the block's shape): a recurrent weight's gates, MultiheadAttention's packed q/k/v. Each
+    block is intersected with every box of this rank's shard, so the gathered tensor equals
+    the unsharded per-block init for any world size and mesh. Call it on every rank."""
+    rows = int(dt.shape[0]) if len(dt.shape) else 0
+    if blocks < 1 or rows % blocks:
+        raise UsageError(f"init_dtensor_blocks_ {key!r}: {rows} rows do not split into "
+                         f"{blocks} equal blocks")
+    r = rows // blocks
+    for b in range(blocks):
+        _fill_dtensor(dt, scheme, seed=seed, key=f"{key}#{b}", rows=(b * r, (b + 1) * r),
+                      what=f"init_dtensor_blocks_ {key!r}", **kw)
     return dt
 
 
@@ -194,6 +374,10 @@ def init_module_(
     Conv weights and biases (kaiming_uniform with a = √5 on PyTorch's fans, whatever the
     groups), N(0, 1) embeddings, U(±1/√H) for recurrent parameters, xavier_uniform on the
     packed in_proj, ones/zeros for norms: the same distributions as torch, initforge's bits.
+
+    DTensor parameters (FSDP2 ``fully_shard``, ``distribute_tensor``) are filled shard by
+    shard (:func:`init_dtensor_`, per-block ones by :func:`init_dtensor_blocks_`): call it on
+    every rank; the gathered model is bit-identical to the unsharded one for any world size.
     """
     d = dict(_DEFAULTS)
     for k, v in (defaults or {}).items():
@@ -228,10 +412,9 @@ def init_module_(
         kw.setdefault("convention", "framework" if pytorch else convention)
         shape = tuple(p.shape)
         try:
-            if blocks > 1:
-                if _is_dtensor(p):
-                    raise UsageError(f"{name}: per-block init of a sharded (DTensor) parameter "
-                                     "is not supported; use a rule for it")
+            if blocks > 1 and _is_dtensor(p):
+                init_dtensor_blocks_(p, scheme, blocks, seed=seed, key=name, **kw)
+            elif blocks > 1:
                 rows = shape[0] // blocks
                 for b in range(blocks):
                     init_(p[b * rows:(b + 1) * rows], scheme, seed=seed,

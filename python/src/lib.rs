@@ -19,7 +19,7 @@ use init_core::{
 use onnx_reinit::analysis::{AnalysisOptions, FanCompat};
 use onnx_reinit::inspect::{InspectOptions, Thresholds};
 use onnx_reinit::pipeline::{self, Destination, RewriteConfig, RunError};
-use onnx_reinit::plan::{ActivationClass, NameRule, Rule, Rules};
+use onnx_reinit::plan::{NameRule, Rule, Rules};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
@@ -392,91 +392,28 @@ fn compat(c: &str) -> PyResult<FanCompat> {
     }
 }
 
-/// The rule keys of `reinit(rules=...)`: the CLI's rule flags without `--`.
-const RULE_KEYS: &[&str] = &[
-    "relu",
-    "leaky_relu",
-    "prelu",
-    "elu",
-    "selu",
-    "gelu",
-    "silu",
-    "tanh",
-    "sigmoid",
-    "softmax",
-    "linear",
-    "bias",
-    "norm",
-    "embedding",
-    "recurrent",
-    "recurrent_w",
-    "recurrent_r",
-    "prelu_slope",
-];
-
 /// The library's rules from `{flag: scheme}` and `GLOB=SCHEME` strings, exactly as the CLI
-/// builds them from its flags (`recurrent` sets W and R; `recurrent_w`/`recurrent_r` then
-/// override it).
+/// builds them from its flags ([`Rules::from_flags`]); the keys are the CLI's rule flags
+/// without `--`, `_` or `-` between words.
 fn rules(classes: &[(String, String)], name_rules: &[String]) -> PyResult<Rules> {
-    let mut r = Rules::default();
-    let mut recurrent = None;
-    let mut w_r = (None, None);
+    let mut flags = Vec::with_capacity(classes.len());
     for (key, value) in classes {
-        let k = key.replace('-', "_");
+        // The scheme, then the key: the first bad entry is reported, its scheme first.
         let rule = Rule::parse(value).map_err(|e| usage(format!("rules[{key:?}]: {e}")))?;
-        let class = match k.as_str() {
-            "relu" => Some(ActivationClass::Relu),
-            "leaky_relu" => Some(ActivationClass::LeakyRelu),
-            "prelu" => Some(ActivationClass::Prelu),
-            "elu" => Some(ActivationClass::Elu),
-            "selu" => Some(ActivationClass::Selu),
-            "gelu" => Some(ActivationClass::Gelu),
-            "silu" => Some(ActivationClass::Silu),
-            "tanh" => Some(ActivationClass::Tanh),
-            "sigmoid" => Some(ActivationClass::Sigmoid),
-            "softmax" => Some(ActivationClass::Softmax),
-            "linear" => Some(ActivationClass::Linear),
-            _ => None,
-        };
-        if let Some(c) = class {
-            r.activation.retain(|(have, _)| *have != c);
-            r.activation.push((c, rule));
-            continue;
+        if !Rules::FLAGS.contains(&key.replace('_', "-").as_str()) {
+            let valid: Vec<String> = Rules::FLAGS.iter().map(|f| f.replace('-', "_")).collect();
+            return Err(usage(format!(
+                "rules: unknown key {key:?} (valid: {}; name globs go in name_rules)",
+                valid.join(", ")
+            )));
         }
-        match k.as_str() {
-            "bias" => r.bias = rule,
-            "norm" => r.norm = rule,
-            "embedding" => r.embedding = rule,
-            "recurrent" => recurrent = Some(rule),
-            "recurrent_w" => w_r.0 = Some(rule),
-            "recurrent_r" => w_r.1 = Some(rule),
-            "prelu_slope" => r.prelu_slope = rule,
-            _ => {
-                return Err(usage(format!(
-                    "rules: unknown key {key:?} (valid: {}; name globs go in name_rules)",
-                    RULE_KEYS.join(", ")
-                )));
-            }
-        }
+        flags.push((key.as_str(), rule));
     }
-    // The CLI's order of activation classes (its flag order), so the plan is the same.
-    r.activation
-        .sort_by_key(|(c, _)| ActivationClass::ALL.iter().position(|a| a == c));
-    if let Some(x) = recurrent {
-        r.recurrent_w = x.clone();
-        r.recurrent_r = x;
-    }
-    if let Some(x) = w_r.0 {
-        r.recurrent_w = x;
-    }
-    if let Some(x) = w_r.1 {
-        r.recurrent_r = x;
-    }
-    r.overrides = name_rules
+    let overrides = name_rules
         .iter()
         .map(|t| NameRule::parse(t).map_err(|e| usage(format!("name_rules: {e}"))))
         .collect::<PyResult<_>>()?;
-    Ok(r)
+    Rules::from_flags(flags, overrides).map_err(|k| usage(format!("rules: unknown key {k:?}")))
 }
 
 /// The rewrite, in process: returns the `--json` document's text.

@@ -57,6 +57,17 @@ def test_preset_matches_the_cli(tmp_path):
     for key in ("output", "files_written"):
         cli_doc[key] = doc[key]
     assert doc == cli_doc
+    # Rule flags given explicitly beat the preset, in process as in the CLI.
+    c, d = tmp_path / "c.onnx", tmp_path / "d.onnx"
+    ifo.reinit(bert, c, preset="bert", rules={"bias": "constant(0.5)", "norm": "constant(2)"},
+               seed=3)
+    r = cli(bert, "-o", d, "--preset", "bert", "--bias", "constant(0.5)", "--norm",
+            "constant(2)", "--seed", 3)
+    assert r.returncode == 0, r.stderr
+    assert c.read_bytes() == d.read_bytes()
+    biases = [numpy_helper.to_array(t) for t in onnx.load(str(c)).graph.initializer
+              if t.name.endswith("bias") and "LayerNorm" not in t.name]
+    assert biases and all((x == 0.5).all() for x in biases)
     assert "preset" in doc and "0.05" in json.dumps(doc["preset"])
     with pytest.raises(initforge.UsageError, match="preset"):
         ifo.reinit(bert, dry_run=True, preset="bertt")

@@ -13,6 +13,7 @@ from torch import nn
 
 import initforge
 import initforge.torch as ift
+from model_defs import dist_model, tp_model
 
 
 def ref(shape, scheme, seed, key, fans=None):
@@ -118,9 +119,90 @@ def test_dtensor_and_fsdp2_shards_gather_to_the_same_tensor(gathered):
     assert torch.equal(one["fsdp.0.weight"], ref((65, 33), "he_uniform", 99, "0.weight"))
     assert torch.equal(one["fsdp.2.weight"],
                        ref((30, 13, 3), "he_uniform", 99, "2.weight", fans=(39, 18)))
+    assert torch.equal(one["s0"], ref((37, 24), "he_normal", 1234, "s0"))
+    assert torch.equal(one["s1"], ref((10, 45), "glorot_uniform", 1234, "s1"))
+    assert torch.equal(one["s2"], ref((36, 12), "orthogonal", 1234, "s2"))
+    # Per-gate and per-part blocks: sharded by rows (FSDP2), columns and strided rows, the
+    # gathered model equals the one init_module_ gives unsharded.
+    whole = dist_model()
+    ift.init_module_(whole, seed=99, rules={"0.bias": "uniform(-1, 1)"})
+    for tag in ("fsdp", "col", "str"):
+        for name, p in whole.named_parameters():
+            assert torch.equal(one[f"{tag}.{name}"], p), (tag, name)
+    whole = tp_model()
+    ift.init_module_(whole, seed=5)
+    for name, p in whole.named_parameters():
+        assert torch.equal(one[f"tp.{name}"], p), name
     for world in (2, 4):
         assert one.keys() == gathered[world].keys()
         for k, v in one.items():
             assert torch.equal(v.view(torch.int32) if v.dtype == torch.float32 else v,
                                gathered[world][k].view(torch.int32)
                                if v.dtype == torch.float32 else gathered[world][k]), (world, k)
+
+
+class _Mesh:
+    def __init__(self, shape, coord):
+        self.shape, self._coord = tuple(shape), list(coord)
+
+    def get_coordinate(self):
+        return self._coord
+
+    def size(self, d):
+        return self.shape[d]
+
+
+class _FakeDTensor:
+    """What dtensor_boxes reads of a DTensor: shape, mesh, placements, the local shard."""
+
+    def __init__(self, shape, mesh, placements, local_shape):
+        self.shape, self.device_mesh, self.placements = torch.Size(shape), mesh, placements
+        self._local = torch.empty(local_shape)
+
+    def to_local(self):
+        return self._local
+
+
+def test_strided_shard_boxes_hold_the_indices_torch_assigns():
+    from torch.distributed.tensor import Shard
+    from torch.distributed.tensor.placement_types import _StridedShard, _StridedShardOffsetMode
+
+    for length in (0, 1, 7, 12, 37, 64):
+        for n in (1, 2, 3, 4):
+            for sf in (1, 2, 3, 5):
+                p = _StridedShard(0, split_factor=sf)
+                for rank in range(n):
+                    size, idx = p.local_shard_size_and_offset(
+                        length, n, rank, offset_mode=_StridedShardOffsetMode.ALL)
+                    fake = _FakeDTensor((length, 3), _Mesh((n,), (rank,)), [p], (size, 3))
+                    got = [i for g, _ in ift.dtensor_boxes(fake) for i in range(*g[0])]
+                    assert got == (list(idx) if size else []), (length, n, sf, rank)
+                    for g, loc in ift.dtensor_boxes(fake):
+                        assert g[1] == loc[1] == (0, 3)
+                    assert len(ift.dtensor_boxes(fake)) <= sf
+            for rank in range(n):
+                size, off = Shard.local_shard_size_and_offset(length, n, rank)
+                fake = _FakeDTensor((3, length), _Mesh((n,), (rank,)), [Shard(1)], (3, size))
+                boxes = ift.dtensor_boxes(fake)
+                assert [b[0][1] for b in boxes] == ([(off, off + size)] if size else [])
+                assert ift.dtensor_ranges(fake) == [(0, 3), (off, off + size) if size else (0, 0)]
+
+
+def test_dtensor_boxes_reject_what_is_not_a_box():
+    from torch.distributed.tensor import Partial, Shard
+    from torch.distributed.tensor.placement_types import _StridedShard
+
+    fake = _FakeDTensor((8, 4), _Mesh((2,), (0,)), [Partial()], (8, 4))
+    with pytest.raises(initforge.UsageError, match="Partial placement"):
+        ift.dtensor_boxes(fake)
+    fake = _FakeDTensor((8, 4), _Mesh((2,), (0,)), [Shard(0)], (8, 4))
+    with pytest.raises(initforge.UsageError, match=r"local shard \(8, 4\) is not the \(4, 4\)"):
+        ift.dtensor_boxes(fake)
+    fake = _FakeDTensor((12, 4), _Mesh((2,), (1,)), [_StridedShard(0, split_factor=2)], (6, 4))
+    assert ift.dtensor_boxes(fake) == [([(3, 6), (0, 4)], [(0, 3), (0, 4)]),
+                                       ([(9, 12), (0, 4)], [(3, 6), (0, 4)])]
+    with pytest.raises(initforge.UsageError, match="is 2 boxes, not one; use dtensor_boxes"):
+        ift.dtensor_ranges(fake)
+    fake = _FakeDTensor((8, 4), _Mesh((2,), (0,)), ["odd"], (8, 4))
+    with pytest.raises(initforge.UsageError, match="placement 'odd' on mesh dimension 0"):
+        ift.init_dtensor_(fake, "he_normal", seed=1, key="w")

@@ -1,6 +1,6 @@
 //! The rule flags, shared by the rewrite and `inspect --compare`.
 
-use crate::plan::{ActivationClass, NameRule, Rule, Rules};
+use crate::plan::{NameRule, Rule, Rules};
 use clap::{Args, Parser};
 
 /// The rule flags alone, for `inspect --compare`: the same flags as the rewrite.
@@ -90,66 +90,35 @@ fn parse_rule(s: &str) -> Result<Rule, String> {
 }
 
 impl RuleArgs {
-    /// The library's rules: [`Rules::default`] with the given flags replacing its entries;
-    /// `--recurrent` sets W and R, and `--recurrent-w` / `--recurrent-r` then override it.
+    /// The library's rules: [`Rules::from_flags`] of the flags given.
     pub(crate) fn into_rules(self) -> Rules {
-        let mut r = Rules::default();
-        let given = [
-            ("bias", self.bias.is_some()),
-            ("norm", self.norm.is_some()),
-            ("embedding", self.embedding.is_some()),
-            (
-                "recurrent-w",
-                self.recurrent.is_some() || self.recurrent_w.is_some(),
-            ),
-            (
-                "recurrent-r",
-                self.recurrent.is_some() || self.recurrent_r.is_some(),
-            ),
-            ("prelu-slope", self.prelu_slope.is_some()),
+        let per_flag = [
+            ("relu", self.relu),
+            ("leaky-relu", self.leaky_relu),
+            ("prelu", self.prelu),
+            ("elu", self.elu),
+            ("selu", self.selu),
+            ("gelu", self.gelu),
+            ("silu", self.silu),
+            ("tanh", self.tanh),
+            ("sigmoid", self.sigmoid),
+            ("softmax", self.softmax),
+            ("linear", self.linear),
+            ("bias", self.bias),
+            ("norm", self.norm),
+            ("embedding", self.embedding),
+            ("recurrent", self.recurrent),
+            ("recurrent-w", self.recurrent_w),
+            ("recurrent-r", self.recurrent_r),
+            ("prelu-slope", self.prelu_slope),
         ];
-        r.explicit = given.iter().filter(|g| g.1).map(|g| g.0).collect();
-        let per_class = [
-            (ActivationClass::Relu, self.relu),
-            (ActivationClass::LeakyRelu, self.leaky_relu),
-            (ActivationClass::Prelu, self.prelu),
-            (ActivationClass::Elu, self.elu),
-            (ActivationClass::Selu, self.selu),
-            (ActivationClass::Gelu, self.gelu),
-            (ActivationClass::Silu, self.silu),
-            (ActivationClass::Tanh, self.tanh),
-            (ActivationClass::Sigmoid, self.sigmoid),
-            (ActivationClass::Softmax, self.softmax),
-            (ActivationClass::Linear, self.linear),
-        ];
-        r.activation = per_class
-            .into_iter()
-            .filter_map(|(c, rule)| rule.map(|rule| (c, rule)))
-            .collect();
-        if let Some(x) = self.bias {
-            r.bias = x;
-        }
-        if let Some(x) = self.norm {
-            r.norm = x;
-        }
-        if let Some(x) = self.embedding {
-            r.embedding = x;
-        }
-        if let Some(x) = self.recurrent {
-            r.recurrent_w = x.clone();
-            r.recurrent_r = x;
-        }
-        if let Some(x) = self.recurrent_w {
-            r.recurrent_w = x;
-        }
-        if let Some(x) = self.recurrent_r {
-            r.recurrent_r = x;
-        }
-        if let Some(x) = self.prelu_slope {
-            r.prelu_slope = x;
-        }
-        r.overrides = self.rules;
-        r
+        Rules::from_flags(
+            per_flag
+                .into_iter()
+                .filter_map(|(flag, rule)| rule.map(|rule| (flag, rule))),
+            self.rules,
+        )
+        .expect("the flags are Rules::FLAGS")
     }
 }
 

@@ -1141,3 +1141,56 @@ fn messages_use_the_users_words() {
         "{t}"
     );
 }
+
+/// `Rules::from_flags`, the conversion the CLI's rule flags and the wheel's `rules=` share:
+/// the semantics the flags' help states (`--recurrent` sets W and R, `--recurrent-w/-r` then
+/// override it whatever the order; a flag given beats a preset).
+#[test]
+fn cli_rule_flags_convert_into_rules() {
+    use onnx_reinit::plan::{ActivationClass, Rule, Rules};
+    let p = |s: &str| Rule::parse(s).unwrap();
+    let r = Rules::from_flags(
+        [
+            ("recurrent-w", p("he_normal")),
+            ("recurrent", p("zeros")),
+            ("leaky_relu", p("lecun_normal")),
+            ("relu", p("glorot")),
+            ("relu", p("he")),
+            ("bias", p("ones")),
+        ],
+        Vec::new(),
+    )
+    .unwrap();
+    assert_eq!(r.recurrent_w, p("he_normal"));
+    assert_eq!(r.recurrent_r, p("zeros"));
+    assert_eq!(
+        r.activation,
+        [
+            (ActivationClass::Relu, p("he")),
+            (ActivationClass::LeakyRelu, p("lecun_normal"))
+        ]
+    );
+    assert_eq!(r.bias, p("ones"));
+    assert_eq!(r.norm, Rules::default().norm);
+    assert_eq!(r.explicit, ["bias", "recurrent-w", "recurrent-r"]);
+    assert_eq!(
+        Rules::from_flags([("relu_", p("he"))], Vec::new()).unwrap_err(),
+        "relu_"
+    );
+    for f in Rules::FLAGS {
+        let r = Rules::from_flags([(f, p("keep"))], Vec::new()).unwrap();
+        let set = r.activation.len()
+            + [
+                &r.bias,
+                &r.norm,
+                &r.embedding,
+                &r.recurrent_w,
+                &r.recurrent_r,
+                &r.prelu_slope,
+            ]
+            .iter()
+            .filter(|x| ***x == Rule::Keep)
+            .count();
+        assert!(set >= 1, "{f} sets nothing");
+    }
+}
