@@ -274,7 +274,7 @@ pub fn run(
     use crate::rewrite;
     use std::sync::Arc;
     let model = LoadedModel::open(&config.model)?;
-    let analysis = analyze_loaded(&model, &config.analysis)?;
+    let mut analysis = analyze_loaded(&model, &config.analysis)?;
     let plan_error = |error| RunError::Plan {
         file: config.model.clone(),
         error,
@@ -287,6 +287,7 @@ pub fn run(
                 error,
             }
         })?;
+        resolved.give_roles(&mut analysis);
         rules.preset_plan = Some(Arc::new(resolved));
     }
     let plan = crate::plan::plan(&analysis, &rules, config.seed).map_err(plan_error)?;

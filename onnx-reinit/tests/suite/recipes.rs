@@ -506,11 +506,133 @@ fn preset_t5_matches_transformers() {
 }
 
 /// ViT: transformers' ViT draws Linear/Conv weights from N(0, 0.02), timm (the preset) from the
-/// normal truncated at ±2 (absolute), the same std at this scale. The CLS token and position
-/// embeddings are not in the preset (left alone, with the reason, by the analysis).
+/// normal truncated at ±2 (absolute), the same std at this scale. The class token (an
+/// initializer expanded and concatenated before the patch sequence) and the position
+/// embeddings (an initializer added to that sequence), which the analysis alone leaves
+/// untouched, are recognised from the graph and drawn as ViTPreTrainedModel._init_weights
+/// does: trunc_normal_(std=initializer_range) on [−2, 2].
 #[test]
 fn preset_vit_matches_transformers() {
-    check_against_library("vit", "vit", &["cls_token", "position_embeddings"]);
+    let outcome = check_against_library("vit", "vit", &[]);
+    for (name, what) in [
+        ("m.embeddings.cls_token", "class token"),
+        ("m.embeddings.position_embeddings", "position embeddings"),
+    ] {
+        let r = outcome
+            .report
+            .tensors
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("{name} not planned"));
+        assert!(r.reason.contains(what), "{name}: {}", r.reason);
+        assert_eq!(r.role, "embedding", "{name}");
+    }
+    // Without the preset they stay untouched, with the analysis's reason.
+    let (_, plain, _d) = rewrite_with("vit", "bert", Rules::default());
+    assert!(
+        plain
+            .report
+            .tensors
+            .iter()
+            .all(|t| t.name != "m.embeddings.cls_token"),
+        "bert's recipe does not look for learned tokens"
+    );
+}
+
+/// T5 v1.1 (`tie_word_embeddings=False`): T5's `_init_weights` gives lm_head N(0,
+/// initializer_factor·1.0) — untied in older transformers, tied to the shared table (the same
+/// distribution) in transformers 5, whose export writes it as its own initializer. Either way
+/// not the fan rule of the other projections, which gave it N(0, 32^−½) before; the preset
+/// finds it as the weight layer whose output is the logits. The decoder's relative-position
+/// bias is read with constant indices and not added into an activation, so the analysis
+/// leaves it untouched (skipped here).
+#[test]
+fn preset_t5_lm_head_matches_transformers() {
+    let outcome = check_against_library(
+        "t5_lm_head",
+        "t5",
+        &["decoder.block.0.layer.0.SelfAttention.relative_attention_bias"],
+    );
+    let heads: Vec<&str> = outcome
+        .report
+        .tensors
+        .iter()
+        .filter(|t| t.reason.contains("lm_head"))
+        .flat_map(|t| t.consumers.iter().map(String::as_str))
+        .collect();
+    assert_eq!(heads, ["MatMul /m/lm_head/MatMul"]);
+}
+
+/// The token embedding's padding row: transformers zeroes row `padding_idx` of an nn.Embedding
+/// built with one — BERT's `word_embeddings` (BertConfig.pad_token_id = 0), not its position or
+/// token-type tables. The ground truth is the fixture itself (the library's values): the rows
+/// that are all zero in the input are exactly those the preset writes as zeros. `pad_token_id`
+/// moves the row, `none` removes it, an id past the table is an error naming it; LLaMA's
+/// default (LlamaConfig.pad_token_id = None) writes none, as the library did.
+#[test]
+fn preset_zeroes_the_padding_row_of_the_token_embedding() {
+    let zero_rows = |m: &LoadedModel, name: &str, d: usize| -> Vec<usize> {
+        let v = m.small_values_f64(name, usize::MAX).expect("readable");
+        (0..v.len() / d)
+            .filter(|r| v[r * d..(r + 1) * d].iter().all(|&x| x == 0.0))
+            .collect()
+    };
+    let lib = LoadedModel::open(fixtures_dir().join("recipes").join("bert.onnx")).unwrap();
+    let tables = [
+        "m.embeddings.word_embeddings.weight",
+        "m.embeddings.position_embeddings.weight",
+        "m.embeddings.token_type_embeddings.weight",
+    ];
+    let want: Vec<Vec<usize>> = tables.iter().map(|t| zero_rows(&lib, t, 32)).collect();
+    assert_eq!(want, [vec![0], vec![], vec![]], "the library's zero rows");
+    let (out, outcome, _d) = rewrite_with("bert", "bert", Rules::default());
+    let got: Vec<Vec<usize>> = tables.iter().map(|t| zero_rows(&out, t, 32)).collect();
+    assert_eq!(got, want);
+    let r = outcome
+        .report
+        .tensors
+        .iter()
+        .find(|t| t.name == tables[0])
+        .unwrap();
+    assert!(
+        r.reason.contains("row 0 (pad_token_id) zeros"),
+        "{}",
+        r.reason
+    );
+    let (out, _, _d) = rewrite_with("bert", "bert(pad_token_id=5)", Rules::default());
+    assert_eq!(zero_rows(&out, tables[0], 32), [5]);
+    let (out, _, _d) = rewrite_with("bert", "bert(pad_token_id=none)", Rules::default());
+    assert!(zero_rows(&out, tables[0], 32).is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let err = pipeline::run(&RewriteConfig {
+        model: fixtures_dir().join("recipes").join("bert.onnx"),
+        destination: Destination::Path(dir.path().join("o.onnx")),
+        force: false,
+        rules: Rules {
+            preset: Some("bert(pad_token_id=64)".parse().unwrap()),
+            ..Rules::default()
+        },
+        seed: 1,
+        analysis: AnalysisOptions::default(),
+        cancel: None,
+        progress: None,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("pad_token_id=64") && err.contains(tables[0]) && err.contains("64 rows"),
+        "{err}"
+    );
+    assert!(!dir.path().join("o.onnx").exists());
+    let e = "bert(pad_token_id=1.5)".parse::<Preset>().unwrap_err();
+    assert!(e.contains("row index"), "{e}");
+    let lib = LoadedModel::open(fixtures_dir().join("recipes").join("llama.onnx")).unwrap();
+    let (out, _, _d) = rewrite_with("llama", "llama", Rules::default());
+    let t = "m.embed_tokens.weight";
+    assert!(zero_rows(&lib, t, 32).is_empty());
+    assert!(zero_rows(&out, t, 32).is_empty());
+    let (out, _, _d) = rewrite_with("llama", "llama(pad_token_id=3)", Rules::default());
+    assert_eq!(zero_rows(&out, t, 32), [3]);
 }
 
 #[test]
