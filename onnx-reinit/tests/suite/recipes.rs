@@ -861,3 +861,191 @@ fn lsuv_gives_unit_output_std_per_layer() {
     );
     assert!(!out.exists());
 }
+
+/// The sample inputs of `tests/fixtures/recipes/lsuv_inputs.npz`, as make_recipes.py computes
+/// them: x[k] = 3·sin(k) + 1 over the flat index, rounded to f32, shape (256, 32).
+#[cfg(feature = "forward")]
+fn lsuv_file_inputs() -> Vec<f64> {
+    (0..256 * 32)
+        .map(|k| f64::from((3.0 * f64::from(k).sin() + 1.0) as f32))
+        .collect()
+}
+
+/// The output std of every Gemm of the MLP in `path` on `x` (rows of 32), by a plain forward
+/// pass written here (y = x·Wᵀ + b, then the Relu), independent of tract and of LSUV.
+#[cfg(feature = "forward")]
+fn mlp_gemm_stds(path: &Path, x: &[f64]) -> Vec<f64> {
+    let m = LoadedModel::open(path).expect("loads");
+    let nodes = m.skeleton().graph.as_ref().expect("graph").node.clone();
+    let mut h: Vec<f64> = x.to_vec();
+    let mut width = 32;
+    let mut stds = Vec::new();
+    for n in &nodes {
+        match n.op_type.as_deref() {
+            Some("Gemm") => {
+                let w = m.small_values_f64(n.input[1].as_str(), usize::MAX).unwrap();
+                let b = m.small_values_f64(n.input[2].as_str(), usize::MAX).unwrap();
+                let out = b.len();
+                assert_eq!(w.len(), out * width);
+                let rows = h.len() / width;
+                let mut y = vec![0.0; rows * out];
+                for r in 0..rows {
+                    for o in 0..out {
+                        let dot: f64 = (0..width)
+                            .map(|i| h[r * width + i] * w[o * width + i])
+                            .sum();
+                        y[r * out + o] = dot + b[o];
+                    }
+                }
+                stds.push(mean_std(&y).1);
+                h = y;
+                width = out;
+            }
+            Some("Relu") => h.iter_mut().for_each(|v| *v = v.max(0.0)),
+            other => panic!("unexpected op {other:?}"),
+        }
+    }
+    stds
+}
+
+/// `--lsuv --inputs FILE.npz`: LSUV scales each layer on the file's inputs (deflated by
+/// np.savez_compressed, or stored by np.savez: the same bytes out), and a forward pass written
+/// in this test, on those inputs, finds every Gemm's output std within 0.02 of 1 — which
+/// seeded N(0, 1) inputs (mean 0, std 1, not the file's mean 1, std 2.1) do not give. The
+/// inputs read are the ones make_recipes.py wrote.
+#[cfg(feature = "forward")]
+#[test]
+fn lsuv_with_inputs_from_an_npz_file() {
+    use onnx_reinit::inspect::lsuv::{self, LsuvOptions};
+    use onnx_reinit::inspect::npz::{NpyData, read_npz};
+    let dir = fixtures_dir().join("recipes");
+    let x = lsuv_file_inputs();
+    let arrays = read_npz(&dir.join("lsuv_inputs.npz")).expect("reads");
+    assert_eq!(arrays.len(), 1);
+    assert_eq!(
+        (arrays[0].0.as_str(), arrays[0].1.shape.as_slice()),
+        ("input", &[256, 32][..])
+    );
+    let NpyData::F32(v) = &arrays[0].1.data else {
+        panic!("float32")
+    };
+    assert!(v.iter().zip(&x).all(|(&a, &b)| f64::from(a) == b));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let config = |out: &Path| RewriteConfig {
+        model: dir.join("lsuv_relu_mlp.onnx"),
+        destination: Destination::Path(out.to_path_buf()),
+        force: false,
+        rules: Rules {
+            activation: onnx_reinit::plan::ActivationClass::ALL
+                .iter()
+                .map(|&c| (c, onnx_reinit::plan::Rule::parse("orthogonal").unwrap()))
+                .collect(),
+            ..Rules::default()
+        },
+        seed: 5,
+        analysis: AnalysisOptions::default(),
+        cancel: None,
+        progress: None,
+    };
+    let with_file = |npz: &str| LsuvOptions {
+        seed: 5,
+        inputs: Some(dir.join(npz)),
+        ..LsuvOptions::default()
+    };
+    let (a, b, c) = (
+        tmp.path().join("a.onnx"),
+        tmp.path().join("b.onnx"),
+        tmp.path().join("c.onnx"),
+    );
+    let (_, result) = lsuv::run(&config(&a), &with_file("lsuv_inputs.npz")).expect("lsuv");
+    assert_eq!(result.layers.len(), 9, "{result:#?}");
+    lsuv::run(&config(&b), &with_file("lsuv_inputs_stored.npz")).expect("lsuv, stored");
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    for (i, s) in mlp_gemm_stds(&a, &x).into_iter().enumerate() {
+        assert!(
+            (s - 1.0).abs() < 0.02,
+            "layer {i}: output std {s} on the file's inputs"
+        );
+    }
+    // Seeded N(0, 1) inputs give other scales: on the file's inputs the stds are off.
+    lsuv::run(
+        &config(&c),
+        &LsuvOptions {
+            seed: 5,
+            input_shapes: vec![(None, vec![256, 32])],
+            ..LsuvOptions::default()
+        },
+    )
+    .expect("lsuv, seeded");
+    assert!(
+        mlp_gemm_stds(&c, &x).iter().any(|s| (s - 1.0).abs() > 0.3),
+        "the test cannot fail"
+    );
+
+    // Bad files: an error naming the file and the input, and no output.
+    for (npz, want) in [
+        ("lsuv_inputs_fortran.npz", "Fortran order"),
+        (
+            "lsuv_inputs_f64.npz",
+            "array `input` is float64, the graph input is float32",
+        ),
+        (
+            "lsuv_inputs_shape.npz",
+            "array `input` has shape [2, 16], the graph input is [batch, 32]",
+        ),
+        (
+            "lsuv_inputs_name.npz",
+            "no array for the graph input `input` (the file has: x)",
+        ),
+        ("no_such_file.npz", "no_such_file.npz"),
+        ("lsuv_relu_mlp.onnx", "not a zip archive"),
+    ] {
+        let out = tmp.path().join("bad.onnx");
+        let err = lsuv::run(&config(&out), &with_file(npz))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(npz) && err.contains(want), "{npz}: {err}");
+        assert!(!out.exists(), "{npz}");
+    }
+}
+
+/// `--inputs` on the command line: the summary names the file; it needs `--lsuv` and excludes
+/// `--input-shape`.
+#[cfg(feature = "forward")]
+#[test]
+fn lsuv_inputs_on_the_command_line() {
+    let dir = fixtures_dir().join("recipes");
+    let m = dir.join("lsuv_relu_mlp.onnx");
+    let npz = dir.join("lsuv_inputs.npz");
+    let (m, npz) = (m.to_str().unwrap(), npz.to_str().unwrap());
+    let o = crate::common::run(&[m, "--dry-run", "--lsuv", "--inputs", npz]);
+    assert!(o.status.success(), "{}", crate::common::text(&o.stderr));
+    let out = crate::common::text(&o.stdout);
+    assert!(out.contains(&format!("lsuv (inputs {npz},")), "{out}");
+    let o = crate::common::run(&[m, "--dry-run", "--inputs", npz]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = crate::common::run(&[
+        m,
+        "--dry-run",
+        "--lsuv",
+        "--inputs",
+        npz,
+        "--input-shape",
+        "4,32",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = crate::common::run(&[
+        m,
+        "--dry-run",
+        "--lsuv",
+        "--inputs",
+        &npz.replace("lsuv_inputs", "lsuv_inputs_shape"),
+    ]);
+    assert!(!o.status.success());
+    let err = crate::common::text(&o.stderr);
+    assert!(
+        err.contains("lsuv_inputs_shape.npz") && err.contains("`input`"),
+        "{err}"
+    );
+}
