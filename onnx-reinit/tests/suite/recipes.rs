@@ -23,6 +23,16 @@ fn residuals_of(path: &Path) -> Residuals {
 
 /// A graph built in code: `nodes` as (op, inputs, output), f32 initializers with their dims.
 fn built(inputs: &[&str], inits: &[(&str, &[i64])], nodes: &[(&str, &[&str], &str)]) -> Residuals {
+    let (m, a) = built_model(inputs, inits, nodes);
+    residual::residuals(&m, &a)
+}
+
+/// The model of [`built`] and its analysis.
+fn built_model(
+    inputs: &[&str],
+    inits: &[(&str, &[i64])],
+    nodes: &[(&str, &[&str], &str)],
+) -> (Skeleton, onnx_reinit::analysis::Analysis) {
     let vi = |n: &str| ValueInfo {
         name: Some(n.to_owned()),
         ..ValueInfo::default()
@@ -60,7 +70,61 @@ fn built(inputs: &[&str], inits: &[(&str, &[i64])], nodes: &[(&str, &[&str], &st
         ..Skeleton::default()
     };
     let a = onnx_reinit::analysis::analyze(&m, &NoConstValues, &AnalysisOptions::default());
-    residual::residuals(&m, &a)
+    (m, a)
+}
+
+/// Learned tokens are found by use, not by name: an initializer expanded and concatenated with
+/// a weight layer's output is a class token, one added to that sequence position embeddings;
+/// an initializer concatenated with a raw input (no weight layer before it) is not a class
+/// token, and a mask added to attention scores (a MatMul of two activations) is not a position
+/// embedding. A table both gathered with the input ids and used as the logits' weight (tied) is
+/// a token embedding, and the layer into the graph output is the output layer.
+#[test]
+fn learned_tokens_token_tables_and_output_layers_of_code_built_graphs() {
+    let (m, a) = built_model(
+        &["x", "ids"],
+        &[
+            ("cls", &[1, 1, 8]),
+            ("pad", &[1, 1, 4]),
+            ("pos", &[1, 5, 8]),
+            ("mask", &[1, 5, 5]),
+            ("w", &[4, 8]),
+            ("wq", &[8, 8]),
+            ("emb", &[16, 8]),
+            ("shape", &[3]),
+        ],
+        &[
+            ("Concat", &["pad", "x"], "xp"),
+            ("MatMul", &["xp", "w"], "patches"),
+            ("Expand", &["cls", "shape"], "cls_b"),
+            ("Concat", &["cls_b", "patches"], "seq"),
+            ("Add", &["seq", "pos"], "h"),
+            ("MatMul", &["h", "wq"], "q"),
+            ("Transpose", &["h"], "kt"),
+            ("MatMul", &["q", "kt"], "scores"),
+            ("Add", &["scores", "mask"], "masked"),
+            ("Gather", &["emb", "ids"], "tok"),
+            ("Transpose", &["emb"], "emb_t"),
+            ("MatMul", &["tok", "emb_t"], "logits"),
+        ],
+    );
+    let t = residual::learned_tokens(&m, &a);
+    assert_eq!(t.class_tokens, ["cls"], "{t:#?}");
+    assert_eq!(t.position_embeddings, ["pos"], "{t:#?}");
+    assert_eq!(residual::token_embeddings(&m, &a), [("emb".to_owned(), 16)]);
+    assert_eq!(residual::output_layers(&m, &a), ["emb"]);
+    // The t5 recipe draws the tied table as the shared embedding, N(0, f), not by its fans;
+    // vit's gives the two tokens its truncated normal.
+    let p = onnx_reinit::preset::resolve(&"t5(d_kv=8)".parse().unwrap(), &m, &a).unwrap();
+    let d = &p.decisions[&(String::new(), "emb".to_owned())];
+    assert!(d.reason.contains("shared embedding"), "{}", d.reason);
+    assert_eq!(
+        d.rule,
+        onnx_reinit::plan::Rule::parse("normal(0,1)").unwrap()
+    );
+    let p = onnx_reinit::preset::resolve(&"vit".parse().unwrap(), &m, &a).unwrap();
+    assert_eq!(p.recognised, ["cls", "pos"]);
+    assert!(p.notes.is_empty(), "{:?}", p.notes);
 }
 
 /// Two pre-norm blocks `x + W2·relu(W1·LN(x))`: two residual adds, projections W2 and W4, depth 2
