@@ -29,7 +29,8 @@
 //!   does not hold the id (the knob does); the table is the widest one gathered with run-time
 //!   token ids ([`residual::token_embeddings`]);
 //! - T5's **lm_head**, the weight layer whose output is a graph output
-//!   ([`residual::output_layers`]): N(0, f) (T5's `_init_weights` for an untied head; tied, it
+//!   ([`residual::output_layers`]) with one output per row of the token embedding (a
+//!   classification or question-answering head keeps the fan rule, as T5 draws it): N(0, f) (T5's `_init_weights` for an untied head; tied, it
 //!   is the shared table's draw, the same distribution); a table both gathered and used as a
 //!   weight (tied in one initializer) is the shared embedding, N(0, f);
 //! - ViT's **class token** and **position embeddings** ([`residual::learned_tokens`]), which
@@ -564,18 +565,25 @@ pub fn resolve(
             };
             // Tables gathered with token ids; a weight among them is the shared table tied to an
             // lm_head (its MatMul wins the role), which T5 draws as the embedding: N(0, f).
-            let gathered: Vec<String> = residual::token_embeddings(model, analysis)
-                .into_iter()
-                .map(|(n, _)| n)
-                .collect();
-            // T5ForConditionalGeneration with tie_word_embeddings=False: lm_head N(0, f).
+            let tables = residual::token_embeddings(model, analysis);
+            let gathered: Vec<&str> = tables.iter().map(|(n, _)| n.as_str()).collect();
+            let vocab = tables.iter().map(|(_, rows)| *rows).max();
+            // T5ForConditionalGeneration's lm_head: N(0, f). Only a layer into the graph output
+            // with one output per token of the vocabulary (the widest table gathered with token
+            // ids): T5's classification and question-answering heads keep f·d_model^−½, the fan
+            // rule below.
             let heads = residual::output_layers(model, analysis);
+            let is_head = |t: &TensorInfo| {
+                heads.contains(&t.name)
+                    && t.fans
+                        .is_some_and(|fans| Some(fans.fan_out as i64) == vocab)
+            };
             for t in &analysis.tensors {
                 match t.role {
                     Some(Role::Weight) => {
                         let Some(fans) = t.fans else { continue };
                         let fan_in = fans.fan_in as f64;
-                        if main(&t) && gathered.contains(&t.name) {
+                        if main(&t) && gathered.contains(&t.name.as_str()) {
                             put(
                                 t,
                                 normal(f),
@@ -584,13 +592,15 @@ pub fn resolve(
                                      and tied to the output layer) normal(0, {f})"
                                 ),
                             );
-                        } else if main(&t) && heads.contains(&t.name) {
+                        } else if main(&t) && is_head(t) {
                             put(
                                 t,
                                 normal(f),
                                 format!(
-                                    "--preset t5: untied lm_head (the weight layer whose output \
-                                     is the graph output, not the embedding table) normal(0, {f})"
+                                    "--preset t5: lm_head (the weight layer whose output is the \
+                                     graph output, one per token of the {} embedding rows) \
+                                     normal(0, {f})",
+                                    fans.fan_out
                                 ),
                             );
                         } else if queries.contains(&t.name) {

@@ -127,6 +127,28 @@ fn learned_tokens_token_tables_and_output_layers_of_code_built_graphs() {
     assert!(p.notes.is_empty(), "{:?}", p.notes);
 }
 
+/// A head into the graph output that is not one logit per token (T5's classification head:
+/// 3 classes from a 16-token vocabulary) keeps T5's f·d_model^−½, not the lm_head's N(0, f).
+#[test]
+fn t5_classification_head_is_not_an_lm_head() {
+    let (m, a) = built_model(
+        &["ids"],
+        &[("emb", &[16, 8]), ("wc", &[8, 3])],
+        &[
+            ("Gather", &["emb", "ids"], "tok"),
+            ("MatMul", &["tok", "wc"], "logits"),
+        ],
+    );
+    assert_eq!(residual::output_layers(&m, &a), ["wc"]);
+    let p = onnx_reinit::preset::resolve(&"t5".parse().unwrap(), &m, &a).unwrap();
+    let d = &p.decisions[&(String::new(), "wc".to_owned())];
+    assert!(!d.reason.contains("lm_head"), "{}", d.reason);
+    assert_eq!(
+        d.rule,
+        onnx_reinit::plan::Rule::parse(&format!("normal(0,{})", 1.0 / 8f64.sqrt())).unwrap()
+    );
+}
+
 /// Two pre-norm blocks `x + W2·relu(W1·LN(x))`: two residual adds, projections W2 and W4, depth 2
 /// (same signature twice). Inside, a rotary-style `q·c + (−q)·s` (both sides 0 weight layers
 /// since q), a mask added as an initializer, and the sum of two independent inputs are not
