@@ -81,7 +81,7 @@ pub(crate) struct RewriteArgs {
     preset: Option<Preset>,
 
     /// A knob of --preset, NAME=VALUE (repeatable): initializer_range, n_layer,
-    /// initializer_factor, d_kv, zero_init_residual.
+    /// initializer_factor, d_kv, zero_init_residual, pad_token_id (a row or none).
     #[arg(
         long,
         value_name = "NAME=VALUE",
