@@ -152,8 +152,8 @@ pub fn learned_tokens(model: &Model, analysis: &Analysis) -> LearnedTokens {
 }
 
 /// The embedding tables gathered with run-time indices (token ids: a Gather whose indices are
-/// an activation, not a folded position or token-type row), with their row counts, in
-/// initializer order.
+/// an activation, not a folded position or token-type row; the word embedding of onnxruntime's
+/// EmbedLayerNormalization), with their row counts, in node order.
 pub fn token_embeddings(model: &Model, analysis: &Analysis) -> Vec<(String, i64)> {
     let Some(graph) = model.graph.as_ref() else {
         return Vec::new();
@@ -161,6 +161,16 @@ pub fn token_embeddings(model: &Model, analysis: &Analysis) -> Vec<(String, i64)
     let f = Finder::new(graph, analysis);
     let mut out: Vec<(String, i64)> = Vec::new();
     for n in &graph.node {
+        // onnxruntime's fused EmbedLayerNormalization: input_ids, segment_ids, word_embedding.
+        if n.op_type.as_deref() == Some("EmbedLayerNormalization") && n.input.len() > 2 {
+            if let Some(name) = f.ids.get(n.input[2].as_str()).and_then(|&v| f.init_view[v])
+                && !out.iter().any(|(o, _)| o == name)
+                && let Some(rows) = f.dims(name).first()
+            {
+                out.push((name.to_owned(), *rows));
+            }
+            continue;
+        }
         if n.op_type.as_deref() != Some("Gather") || n.input.len() < 2 {
             continue;
         }

@@ -1135,3 +1135,42 @@ fn lsuv_inputs_on_the_command_line() {
         "{err}"
     );
 }
+
+/// In every BERT export of the pattern fixtures (TorchScript, dynamo, opset 13, onnxruntime's
+/// fused EmbedLayerNormalization), the table whose padding row the bert preset zeroes is the
+/// module built with `padding_idx`: `word_embeddings`, not the position or token-type tables.
+#[test]
+fn padding_row_table_of_the_bert_exports() {
+    for stem in ["bert", "bert_dynamo", "bert_opset13", "bert_ort"] {
+        let path = fixtures_dir().join("patterns").join(format!("{stem}.onnx"));
+        let names = torch_names(&path);
+        let m = LoadedModel::open(&path).expect("loads");
+        let a = pipeline::analyze_loaded(&m, &AnalysisOptions::default()).expect("analysis");
+        let p = onnx_reinit::preset::resolve(&"bert".parse().unwrap(), m.skeleton(), &a)
+            .expect("resolves");
+        let zeroed: Vec<(&str, std::ops::Range<u64>)> = p
+            .decisions
+            .iter()
+            .filter_map(|((_, n), d)| {
+                Some((
+                    names.get(n).map_or(n.as_str(), String::as_str),
+                    d.zeroed.clone()?,
+                ))
+            })
+            .collect();
+        let width = a
+            .tensors
+            .iter()
+            .find(|t| {
+                names.get(&t.name).map(String::as_str)
+                    == Some("m.embeddings.word_embeddings.weight")
+            })
+            .map(|t| t.dims[1] as u64)
+            .expect("word embeddings");
+        assert_eq!(
+            zeroed,
+            [("m.embeddings.word_embeddings.weight", 0..width)],
+            "{stem}"
+        );
+    }
+}
