@@ -30,9 +30,10 @@
 //!   token ids ([`residual::token_embeddings`]);
 //! - T5's **lm_head**, the weight layer whose output is a graph output
 //!   ([`residual::output_layers`]) with one output per row of the token embedding (a
-//!   classification or question-answering head keeps the fan rule, as T5 draws it): N(0, f) (T5's `_init_weights` for an untied head; tied, it
-//!   is the shared table's draw, the same distribution); a table both gathered and used as a
-//!   weight (tied in one initializer) is the shared embedding, N(0, f);
+//!   classification or question-answering head keeps the fan rule, as T5 draws it): N(0, f)
+//!   (T5's `_init_weights` for an untied head; tied, it is the shared table's draw, the same
+//!   distribution); a table both gathered and used as a weight (tied in one initializer) is the
+//!   shared embedding, N(0, f);
 //! - ViT's **class token** and **position embeddings** ([`residual::learned_tokens`]), which
 //!   exporters store as initializers concatenated with or added to the patch sequence and which
 //!   the analysis alone leaves untouched: the preset gives them the role embedding

@@ -340,7 +340,8 @@ pub(super) fn file_inputs(
             DType::INT32 => "int32",
             other => {
                 return Err(format!(
-                    "{file}: the graph input `{name}` is {}; --inputs gives float32, float64,                      int64 and int32 inputs",
+                    "{file}: the graph input `{name}` is {}; --inputs gives float32, float64, \
+                     int64 and int32 inputs",
                     other.onnx_name()
                 ));
             }
