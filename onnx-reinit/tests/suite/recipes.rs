@@ -1097,7 +1097,7 @@ fn lsuv_with_inputs_from_an_npz_file() {
 }
 
 /// `--inputs` on the command line: the summary names the file; it needs `--lsuv` and excludes
-/// `--input-shape`.
+/// `--input-shape`; integer inputs (BERT's int64 token ids) go through the same path.
 #[cfg(feature = "forward")]
 #[test]
 fn lsuv_inputs_on_the_command_line() {
@@ -1134,6 +1134,28 @@ fn lsuv_inputs_on_the_command_line() {
         err.contains("lsuv_inputs_shape.npz") && err.contains("`input`"),
         "{err}"
     );
+    // Integer inputs: token ids for BERT (int64, as the graph declares).
+    let bert = dir.join("bert.onnx");
+    let ids = dir.join("lsuv_inputs_ids.npz");
+    let o = crate::common::run(&[
+        bert.to_str().unwrap(),
+        "--dry-run",
+        "--json",
+        "--lsuv",
+        "--inputs",
+        ids.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", crate::common::text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(j["lsuv"]["inputs"], ids.to_str().unwrap());
+    let layers = j["lsuv"]["layers"].as_array().unwrap();
+    assert!(layers.len() >= 12, "{layers:?}");
+    for l in layers {
+        assert!(
+            (l["std_after"].as_f64().unwrap() - 1.0).abs() <= 0.01,
+            "{l}"
+        );
+    }
 }
 
 /// In every BERT export of the pattern fixtures (TorchScript, dynamo, opset 13, onnxruntime's
