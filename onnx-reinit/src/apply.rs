@@ -256,12 +256,15 @@ pub struct PlanFiller {
     /// (position in the plan, fill) of the tensors that change, by position: no slot for the
     /// kept ones, which in a model of millions of untouched initializers are nearly all.
     tensors: Vec<(usize, PreparedFill)>,
+    /// (position in the plan, elements written as 0 after the fill): padding rows.
+    zeroed: Vec<(usize, std::ops::Range<u64>)>,
 }
 
 impl std::fmt::Debug for PlanFiller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PlanFiller")
             .field("tensors", &self.tensors.len())
+            .field("zeroed", &self.zeroed)
             .finish()
     }
 }
@@ -272,11 +275,15 @@ impl PlanFiller {
     /// computed when written, see the module docs).
     pub fn new(analysis: &Analysis, plan: &Plan) -> Result<PlanFiller, PlanError> {
         let mut tensors = Vec::new();
+        let mut zeroed = Vec::new();
         for (position, e) in plan.entries.iter().enumerate() {
             let t = &analysis.tensors[e.index];
             let Some(fill) = &e.fill else {
                 continue;
             };
+            if let Some(z) = &e.zeroed {
+                zeroed.push((position, z.clone()));
+            }
             let stream = Stream {
                 seed: plan.seed,
                 key: tensor_key(&t.graph, &t.name),
@@ -355,7 +362,7 @@ impl PlanFiller {
             ));
         }
         tensors.shrink_to_fit();
-        Ok(PlanFiller { tensors })
+        Ok(PlanFiller { tensors, zeroed })
     }
 
     /// Indices of the tensors that will be written.
@@ -368,32 +375,45 @@ impl Filler for PlanFiller {
     /// Writes the planned values of elements `start .. start + out.len()` of tensor `tensor`
     /// (`start` a multiple of init-core's chunk size for sampled tensors, as the rewrite's
     /// pieces are); a tensor the plan keeps is left as it is.
-    fn fill(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
+    fn fill(&self, tensor: usize, start: u64, mut out: ValuesMut<'_>) {
         let Ok(at) = self.tensors.binary_search_by_key(&tensor, |&(i, _)| i) else {
             return;
         };
         let p = &self.tensors[at].1;
-        match p {
-            PreparedFill::Sampled { sampler, stream } => match out {
-                ValuesMut::F32(v) => sampler.fill_at(v, *stream, start),
-                ValuesMut::F64(v) => sampler.fill_at(v, *stream, start),
-                ValuesMut::F16(v) => sampler.fill_at(v, *stream, start),
-                ValuesMut::BF16(v) => sampler.fill_at(v, *stream, start),
-            },
-            PreparedFill::Structured(structured) => {
-                let n = out.len() as u64;
-                let values = structured.values();
-                let s = start as usize;
-                match (&*values, out) {
-                    (Values::F32(src), ValuesMut::F32(v)) => copy_from(v, src, s),
-                    (Values::F64(src), ValuesMut::F64(v)) => copy_from(v, src, s),
-                    (Values::F16(src), ValuesMut::F16(v)) => copy_from(v, src, s),
-                    (Values::BF16(src), ValuesMut::BF16(v)) => copy_from(v, src, s),
-                    _ => unreachable!("values are prepared in the tensor's own dtype"),
-                }
-                drop(values);
-                structured.handed_out(n);
+        let n = out.len() as u64;
+        fill_values(p, start, &mut out);
+        if let Ok(z) = self.zeroed.binary_search_by_key(&tensor, |(i, _)| *i) {
+            let r = &self.zeroed[z].1;
+            let (lo, hi) = (r.start.max(start), r.end.min(start + n));
+            if lo < hi {
+                out.zero((lo - start) as usize..(hi - start) as usize);
             }
+        }
+    }
+}
+
+/// The prepared values of elements `start .. start + out.len()`.
+fn fill_values(p: &PreparedFill, start: u64, out: &mut ValuesMut<'_>) {
+    match p {
+        PreparedFill::Sampled { sampler, stream } => match out {
+            ValuesMut::F32(v) => sampler.fill_at(v, *stream, start),
+            ValuesMut::F64(v) => sampler.fill_at(v, *stream, start),
+            ValuesMut::F16(v) => sampler.fill_at(v, *stream, start),
+            ValuesMut::BF16(v) => sampler.fill_at(v, *stream, start),
+        },
+        PreparedFill::Structured(structured) => {
+            let n = out.len() as u64;
+            let values = structured.values();
+            let s = start as usize;
+            match (&*values, out) {
+                (Values::F32(src), ValuesMut::F32(v)) => copy_from(v, src, s),
+                (Values::F64(src), ValuesMut::F64(v)) => copy_from(v, src, s),
+                (Values::F16(src), ValuesMut::F16(v)) => copy_from(v, src, s),
+                (Values::BF16(src), ValuesMut::BF16(v)) => copy_from(v, src, s),
+                _ => unreachable!("values are prepared in the tensor's own dtype"),
+            }
+            drop(values);
+            structured.handed_out(n);
         }
     }
 }

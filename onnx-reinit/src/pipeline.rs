@@ -225,7 +225,7 @@ pub fn run_rendered<R>(
     check_cancel()?;
     let mut model = LoadedModel::open(&config.model)?;
     check_cancel()?;
-    let analysis = analyze_loaded(&model, &config.analysis)?;
+    let mut analysis = analyze_loaded(&model, &config.analysis)?;
     check_cancel()?;
     let plan_error = |error| RunError::Plan {
         file: config.model.clone(),
@@ -241,6 +241,7 @@ pub fn run_rendered<R>(
                         error,
                     }
                 })?;
+            p.give_roles(&mut analysis);
             resolved = Rules {
                 preset_plan: Some(Arc::new(p)),
                 ..config.rules.clone()

@@ -414,6 +414,10 @@ pub struct PlanEntry {
     /// strings where the reason is (`untouched: no consumers (unused initializer)`, `--bias`),
     /// so that millions of entries do not each hold a copy.
     pub reason: Cow<'static, str>,
+    /// Elements written as 0 after the fill (in row-major order): a preset's padding row of a
+    /// token embedding ([`crate::preset::PresetDecision::zeroed`]); `None` for every other
+    /// entry.
+    pub zeroed: Option<std::ops::Range<u64>>,
 }
 
 impl PlanEntry {
@@ -526,7 +530,7 @@ pub fn plan(analysis: &Analysis, rules: &Rules, seed: u64) -> Result<Plan, PlanE
 /// Decide one initializer's fill: the entry [`plan`] makes for tensor `index`, `t` (the rule
 /// that applies to it, and the effective scheme with its fans or gate blocks).
 pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEntry, PlanError> {
-    let (rule, reason) = choose(t, rules);
+    let (rule, reason, zeroed) = choose(t, rules);
     let fill = match (&rule, t.role) {
         (Rule::Keep, _) | (_, None) => None,
         (Rule::Init { scheme, adapt_gain }, Some(_)) => Some(
@@ -537,10 +541,12 @@ pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEn
             })?,
         ),
     };
+    let zeroed = zeroed.filter(|_| fill.is_some());
     Ok(PlanEntry {
         index,
         fill,
         reason,
+        zeroed,
     })
 }
 
@@ -555,18 +561,27 @@ fn untouched_reason(why: &str) -> Cow<'static, str> {
         )
 }
 
-fn choose(t: &TensorInfo, rules: &Rules) -> (Rule, Cow<'static, str>) {
+type Choice = (Rule, Cow<'static, str>, Option<std::ops::Range<u64>>);
+
+/// The rule for `t` with its reason, and the elements a preset zeroes after it.
+fn choose(t: &TensorInfo, rules: &Rules) -> Choice {
+    let preset = rules.preset_plan.as_ref().and_then(|p| p.decision(t));
     let Some(role) = t.role else {
-        return (Rule::Keep, untouched_reason(&t.why_untouched));
+        return (Rule::Keep, untouched_reason(&t.why_untouched), None);
     };
     if let Some(o) = rules.overrides.iter().find(|o| o.matches(t)) {
-        return (o.rule.clone(), format!("--rule {}", o.pattern).into());
+        return (o.rule.clone(), format!("--rule {}", o.pattern).into(), None);
     }
-    if let Some(d) = rules.preset_plan.as_ref().and_then(|p| p.decision(t))
+    if let Some(d) = preset
         && !explicit_flag(t, role, rules)
     {
-        return (d.rule.clone(), d.reason.clone().into());
+        return (d.rule.clone(), d.reason.clone().into(), d.zeroed.clone());
     }
+    let (rule, reason) = default_rule(t, role, rules);
+    (rule, reason, None)
+}
+
+fn default_rule(t: &TensorInfo, role: Role, rules: &Rules) -> (Rule, Cow<'static, str>) {
     match role {
         Role::Bias => (rules.bias.clone(), "--bias".into()),
         Role::NormScale => (rules.norm.clone(), "--norm".into()),

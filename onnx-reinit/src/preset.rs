@@ -9,23 +9,39 @@
 //!
 //! | preset | weights | embeddings | biases, norms | residual |
 //! |---|---|---|---|---|
-//! | `bert`, `llama` | N(0, r) | N(0, r) | 0; 1/0 | — |
+//! | `bert`, `llama` | N(0, r) | N(0, r); the token embedding's row `pad_token_id` 0 | 0; 1/0 | — |
 //! | `gpt2` | N(0, r) | N(0, r) | 0; 1/0 | output projections N(0, r/√(2·n_layer)) |
-//! | `t5` | N(0, f·fan_in^−½); a query projection N(0, f·(d_model·d_kv)^−½) | the widest N(0, f), others (relative bias) N(0, f·d_model^−½) | 0; scale f | — |
+//! | `t5` | N(0, f·fan_in^−½); a query projection N(0, f·(d_model·d_kv)^−½); the lm_head N(0, f) | the widest N(0, f), others (relative bias) N(0, f·d_model^−½) | 0; scale f | — |
 //! | `resnet` | Conv: he_normal(fan_out, relu); Gemm/MatMul: U(±1/√fan_in) | — | Conv/BN: 0, 1/0; Gemm bias U(±1/√fan_in) | with `zero_init_residual`, each branch's last norm scale 0 |
-//! | `vit` | truncated normal(0, r) on [−2, 2] | same | 0; 1/0 | — |
+//! | `vit` | truncated normal(0, r) on [−2, 2] | same; class token and position embeddings too | 0; 1/0 | — |
 //!
 //! These are transformers' `_init_weights` (PreTrainedModel's, and GPT-2's and T5's overrides),
 //! torchvision's `ResNet.__init__` and timm's `init_weights_vit_timm`. Knobs: `r` =
 //! `initializer_range` (0.02), `f` = `initializer_factor` (1.0), `n_layer` (the graph's depth:
 //! the number of repeated residual blocks), `d_kv` (the query projection's output width divided
-//! by the number of heads, the relative-position bias's width), `zero_init_residual` (0 or 1).
+//! by the number of heads, the relative-position bias's width), `zero_init_residual` (0 or 1),
+//! `pad_token_id` (a row index or `none`; BertConfig's default 0, LlamaConfig's `None`).
 //!
-//! What the graph cannot tell and the preset does not do: the row of `padding_idx` that
-//! transformers zeroes in an embedding (the pad id is not in the graph); T5's untied `lm_head`
-//! (N(0, f) rather than the fan rule); ViT's position embeddings and CLS token, which exporters
-//! store as initializers added or concatenated into the activation, and which the analysis
-//! leaves alone with its reason.
+//! Found from the graph, not from names:
+//! - the **padding row**: transformers zeroes row `padding_idx` of an `nn.Embedding` built with
+//!   one, which in BERT and LLaMA is the word embedding only (`padding_idx=pad_token_id`; not
+//!   BERT's position or token-type tables; GPT-2's and T5's embeddings have none). The graph
+//!   does not hold the id (the knob does); the table is the widest one gathered with run-time
+//!   token ids ([`residual::token_embeddings`]);
+//! - T5's **lm_head**, the weight layer whose output is a graph output
+//!   ([`residual::output_layers`]) with one output per row of the token embedding (a
+//!   classification or question-answering head keeps the fan rule, as T5 draws it): N(0, f)
+//!   (T5's `_init_weights` for an untied head; tied, it is the shared table's draw, the same
+//!   distribution); a table both gathered and used as a weight (tied in one initializer) is the
+//!   shared embedding, N(0, f);
+//! - ViT's **class token** and **position embeddings** ([`residual::learned_tokens`]), which
+//!   exporters store as initializers concatenated with or added to the patch sequence and which
+//!   the analysis alone leaves untouched: the preset gives them the role embedding
+//!   ([`PresetPlan::give_roles`]) and transformers' trunc_normal(0, r) on [−2, 2] (timm draws
+//!   the class token from N(0, 10⁻⁶); set it with `--rule` if you follow timm).
+//!
+//! What the preset finds missing (no token embedding for a padding id, no class token) it says
+//! in [`PresetPlan::notes`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -78,16 +94,36 @@ impl PresetKind {
         }
     }
 
-    /// The knobs this preset takes, with their defaults (`None`: read from the graph).
+    /// The knobs this preset takes, with their defaults (`None`: read from the graph;
+    /// [`NO_PAD`] for `pad_token_id`: no padding row). `pad_token_id`'s defaults are the
+    /// families' config defaults: BertConfig's 0, LlamaConfig's `None`.
     pub fn knobs(self) -> &'static [(&'static str, Option<f64>)] {
         match self {
-            PresetKind::Bert | PresetKind::Llama | PresetKind::Vit => {
-                &[("initializer_range", Some(0.02))]
-            }
+            PresetKind::Bert => &[
+                ("initializer_range", Some(0.02)),
+                ("pad_token_id", Some(0.0)),
+            ],
+            PresetKind::Llama => &[
+                ("initializer_range", Some(0.02)),
+                ("pad_token_id", Some(NO_PAD)),
+            ],
+            PresetKind::Vit => &[("initializer_range", Some(0.02))],
             PresetKind::Gpt2 => &[("initializer_range", Some(0.02)), ("n_layer", None)],
             PresetKind::T5 => &[("initializer_factor", Some(1.0)), ("d_kv", None)],
             PresetKind::Resnet => &[("zero_init_residual", Some(0.0))],
         }
+    }
+}
+
+/// `pad_token_id`'s value for "no padding row" (`pad_token_id=none`).
+pub const NO_PAD: f64 = -1.0;
+
+/// A knob's value as text: `none` for a `pad_token_id` without a padding row.
+fn knob_text(name: &str, value: f64) -> String {
+    if name == "pad_token_id" && value < 0.0 {
+        "none".to_owned()
+    } else {
+        value.to_string()
     }
 }
 
@@ -117,6 +153,19 @@ impl Preset {
             ));
         }
         let v = v.trim();
+        if k == "pad_token_id" {
+            let value = match v {
+                "none" | "None" | "null" => NO_PAD,
+                _ => match v.parse::<u32>() {
+                    Ok(id) => f64::from(id),
+                    Err(_) => {
+                        return Err(format!("`{k}={v}`: expected a row index (0, 1, …) or none"));
+                    }
+                },
+            };
+            self.args.push((k.to_owned(), value));
+            return Ok(());
+        }
         let value = match v {
             "true" | "True" => 1.0,
             "false" | "False" => 0.0,
@@ -175,7 +224,11 @@ impl fmt::Display for Preset {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.kind.name())?;
         if !self.args.is_empty() {
-            let a: Vec<String> = self.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let a: Vec<String> = self
+                .args
+                .iter()
+                .map(|(k, v)| format!("{k}={}", knob_text(k, *v)))
+                .collect();
             write!(f, "({})", a.join(","))?;
         }
         Ok(())
@@ -201,6 +254,9 @@ pub struct PresetDecision {
     /// Why (shown in the report as the tensor's rule): the preset, the recipe's line, and for a
     /// residual output projection or last norm which add it belongs to.
     pub reason: String,
+    /// Elements written as 0 after the rule's fill, in row-major order: the `pad_token_id` row
+    /// of the token embedding (`row·D .. (row + 1)·D` of a (V, D) table).
+    pub zeroed: Option<std::ops::Range<u64>>,
 }
 
 /// A preset resolved against one model: a decision per tensor it has a recipe for.
@@ -214,6 +270,12 @@ pub struct PresetPlan {
     pub residuals: Residuals,
     /// Per (graph, tensor name).
     pub decisions: HashMap<(String, String), PresetDecision>,
+    /// What the recipe looked for and did not find (printed after the knobs).
+    pub notes: Vec<String>,
+    /// Main-graph tensors the analysis left without a role that the recipe recognised from the
+    /// graph (ViT's class token and position embeddings); [`PresetPlan::give_roles`] makes
+    /// them embeddings.
+    pub recognised: Vec<String>,
 }
 
 impl PresetPlan {
@@ -226,6 +288,21 @@ impl PresetPlan {
 /// Why a preset cannot apply to a model.
 #[derive(Debug, thiserror::Error)]
 pub enum PresetError {
+    /// `pad_token_id` is not a row of the token embedding table.
+    #[error(
+        "preset {preset}: pad_token_id={id} is not a row of the token embedding `{tensor}` \
+         ({rows} rows); set it with --preset-arg pad_token_id=ID (or none)"
+    )]
+    PadOutOfRange {
+        /// The preset.
+        preset: &'static str,
+        /// The knob's value.
+        id: u64,
+        /// The embedding table.
+        tensor: String,
+        /// Its rows.
+        rows: i64,
+    },
     /// A knob the graph does not give and that was not set.
     #[error("preset {preset}: {why}; set it with --preset-arg {knob}=VALUE")]
     MissingKnob {
@@ -291,11 +368,67 @@ pub fn resolve(
         Ok(value)
     };
     let mut decisions = HashMap::new();
-    let mut put = |t: &TensorInfo, rule: Option<Rule>, reason: String| {
+    let mut notes = Vec::new();
+    let mut recognised = Vec::new();
+    // The padding row: transformers' `_init_weights` zeroes row `padding_idx` of an
+    // nn.Embedding built with one — the word embedding (BERT's `word_embeddings`, LLaMA's
+    // `embed_tokens`, padding_idx = config.pad_token_id), not BERT's position or token-type
+    // tables. The graph cannot tell the id; it tells which table is gathered with the token ids.
+    let mut zero_rows: HashMap<String, (std::ops::Range<u64>, String)> = HashMap::new();
+    if kind.knobs().iter().any(|(k, _)| *k == "pad_token_id") {
+        let id = knob("pad_token_id", None)?;
+        if id >= 0.0 {
+            let id = id as u64;
+            let word = residual::token_embeddings(model, analysis)
+                .into_iter()
+                .filter_map(|(n, rows)| Some((analysis.find("", &n)?, rows)))
+                .filter(|(t, _)| t.role.is_some() && t.dims.len() == 2)
+                .max_by_key(|(_, rows)| *rows);
+            match word {
+                Some((t, rows)) if id >= rows.max(0) as u64 => {
+                    return Err(PresetError::PadOutOfRange {
+                        preset: name,
+                        id,
+                        tensor: t.name.clone(),
+                        rows,
+                    });
+                }
+                Some((t, _)) => {
+                    let d = t.dims[1].max(0) as u64;
+                    zero_rows.insert(
+                        t.name.clone(),
+                        (
+                            id * d..(id + 1) * d,
+                            format!(
+                                "; row {id} (pad_token_id) zeros: the widest table gathered \
+                                 with run-time token ids is the word embedding"
+                            ),
+                        ),
+                    );
+                }
+                None => notes.push(format!(
+                    "pad_token_id={id}: no embedding table is gathered with run-time token ids; \
+                     no padding row written"
+                )),
+            }
+        }
+    }
+    let mut put = |t: &TensorInfo, rule: Option<Rule>, mut reason: String| {
         let Some(rule) = rule else { return };
+        let zeroed = match zero_rows.get(&t.name) {
+            Some((r, why)) if t.graph.is_empty() => {
+                reason.push_str(why);
+                Some(r.clone())
+            }
+            _ => None,
+        };
         decisions.insert(
             (t.graph.clone(), t.name.clone()),
-            PresetDecision { rule, reason },
+            PresetDecision {
+                rule,
+                reason,
+                zeroed,
+            },
         );
     };
     let main = |t: &&TensorInfo| t.graph.is_empty();
@@ -360,6 +493,41 @@ pub fn resolve(
                     _ => {}
                 }
             }
+            if kind == PresetKind::Vit {
+                // ViTPreTrainedModel._init_weights: trunc_normal_(mean 0, std r, a −2, b 2) for
+                // both (timm: trunc_normal_(.02) for pos_embed, normal_(1e-6) for cls_token).
+                let tokens = residual::learned_tokens(model, analysis);
+                let found = [
+                    (
+                        &tokens.class_tokens,
+                        "class token (an initializer concatenated with the patch sequence)",
+                    ),
+                    (
+                        &tokens.position_embeddings,
+                        "position embeddings (an initializer added to the token sequence)",
+                    ),
+                ];
+                for (names, what) in found {
+                    for n in names {
+                        if let Some(t) = analysis.find("", n) {
+                            put(t, dist.clone(), format!("--preset vit: {what}: {dname}"));
+                            recognised.push(n.clone());
+                        }
+                    }
+                }
+                if tokens.class_tokens.is_empty() {
+                    notes.push(
+                        "no class token: no initializer is concatenated with the patch sequence"
+                            .to_owned(),
+                    );
+                }
+                if tokens.position_embeddings.is_empty() {
+                    notes.push(
+                        "no position embeddings: no initializer is added to the token sequence"
+                            .to_owned(),
+                    );
+                }
+            }
         }
         PresetKind::T5 => {
             let f = knob("initializer_factor", None)?;
@@ -396,12 +564,47 @@ pub fn resolve(
             } else {
                 knob("d_kv", graph_dkv)?
             };
+            // Tables gathered with token ids; a weight among them is the shared table tied to an
+            // lm_head (its MatMul wins the role), which T5 draws as the embedding: N(0, f).
+            let tables = residual::token_embeddings(model, analysis);
+            let gathered: Vec<&str> = tables.iter().map(|(n, _)| n.as_str()).collect();
+            let vocab = tables.iter().map(|(_, rows)| *rows).max();
+            // T5ForConditionalGeneration's lm_head: N(0, f). Only a layer into the graph output
+            // with one output per token of the vocabulary (the widest table gathered with token
+            // ids): T5's classification and question-answering heads keep f·d_model^−½, the fan
+            // rule below.
+            let heads = residual::output_layers(model, analysis);
+            let is_head = |t: &TensorInfo| {
+                heads.contains(&t.name)
+                    && t.fans
+                        .is_some_and(|fans| Some(fans.fan_out as i64) == vocab)
+            };
             for t in &analysis.tensors {
                 match t.role {
                     Some(Role::Weight) => {
                         let Some(fans) = t.fans else { continue };
                         let fan_in = fans.fan_in as f64;
-                        if queries.contains(&t.name) {
+                        if main(&t) && gathered.contains(&t.name.as_str()) {
+                            put(
+                                t,
+                                normal(f),
+                                format!(
+                                    "--preset t5: shared embedding (gathered with the token ids \
+                                     and tied to the output layer) normal(0, {f})"
+                                ),
+                            );
+                        } else if main(&t) && is_head(t) {
+                            put(
+                                t,
+                                normal(f),
+                                format!(
+                                    "--preset t5: lm_head (the weight layer whose output is the \
+                                     graph output, one per token of the {} embedding rows) \
+                                     normal(0, {f})",
+                                    fans.fan_out
+                                ),
+                            );
+                        } else if queries.contains(&t.name) {
                             put(
                                 t,
                                 normal(f / (fan_in * d_kv).sqrt()),
@@ -519,24 +722,58 @@ pub fn resolve(
             }
         }
     }
+    // In the order `knobs()` lists them (pad_token_id is read before the others).
+    knobs.sort_by_key(|k| kind.knobs().iter().position(|(n, _)| *n == k.name));
     Ok(PresetPlan {
         preset: preset.clone(),
         knobs,
         residuals,
         decisions,
+        notes,
+        recognised,
     })
 }
 
 impl PresetPlan {
+    /// Give the tensors the recipe recognised ([`PresetPlan::recognised`]) the role
+    /// [`Role::Embedding`] (a learned vector per token or position: in = 1, out = the last
+    /// dim), so that the plan and the report treat them as the recipe's: the analysis alone
+    /// leaves them untouched, with its reason. Run on the analysis the plan reads.
+    pub fn give_roles(&self, analysis: &mut Analysis) {
+        for t in &mut analysis.tensors {
+            if t.graph.is_empty() && t.role.is_none() && self.recognised.contains(&t.name) {
+                let d = t.dims.last().copied().unwrap_or(1).max(0) as u64;
+                t.role = Some(Role::Embedding);
+                t.fans = Some(init_core::Fans {
+                    fan_in: 1,
+                    fan_out: d,
+                });
+                t.activation = Some(crate::analysis::Activation::Linear);
+                t.note = Some(format!(
+                    "--preset {}: recognised from the graph ({})",
+                    self.preset.kind.name(),
+                    std::mem::take(&mut t.why_untouched).trim_end()
+                ));
+            }
+        }
+    }
+
     /// The `"preset"` member `--json` adds: the preset, its knobs with their sources, and every
     /// residual add with its output projection and last norm.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "preset": self.preset.to_string(),
             "knobs": self.knobs.iter().map(|k| serde_json::json!({
-                "name": k.name, "value": k.value, "source": k.source,
+                "name": k.name,
+                "value": if k.name == "pad_token_id" && k.value < 0.0 {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::json!(k.value)
+                },
+                "source": k.source,
             })).collect::<Vec<_>>(),
             "depth": self.residuals.depth,
+            "notes": self.notes,
             "residual_adds": self.residuals.adds.iter().map(|a| serde_json::json!({
                 "node": a.node, "stream": a.stream, "branch": a.branch,
                 "branch_layers": a.branch_layers, "stream_layers": a.stream_layers,
@@ -553,7 +790,7 @@ impl PresetPlan {
         let knobs: Vec<String> = self
             .knobs
             .iter()
-            .map(|k| format!("{}={} ({})", k.name, k.value, k.source))
+            .map(|k| format!("{}={} ({})", k.name, knob_text(k.name, k.value), k.source))
             .collect();
         let _ = writeln!(
             out,
@@ -561,6 +798,9 @@ impl PresetPlan {
             self.preset.kind.name(),
             knobs.join(", ")
         );
+        for n in &self.notes {
+            let _ = writeln!(out, "  {n}");
+        }
         if self.residuals.adds.is_empty() {
             let _ = writeln!(out, "  no residual adds in the graph");
         }

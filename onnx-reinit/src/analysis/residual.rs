@@ -129,6 +129,79 @@ pub fn attention_queries(model: &Model, analysis: &Analysis) -> HashSet<String> 
     Finder::new(graph, analysis).queries()
 }
 
+/// Learned tokens of a vision transformer, read from the graph (see [`learned_tokens`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LearnedTokens {
+    /// Class tokens: initializers (or an `Expand`, `Tile` or view of one) concatenated with an
+    /// activation computed by a weight layer — the token put before the patch sequence.
+    pub class_tokens: Vec<String>,
+    /// Position embeddings: initializers of rank ≥ 2 with more than one row, added (through
+    /// views) to the token sequence — a Concat with a class token, or a weight layer's output.
+    pub position_embeddings: Vec<String>,
+}
+
+/// The class tokens and position embeddings of `model`'s main graph: float initializers the
+/// analysis left without a role (they are no layer's parameter slot), found by how the graph
+/// uses them, not by name. A mask or a relative-position bias is added to attention scores (a
+/// MatMul of two activations), not to a Concat or a weight layer's output, and is not one.
+pub fn learned_tokens(model: &Model, analysis: &Analysis) -> LearnedTokens {
+    let Some(graph) = model.graph.as_ref() else {
+        return LearnedTokens::default();
+    };
+    Finder::new(graph, analysis).tokens(analysis)
+}
+
+/// The embedding tables gathered with run-time indices (token ids: a Gather whose indices are
+/// an activation, not a folded position or token-type row; the word embedding of onnxruntime's
+/// EmbedLayerNormalization), with their row counts, in node order.
+pub fn token_embeddings(model: &Model, analysis: &Analysis) -> Vec<(String, i64)> {
+    let Some(graph) = model.graph.as_ref() else {
+        return Vec::new();
+    };
+    let f = Finder::new(graph, analysis);
+    let mut out: Vec<(String, i64)> = Vec::new();
+    for n in &graph.node {
+        // onnxruntime's fused EmbedLayerNormalization: input_ids, segment_ids, word_embedding.
+        if n.op_type.as_deref() == Some("EmbedLayerNormalization") && n.input.len() > 2 {
+            if let Some(name) = f.ids.get(n.input[2].as_str()).and_then(|&v| f.init_view[v])
+                && !out.iter().any(|(o, _)| o == name)
+                && let Some(rows) = f.dims(name).first()
+            {
+                out.push((name.to_owned(), *rows));
+            }
+            continue;
+        }
+        if n.op_type.as_deref() != Some("Gather") || n.input.len() < 2 {
+            continue;
+        }
+        let (Some(&data), Some(&idx)) = (
+            f.ids.get(n.input[0].as_str()),
+            f.ids.get(n.input[1].as_str()),
+        ) else {
+            continue;
+        };
+        let Some(name) = f.init_view[data] else {
+            continue;
+        };
+        if f.is_static[idx] || out.iter().any(|(o, _)| o == name) {
+            continue;
+        }
+        if let Some(rows) = f.dims(name).first() {
+            out.push((name.to_owned(), *rows));
+        }
+    }
+    out
+}
+
+/// The weights of the layers whose output is a graph output through views and static biases or
+/// scalings only (a language model's head into the logits), in node order.
+pub fn output_layers(model: &Model, analysis: &Analysis) -> Vec<String> {
+    let Some(graph) = model.graph.as_ref() else {
+        return Vec::new();
+    };
+    Finder::new(graph, analysis).output_layers()
+}
+
 struct Finder<'m> {
     graph: &'m Graph,
     /// Value name → id.
@@ -141,6 +214,8 @@ struct Finder<'m> {
     depth: Vec<usize>,
     /// Per node: the weight initializer that makes it a weight layer.
     weight_of_node: Vec<Option<&'m str>>,
+    /// The initializer a static value is (a view, `Expand` or `Tile` of), whatever its role.
+    init_view: Vec<Option<&'m str>>,
 }
 
 impl<'m> Finder<'m> {
@@ -170,6 +245,7 @@ impl<'m> Finder<'m> {
             param: vec![None; count],
             depth: vec![0; count],
             weight_of_node: vec![None; graph.node.len()],
+            init_view: vec![None; count],
         };
         let roles: HashMap<&str, Role> = analysis
             .tensors
@@ -182,12 +258,14 @@ impl<'m> Finder<'m> {
             let id = me.ids[name];
             me.is_static[id] = true;
             me.param[id] = roles.get(name).map(|&r| (name, r));
+            me.init_view[id] = Some(name);
         }
         // An input with an initializer of the same name is still a run-time input.
         for i in &graph.input {
             let id = me.ids[i.name.as_deref().unwrap_or("")];
             me.is_static[id] = false;
             me.param[id] = None;
+            me.init_view[id] = None;
         }
         for (k, n) in graph.node.iter().enumerate() {
             let op = n.op_type.as_deref().unwrap_or("");
@@ -209,6 +287,11 @@ impl<'m> Finder<'m> {
             } else {
                 None
             };
+            let view_init = if VIEWS.contains(&op) || matches!(op, "Expand" | "Tile") {
+                ins.first().and_then(|&v| me.init_view[v])
+            } else {
+                None
+            };
             let d = ins
                 .iter()
                 .filter(|&&v| !me.is_static[v])
@@ -221,6 +304,7 @@ impl<'m> Finder<'m> {
                 me.producer[id] = Some(k);
                 me.is_static[id] = stat;
                 me.param[id] = if stat { view_param } else { None };
+                me.init_view[id] = if stat { view_init } else { None };
                 me.depth[id] = d;
             }
         }
@@ -388,6 +472,145 @@ impl<'m> Finder<'m> {
                         );
                     }
                 }
+            }
+        }
+        out
+    }
+
+    /// The dims of initializer `name`.
+    fn dims(&self, name: &str) -> &'m [i64] {
+        self.graph
+            .initializer
+            .iter()
+            .find(|i| i.name.as_deref() == Some(name))
+            .map_or(&[], |i| i.dims.as_slice())
+    }
+
+    /// The initializer operand of node `k` that the analysis left without a role, if one.
+    fn unroled_inits(&self, k: usize, analysis: &Analysis) -> Vec<&'m str> {
+        self.graph.node[k]
+            .input
+            .iter()
+            .filter_map(|s| self.ids.get(s.as_str()))
+            .filter(|&&v| self.is_static[v])
+            .filter_map(|&v| self.init_view[v])
+            .filter(|name| {
+                analysis
+                    .find("", name)
+                    .is_some_and(|t| t.role.is_none() && matches!(t.data_type, 1 | 10 | 11 | 16))
+            })
+            .collect()
+    }
+
+    fn tokens(&self, analysis: &Analysis) -> LearnedTokens {
+        let mut out = LearnedTokens::default();
+        let mut concat_with_token = HashSet::new();
+        for (k, n) in self.graph.node.iter().enumerate() {
+            if n.op_type.as_deref() != Some("Concat")
+                || !self.act_inputs(k).any(|v| self.depth[v] >= 1)
+            {
+                continue;
+            }
+            for name in self.unroled_inits(k, analysis) {
+                concat_with_token.insert(k);
+                if !out.class_tokens.iter().any(|c| c == name) {
+                    out.class_tokens.push(name.to_owned());
+                }
+            }
+        }
+        for (k, n) in self.graph.node.iter().enumerate() {
+            if n.op_type.as_deref() != Some("Add") || self.act_inputs(k).count() != 1 {
+                continue;
+            }
+            let Some(mut v) = self.act_inputs(k).next() else {
+                continue;
+            };
+            // Back through views to what made the token sequence.
+            let mut sequence = false;
+            for _ in 0..16 {
+                let Some(p) = self.producer[v] else { break };
+                let op = self.graph.node[p].op_type.as_deref().unwrap_or("");
+                if concat_with_token.contains(&p) || self.weight_of_node[p].is_some() {
+                    sequence = true;
+                    break;
+                }
+                if !VIEWS.contains(&op) {
+                    break;
+                }
+                match self.act_inputs(p).next() {
+                    Some(next) => v = next,
+                    None => break,
+                }
+            }
+            if !sequence {
+                continue;
+            }
+            for name in self.unroled_inits(k, analysis) {
+                let dims = self.dims(name);
+                let rows: i64 = dims[..dims.len().saturating_sub(1)].iter().product();
+                if dims.len() >= 2 && rows > 1 && !out.position_embeddings.iter().any(|c| c == name)
+                {
+                    out.position_embeddings.push(name.to_owned());
+                }
+            }
+        }
+        out
+    }
+
+    fn output_layers(&self) -> Vec<String> {
+        let outputs: HashSet<&str> = self
+            .graph
+            .output
+            .iter()
+            .filter_map(|o| o.name.as_deref())
+            .collect();
+        let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); self.ids.len()];
+        for (k, n) in self.graph.node.iter().enumerate() {
+            for s in &n.input {
+                if let Some(&v) = self.ids.get(s.as_str()) {
+                    consumers[v].push(k);
+                }
+            }
+        }
+        let mut names = vec![""; self.ids.len()];
+        for (&n, &id) in &self.ids {
+            names[id] = n;
+        }
+        let mut out = Vec::new();
+        for (k, n) in self.graph.node.iter().enumerate() {
+            let Some(w) = self.weight_of_node[k] else {
+                continue;
+            };
+            let mut stack: Vec<usize> = n
+                .output
+                .iter()
+                .filter_map(|s| self.ids.get(s.as_str()).copied())
+                .collect();
+            let mut steps = 0;
+            let mut reaches = false;
+            while let Some(v) = stack.pop() {
+                steps += 1;
+                if steps > 64 || reaches {
+                    break;
+                }
+                reaches |= outputs.contains(names[v]);
+                for &c in &consumers[v] {
+                    let op = self.graph.node[c].op_type.as_deref().unwrap_or("");
+                    let through = VIEWS.contains(&op)
+                        || (matches!(op, "Add" | "Sub" | "Mul" | "Div")
+                            && self.act_inputs(c).count() == 1);
+                    if through && self.weight_of_node[c].is_none() {
+                        stack.extend(
+                            self.graph.node[c]
+                                .output
+                                .iter()
+                                .filter_map(|s| self.ids.get(s.as_str()).copied()),
+                        );
+                    }
+                }
+            }
+            if reaches && !out.iter().any(|o| o == w) {
+                out.push(w.to_owned());
             }
         }
         out

@@ -81,7 +81,7 @@ pub(crate) struct RewriteArgs {
     preset: Option<Preset>,
 
     /// A knob of --preset, NAME=VALUE (repeatable): initializer_range, n_layer,
-    /// initializer_factor, d_kv, zero_init_residual.
+    /// initializer_factor, d_kv, zero_init_residual, pad_token_id (a row or none).
     #[arg(
         long,
         value_name = "NAME=VALUE",
@@ -103,6 +103,18 @@ pub(crate) struct RewriteArgs {
     #[arg(long, value_name = "[NAME=]DIMS", requires = "lsuv",
           value_parser = super::inspect::parse_input_shape)]
     input_shape: Vec<(Option<String>, Vec<usize>)>,
+
+    /// With --lsuv: sample inputs from an .npz file (np.savez or np.savez_compressed), one array
+    /// per graph input by name, of the input's type (float32, float64, int64, int32) and
+    /// static dimensions, instead of seeded N(0, 1) inputs.
+    #[cfg(feature = "forward")]
+    #[arg(
+        long,
+        value_name = "FILE.npz",
+        requires = "lsuv",
+        conflicts_with = "input_shape"
+    )]
+    inputs: Option<PathBuf>,
 
     /// With --preset resnet: zero each residual branch's last norm scale (torchvision's
     /// zero_init_residual).
@@ -164,6 +176,7 @@ impl RewriteArgs {
         let lsuv = self.lsuv.then(|| crate::inspect::lsuv::LsuvOptions {
             seed: self.seed,
             input_shapes: self.input_shape.clone(),
+            inputs: self.inputs.clone(),
             ..Default::default()
         });
         #[cfg(not(feature = "forward"))]

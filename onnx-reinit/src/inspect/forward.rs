@@ -289,6 +289,114 @@ pub(super) fn make_inputs(
     Ok((values, rows))
 }
 
+/// The graph's inputs (not initializers) from the arrays of the `.npz` file `path`, by input
+/// name: each array must have the input's element type (float32, float64, int64 or int32) and
+/// rank, and every static dimension the graph declares; symbolic dimensions take the array's.
+/// Errors name the file and the input (or the array no input takes).
+pub(super) fn file_inputs(
+    graph: &skeleton::Graph,
+    path: &std::path::Path,
+) -> Result<(Vec<InputSpec>, TVec<TValue>), String> {
+    use super::npz::{NpyData, read_npz};
+    let file = path.display();
+    let arrays = read_npz(path)?;
+    let inits: HashSet<&str> = graph
+        .initializer
+        .iter()
+        .filter_map(|t| t.name.as_deref())
+        .collect();
+    let inputs: Vec<&skeleton::ValueInfo> = graph
+        .input
+        .iter()
+        .filter(|vi| !inits.contains(vi.name.as_deref().unwrap_or("")))
+        .collect();
+    let names: Vec<&str> = inputs
+        .iter()
+        .map(|vi| vi.name.as_deref().unwrap_or(""))
+        .collect();
+    let mut values = TVec::new();
+    let mut specs = Vec::new();
+    for (vi, name) in inputs.iter().zip(&names) {
+        let Some((_, a)) = arrays.iter().find(|(n, _)| n == name) else {
+            let have: Vec<&str> = arrays.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(format!(
+                "{file}: no array for the graph input `{name}` (the file has: {})",
+                if have.is_empty() {
+                    "none".to_owned()
+                } else {
+                    have.join(", ")
+                }
+            ));
+        };
+        let tt = vi.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
+        let elem = DType::from_onnx(
+            tt.and_then(|t| t.elem_type)
+                .unwrap_or(DType::FLOAT.onnx_code()),
+        );
+        let want = match elem {
+            DType::FLOAT => "float32",
+            DType::DOUBLE => "float64",
+            DType::INT64 => "int64",
+            DType::INT32 => "int32",
+            other => {
+                return Err(format!(
+                    "{file}: the graph input `{name}` is {}; --inputs gives float32, float64, \
+                     int64 and int32 inputs",
+                    other.onnx_name()
+                ));
+            }
+        };
+        if a.data.dtype_name() != want {
+            return Err(format!(
+                "{file}: array `{name}` is {}, the graph input is {want}",
+                a.data.dtype_name()
+            ));
+        }
+        if let Some(dims) = tt.and_then(|t| t.shape.as_ref()).map(|s| &s.dim) {
+            let bad = dims.len() != a.shape.len()
+                || dims.iter().zip(&a.shape).any(|(d, &n)| match d.dim_value {
+                    Some(v) if v > 0 => v as usize != n,
+                    _ => false,
+                });
+            if bad {
+                let declared: Vec<String> = dims
+                    .iter()
+                    .map(|d| match (d.dim_value, d.dim_param.as_deref()) {
+                        (Some(v), _) if v > 0 => v.to_string(),
+                        (_, Some(p)) if !p.is_empty() => p.to_owned(),
+                        _ => "?".to_owned(),
+                    })
+                    .collect();
+                return Err(format!(
+                    "{file}: array `{name}` has shape {:?}, the graph input is [{}]",
+                    a.shape,
+                    declared.join(", ")
+                ));
+            }
+        }
+        let t = match &a.data {
+            NpyData::F32(v) => Tensor::from_shape(&a.shape, v),
+            NpyData::F64(v) => Tensor::from_shape(&a.shape, v),
+            NpyData::I64(v) => Tensor::from_shape(&a.shape, v),
+            NpyData::I32(v) => Tensor::from_shape(&a.shape, v),
+        }
+        .map_err(|e| format!("{file}: array `{name}`: {e:#}"))?;
+        values.push(t.into_tvalue());
+        specs.push(InputSpec {
+            name: (*name).to_owned(),
+            elem: elem.onnx_code(),
+            shape: a.shape.clone(),
+        });
+    }
+    if let Some((extra, _)) = arrays.iter().find(|(n, _)| !names.contains(&n.as_str())) {
+        return Err(format!(
+            "{file}: array `{extra}` is not an input of the graph (inputs: {})",
+            names.join(", ")
+        ));
+    }
+    Ok((specs, values))
+}
+
 /// Names the node and op of a tract error when its message quotes a node of the graph.
 fn explain(err: &anyhow::Error, graph: &skeleton::Graph) -> String {
     let msg = format!("{err:#}");

@@ -4,7 +4,8 @@
 //! The plan's values come first (the CLI plans weights orthogonal unless a weight rule is
 //! given). Then, for each weight layer of the main graph in graph order (the first node that
 //! consumes an f32 [`Role::Weight`]), the model with the values so far runs in tract on seeded
-//! N(0, 1) inputs; the std `s` of the layer's output is measured, the weight is multiplied by
+//! N(0, 1) inputs (or the arrays of an `.npz` file, [`LsuvOptions::inputs`], read by
+//! [`super::npz`]); the std `s` of the layer's output is measured, the weight is multiplied by
 //! `1/s`, and this repeats until `|s − 1| ≤ tolerance` or `max_iterations` scalings. Earlier
 //! layers keep their final scale while later ones are measured, so each layer sees the input its
 //! predecessors will give it. A weight layer's output is read before any bias Add that follows
@@ -35,6 +36,9 @@ pub struct LsuvOptions {
     /// Concrete input shapes (as `inspect --input-shape`): `(Some(name), dims)` or
     /// `(None, dims)` for the first input. Symbolic dimensions are 1 otherwise.
     pub input_shapes: Vec<(Option<String>, Vec<usize>)>,
+    /// `--inputs FILE.npz`: the sample inputs, one array per graph input by name, instead of
+    /// seeded N(0, 1) ones (`input_shapes` and `seed` then do not apply to the inputs).
+    pub inputs: Option<std::path::PathBuf>,
     /// Stop scaling a layer when its output std is within this of 1.
     pub tolerance: f64,
     /// At most this many scalings per layer.
@@ -46,6 +50,7 @@ impl Default for LsuvOptions {
         LsuvOptions {
             seed: 0,
             input_shapes: Vec::new(),
+            inputs: None,
             tolerance: 0.01,
             max_iterations: 10,
         }
@@ -121,8 +126,13 @@ pub fn lsuv(
         .graph
         .as_ref()
         .ok_or_else(|| "the model has no graph".to_owned())?;
-    let specs = forward::input_specs(graph, &opts.input_shapes)?;
-    let (inputs, _) = forward::make_inputs(&specs, analysis, opts.seed)?;
+    let (specs, inputs) = if let Some(path) = &opts.inputs {
+        forward::file_inputs(graph, path)?
+    } else {
+        let specs = forward::input_specs(graph, &opts.input_shapes)?;
+        let inputs = forward::make_inputs(&specs, analysis, opts.seed)?.0;
+        (specs, inputs)
+    };
     let mut proto = pb::ModelProto::decode(model.bytes())
         .map_err(|e| format!("tract-onnx cannot decode the model: {e}"))?;
     let dir = model.dir().to_str().map(str::to_owned);
@@ -274,7 +284,7 @@ pub fn run(
     use crate::rewrite;
     use std::sync::Arc;
     let model = LoadedModel::open(&config.model)?;
-    let analysis = analyze_loaded(&model, &config.analysis)?;
+    let mut analysis = analyze_loaded(&model, &config.analysis)?;
     let plan_error = |error| RunError::Plan {
         file: config.model.clone(),
         error,
@@ -287,6 +297,7 @@ pub fn run(
                 error,
             }
         })?;
+        resolved.give_roles(&mut analysis);
         rules.preset_plan = Some(Arc::new(resolved));
     }
     let plan = crate::plan::plan(&analysis, &rules, config.seed).map_err(plan_error)?;
@@ -329,9 +340,12 @@ pub fn run(
 pub fn summary(result: &LsuvResult, opts: &LsuvOptions) -> String {
     let layers = &result.layers;
     use std::fmt::Write as _;
+    let inputs = match &opts.inputs {
+        Some(p) => format!("inputs {}", p.display()),
+        None => format!("seed {}", opts.seed),
+    };
     let mut out = format!(
-        "lsuv (seed {}, tolerance {}, at most {} scalings per layer): {} layers\n",
-        opts.seed,
+        "lsuv ({inputs}, tolerance {}, at most {} scalings per layer): {} layers\n",
         opts.tolerance,
         opts.max_iterations,
         layers.len()
@@ -354,6 +368,7 @@ pub fn summary(result: &LsuvResult, opts: &LsuvOptions) -> String {
 pub fn to_json(result: &LsuvResult, opts: &LsuvOptions) -> serde_json::Value {
     serde_json::json!({
         "seed": opts.seed,
+        "inputs": opts.inputs.as_ref().map(|p| p.display().to_string()),
         "tolerance": opts.tolerance,
         "max_iterations": opts.max_iterations,
         "layers": result.layers.iter().map(|l| serde_json::json!({

@@ -31,6 +31,8 @@
 pub mod forward;
 #[cfg(feature = "forward")]
 pub mod lsuv;
+#[cfg(feature = "forward")]
+pub mod npz;
 pub mod plot;
 pub mod stats;
 

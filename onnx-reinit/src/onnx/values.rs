@@ -30,6 +30,18 @@ pub enum ValuesMut<'a> {
 }
 
 impl ValuesMut<'_> {
+    /// Write 0 to the values at `range` (clamped to the slice).
+    pub fn zero(&mut self, range: std::ops::Range<usize>) {
+        let end = range.end.min(self.len());
+        let r = range.start.min(end)..end;
+        match self {
+            ValuesMut::F32(v) => v[r].fill(0.0),
+            ValuesMut::F64(v) => v[r].fill(0.0),
+            ValuesMut::F16(v) => v[r].fill(f16::ZERO),
+            ValuesMut::BF16(v) => v[r].fill(bf16::ZERO),
+        }
+    }
+
     /// Number of values.
     pub fn len(&self) -> usize {
         match self {

@@ -23,6 +23,16 @@ fn residuals_of(path: &Path) -> Residuals {
 
 /// A graph built in code: `nodes` as (op, inputs, output), f32 initializers with their dims.
 fn built(inputs: &[&str], inits: &[(&str, &[i64])], nodes: &[(&str, &[&str], &str)]) -> Residuals {
+    let (m, a) = built_model(inputs, inits, nodes);
+    residual::residuals(&m, &a)
+}
+
+/// The model of [`built`] and its analysis.
+fn built_model(
+    inputs: &[&str],
+    inits: &[(&str, &[i64])],
+    nodes: &[(&str, &[&str], &str)],
+) -> (Skeleton, onnx_reinit::analysis::Analysis) {
     let vi = |n: &str| ValueInfo {
         name: Some(n.to_owned()),
         ..ValueInfo::default()
@@ -60,7 +70,83 @@ fn built(inputs: &[&str], inits: &[(&str, &[i64])], nodes: &[(&str, &[&str], &st
         ..Skeleton::default()
     };
     let a = onnx_reinit::analysis::analyze(&m, &NoConstValues, &AnalysisOptions::default());
-    residual::residuals(&m, &a)
+    (m, a)
+}
+
+/// Learned tokens are found by use, not by name: an initializer expanded and concatenated with
+/// a weight layer's output is a class token, one added to that sequence position embeddings;
+/// an initializer concatenated with a raw input (no weight layer before it) is not a class
+/// token, and a mask added to attention scores (a MatMul of two activations) is not a position
+/// embedding. A table both gathered with the input ids and used as the logits' weight (tied) is
+/// a token embedding, and the layer into the graph output is the output layer.
+#[test]
+fn learned_tokens_token_tables_and_output_layers_of_code_built_graphs() {
+    let (m, a) = built_model(
+        &["x", "ids"],
+        &[
+            ("cls", &[1, 1, 8]),
+            ("pad", &[1, 1, 4]),
+            ("pos", &[1, 5, 8]),
+            ("mask", &[1, 5, 5]),
+            ("w", &[4, 8]),
+            ("wq", &[8, 8]),
+            ("emb", &[16, 8]),
+            ("shape", &[3]),
+        ],
+        &[
+            ("Concat", &["pad", "x"], "xp"),
+            ("MatMul", &["xp", "w"], "patches"),
+            ("Expand", &["cls", "shape"], "cls_b"),
+            ("Concat", &["cls_b", "patches"], "seq"),
+            ("Add", &["seq", "pos"], "h"),
+            ("MatMul", &["h", "wq"], "q"),
+            ("Transpose", &["h"], "kt"),
+            ("MatMul", &["q", "kt"], "scores"),
+            ("Add", &["scores", "mask"], "masked"),
+            ("Gather", &["emb", "ids"], "tok"),
+            ("Transpose", &["emb"], "emb_t"),
+            ("MatMul", &["tok", "emb_t"], "logits"),
+        ],
+    );
+    let t = residual::learned_tokens(&m, &a);
+    assert_eq!(t.class_tokens, ["cls"], "{t:#?}");
+    assert_eq!(t.position_embeddings, ["pos"], "{t:#?}");
+    assert_eq!(residual::token_embeddings(&m, &a), [("emb".to_owned(), 16)]);
+    assert_eq!(residual::output_layers(&m, &a), ["emb"]);
+    // The t5 recipe draws the tied table as the shared embedding, N(0, f), not by its fans;
+    // vit's gives the two tokens its truncated normal.
+    let p = onnx_reinit::preset::resolve(&"t5(d_kv=8)".parse().unwrap(), &m, &a).unwrap();
+    let d = &p.decisions[&(String::new(), "emb".to_owned())];
+    assert!(d.reason.contains("shared embedding"), "{}", d.reason);
+    assert_eq!(
+        d.rule,
+        onnx_reinit::plan::Rule::parse("normal(0,1)").unwrap()
+    );
+    let p = onnx_reinit::preset::resolve(&"vit".parse().unwrap(), &m, &a).unwrap();
+    assert_eq!(p.recognised, ["cls", "pos"]);
+    assert!(p.notes.is_empty(), "{:?}", p.notes);
+}
+
+/// A head into the graph output that is not one logit per token (T5's classification head:
+/// 3 classes from a 16-token vocabulary) keeps T5's f·d_model^−½, not the lm_head's N(0, f).
+#[test]
+fn t5_classification_head_is_not_an_lm_head() {
+    let (m, a) = built_model(
+        &["ids"],
+        &[("emb", &[16, 8]), ("wc", &[8, 3])],
+        &[
+            ("Gather", &["emb", "ids"], "tok"),
+            ("MatMul", &["tok", "wc"], "logits"),
+        ],
+    );
+    assert_eq!(residual::output_layers(&m, &a), ["wc"]);
+    let p = onnx_reinit::preset::resolve(&"t5".parse().unwrap(), &m, &a).unwrap();
+    let d = &p.decisions[&(String::new(), "wc".to_owned())];
+    assert!(!d.reason.contains("lm_head"), "{}", d.reason);
+    assert_eq!(
+        d.rule,
+        onnx_reinit::plan::Rule::parse(&format!("normal(0,{})", 1.0 / 8f64.sqrt())).unwrap()
+    );
 }
 
 /// Two pre-norm blocks `x + W2·relu(W1·LN(x))`: two residual adds, projections W2 and W4, depth 2
@@ -506,11 +592,133 @@ fn preset_t5_matches_transformers() {
 }
 
 /// ViT: transformers' ViT draws Linear/Conv weights from N(0, 0.02), timm (the preset) from the
-/// normal truncated at ±2 (absolute), the same std at this scale. The CLS token and position
-/// embeddings are not in the preset (left alone, with the reason, by the analysis).
+/// normal truncated at ±2 (absolute), the same std at this scale. The class token (an
+/// initializer expanded and concatenated before the patch sequence) and the position
+/// embeddings (an initializer added to that sequence), which the analysis alone leaves
+/// untouched, are recognised from the graph and drawn as ViTPreTrainedModel._init_weights
+/// does: trunc_normal_(std=initializer_range) on [−2, 2].
 #[test]
 fn preset_vit_matches_transformers() {
-    check_against_library("vit", "vit", &["cls_token", "position_embeddings"]);
+    let outcome = check_against_library("vit", "vit", &[]);
+    for (name, what) in [
+        ("m.embeddings.cls_token", "class token"),
+        ("m.embeddings.position_embeddings", "position embeddings"),
+    ] {
+        let r = outcome
+            .report
+            .tensors
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("{name} not planned"));
+        assert!(r.reason.contains(what), "{name}: {}", r.reason);
+        assert_eq!(r.role, "embedding", "{name}");
+    }
+    // Without the preset they stay untouched, with the analysis's reason.
+    let (_, plain, _d) = rewrite_with("vit", "bert", Rules::default());
+    assert!(
+        plain
+            .report
+            .tensors
+            .iter()
+            .all(|t| t.name != "m.embeddings.cls_token"),
+        "bert's recipe does not look for learned tokens"
+    );
+}
+
+/// T5 v1.1 (`tie_word_embeddings=False`): T5's `_init_weights` gives lm_head N(0,
+/// initializer_factor·1.0) — untied in older transformers, tied to the shared table (the same
+/// distribution) in transformers 5, whose export writes it as its own initializer. Either way
+/// not the fan rule of the other projections, which gave it N(0, 32^−½) before; the preset
+/// finds it as the weight layer whose output is the logits. The decoder's relative-position
+/// bias is read with constant indices and not added into an activation, so the analysis
+/// leaves it untouched (skipped here).
+#[test]
+fn preset_t5_lm_head_matches_transformers() {
+    let outcome = check_against_library(
+        "t5_lm_head",
+        "t5",
+        &["decoder.block.0.layer.0.SelfAttention.relative_attention_bias"],
+    );
+    let heads: Vec<&str> = outcome
+        .report
+        .tensors
+        .iter()
+        .filter(|t| t.reason.contains("lm_head"))
+        .flat_map(|t| t.consumers.iter().map(String::as_str))
+        .collect();
+    assert_eq!(heads, ["MatMul /m/lm_head/MatMul"]);
+}
+
+/// The token embedding's padding row: transformers zeroes row `padding_idx` of an nn.Embedding
+/// built with one — BERT's `word_embeddings` (BertConfig.pad_token_id = 0), not its position or
+/// token-type tables. The ground truth is the fixture itself (the library's values): the rows
+/// that are all zero in the input are exactly those the preset writes as zeros. `pad_token_id`
+/// moves the row, `none` removes it, an id past the table is an error naming it; LLaMA's
+/// default (LlamaConfig.pad_token_id = None) writes none, as the library did.
+#[test]
+fn preset_zeroes_the_padding_row_of_the_token_embedding() {
+    let zero_rows = |m: &LoadedModel, name: &str, d: usize| -> Vec<usize> {
+        let v = m.small_values_f64(name, usize::MAX).expect("readable");
+        (0..v.len() / d)
+            .filter(|r| v[r * d..(r + 1) * d].iter().all(|&x| x == 0.0))
+            .collect()
+    };
+    let lib = LoadedModel::open(fixtures_dir().join("recipes").join("bert.onnx")).unwrap();
+    let tables = [
+        "m.embeddings.word_embeddings.weight",
+        "m.embeddings.position_embeddings.weight",
+        "m.embeddings.token_type_embeddings.weight",
+    ];
+    let want: Vec<Vec<usize>> = tables.iter().map(|t| zero_rows(&lib, t, 32)).collect();
+    assert_eq!(want, [vec![0], vec![], vec![]], "the library's zero rows");
+    let (out, outcome, _d) = rewrite_with("bert", "bert", Rules::default());
+    let got: Vec<Vec<usize>> = tables.iter().map(|t| zero_rows(&out, t, 32)).collect();
+    assert_eq!(got, want);
+    let r = outcome
+        .report
+        .tensors
+        .iter()
+        .find(|t| t.name == tables[0])
+        .unwrap();
+    assert!(
+        r.reason.contains("row 0 (pad_token_id) zeros"),
+        "{}",
+        r.reason
+    );
+    let (out, _, _d) = rewrite_with("bert", "bert(pad_token_id=5)", Rules::default());
+    assert_eq!(zero_rows(&out, tables[0], 32), [5]);
+    let (out, _, _d) = rewrite_with("bert", "bert(pad_token_id=none)", Rules::default());
+    assert!(zero_rows(&out, tables[0], 32).is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let err = pipeline::run(&RewriteConfig {
+        model: fixtures_dir().join("recipes").join("bert.onnx"),
+        destination: Destination::Path(dir.path().join("o.onnx")),
+        force: false,
+        rules: Rules {
+            preset: Some("bert(pad_token_id=64)".parse().unwrap()),
+            ..Rules::default()
+        },
+        seed: 1,
+        analysis: AnalysisOptions::default(),
+        cancel: None,
+        progress: None,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("pad_token_id=64") && err.contains(tables[0]) && err.contains("64 rows"),
+        "{err}"
+    );
+    assert!(!dir.path().join("o.onnx").exists());
+    let e = "bert(pad_token_id=1.5)".parse::<Preset>().unwrap_err();
+    assert!(e.contains("row index"), "{e}");
+    let lib = LoadedModel::open(fixtures_dir().join("recipes").join("llama.onnx")).unwrap();
+    let (out, _, _d) = rewrite_with("llama", "llama", Rules::default());
+    let t = "m.embed_tokens.weight";
+    assert!(zero_rows(&lib, t, 32).is_empty());
+    assert!(zero_rows(&out, t, 32).is_empty());
+    let (out, _, _d) = rewrite_with("llama", "llama(pad_token_id=3)", Rules::default());
+    assert_eq!(zero_rows(&out, t, 32), [3]);
 }
 
 #[test]
@@ -738,4 +946,253 @@ fn lsuv_gives_unit_output_std_per_layer() {
         "{err}"
     );
     assert!(!out.exists());
+}
+
+/// The sample inputs of `tests/fixtures/recipes/lsuv_inputs.npz`, as make_recipes.py computes
+/// them: x[k] = 3·sin(k) + 1 over the flat index, rounded to f32, shape (256, 32).
+#[cfg(feature = "forward")]
+fn lsuv_file_inputs() -> Vec<f64> {
+    (0..256 * 32)
+        .map(|k| f64::from((3.0 * f64::from(k).sin() + 1.0) as f32))
+        .collect()
+}
+
+/// The output std of every Gemm of the MLP in `path` on `x` (rows of 32), by a plain forward
+/// pass written here (y = x·Wᵀ + b, then the Relu), independent of tract and of LSUV.
+#[cfg(feature = "forward")]
+fn mlp_gemm_stds(path: &Path, x: &[f64]) -> Vec<f64> {
+    let m = LoadedModel::open(path).expect("loads");
+    let nodes = m.skeleton().graph.as_ref().expect("graph").node.clone();
+    let mut h: Vec<f64> = x.to_vec();
+    let mut width = 32;
+    let mut stds = Vec::new();
+    for n in &nodes {
+        match n.op_type.as_deref() {
+            Some("Gemm") => {
+                let w = m.small_values_f64(n.input[1].as_str(), usize::MAX).unwrap();
+                let b = m.small_values_f64(n.input[2].as_str(), usize::MAX).unwrap();
+                let out = b.len();
+                assert_eq!(w.len(), out * width);
+                let rows = h.len() / width;
+                let mut y = vec![0.0; rows * out];
+                for r in 0..rows {
+                    for o in 0..out {
+                        let dot: f64 = (0..width)
+                            .map(|i| h[r * width + i] * w[o * width + i])
+                            .sum();
+                        y[r * out + o] = dot + b[o];
+                    }
+                }
+                stds.push(mean_std(&y).1);
+                h = y;
+                width = out;
+            }
+            Some("Relu") => h.iter_mut().for_each(|v| *v = v.max(0.0)),
+            other => panic!("unexpected op {other:?}"),
+        }
+    }
+    stds
+}
+
+/// `--lsuv --inputs FILE.npz`: LSUV scales each layer on the file's inputs (deflated by
+/// np.savez_compressed, or stored by np.savez: the same bytes out), and a forward pass written
+/// in this test, on those inputs, finds every Gemm's output std within 0.02 of 1 — which
+/// seeded N(0, 1) inputs (mean 0, std 1, not the file's mean 1, std 2.1) do not give. The
+/// inputs read are the ones make_recipes.py wrote.
+#[cfg(feature = "forward")]
+#[test]
+fn lsuv_with_inputs_from_an_npz_file() {
+    use onnx_reinit::inspect::lsuv::{self, LsuvOptions};
+    use onnx_reinit::inspect::npz::{NpyData, read_npz};
+    let dir = fixtures_dir().join("recipes");
+    let x = lsuv_file_inputs();
+    let arrays = read_npz(&dir.join("lsuv_inputs.npz")).expect("reads");
+    assert_eq!(arrays.len(), 1);
+    assert_eq!(
+        (arrays[0].0.as_str(), arrays[0].1.shape.as_slice()),
+        ("input", &[256, 32][..])
+    );
+    let NpyData::F32(v) = &arrays[0].1.data else {
+        panic!("float32")
+    };
+    assert!(v.iter().zip(&x).all(|(&a, &b)| f64::from(a) == b));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let config = |out: &Path| RewriteConfig {
+        model: dir.join("lsuv_relu_mlp.onnx"),
+        destination: Destination::Path(out.to_path_buf()),
+        force: false,
+        rules: Rules {
+            activation: onnx_reinit::plan::ActivationClass::ALL
+                .iter()
+                .map(|&c| (c, onnx_reinit::plan::Rule::parse("orthogonal").unwrap()))
+                .collect(),
+            ..Rules::default()
+        },
+        seed: 5,
+        analysis: AnalysisOptions::default(),
+        cancel: None,
+        progress: None,
+    };
+    let with_file = |npz: &str| LsuvOptions {
+        seed: 5,
+        inputs: Some(dir.join(npz)),
+        ..LsuvOptions::default()
+    };
+    let (a, b, c) = (
+        tmp.path().join("a.onnx"),
+        tmp.path().join("b.onnx"),
+        tmp.path().join("c.onnx"),
+    );
+    let (_, result) = lsuv::run(&config(&a), &with_file("lsuv_inputs.npz")).expect("lsuv");
+    assert_eq!(result.layers.len(), 9, "{result:#?}");
+    lsuv::run(&config(&b), &with_file("lsuv_inputs_stored.npz")).expect("lsuv, stored");
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    for (i, s) in mlp_gemm_stds(&a, &x).into_iter().enumerate() {
+        assert!(
+            (s - 1.0).abs() < 0.02,
+            "layer {i}: output std {s} on the file's inputs"
+        );
+    }
+    // Seeded N(0, 1) inputs give other scales: on the file's inputs the stds are off.
+    lsuv::run(
+        &config(&c),
+        &LsuvOptions {
+            seed: 5,
+            input_shapes: vec![(None, vec![256, 32])],
+            ..LsuvOptions::default()
+        },
+    )
+    .expect("lsuv, seeded");
+    assert!(
+        mlp_gemm_stds(&c, &x).iter().any(|s| (s - 1.0).abs() > 0.3),
+        "the test cannot fail"
+    );
+
+    // Bad files: an error naming the file and the input, and no output.
+    for (npz, want) in [
+        ("lsuv_inputs_fortran.npz", "Fortran order"),
+        (
+            "lsuv_inputs_f64.npz",
+            "array `input` is float64, the graph input is float32",
+        ),
+        (
+            "lsuv_inputs_shape.npz",
+            "array `input` has shape [2, 16], the graph input is [batch, 32]",
+        ),
+        (
+            "lsuv_inputs_name.npz",
+            "no array for the graph input `input` (the file has: x)",
+        ),
+        ("no_such_file.npz", "no_such_file.npz"),
+        ("lsuv_relu_mlp.onnx", "not a zip archive"),
+    ] {
+        let out = tmp.path().join("bad.onnx");
+        let err = lsuv::run(&config(&out), &with_file(npz))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(npz) && err.contains(want), "{npz}: {err}");
+        assert!(!out.exists(), "{npz}");
+    }
+}
+
+/// `--inputs` on the command line: the summary names the file; it needs `--lsuv` and excludes
+/// `--input-shape`; integer inputs (BERT's int64 token ids) go through the same path.
+#[cfg(feature = "forward")]
+#[test]
+fn lsuv_inputs_on_the_command_line() {
+    let dir = fixtures_dir().join("recipes");
+    let m = dir.join("lsuv_relu_mlp.onnx");
+    let npz = dir.join("lsuv_inputs.npz");
+    let (m, npz) = (m.to_str().unwrap(), npz.to_str().unwrap());
+    let o = crate::common::run(&[m, "--dry-run", "--lsuv", "--inputs", npz]);
+    assert!(o.status.success(), "{}", crate::common::text(&o.stderr));
+    let out = crate::common::text(&o.stdout);
+    assert!(out.contains(&format!("lsuv (inputs {npz},")), "{out}");
+    let o = crate::common::run(&[m, "--dry-run", "--inputs", npz]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = crate::common::run(&[
+        m,
+        "--dry-run",
+        "--lsuv",
+        "--inputs",
+        npz,
+        "--input-shape",
+        "4,32",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = crate::common::run(&[
+        m,
+        "--dry-run",
+        "--lsuv",
+        "--inputs",
+        &npz.replace("lsuv_inputs", "lsuv_inputs_shape"),
+    ]);
+    assert!(!o.status.success());
+    let err = crate::common::text(&o.stderr);
+    assert!(
+        err.contains("lsuv_inputs_shape.npz") && err.contains("`input`"),
+        "{err}"
+    );
+    // Integer inputs: token ids for BERT (int64, as the graph declares).
+    let bert = dir.join("bert.onnx");
+    let ids = dir.join("lsuv_inputs_ids.npz");
+    let o = crate::common::run(&[
+        bert.to_str().unwrap(),
+        "--dry-run",
+        "--json",
+        "--lsuv",
+        "--inputs",
+        ids.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", crate::common::text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(j["lsuv"]["inputs"], ids.to_str().unwrap());
+    let layers = j["lsuv"]["layers"].as_array().unwrap();
+    assert!(layers.len() >= 12, "{layers:?}");
+    for l in layers {
+        assert!(
+            (l["std_after"].as_f64().unwrap() - 1.0).abs() <= 0.01,
+            "{l}"
+        );
+    }
+}
+
+/// In every BERT export of the pattern fixtures (TorchScript, dynamo, opset 13, onnxruntime's
+/// fused EmbedLayerNormalization), the table whose padding row the bert preset zeroes is the
+/// module built with `padding_idx`: `word_embeddings`, not the position or token-type tables.
+#[test]
+fn padding_row_table_of_the_bert_exports() {
+    for stem in ["bert", "bert_dynamo", "bert_opset13", "bert_ort"] {
+        let path = fixtures_dir().join("patterns").join(format!("{stem}.onnx"));
+        let names = torch_names(&path);
+        let m = LoadedModel::open(&path).expect("loads");
+        let a = pipeline::analyze_loaded(&m, &AnalysisOptions::default()).expect("analysis");
+        let p = onnx_reinit::preset::resolve(&"bert".parse().unwrap(), m.skeleton(), &a)
+            .expect("resolves");
+        let zeroed: Vec<(&str, std::ops::Range<u64>)> = p
+            .decisions
+            .iter()
+            .filter_map(|((_, n), d)| {
+                Some((
+                    names.get(n).map_or(n.as_str(), String::as_str),
+                    d.zeroed.clone()?,
+                ))
+            })
+            .collect();
+        let width = a
+            .tensors
+            .iter()
+            .find(|t| {
+                names.get(&t.name).map(String::as_str)
+                    == Some("m.embeddings.word_embeddings.weight")
+            })
+            .map(|t| t.dims[1] as u64)
+            .expect("word embeddings");
+        assert_eq!(
+            zeroed,
+            [("m.embeddings.word_embeddings.weight", 0..width)],
+            "{stem}"
+        );
+    }
 }
