@@ -274,7 +274,7 @@ impl PlanFiller {
         let mut tensors = Vec::new();
         for (position, e) in plan.entries.iter().enumerate() {
             let t = &analysis.tensors[e.index];
-            let Some(fill) = &e.fill else {
+            let Some(fill) = e.fill.as_deref() else {
                 continue;
             };
             let stream = Stream {

@@ -318,8 +318,9 @@ pub enum Fill {
 pub struct PlanEntry {
     /// Index into the model's tensors (and the analysis).
     pub index: usize,
-    /// What to write, or `None` to keep the bytes.
-    pub fill: Option<Fill>,
+    /// What to write, or `None` to keep the bytes. Boxed: most entries of a big model keep
+    /// their bytes, and a `Fill` inline would add 64 bytes to each of them.
+    pub fill: Option<Box<Fill>>,
     /// Which rule decided (`--relu`, `--rule fc*`, `default for bias`, …). Shared static
     /// strings where the reason is (`untouched: no consumers (unused initializer)`, `--bias`),
     /// so that millions of entries do not each hold a copy.
@@ -329,7 +330,7 @@ pub struct PlanEntry {
 impl PlanEntry {
     /// The effective scheme, if the tensor changes.
     pub fn scheme(&self) -> Option<Scheme> {
-        match &self.fill {
+        match self.fill.as_deref() {
             Some(Fill::Whole { scheme, .. } | Fill::GateBlocks { scheme, .. }) => Some(*scheme),
             None => None,
         }
@@ -439,13 +440,13 @@ pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEn
     let (rule, reason) = choose(t, rules);
     let fill = match (&rule, t.role) {
         (Rule::Keep, _) | (_, None) => None,
-        (Rule::Init { scheme, adapt_gain }, Some(_)) => Some(
+        (Rule::Init { scheme, adapt_gain }, Some(_)) => Some(Box::new(
             fill_for(t, *scheme, *adapt_gain).map_err(|refusal| PlanError {
                 tensor: t.name.clone(),
                 rule: reason.to_string(),
                 refusal: Box::new(refusal),
             })?,
-        ),
+        )),
     };
     Ok(PlanEntry {
         index,

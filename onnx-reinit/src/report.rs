@@ -222,13 +222,13 @@ impl Report {
             } else {
                 summary.kept += 1;
             }
-            let (fan_in, fan_out) = match &e.fill {
+            let (fan_in, fan_out) = match e.fill.as_deref() {
                 Some(Fill::GateBlocks { rows, cols, .. }) => {
                     (Some(*cols as u64), Some(*rows as u64))
                 }
                 _ => (t.fans.map(|f| f.fan_in), t.fans.map(|f| f.fan_out)),
             };
-            let target = e.fill.as_ref().map(|f| Target::of(f, &t.dims));
+            let target = e.fill.as_deref().map(|f| Target::of(f, &t.dims));
             tensors.push(TensorReport {
                 name: t.name.clone(),
                 graph: t.graph.clone(),

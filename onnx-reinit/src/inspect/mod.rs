@@ -447,7 +447,7 @@ fn recommendation(
     rules: &Rules,
 ) -> Result<Option<(String, f64)>, String> {
     let entry = plan::plan_tensor(index, t, rules).map_err(|e| e.to_string())?;
-    let Some(fill) = entry.fill else {
+    let Some(fill) = entry.fill.map(|f| *f) else {
         return Ok(None);
     };
     let (scheme, std) = match fill {
