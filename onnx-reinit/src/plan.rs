@@ -210,7 +210,8 @@ impl NameRule {
 
     /// Whether the glob matches the tensor's name or the name of a node that reads it.
     pub fn matches(&self, t: &TensorInfo) -> bool {
-        self.matcher.is_match(&t.name) || t.consumers.iter().any(|c| self.matcher.is_match(&c.node))
+        self.matcher.is_match(t.name.as_str())
+            || t.consumers.iter().any(|c| self.matcher.is_match(&c.node))
     }
 }
 
@@ -442,7 +443,7 @@ pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEn
         (Rule::Keep, _) | (_, None) => None,
         (Rule::Init { scheme, adapt_gain }, Some(_)) => Some(Box::new(
             fill_for(t, *scheme, *adapt_gain).map_err(|refusal| PlanError {
-                tensor: t.name.clone(),
+                tensor: t.name.to_string(),
                 rule: reason.to_string(),
                 refusal: Box::new(refusal),
             })?,

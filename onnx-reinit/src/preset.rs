@@ -219,7 +219,8 @@ pub struct PresetPlan {
 impl PresetPlan {
     /// The decision for `t`, if the preset has one.
     pub fn decision(&self, t: &TensorInfo) -> Option<&PresetDecision> {
-        self.decisions.get(&(t.graph.clone(), t.name.clone()))
+        self.decisions
+            .get(&(t.graph.to_string(), t.name.to_string()))
     }
 }
 
@@ -294,7 +295,7 @@ pub fn resolve(
     let mut put = |t: &TensorInfo, rule: Option<Rule>, reason: String| {
         let Some(rule) = rule else { return };
         decisions.insert(
-            (t.graph.clone(), t.name.clone()),
+            (t.graph.to_string(), t.name.to_string()),
             PresetDecision { rule, reason },
         );
     };
@@ -378,7 +379,7 @@ pub fn resolve(
             let q_width = analysis
                 .tensors
                 .iter()
-                .find(|t| queries.contains(&t.name))
+                .find(|t| queries.contains(t.name.as_str()))
                 .and_then(|t| t.fans)
                 .map(|fans| fans.fan_out);
             let graph_dkv = match (q_width, heads) {
@@ -401,7 +402,7 @@ pub fn resolve(
                     Some(Role::Weight) => {
                         let Some(fans) = t.fans else { continue };
                         let fan_in = fans.fan_in as f64;
-                        if queries.contains(&t.name) {
+                        if queries.contains(t.name.as_str()) {
                             put(
                                 t,
                                 normal(f / (fan_in * d_kv).sqrt()),

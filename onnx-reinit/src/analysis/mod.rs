@@ -82,6 +82,7 @@ mod roles;
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::onnx::shared::{SharedDims, SharedStr};
 use crate::onnx::skeleton;
 
 use activation::{Walker, merge_activations};
@@ -370,11 +371,11 @@ pub struct TensorInfo {
     /// Path of the graph that declares it: `""` for the main graph, else
     /// `{parent}/{node name or #index}.{attribute}` (plus `[i]` for the i-th entry of a GRAPHS
     /// attribute).
-    pub graph: String,
+    pub graph: SharedStr,
     /// Initializer name.
-    pub name: String,
+    pub name: SharedStr,
     /// Shape.
-    pub dims: Vec<i64>,
+    pub dims: SharedDims,
     /// `TensorProto.DataType` (1 f32, 10 f16, 11 f64, 16 bf16, …); 0 if absent.
     pub data_type: i32,
     /// The role, or `None` if the tensor must be left untouched (then see `why_untouched`).
@@ -430,6 +431,20 @@ pub fn analyze(
     consts: &dyn ConstValues,
     opts: &AnalysisOptions,
 ) -> Analysis {
+    analyze_sharing(model, consts, opts, &[])
+}
+
+/// [`analyze`], whose entries share the names, graph paths and dims of `entries` (the loader's
+/// table of the same model, see [`crate::onnx::shared`]) instead of copying them from the
+/// skeleton: the one allocation per name and shape is then the loader's. An entry is shared
+/// only where it names the same tensor (graph, name, dims); elsewhere, as with no `entries`,
+/// the analysis holds its own copy, so that a disagreement stays visible to the caller.
+pub(crate) fn analyze_sharing(
+    model: &skeleton::Model,
+    consts: &dyn ConstValues,
+    opts: &AnalysisOptions,
+    entries: &[crate::onnx::model::TensorEntry],
+) -> Analysis {
     let Some(main) = model.graph.as_ref() else {
         return Analysis {
             tensors: Vec::new(),
@@ -440,8 +455,15 @@ pub fn analyze(
     let scalars = Scalars::new(&index, consts);
     let mut walker = Walker::new(&index, &scalars);
     let mut tensors = Vec::with_capacity(index.initializers.len());
-    for &value in &index.initializers {
-        tensors.push(analyse_one(&index, &scalars, &mut walker, value, opts));
+    for (k, &value) in index.initializers.iter().enumerate() {
+        tensors.push(analyse_one(
+            &index,
+            &scalars,
+            &mut walker,
+            value,
+            opts,
+            entries.get(k),
+        ));
     }
     let mut warnings = index.warnings.clone();
     warnings.extend(walker.take_warnings());
@@ -456,17 +478,28 @@ fn analyse_one(
     walker: &mut Walker<'_, '_>,
     value: graph::ValueId,
     opts: &AnalysisOptions,
+    shared: Option<&crate::onnx::model::TensorEntry>,
 ) -> TensorInfo {
     let v = index.value(value);
     let header = index.initializer_header(value);
-    let dims = header.dims.clone();
+    let graph = &index.scope(v.scope).path;
+    let (graph, name, dims) = match shared {
+        Some(e) if e.graph == *graph && e.name == v.name && e.dims == header.dims => {
+            (e.graph.clone(), e.name.clone(), e.dims.clone())
+        }
+        _ => (
+            graph.as_str().into(),
+            v.name.into(),
+            header.dims.as_slice().into(),
+        ),
+    };
     let data_type = header.data_type.unwrap_or(0);
     let uses = index.real_uses(value);
     let consumers: Vec<Consumer> = uses.iter().map(|u| index.consumer(u)).collect();
 
     let mut info = TensorInfo {
-        graph: index.scope(v.scope).path.clone(),
-        name: v.name.to_owned(),
+        graph,
+        name,
         dims,
         data_type,
         role: None,

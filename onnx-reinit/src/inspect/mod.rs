@@ -525,15 +525,15 @@ pub fn diagnose_with_progress(
             None => (t.fans.map(|f| f.fan_in), t.fans.map(|f| f.fan_out)),
         };
         rows.push(TensorRow {
-            name: t.name.clone(),
-            graph: t.graph.clone(),
+            name: t.name.to_string(),
+            graph: t.graph.to_string(),
             role: role.as_str().to_owned(),
             op: t
                 .consumers
                 .first()
                 .map(|c| c.op.clone())
                 .unwrap_or_default(),
-            shape: t.dims.clone(),
+            shape: t.dims.to_vec(),
             dtype: dtype_name(t.data_type),
             fan_in,
             fan_out,

@@ -25,6 +25,7 @@ use crate::onnx::storage::{ExternalError, external_storage, inline_storage};
 
 pub use crate::onnx::dtype::DType;
 pub use crate::onnx::scan::Segment;
+pub use crate::onnx::shared::{SharedDims, SharedStr};
 pub use crate::onnx::storage::{ExternalData, Storage};
 
 /// Number of elements of a tensor with these dims: the product, `1` for a scalar (no dims).
@@ -89,16 +90,18 @@ pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
 /// order within a graph).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorEntry {
-    /// The graph's path: `""` for the main graph, e.g. `"/If_0.then_branch"` for a nested one.
-    pub graph: String,
+    /// The graph's path: `""` for the main graph, e.g. `"/If_0.then_branch"` for a nested one
+    /// (one allocation per graph, shared by its tensors).
+    pub graph: SharedStr,
     /// Index of the graph in [`LoadedModel::graphs`] (pre-order).
     pub graph_index: usize,
     /// Position among the graph's initializers.
     pub index_in_graph: usize,
-    /// `TensorProto.name`.
-    pub name: String,
-    /// `TensorProto.dims` (validated non-negative, product fits in `u64`).
-    pub dims: Vec<i64>,
+    /// `TensorProto.name` (shared with the analysis and the report, see
+    /// [`crate::onnx::shared`]).
+    pub name: SharedStr,
+    /// `TensorProto.dims` (validated non-negative, product fits in `u64`; shared like `name`).
+    pub dims: SharedDims,
     /// `TensorProto.data_type` code.
     pub data_type: i32,
     /// Where the values are.
@@ -300,8 +303,8 @@ impl LoadedModel {
         let tensors = match validated {
             Ok(mut tensors) => {
                 for (e, t) in tensors.iter_mut().zip(&mut scan.tensors) {
-                    e.name = std::mem::take(&mut t.name);
-                    e.dims = std::mem::take(&mut t.dims);
+                    e.name = std::mem::take(&mut t.name).into();
+                    e.dims = std::mem::take(&mut t.dims).into();
                 }
                 // The scanned tensors have served (storage, validation); only the frames stay,
                 // for the rewrite's re-framing.
@@ -474,6 +477,7 @@ fn validate(
     graphs: &mut [GraphInfo],
 ) -> Result<Vec<TensorEntry>, Error> {
     let mut tensors = Vec::with_capacity(scan.tensors.len());
+    let graph_paths: Vec<SharedStr> = scan.graphs.iter().map(|g| g.path.as_str().into()).collect();
     let mut canonical_dir = None;
     let mut names: HashSet<(usize, &str)> = HashSet::with_capacity(scan.tensors.len());
     for (i, t) in scan.tensors.iter().enumerate() {
@@ -517,12 +521,12 @@ fn validate(
         }
         g.tensors.end = i + 1;
         tensors.push(TensorEntry {
-            graph: graph_path.clone(),
+            graph: graph_paths[t.graph].clone(),
             graph_index: t.graph,
             index_in_graph: t.index_in_graph,
             // Moved from the scan below, once `names` no longer borrows them.
-            name: String::new(),
-            dims: Vec::new(),
+            name: SharedStr::default(),
+            dims: SharedDims::default(),
             data_type: t.data_type,
             storage,
             numel: n,
