@@ -68,7 +68,7 @@
 //! weight, recurrent_weight, embedding, bias, norm_scale, norm_shift, norm_stat, prelu_slope (a
 //! tensor that is a weight anywhere must be treated as one). Fans: those of the first consumer
 //! in file order with that role. Activation: as for branches, the first non-linear one among
-//! those consumers, else linear. [`TensorInfo::note`] lists the consumers and says which won.
+//! those consumers, else linear. [`TensorDetail::note`] lists the consumers and says which won.
 //! Consumers that only read the shape (Shape, Size) are ignored; other non-parameter consumers
 //! are mentioned in the note without vetoing the role.
 
@@ -153,7 +153,7 @@ pub enum NormStatKind {
 pub enum Role {
     /// A layer's weight matrix or kernel (Conv, ConvTranspose, Gemm, MatMul).
     Weight,
-    /// W (input weights) or R (recurrent weights) of LSTM/GRU/RNN; [`TensorInfo::recurrent`]
+    /// W (input weights) or R (recurrent weights) of LSTM/GRU/RNN; [`TensorDetail::recurrent`]
     /// says which, with the gate layout.
     RecurrentWeight,
     /// A bias: Conv/ConvTranspose B, Gemm C, the initializer operand of an Add directly after a
@@ -366,7 +366,13 @@ pub struct RecurrentLayout {
 }
 
 /// Everything analysis found out about one initializer.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// What only a tensor with consumers has (its consumers, fans, activation, gate layout, notes)
+/// is a [`TensorDetail`] behind one pointer, allocated only for such tensors: a model of
+/// millions of unused or constant initializers holds ~90 bytes per tensor here, not ~190. The
+/// detail's fields read as this struct's own (`info.consumers`, `info.fans`) through `Deref`,
+/// an empty [`TensorDetail`] when there is none; writing one (`DerefMut`) allocates it.
+#[derive(Clone)]
 pub struct TensorInfo {
     /// Path of the graph that declares it: `""` for the main graph, else
     /// `{parent}/{node name or #index}.{attribute}` (plus `[i]` for the i-th entry of a GRAPHS
@@ -384,6 +390,14 @@ pub struct TensorInfo {
     /// a non-float dtype, no parameter slot) are shared static strings, so that a model of
     /// millions of untouched tensors does not hold a copy of the same sentence per tensor.
     pub why_untouched: Cow<'static, str>,
+    /// The rest, `None` when all of it is empty (see the type's documentation).
+    detail: Option<Box<TensorDetail>>,
+}
+
+/// What analysis found out about an initializer beyond its identity and role: read through
+/// [`TensorInfo`] (`info.consumers`), which holds it only when it is not empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TensorDetail {
     /// Every real consumer (through Identity/Cast/Transpose), in file order: the main graph's
     /// nodes, then those of nested graphs in pre-order.
     pub consumers: Vec<Consumer>,
@@ -394,11 +408,94 @@ pub struct TensorInfo {
     /// [`Activation::PRelu`] for a PRelu slope); `None` when `role` is `None`.
     pub activation: Option<Activation>,
     /// Gate layout, for LSTM/GRU/RNN W, R and B (boxed: few tensors have one, and inline it
-    /// would add 72 bytes to every tensor's entry).
+    /// would add 72 bytes to every tensor's detail).
     pub recurrent: Option<Box<RecurrentLayout>>,
     /// Remarks: shared tensors, disagreeing consumers (which won and why), walk branches that
     /// disagreed.
     pub note: Option<String>,
+}
+
+/// The detail of a tensor that has none.
+static NO_DETAIL: TensorDetail = TensorDetail {
+    consumers: Vec::new(),
+    fans: None,
+    activation: None,
+    recurrent: None,
+    note: None,
+};
+
+impl TensorInfo {
+    /// A tensor's entry: its identity, no role (and an empty reason), and `consumers` (the
+    /// detail is allocated only when there are some).
+    pub fn new(
+        graph: SharedStr,
+        name: SharedStr,
+        dims: SharedDims,
+        data_type: i32,
+        consumers: Vec<Consumer>,
+    ) -> TensorInfo {
+        TensorInfo {
+            graph,
+            name,
+            dims,
+            data_type,
+            role: None,
+            why_untouched: Cow::Borrowed(""),
+            detail: (!consumers.is_empty()).then(|| {
+                Box::new(TensorDetail {
+                    consumers,
+                    ..TensorDetail::default()
+                })
+            }),
+        }
+    }
+}
+
+impl std::ops::Deref for TensorInfo {
+    type Target = TensorDetail;
+    fn deref(&self) -> &TensorDetail {
+        self.detail.as_deref().unwrap_or(&NO_DETAIL)
+    }
+}
+
+impl std::ops::DerefMut for TensorInfo {
+    fn deref_mut(&mut self) -> &mut TensorDetail {
+        self.detail.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for TensorInfo {
+    /// Equal when every field is, an absent detail being an empty one.
+    fn eq(&self, other: &TensorInfo) -> bool {
+        self.graph == other.graph
+            && self.name == other.name
+            && self.dims == other.dims
+            && self.data_type == other.data_type
+            && self.role == other.role
+            && self.why_untouched == other.why_untouched
+            && **self == **other
+    }
+}
+
+// `detail` is listed field by field (through `Deref`), not as the box it is.
+#[allow(clippy::missing_fields_in_debug)]
+impl fmt::Debug for TensorInfo {
+    /// As the flat struct it reads as: the detail's fields after the others.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TensorInfo")
+            .field("graph", &self.graph)
+            .field("name", &self.name)
+            .field("dims", &self.dims)
+            .field("data_type", &self.data_type)
+            .field("role", &self.role)
+            .field("why_untouched", &self.why_untouched)
+            .field("consumers", &self.consumers)
+            .field("fans", &self.fans)
+            .field("activation", &self.activation)
+            .field("recurrent", &self.recurrent)
+            .field("note", &self.note)
+            .finish()
+    }
 }
 
 /// The result of [`analyze`].
@@ -497,19 +594,7 @@ fn analyse_one(
     let uses = index.real_uses(value);
     let consumers: Vec<Consumer> = uses.iter().map(|u| index.consumer(u)).collect();
 
-    let mut info = TensorInfo {
-        graph,
-        name,
-        dims,
-        data_type,
-        role: None,
-        why_untouched: Cow::Borrowed(""),
-        consumers,
-        fans: None,
-        activation: None,
-        recurrent: None,
-        note: None,
-    };
+    let mut info = TensorInfo::new(graph, name, dims, data_type, consumers);
 
     if !roles::is_float_type(data_type) {
         // An integer weight read by a quantization op says so: the user asked for a fresh
@@ -607,6 +692,15 @@ fn decide(
     uses: &[graph::RealUse],
     candidates: &[Candidate],
 ) {
+    // Split into the role fields and the detail (the tensor has consumers, so it has one), so
+    // that the labels can borrow the consumers while the rest is written.
+    let TensorInfo {
+        role,
+        why_untouched,
+        detail,
+        ..
+    } = info;
+    let info: &mut TensorDetail = detail.get_or_insert_with(Box::default);
     let mut notes: Vec<String> = Vec::new();
     let label = |i: usize| {
         let c = &info.consumers[i];
@@ -625,7 +719,7 @@ fn decide(
                 reasons.push(&c.why);
             }
         }
-        info.why_untouched = if reasons.is_empty() {
+        *why_untouched = if reasons.is_empty() {
             Cow::Borrowed(NO_PARAMETER_SLOT)
         } else {
             Cow::Owned(reasons.join("; "))
@@ -638,7 +732,7 @@ fn decide(
         .filter(|&i| candidates[i].role == Some(best))
         .collect();
     let first = winners[0];
-    info.role = Some(best);
+    *role = Some(best);
     info.fans = candidates[first].fans;
     info.recurrent = candidates[first].recurrent.clone().map(Box::new);
     if let Some(note) = &candidates[first].note {
@@ -727,5 +821,36 @@ fn decide(
     }
     if !notes.is_empty() {
         info.note = Some(notes.join("; "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tensor_without_consumers_holds_no_detail_and_reads_as_an_empty_one() {
+        let t = TensorInfo::new("".into(), "w".into(), vec![2].into(), 1, Vec::new());
+        assert!(t.detail.is_none());
+        assert!(t.consumers.is_empty() && t.fans.is_none() && t.note.is_none());
+
+        // Writing a detail field allocates it; an empty detail equals an absent one.
+        let mut u = t.clone();
+        u.fans = None;
+        assert!(u.detail.is_some());
+        assert_eq!(t, u);
+        u.note = Some("shared".into());
+        assert_ne!(t, u);
+        assert!(format!("{u:?}").contains("note: Some(\"shared\")"));
+
+        let consumer = Consumer {
+            node: "fc".into(),
+            op: "Gemm".into(),
+            slot: 1,
+            graph: String::new(),
+            via: Vec::new(),
+        };
+        let c = TensorInfo::new("".into(), "w".into(), vec![2].into(), 1, vec![consumer]);
+        assert_eq!(c.consumers.len(), 1);
     }
 }
