@@ -425,8 +425,11 @@ impl LoadedModel {
     /// Frees the skeleton (it is then empty): for a run that has analysed it and goes on to
     /// rewrite, which reads only [`Self::tensors`] and the scan. Its initializer headers repeat
     /// each tensor's name and dims (~150 bytes a tensor), not worth holding through the write.
+    /// The freed pages, and those of the analysis's graph index freed before, are then given
+    /// back to the system (`malloc_trim`): glibc would keep them resident otherwise.
     pub(crate) fn release_skeleton(&mut self) {
         self.skeleton = skeleton::Model::default();
+        give_back_freed_memory();
     }
 
     /// Every initializer, in the enumeration order (graphs in pre-order, file order within).
@@ -535,6 +538,17 @@ fn validate(
         });
     }
     Ok(tensors)
+}
+
+/// Returns the allocator's free pages to the system. The skeleton and the analysis's graph index
+/// free millions of small blocks scattered among live ones; glibc's `free` gives back only the
+/// top of its heap, so without this the pages they held stay resident through the write.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only releases memory the allocator holds free; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The skeleton's graphs in the enumeration order of [`crate::onnx::scan`] (pre-order: a graph, then
