@@ -278,7 +278,7 @@ impl PlanFiller {
         let mut zeroed = Vec::new();
         for (position, e) in plan.entries.iter().enumerate() {
             let t = &analysis.tensors[e.index];
-            let Some(fill) = &e.fill else {
+            let Some(fill) = e.fill.as_deref() else {
                 continue;
             };
             if let Some(z) = &e.zeroed {
@@ -291,7 +291,7 @@ impl PlanFiller {
             let shape: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
             let numel = shape.iter().product::<usize>() as u64;
             let refused = |refusal: Refusal| PlanError {
-                tensor: t.name.clone(),
+                tensor: t.name.to_string(),
                 rule: e.reason.to_string(),
                 refusal: Box::new(refusal),
             };
@@ -344,8 +344,8 @@ impl PlanFiller {
                         rows: *rows,
                         cols: *cols,
                         seed: plan.seed,
-                        graph: t.graph.clone(),
-                        name: t.name.clone(),
+                        graph: t.graph.to_string(),
+                        name: t.name.to_string(),
                     }
                 }
             };

@@ -163,7 +163,9 @@ impl ConstValues for ModelConsts<'_> {
 /// checked against the scanner: both must enumerate the same initializers in the same order
 /// (they share the enumeration contract), since plans and fills index tensors by position.
 pub fn analyze_loaded(model: &LoadedModel, opts: &AnalysisOptions) -> Result<Analysis, RunError> {
-    let analysis = analysis::analyze(model.skeleton(), &ModelConsts(model), opts);
+    // The analysis shares the entries' names and dims rather than copying them.
+    let analysis =
+        analysis::analyze_sharing(model.skeleton(), &ModelConsts(model), opts, model.tensors());
     let tensors = model.tensors();
     let first_difference = analysis
         .tensors

@@ -210,7 +210,8 @@ impl NameRule {
 
     /// Whether the glob matches the tensor's name or the name of a node that reads it.
     pub fn matches(&self, t: &TensorInfo) -> bool {
-        self.matcher.is_match(&t.name) || t.consumers.iter().any(|c| self.matcher.is_match(&c.node))
+        self.matcher.is_match(t.name.as_str())
+            || t.consumers.iter().any(|c| self.matcher.is_match(&c.node))
     }
 }
 
@@ -408,8 +409,9 @@ pub enum Fill {
 pub struct PlanEntry {
     /// Index into the model's tensors (and the analysis).
     pub index: usize,
-    /// What to write, or `None` to keep the bytes.
-    pub fill: Option<Fill>,
+    /// What to write, or `None` to keep the bytes. Boxed: most entries of a big model keep
+    /// their bytes, and a `Fill` inline would add 64 bytes to each of them.
+    pub fill: Option<Box<Fill>>,
     /// Which rule decided (`--relu`, `--rule fc*`, `default for bias`, …). Shared static
     /// strings where the reason is (`untouched: no consumers (unused initializer)`, `--bias`),
     /// so that millions of entries do not each hold a copy.
@@ -423,7 +425,7 @@ pub struct PlanEntry {
 impl PlanEntry {
     /// The effective scheme, if the tensor changes.
     pub fn scheme(&self) -> Option<Scheme> {
-        match &self.fill {
+        match self.fill.as_deref() {
             Some(Fill::Whole { scheme, .. } | Fill::GateBlocks { scheme, .. }) => Some(*scheme),
             None => None,
         }
@@ -533,13 +535,13 @@ pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEn
     let (rule, reason, zeroed) = choose(t, rules);
     let fill = match (&rule, t.role) {
         (Rule::Keep, _) | (_, None) => None,
-        (Rule::Init { scheme, adapt_gain }, Some(_)) => Some(
+        (Rule::Init { scheme, adapt_gain }, Some(_)) => Some(Box::new(
             fill_for(t, *scheme, *adapt_gain).map_err(|refusal| PlanError {
-                tensor: t.name.clone(),
+                tensor: t.name.to_string(),
                 rule: reason.to_string(),
                 refusal: Box::new(refusal),
             })?,
-        ),
+        )),
     };
     let zeroed = zeroed.filter(|_| fill.is_some());
     Ok(PlanEntry {

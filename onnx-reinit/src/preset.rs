@@ -281,7 +281,8 @@ pub struct PresetPlan {
 impl PresetPlan {
     /// The decision for `t`, if the preset has one.
     pub fn decision(&self, t: &TensorInfo) -> Option<&PresetDecision> {
-        self.decisions.get(&(t.graph.clone(), t.name.clone()))
+        self.decisions
+            .get(&(t.graph.to_string(), t.name.to_string()))
     }
 }
 
@@ -389,14 +390,14 @@ pub fn resolve(
                     return Err(PresetError::PadOutOfRange {
                         preset: name,
                         id,
-                        tensor: t.name.clone(),
+                        tensor: t.name.to_string(),
                         rows,
                     });
                 }
                 Some((t, _)) => {
                     let d = t.dims[1].max(0) as u64;
                     zero_rows.insert(
-                        t.name.clone(),
+                        t.name.to_string(),
                         (
                             id * d..(id + 1) * d,
                             format!(
@@ -415,7 +416,7 @@ pub fn resolve(
     }
     let mut put = |t: &TensorInfo, rule: Option<Rule>, mut reason: String| {
         let Some(rule) = rule else { return };
-        let zeroed = match zero_rows.get(&t.name) {
+        let zeroed = match zero_rows.get(t.name.as_str()) {
             Some((r, why)) if t.graph.is_empty() => {
                 reason.push_str(why);
                 Some(r.clone())
@@ -423,7 +424,7 @@ pub fn resolve(
             _ => None,
         };
         decisions.insert(
-            (t.graph.clone(), t.name.clone()),
+            (t.graph.to_string(), t.name.to_string()),
             PresetDecision {
                 rule,
                 reason,
@@ -546,7 +547,7 @@ pub fn resolve(
             let q_width = analysis
                 .tensors
                 .iter()
-                .find(|t| queries.contains(&t.name))
+                .find(|t| queries.contains(t.name.as_str()))
                 .and_then(|t| t.fans)
                 .map(|fans| fans.fan_out);
             let graph_dkv = match (q_width, heads) {
@@ -575,7 +576,7 @@ pub fn resolve(
             // rule below.
             let heads = residual::output_layers(model, analysis);
             let is_head = |t: &TensorInfo| {
-                heads.contains(&t.name)
+                heads.iter().any(|h| h == t.name.as_str())
                     && t.fans
                         .is_some_and(|fans| Some(fans.fan_out as i64) == vocab)
             };
@@ -604,7 +605,7 @@ pub fn resolve(
                                     fans.fan_out
                                 ),
                             );
-                        } else if queries.contains(&t.name) {
+                        } else if queries.contains(t.name.as_str()) {
                             put(
                                 t,
                                 normal(f / (fan_in * d_kv).sqrt()),
@@ -741,7 +742,7 @@ impl PresetPlan {
     /// leaves them untouched, with its reason. Run on the analysis the plan reads.
     pub fn give_roles(&self, analysis: &mut Analysis) {
         for t in &mut analysis.tensors {
-            if t.graph.is_empty() && t.role.is_none() && self.recognised.contains(&t.name) {
+            if t.graph.is_empty() && t.role.is_none() && self.recognised.iter().any(|r| r == t.name.as_str()) {
                 let d = t.dims.last().copied().unwrap_or(1).max(0) as u64;
                 t.role = Some(Role::Embedding);
                 t.fans = Some(init_core::Fans {

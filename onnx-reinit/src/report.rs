@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{Analysis, RecurrentPart};
 use crate::onnx::dtype::DType;
+use crate::onnx::shared::{SharedDims, SharedStr};
 use crate::onnx::skeleton;
 use crate::plan::{Fill, Plan};
 use crate::table::{Column, Table, elide_middle, wrap};
@@ -97,12 +98,12 @@ pub struct TensorReport {
 /// A tensor left untouched because it has no role.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UntouchedReport {
-    /// Initializer name.
-    pub name: String,
+    /// Initializer name (shared with the analysis: see [`crate::onnx::shared`]).
+    pub name: SharedStr,
     /// Graph path.
-    pub graph: String,
+    pub graph: SharedStr,
     /// Shape.
-    pub shape: Vec<i64>,
+    pub shape: SharedDims,
     /// Element type name. Shared static strings for the named types (see [`dtype_label`]):
     /// a model of millions of untouched tensors holds one row each.
     pub dtype: Cow<'static, str>,
@@ -222,23 +223,23 @@ impl Report {
             } else {
                 summary.kept += 1;
             }
-            let (fan_in, fan_out) = match &e.fill {
+            let (fan_in, fan_out) = match e.fill.as_deref() {
                 Some(Fill::GateBlocks { rows, cols, .. }) => {
                     (Some(*cols as u64), Some(*rows as u64))
                 }
                 _ => (t.fans.map(|f| f.fan_in), t.fans.map(|f| f.fan_out)),
             };
-            let target = e.fill.as_ref().map(|f| Target::of(f, &t.dims));
+            let target = e.fill.as_deref().map(|f| Target::of(f, &t.dims));
             tensors.push(TensorReport {
-                name: t.name.clone(),
-                graph: t.graph.clone(),
+                name: t.name.to_string(),
+                graph: t.graph.to_string(),
                 role: role.as_str().to_owned(),
                 op: t
                     .consumers
                     .first()
                     .map(|c| c.op.clone())
                     .unwrap_or_default(),
-                shape: t.dims.clone(),
+                shape: t.dims.to_vec(),
                 dtype: dtype_name(t.data_type),
                 fan_in,
                 fan_out,

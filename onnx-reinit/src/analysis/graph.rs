@@ -106,6 +106,7 @@ pub(crate) struct GraphIndex<'m> {
     pub initializers: Vec<ValueId>,
     /// Structural problems found while indexing.
     pub warnings: Vec<String>,
+    /// (scope, name) → value, while building only (emptied once every use is resolved).
     lookup: HashMap<(ScopeId, &'m str), ValueId>,
     /// See [`Self::outputs_of`].
     graph_outputs: HashMap<ValueId, Vec<(ScopeId, usize)>>,
@@ -126,6 +127,9 @@ impl<'m> GraphIndex<'m> {
         index.add_scope(main, String::new(), None, None);
         index.define_values();
         index.resolve_uses();
+        // Names are resolved: the name table (~60 bytes per value, most of a model of many
+        // initializers) is not held while every initializer is analysed.
+        index.lookup = HashMap::new();
         index
     }
 

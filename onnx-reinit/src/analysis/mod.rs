@@ -68,7 +68,7 @@
 //! weight, recurrent_weight, embedding, bias, norm_scale, norm_shift, norm_stat, prelu_slope (a
 //! tensor that is a weight anywhere must be treated as one). Fans: those of the first consumer
 //! in file order with that role. Activation: as for branches, the first non-linear one among
-//! those consumers, else linear. [`TensorInfo::note`] lists the consumers and says which won.
+//! those consumers, else linear. [`TensorDetail::note`] lists the consumers and says which won.
 //! Consumers that only read the shape (Shape, Size) are ignored; other non-parameter consumers
 //! are mentioned in the note without vetoing the role.
 
@@ -82,6 +82,7 @@ mod roles;
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::onnx::shared::{SharedDims, SharedStr};
 use crate::onnx::skeleton;
 
 use activation::{Walker, merge_activations};
@@ -152,7 +153,7 @@ pub enum NormStatKind {
 pub enum Role {
     /// A layer's weight matrix or kernel (Conv, ConvTranspose, Gemm, MatMul).
     Weight,
-    /// W (input weights) or R (recurrent weights) of LSTM/GRU/RNN; [`TensorInfo::recurrent`]
+    /// W (input weights) or R (recurrent weights) of LSTM/GRU/RNN; [`TensorDetail::recurrent`]
     /// says which, with the gate layout.
     RecurrentWeight,
     /// A bias: Conv/ConvTranspose B, Gemm C, the initializer operand of an Add directly after a
@@ -365,16 +366,22 @@ pub struct RecurrentLayout {
 }
 
 /// Everything analysis found out about one initializer.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// What only a tensor with consumers has (its consumers, fans, activation, gate layout, notes)
+/// is a [`TensorDetail`] behind one pointer, allocated only for such tensors: a model of
+/// millions of unused or constant initializers holds ~90 bytes per tensor here, not ~190. The
+/// detail's fields read as this struct's own (`info.consumers`, `info.fans`) through `Deref`,
+/// an empty [`TensorDetail`] when there is none; writing one (`DerefMut`) allocates it.
+#[derive(Clone)]
 pub struct TensorInfo {
     /// Path of the graph that declares it: `""` for the main graph, else
     /// `{parent}/{node name or #index}.{attribute}` (plus `[i]` for the i-th entry of a GRAPHS
     /// attribute).
-    pub graph: String,
+    pub graph: SharedStr,
     /// Initializer name.
-    pub name: String,
+    pub name: SharedStr,
     /// Shape.
-    pub dims: Vec<i64>,
+    pub dims: SharedDims,
     /// `TensorProto.DataType` (1 f32, 10 f16, 11 f64, 16 bf16, …); 0 if absent.
     pub data_type: i32,
     /// The role, or `None` if the tensor must be left untouched (then see `why_untouched`).
@@ -383,6 +390,14 @@ pub struct TensorInfo {
     /// a non-float dtype, no parameter slot) are shared static strings, so that a model of
     /// millions of untouched tensors does not hold a copy of the same sentence per tensor.
     pub why_untouched: Cow<'static, str>,
+    /// The rest, `None` when all of it is empty (see the type's documentation).
+    detail: Option<Box<TensorDetail>>,
+}
+
+/// What analysis found out about an initializer beyond its identity and role: read through
+/// [`TensorInfo`] (`info.consumers`), which holds it only when it is not empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TensorDetail {
     /// Every real consumer (through Identity/Cast/Transpose), in file order: the main graph's
     /// nodes, then those of nested graphs in pre-order.
     pub consumers: Vec<Consumer>,
@@ -393,11 +408,94 @@ pub struct TensorInfo {
     /// [`Activation::PRelu`] for a PRelu slope); `None` when `role` is `None`.
     pub activation: Option<Activation>,
     /// Gate layout, for LSTM/GRU/RNN W, R and B (boxed: few tensors have one, and inline it
-    /// would add 72 bytes to every tensor's entry).
+    /// would add 72 bytes to every tensor's detail).
     pub recurrent: Option<Box<RecurrentLayout>>,
     /// Remarks: shared tensors, disagreeing consumers (which won and why), walk branches that
     /// disagreed.
     pub note: Option<String>,
+}
+
+/// The detail of a tensor that has none.
+static NO_DETAIL: TensorDetail = TensorDetail {
+    consumers: Vec::new(),
+    fans: None,
+    activation: None,
+    recurrent: None,
+    note: None,
+};
+
+impl TensorInfo {
+    /// A tensor's entry: its identity, no role (and an empty reason), and `consumers` (the
+    /// detail is allocated only when there are some).
+    pub fn new(
+        graph: SharedStr,
+        name: SharedStr,
+        dims: SharedDims,
+        data_type: i32,
+        consumers: Vec<Consumer>,
+    ) -> TensorInfo {
+        TensorInfo {
+            graph,
+            name,
+            dims,
+            data_type,
+            role: None,
+            why_untouched: Cow::Borrowed(""),
+            detail: (!consumers.is_empty()).then(|| {
+                Box::new(TensorDetail {
+                    consumers,
+                    ..TensorDetail::default()
+                })
+            }),
+        }
+    }
+}
+
+impl std::ops::Deref for TensorInfo {
+    type Target = TensorDetail;
+    fn deref(&self) -> &TensorDetail {
+        self.detail.as_deref().unwrap_or(&NO_DETAIL)
+    }
+}
+
+impl std::ops::DerefMut for TensorInfo {
+    fn deref_mut(&mut self) -> &mut TensorDetail {
+        self.detail.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for TensorInfo {
+    /// Equal when every field is, an absent detail being an empty one.
+    fn eq(&self, other: &TensorInfo) -> bool {
+        self.graph == other.graph
+            && self.name == other.name
+            && self.dims == other.dims
+            && self.data_type == other.data_type
+            && self.role == other.role
+            && self.why_untouched == other.why_untouched
+            && **self == **other
+    }
+}
+
+// `detail` is listed field by field (through `Deref`), not as the box it is.
+#[allow(clippy::missing_fields_in_debug)]
+impl fmt::Debug for TensorInfo {
+    /// As the flat struct it reads as: the detail's fields after the others.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TensorInfo")
+            .field("graph", &self.graph)
+            .field("name", &self.name)
+            .field("dims", &self.dims)
+            .field("data_type", &self.data_type)
+            .field("role", &self.role)
+            .field("why_untouched", &self.why_untouched)
+            .field("consumers", &self.consumers)
+            .field("fans", &self.fans)
+            .field("activation", &self.activation)
+            .field("recurrent", &self.recurrent)
+            .field("note", &self.note)
+            .finish()
+    }
 }
 
 /// The result of [`analyze`].
@@ -430,6 +528,20 @@ pub fn analyze(
     consts: &dyn ConstValues,
     opts: &AnalysisOptions,
 ) -> Analysis {
+    analyze_sharing(model, consts, opts, &[])
+}
+
+/// [`analyze`], whose entries share the names, graph paths and dims of `entries` (the loader's
+/// table of the same model, see [`crate::onnx::shared`]) instead of copying them from the
+/// skeleton: the one allocation per name and shape is then the loader's. An entry is shared
+/// only where it names the same tensor (graph, name, dims); elsewhere, as with no `entries`,
+/// the analysis holds its own copy, so that a disagreement stays visible to the caller.
+pub(crate) fn analyze_sharing(
+    model: &skeleton::Model,
+    consts: &dyn ConstValues,
+    opts: &AnalysisOptions,
+    entries: &[crate::onnx::model::TensorEntry],
+) -> Analysis {
     let Some(main) = model.graph.as_ref() else {
         return Analysis {
             tensors: Vec::new(),
@@ -440,8 +552,15 @@ pub fn analyze(
     let scalars = Scalars::new(&index, consts);
     let mut walker = Walker::new(&index, &scalars);
     let mut tensors = Vec::with_capacity(index.initializers.len());
-    for &value in &index.initializers {
-        tensors.push(analyse_one(&index, &scalars, &mut walker, value, opts));
+    for (k, &value) in index.initializers.iter().enumerate() {
+        tensors.push(analyse_one(
+            &index,
+            &scalars,
+            &mut walker,
+            value,
+            opts,
+            entries.get(k),
+        ));
     }
     let mut warnings = index.warnings.clone();
     warnings.extend(walker.take_warnings());
@@ -456,27 +575,26 @@ fn analyse_one(
     walker: &mut Walker<'_, '_>,
     value: graph::ValueId,
     opts: &AnalysisOptions,
+    shared: Option<&crate::onnx::model::TensorEntry>,
 ) -> TensorInfo {
     let v = index.value(value);
     let header = index.initializer_header(value);
-    let dims = header.dims.clone();
+    let graph = &index.scope(v.scope).path;
+    let (graph, name, dims) = match shared {
+        Some(e) if e.graph == *graph && e.name == v.name && e.dims == header.dims => {
+            (e.graph.clone(), e.name.clone(), e.dims.clone())
+        }
+        _ => (
+            graph.as_str().into(),
+            v.name.into(),
+            header.dims.as_slice().into(),
+        ),
+    };
     let data_type = header.data_type.unwrap_or(0);
     let uses = index.real_uses(value);
     let consumers: Vec<Consumer> = uses.iter().map(|u| index.consumer(u)).collect();
 
-    let mut info = TensorInfo {
-        graph: index.scope(v.scope).path.clone(),
-        name: v.name.to_owned(),
-        dims,
-        data_type,
-        role: None,
-        why_untouched: Cow::Borrowed(""),
-        consumers,
-        fans: None,
-        activation: None,
-        recurrent: None,
-        note: None,
-    };
+    let mut info = TensorInfo::new(graph, name, dims, data_type, consumers);
 
     if !roles::is_float_type(data_type) {
         // An integer weight read by a quantization op says so: the user asked for a fresh
@@ -574,6 +692,15 @@ fn decide(
     uses: &[graph::RealUse],
     candidates: &[Candidate],
 ) {
+    // Split into the role fields and the detail (the tensor has consumers, so it has one), so
+    // that the labels can borrow the consumers while the rest is written.
+    let TensorInfo {
+        role,
+        why_untouched,
+        detail,
+        ..
+    } = info;
+    let info: &mut TensorDetail = detail.get_or_insert_with(Box::default);
     let mut notes: Vec<String> = Vec::new();
     let label = |i: usize| {
         let c = &info.consumers[i];
@@ -592,7 +719,7 @@ fn decide(
                 reasons.push(&c.why);
             }
         }
-        info.why_untouched = if reasons.is_empty() {
+        *why_untouched = if reasons.is_empty() {
             Cow::Borrowed(NO_PARAMETER_SLOT)
         } else {
             Cow::Owned(reasons.join("; "))
@@ -605,7 +732,7 @@ fn decide(
         .filter(|&i| candidates[i].role == Some(best))
         .collect();
     let first = winners[0];
-    info.role = Some(best);
+    *role = Some(best);
     info.fans = candidates[first].fans;
     info.recurrent = candidates[first].recurrent.clone().map(Box::new);
     if let Some(note) = &candidates[first].note {
@@ -694,5 +821,36 @@ fn decide(
     }
     if !notes.is_empty() {
         info.note = Some(notes.join("; "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tensor_without_consumers_holds_no_detail_and_reads_as_an_empty_one() {
+        let t = TensorInfo::new("".into(), "w".into(), vec![2].into(), 1, Vec::new());
+        assert!(t.detail.is_none());
+        assert!(t.consumers.is_empty() && t.fans.is_none() && t.note.is_none());
+
+        // Writing a detail field allocates it; an empty detail equals an absent one.
+        let mut u = t.clone();
+        u.fans = None;
+        assert!(u.detail.is_some());
+        assert_eq!(t, u);
+        u.note = Some("shared".into());
+        assert_ne!(t, u);
+        assert!(format!("{u:?}").contains("note: Some(\"shared\")"));
+
+        let consumer = Consumer {
+            node: "fc".into(),
+            op: "Gemm".into(),
+            slot: 1,
+            graph: String::new(),
+            via: Vec::new(),
+        };
+        let c = TensorInfo::new("".into(), "w".into(), vec![2].into(), 1, vec![consumer]);
+        assert_eq!(c.consumers.len(), 1);
     }
 }

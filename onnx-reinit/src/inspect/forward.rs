@@ -440,7 +440,7 @@ fn reinit_proto(
         if !t.graph.is_empty() {
             continue;
         }
-        let Some(&k) = by_name.get(&t.name) else {
+        let Some(&k) = by_name.get(t.name.as_str()) else {
             continue;
         };
         let dtype = DType::from_onnx(t.data_type);

@@ -155,7 +155,7 @@ pub fn lsuv(
         if !t.graph.is_empty() || DType::from_onnx(t.data_type) != DType::FLOAT {
             continue;
         }
-        let Some(&k) = slot.get(&t.name) else {
+        let Some(&k) = slot.get(t.name.as_str()) else {
             continue;
         };
         let n = t
@@ -199,7 +199,7 @@ pub fn lsuv(
         } else {
             "its layer's output is not one the forward pass records"
         };
-        skipped.push((t.name.clone(), why.to_owned()));
+        skipped.push((t.name.to_string(), why.to_owned()));
     }
     let mut results = Vec::new();
     let mut scales = HashMap::new();
@@ -245,7 +245,7 @@ pub fn lsuv(
         }
         scales.insert(w, scale as f32);
         results.push(LsuvLayer {
-            tensor: analysis.tensors[w].name.clone(),
+            tensor: analysis.tensors[w].name.to_string(),
             node: probes[pi].node.clone(),
             std_before: before.unwrap_or(f64::NAN),
             std_after: last,

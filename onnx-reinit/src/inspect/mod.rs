@@ -449,7 +449,7 @@ fn recommendation(
     rules: &Rules,
 ) -> Result<Option<(String, f64)>, String> {
     let entry = plan::plan_tensor(index, t, rules).map_err(|e| e.to_string())?;
-    let Some(fill) = entry.fill else {
+    let Some(fill) = entry.fill.map(|f| *f) else {
         return Ok(None);
     };
     let (scheme, std) = match fill {
@@ -527,15 +527,15 @@ pub fn diagnose_with_progress(
             None => (t.fans.map(|f| f.fan_in), t.fans.map(|f| f.fan_out)),
         };
         rows.push(TensorRow {
-            name: t.name.clone(),
-            graph: t.graph.clone(),
+            name: t.name.to_string(),
+            graph: t.graph.to_string(),
             role: role.as_str().to_owned(),
             op: t
                 .consumers
                 .first()
                 .map(|c| c.op.clone())
                 .unwrap_or_default(),
-            shape: t.dims.clone(),
+            shape: t.dims.to_vec(),
             dtype: dtype_name(t.data_type),
             fan_in,
             fan_out,

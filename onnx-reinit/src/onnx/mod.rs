@@ -9,12 +9,14 @@
 //! - `residency`: dropping the mapped pages a pass over the model has moved past.
 //! - [`model`]: the opened, cross-checked and validated model.
 //! - [`values`]: typed reads of initializer values, whatever their storage.
+//! - [`shared`]: names and dims held once, shared by the entries, the analysis and the report.
 pub mod dtype;
 pub mod external;
 mod fault;
 pub mod model;
 mod residency;
 pub mod scan;
+pub mod shared;
 pub mod skeleton;
 pub mod storage;
 pub mod values;

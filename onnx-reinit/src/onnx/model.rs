@@ -25,6 +25,7 @@ use crate::onnx::storage::{ExternalError, external_storage, inline_storage};
 
 pub use crate::onnx::dtype::DType;
 pub use crate::onnx::scan::Segment;
+pub use crate::onnx::shared::{SharedDims, SharedStr};
 pub use crate::onnx::storage::{ExternalData, Storage};
 
 /// Number of elements of a tensor with these dims: the product, `1` for a scalar (no dims).
@@ -89,16 +90,18 @@ pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
 /// order within a graph).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorEntry {
-    /// The graph's path: `""` for the main graph, e.g. `"/If_0.then_branch"` for a nested one.
-    pub graph: String,
+    /// The graph's path: `""` for the main graph, e.g. `"/If_0.then_branch"` for a nested one
+    /// (one allocation per graph, shared by its tensors).
+    pub graph: SharedStr,
     /// Index of the graph in [`LoadedModel::graphs`] (pre-order).
     pub graph_index: usize,
     /// Position among the graph's initializers.
     pub index_in_graph: usize,
-    /// `TensorProto.name`.
-    pub name: String,
-    /// `TensorProto.dims` (validated non-negative, product fits in `u64`).
-    pub dims: Vec<i64>,
+    /// `TensorProto.name` (shared with the analysis and the report, see
+    /// [`crate::onnx::shared`]).
+    pub name: SharedStr,
+    /// `TensorProto.dims` (validated non-negative, product fits in `u64`; shared like `name`).
+    pub dims: SharedDims,
     /// `TensorProto.data_type` code.
     pub data_type: i32,
     /// Where the values are.
@@ -278,6 +281,39 @@ impl LoadedModel {
                 "no graph (ModelProto field 7): not an ONNX model".into(),
             ));
         }
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut graphs: Vec<GraphInfo> = scan
+            .graphs
+            .iter()
+            .map(|g| GraphInfo {
+                path: g.path.clone(),
+                depth: g.depth,
+                tensors: 0..0,
+            })
+            .collect();
+        // The entries are built, and take the scanned names and dims, before the skeleton is
+        // decoded: the scanned tensors (~360 bytes each with their payload ranges) are freed
+        // first, so that they and the skeleton's headers are never held at once. A decode
+        // failure or a disagreement with the scanner is still reported before a tensor's
+        // validation error, as when the skeleton was decoded first.
+        let validated = validate(path, &dir, meta, &scan, &mut graphs);
+        let tensors = match validated {
+            Ok(mut tensors) => {
+                for (e, t) in tensors.iter_mut().zip(&mut scan.tensors) {
+                    e.name = std::mem::take(&mut t.name).into();
+                    e.dims = std::mem::take(&mut t.dims).into();
+                }
+                // The scanned tensors have served (storage, validation); only the frames stay,
+                // for the rewrite's re-framing.
+                scan.tensors = Vec::new();
+                scan.frames.shrink_to_fit();
+                Ok(tensors)
+            }
+            Err(e) => Err(e),
+        };
         // prost names the field path but not the offset: locate the failure in the wire format.
         let unmapper = Unmapper::new(map);
         let decoded = <skeleton::Model as prost::Message>::decode(UnmappingBuf {
@@ -293,7 +329,23 @@ impl LoadedModel {
                 what: e.to_string(),
             },
         })?;
-        cross_check(&skeleton, &scan).map_err(|what| Error::Inconsistent {
+        let checked = match &tensors {
+            Ok(tensors) => cross_check(
+                &skeleton,
+                &scan.graphs,
+                tensors
+                    .iter()
+                    .map(|t| (t.graph_index, t.name.as_str(), t.dims.as_slice())),
+            ),
+            Err(_) => cross_check(
+                &skeleton,
+                &scan.graphs,
+                scan.tensors
+                    .iter()
+                    .map(|t| (t.graph, t.name.as_str(), t.dims.as_slice())),
+            ),
+        };
+        checked.map_err(|what| Error::Inconsistent {
             file: path.to_path_buf(),
             what,
         })?;
@@ -301,87 +353,7 @@ impl LoadedModel {
         // (shrinking a large allocation remaps it in place, no copy).
         shrink_initializers(skeleton.graph.as_mut());
 
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut graphs: Vec<GraphInfo> = scan
-            .graphs
-            .iter()
-            .map(|g| GraphInfo {
-                path: g.path.clone(),
-                depth: g.depth,
-                tensors: 0..0,
-            })
-            .collect();
-        let mut tensors = Vec::with_capacity(scan.tensors.len());
-        let mut canonical_dir = None;
-        let mut names: HashSet<(usize, &str)> = HashSet::with_capacity(scan.tensors.len());
-        for (i, t) in scan.tensors.iter().enumerate() {
-            let graph_path = &scan.graphs[t.graph].path;
-            let invalid = |what: String| Error::InvalidTensor {
-                file: path.to_path_buf(),
-                graph: graph_path.clone(),
-                tensor: t.name.clone(),
-                offset: scan.frames[t.frame].body.start as u64,
-                what,
-            };
-            if !names.insert((t.graph, t.name.as_str())) {
-                return Err(invalid(
-                    "duplicate initializer name in the same graph".into(),
-                ));
-            }
-            let n = numel(&t.dims).map_err(invalid)?;
-            let storage = if t.data_location == Some(1) || !t.external_data.is_empty() {
-                let canonical_dir = match &canonical_dir {
-                    Some(d) => d,
-                    None => canonical_dir.insert(
-                        dir.canonicalize()
-                            .map_err(|e| Error::io(&dir, "resolve the model's folder", e))?,
-                    ),
-                };
-                external_storage(t, n, &dir, canonical_dir, meta).map_err(|what| match what {
-                    ExternalError::Tensor(w) => invalid(w),
-                    ExternalError::External(w) => Error::External {
-                        file: path.to_path_buf(),
-                        tensor: t.name.clone(),
-                        offset: scan.frames[t.frame].body.start as u64,
-                        what: w,
-                    },
-                })?
-            } else {
-                inline_storage(t, n).map_err(invalid)?
-            };
-            let g = &mut graphs[t.graph];
-            if g.tensors.is_empty() {
-                g.tensors = i..i;
-            }
-            g.tensors.end = i + 1;
-            tensors.push(TensorEntry {
-                graph: graph_path.clone(),
-                graph_index: t.graph,
-                index_in_graph: t.index_in_graph,
-                // Moved from the scan below, once `names` no longer borrows them.
-                name: String::new(),
-                dims: Vec::new(),
-                data_type: t.data_type,
-                storage,
-                numel: n,
-                frame: t.frame,
-                offset: scan.frames[t.frame].body.start,
-            });
-        }
-        drop(names);
-        // The scanned tensors have served (cross-check, storage, validation): their names and
-        // dims move into the entries and the rest (payload ranges, external keys, ~400 bytes a
-        // tensor) is freed, so a model of millions of initializers is not held twice. Only the
-        // frames stay, for the rewrite's re-framing.
-        for (e, t) in tensors.iter_mut().zip(&mut scan.tensors) {
-            e.name = std::mem::take(&mut t.name);
-            e.dims = std::mem::take(&mut t.dims);
-        }
-        scan.tensors = Vec::new();
-        scan.frames.shrink_to_fit();
+        let tensors = tensors?;
         Ok(Parts {
             dir,
             skeleton,
@@ -453,8 +425,11 @@ impl LoadedModel {
     /// Frees the skeleton (it is then empty): for a run that has analysed it and goes on to
     /// rewrite, which reads only [`Self::tensors`] and the scan. Its initializer headers repeat
     /// each tensor's name and dims (~150 bytes a tensor), not worth holding through the write.
+    /// The freed pages, and those of the analysis's graph index freed before, are then given
+    /// back to the system (`malloc_trim`): glibc would keep them resident otherwise.
     pub(crate) fn release_skeleton(&mut self) {
         self.skeleton = skeleton::Model::default();
+        give_back_freed_memory();
     }
 
     /// Every initializer, in the enumeration order (graphs in pre-order, file order within).
@@ -491,6 +466,88 @@ impl LoadedModel {
             file: self.path.clone(),
             what: format!("#{index} ({} tensors)", self.tensors.len()),
         })
+    }
+}
+
+/// Validates every scanned initializer of `scan` (duplicate names, dims, storage) into its
+/// entry, with an empty name and dims (the caller moves the scanned ones in), and records each
+/// graph's range of entries in `graphs`.
+fn validate(
+    path: &Path,
+    dir: &Path,
+    meta: &std::fs::Metadata,
+    scan: &Scan,
+    graphs: &mut [GraphInfo],
+) -> Result<Vec<TensorEntry>, Error> {
+    let mut tensors = Vec::with_capacity(scan.tensors.len());
+    let graph_paths: Vec<SharedStr> = scan.graphs.iter().map(|g| g.path.as_str().into()).collect();
+    let mut canonical_dir = None;
+    let mut names: HashSet<(usize, &str)> = HashSet::with_capacity(scan.tensors.len());
+    for (i, t) in scan.tensors.iter().enumerate() {
+        let graph_path = &scan.graphs[t.graph].path;
+        let invalid = |what: String| Error::InvalidTensor {
+            file: path.to_path_buf(),
+            graph: graph_path.clone(),
+            tensor: t.name.clone(),
+            offset: scan.frames[t.frame].body.start as u64,
+            what,
+        };
+        if !names.insert((t.graph, t.name.as_str())) {
+            return Err(invalid(
+                "duplicate initializer name in the same graph".into(),
+            ));
+        }
+        let n = numel(&t.dims).map_err(invalid)?;
+        let storage = if t.data_location == Some(1) || !t.external_data.is_empty() {
+            let canonical_dir = match &canonical_dir {
+                Some(d) => d,
+                None => canonical_dir.insert(
+                    dir.canonicalize()
+                        .map_err(|e| Error::io(dir, "resolve the model's folder", e))?,
+                ),
+            };
+            external_storage(t, n, dir, canonical_dir, meta).map_err(|what| match what {
+                ExternalError::Tensor(w) => invalid(w),
+                ExternalError::External(w) => Error::External {
+                    file: path.to_path_buf(),
+                    tensor: t.name.clone(),
+                    offset: scan.frames[t.frame].body.start as u64,
+                    what: w,
+                },
+            })?
+        } else {
+            inline_storage(t, n).map_err(invalid)?
+        };
+        let g = &mut graphs[t.graph];
+        if g.tensors.is_empty() {
+            g.tensors = i..i;
+        }
+        g.tensors.end = i + 1;
+        tensors.push(TensorEntry {
+            graph: graph_paths[t.graph].clone(),
+            graph_index: t.graph,
+            index_in_graph: t.index_in_graph,
+            // Moved from the scan below, once `names` no longer borrows them.
+            name: SharedStr::default(),
+            dims: SharedDims::default(),
+            data_type: t.data_type,
+            storage,
+            numel: n,
+            frame: t.frame,
+            offset: scan.frames[t.frame].body.start,
+        });
+    }
+    Ok(tensors)
+}
+
+/// Returns the allocator's free pages to the system. The skeleton and the analysis's graph index
+/// free millions of small blocks scattered among live ones; glibc's `free` gives back only the
+/// top of its heap, so without this the pages they held stay resident through the write.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only releases memory the allocator holds free; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -531,35 +588,39 @@ fn shrink_initializers(graph: Option<&mut skeleton::Graph>) {
     }
 }
 
-/// Checks that prost's skeleton and the scanner see the same graphs and initializers.
-fn cross_check(model: &skeleton::Model, scan: &Scan) -> Result<(), String> {
+/// Checks that prost's skeleton and the scanner see the same graphs (`scanned`) and
+/// initializers (`tensors`: graph index, name and dims of each, in the scanner's order).
+fn cross_check<'a>(
+    model: &skeleton::Model,
+    scanned: &[scan::ScannedGraph],
+    mut tensors: impl Iterator<Item = (usize, &'a str, &'a [i64])>,
+) -> Result<(), String> {
     let graphs = preorder(model);
-    if graphs.len() != scan.graphs.len() {
+    if graphs.len() != scanned.len() {
         return Err(format!(
             "the decoder sees {} graphs, the scanner {}",
             graphs.len(),
-            scan.graphs.len()
+            scanned.len()
         ));
     }
-    let mut tensors = scan.tensors.iter();
     for (gi, g) in graphs.iter().enumerate() {
-        if g.initializer.len() != scan.graphs[gi].initializers {
+        if g.initializer.len() != scanned[gi].initializers {
             return Err(format!(
                 "graph {:?}: the decoder sees {} initializers, the scanner {}",
-                scan.graphs[gi].path,
+                scanned[gi].path,
                 g.initializer.len(),
-                scan.graphs[gi].initializers
+                scanned[gi].initializers
             ));
         }
         for h in &g.initializer {
-            let Some(t) = tensors.next() else {
+            let Some((graph, t_name, t_dims)) = tensors.next() else {
                 return Err("the scanner found fewer initializers".into());
             };
             let name = h.name.as_deref().unwrap_or("");
-            if t.graph != gi || t.name != name || t.dims != h.dims {
+            if graph != gi || t_name != name || t_dims != h.dims.as_slice() {
                 return Err(format!(
                     "graph {:?}: initializer {name:?} {:?} decoded, {:?} {:?} scanned",
-                    scan.graphs[gi].path, h.dims, t.name, t.dims
+                    scanned[gi].path, h.dims, t_name, t_dims
                 ));
             }
         }

@@ -134,6 +134,11 @@ pub struct Segment {
 }
 
 /// The header and payload locations of one initializer `TensorProto`.
+///
+/// The fields most tensors leave empty (typed payloads, external data, segments, strings) are a
+/// [`ScannedRare`] behind one pointer, allocated by the first write of one of them: a model of
+/// millions of `raw_data` tensors holds ~110 bytes per scanned tensor, not ~260. They read and
+/// write as this struct's own (`t.float_data`) through `Deref`/`DerefMut`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ScannedTensor {
     /// Index into [`Scan::graphs`].
@@ -148,12 +153,19 @@ pub struct ScannedTensor {
     pub dims: Vec<i64>,
     /// `data_type = 2` (0 when absent).
     pub data_type: i32,
+    /// Every `raw_data = 9` occurrence (normally at most one).
+    pub raw_data: Vec<Range<usize>>,
+    /// The rest; `None` while all of it is empty.
+    rare: Option<Box<ScannedRare>>,
+}
+
+/// The fields of a [`ScannedTensor`] that most tensors leave empty, read through it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScannedRare {
     /// `data_location = 14`, when present.
     pub data_location: Option<i32>,
     /// `external_data = 13`: (key, value) pairs in file order.
     pub external_data: Vec<(String, String)>,
-    /// Every `raw_data = 9` occurrence (normally at most one).
-    pub raw_data: Vec<Range<usize>>,
     /// `float_data = 4` (fixed32).
     pub float_data: Vec<Segment>,
     /// `int32_data = 5` (varints).
@@ -168,6 +180,32 @@ pub struct ScannedTensor {
     pub string_data: u64,
     /// Whether the tensor has a `segment = 3` (a chunk of a larger tensor).
     pub has_segment: bool,
+}
+
+/// The rare fields of a tensor that has none.
+static NO_RARE: ScannedRare = ScannedRare {
+    data_location: None,
+    external_data: Vec::new(),
+    float_data: Vec::new(),
+    int32_data: Vec::new(),
+    int64_data: Vec::new(),
+    double_data: Vec::new(),
+    uint64_data: Vec::new(),
+    string_data: 0,
+    has_segment: false,
+};
+
+impl std::ops::Deref for ScannedTensor {
+    type Target = ScannedRare;
+    fn deref(&self) -> &ScannedRare {
+        self.rare.as_deref().unwrap_or(&NO_RARE)
+    }
+}
+
+impl std::ops::DerefMut for ScannedTensor {
+    fn deref_mut(&mut self) -> &mut ScannedRare {
+        self.rare.get_or_insert_with(Box::default)
+    }
 }
 
 /// The scanner's result.

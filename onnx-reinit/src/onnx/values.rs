@@ -304,7 +304,7 @@ impl LoadedModel {
         if t.dtype() != out.dtype() {
             return Err(Error::BufferTypeMismatch {
                 file: self.path().to_path_buf(),
-                tensor: t.name.clone(),
+                tensor: t.name.to_string(),
                 stored: t.dtype(),
                 buffer: out.dtype(),
             });
@@ -313,7 +313,7 @@ impl LoadedModel {
         if start.checked_add(n).is_none_or(|end| end > t.numel()) {
             return Err(Error::ElementsOutOfRange {
                 file: self.path().to_path_buf(),
-                tensor: t.name.clone(),
+                tensor: t.name.to_string(),
                 start,
                 end: start.saturating_add(n),
                 numel: t.numel(),
@@ -384,7 +384,7 @@ impl LoadedModel {
                     file.read_exact_at(b, offset + (start + done) * width)
                         .map_err(|e| Error::External {
                             file: self.path().to_path_buf(),
-                            tensor: t.name.clone(),
+                            tensor: t.name.to_string(),
                             offset: t.offset as u64,
                             what: format!("reading {location:?}: {e}"),
                         })?;
@@ -395,7 +395,7 @@ impl LoadedModel {
             other => {
                 return Err(Error::Unsupported {
                     file: self.path().to_path_buf(),
-                    tensor: t.name.clone(),
+                    tensor: t.name.to_string(),
                     what: format!(
                         "{} values stored in {}",
                         t.dtype().onnx_name(),

@@ -308,7 +308,7 @@ impl Rewriter<'_> {
                 let (location, path) = (&ext.location, &ext.path);
                 let rel = external::checked_relative(location).map_err(|what| Error::External {
                     file: self.file(),
-                    tensor: t.name.clone(),
+                    tensor: t.name.to_string(),
                     offset: t.offset as u64,
                     what,
                 })?;
@@ -361,7 +361,7 @@ impl Rewriter<'_> {
                 return Err(Error::OutputIsSideFile {
                     file: dest.to_path_buf(),
                     model: self.file(),
-                    tensor: self.model.tensors()[side.tensor].name.clone(),
+                    tensor: self.model.tensors()[side.tensor].name.to_string(),
                 });
             }
             check(side_dest)?;
@@ -391,7 +391,7 @@ impl Rewriter<'_> {
                 return Err(Error::SideFileEscapes {
                     file: side_dest.clone(),
                     model: self.file(),
-                    tensor: self.model.tensors()[side.tensor].name.clone(),
+                    tensor: self.model.tensors()[side.tensor].name.to_string(),
                 });
             }
         }

@@ -116,7 +116,7 @@ impl Rewriter<'_> {
             if !seen.insert(i) {
                 return Err(Error::DuplicateTarget {
                     file: self.file(),
-                    tensor: t.name.clone(),
+                    tensor: t.name.to_string(),
                     index: i,
                 });
             }
@@ -230,7 +230,7 @@ impl Rewriter<'_> {
                 if offset + length > layout.output.src_len {
                     return Err(Error::External {
                         file: self.file(),
-                        tensor: tensors[i].name.clone(),
+                        tensor: tensors[i].name.to_string(),
                         offset: tensors[i].offset as u64,
                         what: format!(
                             "{} shrank to {} bytes since the model was opened",

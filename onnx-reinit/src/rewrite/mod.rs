@@ -265,7 +265,7 @@ impl<'a> Rewriter<'a> {
     fn unsupported(&self, tensor: usize, what: String) -> Error {
         Error::Unsupported {
             file: self.file(),
-            tensor: self.model.tensors()[tensor].name.clone(),
+            tensor: self.model.tensors()[tensor].name.to_string(),
             what,
         }
     }

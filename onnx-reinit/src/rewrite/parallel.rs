@@ -217,7 +217,7 @@ impl Rewriter<'_> {
                     let start = piece * self.piece_elems;
                     return Err(Error::NondeterministicFiller {
                         file: self.file(),
-                        tensor: self.model.tensors()[t.tensor].name.clone(),
+                        tensor: self.model.tensors()[t.tensor].name.to_string(),
                         start,
                         end: start + v.len() as u64,
                     });

@@ -1892,7 +1892,8 @@ fn pattern_fixtures_match_ground_truth() {
                         .is_some_and(|(_, names)| names.split(", ").any(|n| n == t.name))
                 });
                 // Kept tensors with a role are rows of the table, with scheme `keep`.
-                let kept_row = t.role.is_some() && table.lines().any(|l| l.starts_with(&t.name));
+                let kept_row =
+                    t.role.is_some() && table.lines().any(|l| l.starts_with(t.name.as_str()));
                 if !listed && !kept_row {
                     fail(format!(
                         "{}: neither rewritten nor listed in the footer",

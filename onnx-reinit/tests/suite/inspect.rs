@@ -83,7 +83,7 @@ fn damaged_copy(src: &Path, dir: &Path, damage: Damage, roles: &[Role]) -> (Path
         .collect();
     let names = targets
         .iter()
-        .map(|&i| analysis.tensors[i].name.clone())
+        .map(|&i| analysis.tensors[i].name.to_string())
         .collect();
     let out = dir.join(format!(
         "{}.{damage:?}.onnx",

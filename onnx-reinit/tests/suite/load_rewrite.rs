@@ -559,7 +559,7 @@ fn int32_data_is_reframed_in_nested_graphs() {
     let stats = rewrite(&m, &targets, &TestFiller::default(), &opts(&out)).unwrap();
     assert_eq!(stats.reframed, 7);
     // The output must be exactly the model an encoder would write with the new values.
-    let index: Vec<String> = m.tensors().iter().map(|t| t.name.clone()).collect();
+    let index: Vec<String> = m.tensors().iter().map(|t| t.name.to_string()).collect();
     let want = int32_model(&|name, n| {
         let ti = index.iter().position(|x| x == name).unwrap();
         let dt = m.tensors()[ti].dtype();

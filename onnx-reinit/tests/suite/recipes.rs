@@ -1184,7 +1184,7 @@ fn padding_row_table_of_the_bert_exports() {
             .tensors
             .iter()
             .find(|t| {
-                names.get(&t.name).map(String::as_str)
+                names.get(t.name.as_str()).map(String::as_str)
                     == Some("m.embeddings.word_embeddings.weight")
             })
             .map(|t| t.dims[1] as u64)

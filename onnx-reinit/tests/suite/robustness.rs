@@ -34,7 +34,7 @@ use crate::common::onnx::{
     self, BFLOAT16, DOUBLE, FLOAT, FLOAT16, Payload, attr_float, attr_graph, attr_int, attr_ints,
     attr_str, f32_bytes, graph, node, tensor, value_info,
 };
-use crate::common::{bin, fixture_models, pb, text};
+use crate::common::{bin, fixture_models, pb, probe_number, proc_status, run_probe, text};
 
 /// This file's models: by `robustness-test`, without a doc string.
 fn model(graph_body: &[u8]) -> Vec<u8> {
@@ -3129,27 +3129,15 @@ fn skeleton_decode_errors_are_located() {
 /// binary re-run for [`rss_probe`] alone. (A child's `ru_maxrss` would count the pages it
 /// shared with this big test process between fork and exec; VmHWM starts afresh at exec.)
 fn probe_peak_rss_kib(model: &Path, with_stats: bool) -> u64 {
-    let o = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "robustness::rss_probe",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("ONNX_REINIT_RSS_PROBE", model)
-        .env(
-            "ONNX_REINIT_RSS_PROBE_STATS",
-            if with_stats { "1" } else { "0" },
-        )
-        .output()
-        .unwrap();
-    let out = text(&o.stdout);
-    assert!(o.status.success(), "{out}{}", text(&o.stderr));
-    out.lines()
-        .find_map(|l| l.split_once("VMHWM_KIB=").map(|(_, v)| v))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no VMHWM_KIB in {out}"))
+    let stats: &std::ffi::OsStr = if with_stats { "1" } else { "0" }.as_ref();
+    let out = run_probe(
+        "robustness::rss_probe",
+        &[
+            ("ONNX_REINIT_RSS_PROBE", model.as_os_str()),
+            ("ONNX_REINIT_RSS_PROBE_STATS", stats),
+        ],
+    );
+    probe_number(&out, "VMHWM_KIB=")
 }
 
 /// Not a test on its own: with `ONNX_REINIT_RSS_PROBE=MODEL` (set by
@@ -3169,16 +3157,7 @@ fn rss_probe() {
         let stats = onnx_reinit::inspect::stats::tensor_stats(&m, &all).unwrap();
         assert!(stats.iter().all(Option::is_some));
     }
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .to_owned();
-    println!("VMHWM_KIB={hwm}");
+    println!("VMHWM_KIB={}", proc_status("VmHWM:"));
 }
 
 /// Opening a model maps the file; reading each initializer's header faults in the page cache
