@@ -663,19 +663,75 @@ fn forward_flags_without_the_feature_exit_2_on_stderr() {
 }
 
 #[test]
-fn plot_files_other_than_svg_are_refused() {
+fn plot_files_other_than_svg_or_png_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture("mlp_relu_tanh.onnx");
-    let png = dir.path().join("p.png");
+    let jpg = dir.path().join("p.jpg");
     let o = run(&[
         "inspect",
         input.to_str().unwrap(),
         "--plot",
-        png.to_str().unwrap(),
+        jpg.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("FILE.svg"), "{}", text(&o.stderr));
-    assert!(!png.exists());
+    let err = text(&o.stderr);
+    assert!(err.contains("FILE.svg or FILE.png"), "{err}");
+    assert!(!jpg.exists());
+}
+
+/// A plot into a missing folder is refused before the run, naming the folder (exit 1, as the
+/// rewrite's missing output folder).
+#[cfg(feature = "forward")]
+#[test]
+fn plot_into_a_missing_folder_is_refused_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("mlp_relu_tanh.onnx");
+    for name in ["p.svg", "p.png"] {
+        let plot = dir.path().join("missing").join(name);
+        let o = run(&[
+            "inspect",
+            input.to_str().unwrap(),
+            "--plot",
+            plot.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        let err = text(&o.stderr);
+        assert!(
+            err.contains("--plot") && err.contains("missing") && err.contains("does not exist"),
+            "{err}"
+        );
+        assert!(
+            o.stdout.is_empty(),
+            "{name}: nothing printed before the refusal"
+        );
+        assert!(!plot.exists());
+    }
+}
+
+/// `--plot FILE.png` from the command line: a PNG file (signature, size) and the usual note.
+#[cfg(feature = "forward")]
+#[test]
+fn plot_png_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("mlp_relu_tanh.onnx");
+    let plot = dir.path().join("p.PNG");
+    let o = run(&[
+        "inspect",
+        input.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("wrote"), "{}", text(&o.stderr));
+    let bytes = std::fs::read(&plot).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let info = png::Decoder::new(std::io::Cursor::new(&bytes))
+        .read_info()
+        .unwrap()
+        .info()
+        .clone();
+    // No forward pass: the weight panel alone.
+    assert_eq!((info.width, info.height), (1100, 60 + 480));
 }
 
 #[test]
