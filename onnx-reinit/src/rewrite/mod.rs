@@ -78,8 +78,15 @@ pub const DEFAULT_PIECE_ELEMS: usize = 1 << 18;
 /// piece is a whole number of generator chunks).
 pub const PIECE_ALIGN: usize = 1 << 16;
 
-/// Progress callback: `(bytes just done, total bytes to write)`.
+/// Progress callback: `(bytes just done, total bytes to write)`, from any thread.
+///
+/// The rewrite calls it after each piece of work and, while no piece finishes, with 0 bytes
+/// every [`PULSE`]: a whole-tensor fill (orthogonal, whose QR is one computation on the whole
+/// matrix, not pieces; eye, dirac, gate blocks) holds the workers that wait for it, for seconds
+/// on a large matrix, and a display must still be able to show that the work goes on.
 pub type ProgressFn = dyn Fn(u64, u64) + Send + Sync;
+
+pub use parallel::PULSE;
 
 /// Options of [`rewrite`].
 #[derive(Clone)]

@@ -1417,3 +1417,76 @@ fn mutated_fixtures_never_panic() {
         "the loop should exercise both outcomes"
     );
 }
+
+/// A filler like a whole-tensor fill (an orthogonal matrix's QR): every piece waits for one
+/// computation, here one that ends only when the progress callback has been called with 0
+/// bytes. Without the rewrite's pulse nobody would call it while all workers wait, and the
+/// fill would give up after a minute (a hang guard, not a timing).
+struct WaitsForPulse {
+    pulsed: Mutex<bool>,
+    woken: std::sync::Condvar,
+}
+
+impl Filler for WaitsForPulse {
+    fn fill(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
+        let guard = self.pulsed.lock().unwrap();
+        let (guard, timeout) = self
+            .woken
+            .wait_timeout_while(guard, std::time::Duration::from_mins(1), |p| !*p)
+            .unwrap();
+        assert!(
+            *guard && !timeout.timed_out(),
+            "no pulse while the fill waited"
+        );
+        drop(guard);
+        TestFiller::default().fill(tensor, start, out);
+    }
+}
+
+#[test]
+fn progress_pulses_while_a_whole_tensor_fill_holds_every_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 200_000usize; // four pieces of 65536
+    let body = graph(
+        "g",
+        &[],
+        &[tensor(
+            "w",
+            &[n as i64],
+            FLOAT,
+            &Payload::Raw(vec![0; n * 4]),
+        )],
+    );
+    let input = write(dir.path(), "m.onnx", &model(&body));
+    let m = LoadedModel::open(&input).unwrap();
+    let filler = Arc::new(WaitsForPulse {
+        pulsed: Mutex::new(false),
+        woken: std::sync::Condvar::new(),
+    });
+    let out = dir.path().join("out.onnx");
+    let mut o = opts(&out);
+    o.piece_elems = 1 << 16;
+    // (bytes, total) of every call, in order.
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let (f, c) = (Arc::clone(&filler), Arc::clone(&calls));
+    o.progress = Some(Arc::new(move |bytes, total| {
+        c.lock().unwrap().push((bytes, total));
+        if bytes == 0 {
+            *f.pulsed.lock().unwrap() = true;
+            f.woken.notify_all();
+        }
+    }));
+    let stats = rewrite(&m, &[0], &*filler, &o).unwrap();
+    let calls = calls.lock().unwrap().clone();
+    // Pulses came while the pieces waited, before the tensor's bytes, which all arrived.
+    let first_pulse = calls.iter().position(|c| c.0 == 0).expect("a pulse");
+    let payload = (n * 4) as u64;
+    let before: u64 = calls[..first_pulse].iter().map(|c| c.0).sum();
+    assert!(
+        before < payload,
+        "the pulse came before the tensor's pieces"
+    );
+    assert_eq!(calls.iter().map(|c| c.0).sum::<u64>(), stats.bytes_written);
+    assert!(calls.iter().all(|c| c.1 == stats.bytes_written));
+    assert_filled(&LoadedModel::open(&out).unwrap(), 0, 0);
+}
