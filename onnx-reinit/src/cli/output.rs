@@ -51,6 +51,19 @@ pub(crate) fn run_error(e: &crate::pipeline::RunError) -> String {
              model itself, or -o another file)",
             file.display()
         ),
+        RunError::Model(Error::SideFileIsInput {
+            file,
+            model,
+            tensor,
+            ..
+        }) => format!(
+            "{}: the output's external data file would overwrite the input's ({} reads tensor \
+             {tensor:?} from it, and the output model keeps its data under the same name beside \
+             itself): write the output into another folder (-o DIR/), or re-initialize the \
+             model itself with --in-place",
+            file.display(),
+            model.display()
+        ),
         RunError::Model(Error::Malformed {
             file, offset, what, ..
         }) if !starts_like_onnx(file) => format!(

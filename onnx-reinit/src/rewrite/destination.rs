@@ -328,7 +328,8 @@ impl Rewriter<'_> {
         Ok((sides, inputs))
     }
 
-    /// Refuses a new output (the model's, `dest`, or a side file's) that is one of the `inputs`,
+    /// Refuses a new output (the model's, `dest`, or a side file's: [`Error::SideFileIsInput`])
+    /// that is one of the `inputs`,
     /// a folder, or an existing file without force, and a side file whose destination is `dest`.
     pub(super) fn check_new_outputs(
         &self,
@@ -336,12 +337,27 @@ impl Rewriter<'_> {
         sides: &BTreeMap<PathBuf, SideFile>,
         inputs: &[Metadata],
     ) -> Result<(), Error> {
-        let check = |d: &Path| -> Result<(), Error> {
+        // `side`: the side file written to `d`, whose collision with an input is said as such.
+        let check = |d: &Path, side: Option<&SideFile>| -> Result<(), Error> {
             match fs::metadata(d) {
                 Ok(m) => {
                     if inputs.iter().any(|im| same_file(im, &m)) {
-                        return Err(Error::OutputIsInput {
-                            file: d.to_path_buf(),
+                        return Err(match side {
+                            Some(side) => {
+                                let t = &self.model.tensors()[side.tensor];
+                                Error::SideFileIsInput {
+                                    file: d.to_path_buf(),
+                                    model: self.file(),
+                                    tensor: t.name.clone(),
+                                    location: match &t.storage {
+                                        Storage::External(ext) => ext.location.clone(),
+                                        _ => String::new(),
+                                    },
+                                }
+                            }
+                            None => Error::OutputIsInput {
+                                file: d.to_path_buf(),
+                            },
                         });
                     }
                     check_replaceable(d, &m)?;
@@ -355,7 +371,7 @@ impl Rewriter<'_> {
                 Err(_) => Ok(()),
             }
         };
-        check(dest)?;
+        check(dest, None)?;
         for (side_dest, side) in sides {
             if side_dest == dest {
                 return Err(Error::OutputIsSideFile {
@@ -364,7 +380,7 @@ impl Rewriter<'_> {
                     tensor: self.model.tensors()[side.tensor].name.clone(),
                 });
             }
-            check(side_dest)?;
+            check(side_dest, Some(side))?;
         }
         Ok(())
     }

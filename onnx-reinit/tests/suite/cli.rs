@@ -1076,6 +1076,66 @@ fn files_under(dir: &Path) -> Vec<String> {
     v
 }
 
+/// `-o` beside the input of a model with external data: the output would copy `w.bin` over
+/// the input's own `w.bin`. Refused before anything is written, said in the user's words with
+/// the ways out, which then work.
+#[test]
+fn output_whose_external_data_would_overwrite_the_inputs_is_refused_with_a_way_out() {
+    let dir = tempfile::Builder::new().prefix("work").tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("w.bin"), f32_bytes(&[1.0; 4])).unwrap();
+    let g = graph(
+        &[node("mm", "MatMul", &["x", "W"], &["y"], &[])],
+        &[tensor(
+            "W",
+            &[2, 2],
+            FLOAT,
+            &Payload::external("w.bin", None, None),
+        )],
+        &["x"],
+        &["y"],
+    );
+    let input = src.join("m.onnx");
+    std::fs::write(&input, model_proto("test", None, &g)).unwrap();
+    let before = files_under(&src);
+    let data_before = std::fs::read(src.join("w.bin")).unwrap();
+    let out = src.join("m2.onnx");
+    let o = run(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    for part in [
+        "w.bin",
+        "external data file would overwrite the input's",
+        "\"W\"",
+        "-o DIR/",
+        "--in-place",
+    ] {
+        assert!(err.contains(part), "{part:?} in {err}");
+    }
+    assert!(!err.contains(".tmp"), "{err}");
+    assert!(
+        o.stdout.is_empty(),
+        "nothing printed as done: {}",
+        text(&o.stdout)
+    );
+    assert_eq!(files_under(&src), before, "nothing written");
+    assert_eq!(std::fs::read(src.join("w.bin")).unwrap(), data_before);
+    // The ways out: another folder, or the model itself.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        &format!("{}/", other.display()),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(other.join("m.onnx").exists() && other.join("w.bin").exists());
+    let o = run(&[input.to_str().unwrap(), "--in-place"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_ne!(std::fs::read(src.join("w.bin")).unwrap(), data_before);
+}
+
 #[test]
 fn files_written_lists_the_model_and_its_external_data_as_written() {
     // Not `.tmp…`: the test looks for temporary names in the messages.

@@ -848,8 +848,11 @@ fn refuses_output_beside_input_that_would_overwrite_side_files() {
     let dir = tempfile::tempdir().unwrap();
     let input = external_model(dir.path());
     let e = refused(&input, dir.path());
-    assert!(matches!(e, Error::OutputIsInput { .. }), "{e}");
-    assert_msg(&e, &["a.bin"]);
+    assert!(
+        matches!(&e, Error::SideFileIsInput { location, .. } if location == "a.bin"),
+        "{e}"
+    );
+    assert_msg(&e, &["a.bin", "external data", "model.onnx"]);
 }
 
 fn external_case(location: &str, offset: u64, length: u64) -> (tempfile::TempDir, PathBuf) {
