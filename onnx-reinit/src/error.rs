@@ -138,6 +138,18 @@ pub enum Error {
         location: String,
     },
 
+    /// A `data_name` (`--data-name`) that cannot apply: not a plain relative path, in place, or
+    /// a model whose external data is in several files.
+    #[error("{}: data name {name:?}: {what}", file.display())]
+    DataName {
+        /// The input model.
+        file: PathBuf,
+        /// The name given.
+        name: String,
+        /// Why it cannot apply.
+        what: String,
+    },
+
     /// An output side file would be the output model itself (an external `location` with the
     /// output's file name).
     #[error("{}: the output is also where tensor {tensor:?} of {} keeps its external data",

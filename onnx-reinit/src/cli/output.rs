@@ -59,8 +59,8 @@ pub(crate) fn run_error(e: &crate::pipeline::RunError) -> String {
         }) => format!(
             "{}: the output's external data file would overwrite the input's ({} reads tensor \
              {tensor:?} from it, and the output model keeps its data under the same name beside \
-             itself): write the output into another folder (-o DIR/), or re-initialize the \
-             model itself with --in-place",
+             itself): name the output's data file with --data-name NAME, write the output \
+             into another folder (-o DIR/), or re-initialize the model itself with --in-place",
             file.display(),
             model.display()
         ),

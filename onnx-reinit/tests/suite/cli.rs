@@ -1108,6 +1108,7 @@ fn output_whose_external_data_would_overwrite_the_inputs_is_refused_with_a_way_o
         "w.bin",
         "external data file would overwrite the input's",
         "\"W\"",
+        "--data-name NAME",
         "-o DIR/",
         "--in-place",
     ] {
@@ -1134,6 +1135,150 @@ fn output_whose_external_data_would_overwrite_the_inputs_is_refused_with_a_way_o
     let o = run(&[input.to_str().unwrap(), "--in-place"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_ne!(std::fs::read(src.join("w.bin")).unwrap(), data_before);
+}
+
+/// `--data-name NAME`: the output beside the input keeps its data in NAME; its tensors point
+/// there at their offsets, its values are those of a plain copy to another folder, and the
+/// input's data file is untouched. Refused: several data files, a path out of the folder, in
+/// place.
+#[test]
+fn data_name_gives_the_output_its_own_data_file() {
+    let dir = tempfile::Builder::new().prefix("work").tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // W at offset 0, B at offset 16 of one file; a small inline tensor too.
+    let mut data = f32_bytes(&[1.0; 4]);
+    data.extend(f32_bytes(&[0.5; 2]));
+    std::fs::write(src.join("w.bin"), &data).unwrap();
+    let g = graph(
+        &[node("gemm", "Gemm", &["x", "W", "B"], &["y"], &[])],
+        &[
+            tensor(
+                "W",
+                &[2, 2],
+                FLOAT,
+                &Payload::external("w.bin", Some(0), Some(16)),
+            ),
+            tensor(
+                "B",
+                &[2],
+                FLOAT,
+                &Payload::external("w.bin", Some(16), Some(8)),
+            ),
+        ],
+        &["x"],
+        &["y"],
+    );
+    let input = src.join("m.onnx");
+    std::fs::write(&input, model_proto("test", None, &g)).unwrap();
+    let out = src.join("m2.onnx");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--data-name",
+        "m2.bin",
+        "--rule",
+        "B=normal(0.1)",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: Report = serde_json::from_slice(&o.stdout).unwrap();
+    let abs = |p: &Path| std::path::absolute(p).unwrap().display().to_string();
+    let mut listed = report.files_written.clone();
+    listed.sort();
+    assert_eq!(listed, [abs(&src.join("m2.bin")), abs(&out)]);
+    assert_eq!(
+        std::fs::read(src.join("w.bin")).unwrap(),
+        data,
+        "input data kept"
+    );
+    // The same run into another folder keeps the name: the values must be the same bytes.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        &format!("{}/", other.display()),
+        "--rule",
+        "B=normal(0.1)",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let reference = std::fs::read(other.join("w.bin")).unwrap();
+    assert_ne!(reference, data);
+    assert_eq!(std::fs::read(src.join("m2.bin")).unwrap(), reference);
+    // The output model loads, and each tensor points to m2.bin at its own offset.
+    let m = LoadedModel::open(&out).unwrap();
+    let canon = src.join("m2.bin").canonicalize().unwrap();
+    for (name, offset, length) in [("W", 0, 16), ("B", 16, 8)] {
+        let t = m.tensors().iter().find(|t| t.name == name).unwrap();
+        match &t.storage {
+            onnx_reinit::onnx::model::Storage::External(ext) => {
+                assert_eq!(ext.location, "m2.bin", "{name}");
+                assert_eq!(ext.path, canon, "{name}");
+                assert_eq!((ext.offset, ext.length), (offset, length), "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // Each location entry is one byte longer ("m2.bin" for "w.bin"): the file grows by two
+    // bytes, the enclosing lengths re-framed (it loaded above); the values read back are the
+    // plain copy's.
+    let plain = LoadedModel::open(other.join("m.onnx")).unwrap();
+    assert_eq!(m.bytes().len(), plain.bytes().len() + 2);
+    for i in 0..2 {
+        let read = |m: &LoadedModel| {
+            let mut v = vec![0f32; m.tensors()[i].numel() as usize];
+            m.read_values(i, 0, ValuesMut::F32(&mut v)).unwrap();
+            v
+        };
+        assert_eq!(read(&m), read(&plain), "tensor {i}");
+    }
+
+    // Refusals, each writing nothing.
+    std::fs::write(src.join("b.bin"), f32_bytes(&[0.5; 2])).unwrap();
+    let g2 = graph(
+        &[node("gemm", "Gemm", &["x", "W", "B"], &["y"], &[])],
+        &[
+            tensor(
+                "W",
+                &[2, 2],
+                FLOAT,
+                &Payload::external("w.bin", None, Some(16)),
+            ),
+            tensor("B", &[2], FLOAT, &Payload::external("b.bin", None, None)),
+        ],
+        &["x"],
+        &["y"],
+    );
+    let two = src.join("two.onnx");
+    std::fs::write(&two, model_proto("test", None, &g2)).unwrap();
+    let before = files_under(&src);
+    for (model, name, code, says) in [
+        (&two, "t.bin", 1, "2 files (b.bin, w.bin)"),
+        (&input, "../t.bin", 1, "\"../t.bin\""),
+        (&input, "m3.onnx", 1, "m3.onnx"),
+    ] {
+        let o = run(&[
+            model.to_str().unwrap(),
+            "-o",
+            src.join("m3.onnx").to_str().unwrap(),
+            "--data-name",
+            name,
+        ]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{name}: {err}");
+        assert!(err.contains(says), "{name}: {says:?} in {err}");
+        assert_eq!(files_under(&src), before, "{name}: nothing written");
+    }
+    let o = run(&[
+        input.to_str().unwrap(),
+        "--in-place",
+        "--data-name",
+        "x.bin",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert_eq!(files_under(&src), before);
 }
 
 #[test]
