@@ -619,7 +619,7 @@ fn register_font() {
     });
 }
 
-/// The report drawn as a PNG picture (8-bit RGB, [`WIDTH`] pixels wide, 480 pixels per panel),
+/// The report drawn as a PNG picture (8-bit RGB, 1100 pixels wide, 480 pixels per panel),
 /// the same drawing as [`svg`] rasterised with plotters' bitmap backend and encoded with the
 /// `png` crate.
 #[cfg(feature = "png")]
@@ -650,7 +650,7 @@ pub fn png(report: &InspectReport) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Writes [`png`] to `path`.
+/// Writes [`png()`] to `path`.
 #[cfg(feature = "png")]
 pub fn write_png(path: &std::path::Path, report: &InspectReport) -> Result<(), String> {
     let bytes = png(report)?;

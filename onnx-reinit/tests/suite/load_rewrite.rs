@@ -1493,3 +1493,50 @@ fn progress_pulses_while_a_whole_tensor_fill_holds_every_worker() {
     assert!(calls.iter().all(|c| c.1 == stats.bytes_written));
     assert_filled(&LoadedModel::open(&out).unwrap(), 0, 0);
 }
+
+/// `data_name` with an `int32_data` target in the same graph: the location entries' splices and
+/// the varint re-framing change the same enclosing lengths; the output must load with every
+/// tensor's values, the external ones from the renamed file at their offsets.
+#[test]
+fn data_name_relocates_alongside_reframed_int32_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = vec![0xAAu8; 8];
+    a.extend(f32_bytes(&[1.0; 6]));
+    write(dir.path(), "a.bin", &a);
+    let ext = Payload::External(vec![
+        ("location".into(), "a.bin".into()),
+        ("offset".into(), "8".into()),
+        ("length".into(), "24".into()),
+    ]);
+    let body = graph(
+        "g",
+        &[],
+        &[
+            tensor("h", &[300], FLOAT16, &Payload::Int32(vec![0; 300])),
+            tensor("A", &[2, 3], FLOAT, &ext),
+            tensor("r", &[4], FLOAT, &Payload::Raw(f32_bytes(&[0.0; 4]))),
+        ],
+    );
+    let input = write(dir.path(), "m.onnx", &model(&body));
+    let m = LoadedModel::open(&input).unwrap();
+    let out = dir.path().join("out.onnx");
+    let mut o = opts(&out);
+    o.data_name = Some("data/out-weights.bin".into());
+    let stats = rewrite(&m, &[0, 1, 2], &TestFiller::default(), &o).unwrap();
+    assert_eq!(stats.reframed, 1);
+    let m2 = LoadedModel::open(&out).unwrap();
+    for i in 0..3 {
+        assert_filled(&m2, i, i);
+    }
+    match &m2.tensors()[1].storage {
+        Storage::External(ext) => {
+            assert_eq!(ext.location, "data/out-weights.bin");
+            assert_eq!((ext.offset, ext.length), (8, 24));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The copy keeps the bytes around the tensor; the input's file is untouched.
+    let copy = fs::read(dir.path().join("data/out-weights.bin")).unwrap();
+    assert_eq!(&copy[..8], &[0xAA; 8]);
+    assert_eq!(fs::read(dir.path().join("a.bin")).unwrap(), a);
+}
