@@ -594,11 +594,30 @@ pub fn svg(report: &InspectReport) -> Result<String, String> {
     Ok(buf)
 }
 
-/// Writes [`svg`] to `path`.
+/// Writes [`svg`] to `path` (see [`write_whole`]).
 pub fn write_svg(path: &std::path::Path, report: &InspectReport) -> Result<(), String> {
-    let text = svg(report)?;
-    std::fs::write(path, text)
-        .map_err(|e| format!("{}: cannot write the plot: {e}", path.display()))
+    write_whole(path, svg(report)?.as_bytes())
+}
+
+/// Writes `bytes` to `path` through a temporary file in its folder renamed over it, so that a
+/// full disk or a crash leaves the old file or none, never a truncated picture.
+pub fn write_whole(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let err = |e: std::io::Error| format!("{}: cannot write the plot: {e}", path.display());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    // Created with mode 0666 less the umask, as a plain create would (not a temporary file's
+    // private 0600).
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
 }
 
 /// The font every text of the plot is drawn with: DejaVu Sans, shipped beside this file with
@@ -650,10 +669,8 @@ pub fn png(report: &InspectReport) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Writes [`png()`] to `path`.
+/// Writes [`png()`] to `path` (see [`write_whole`]).
 #[cfg(feature = "png")]
 pub fn write_png(path: &std::path::Path, report: &InspectReport) -> Result<(), String> {
-    let bytes = png(report)?;
-    std::fs::write(path, bytes)
-        .map_err(|e| format!("{}: cannot write the plot: {e}", path.display()))
+    write_whole(path, &png(report)?)
 }

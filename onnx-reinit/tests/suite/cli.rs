@@ -725,6 +725,21 @@ fn plot_png_from_the_cli() {
     assert!(text(&o.stderr).contains("wrote"), "{}", text(&o.stderr));
     let bytes = std::fs::read(&plot).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    // Written through a temporary file, yet with a plain file's mode: 0666 less the umask
+    // (the child's is this process's, read from /proc).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let umask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|u| u32::from_str_radix(u.trim(), 8).unwrap())
+        .unwrap();
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&plot).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o666 & !umask, "{mode:o}");
+    assert!(
+        dir.path().read_dir().unwrap().count() == 1,
+        "no temporary file left"
+    );
     let info = png::Decoder::new(std::io::Cursor::new(&bytes))
         .read_info()
         .unwrap()
