@@ -385,8 +385,8 @@ impl Rewriter<'_> {
     }
 
     /// Refuses a new output (the model's, `dest`, or a side file's: [`Error::SideFileIsInput`])
-    /// that is one of the `inputs`,
-    /// a folder, or an existing file without force, and a side file whose destination is `dest`.
+    /// that is one of the `inputs`, a folder, or an existing file without force, and a side file
+    /// whose destination is `dest`.
     pub(super) fn check_new_outputs(
         &self,
         dest: &Path,
