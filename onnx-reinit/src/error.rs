@@ -121,6 +121,35 @@ pub enum Error {
         file: PathBuf,
     },
 
+    /// A new output's external data file would be one the input reads its own external data
+    /// from: an output beside the input (or anywhere the same relative `location` leads back to
+    /// the input's data), which copies each side file under its `location`.
+    #[error("{}: the output's external data file would be the input's own (tensor {tensor:?} \
+             of {} keeps its data there under location {location:?}, and the output copies it \
+             under the same location beside itself)", file.display(), model.display())]
+    SideFileIsInput {
+        /// The side file both would use.
+        file: PathBuf,
+        /// The input model.
+        model: PathBuf,
+        /// A tensor whose external data is there.
+        tensor: String,
+        /// The tensor's `location` as written in the model.
+        location: String,
+    },
+
+    /// A `data_name` (`--data-name`) that cannot apply: not a plain relative path, in place, or
+    /// a model whose external data is in several files.
+    #[error("{}: data name {name:?}: {what}", file.display())]
+    DataName {
+        /// The input model.
+        file: PathBuf,
+        /// The name given.
+        name: String,
+        /// Why it cannot apply.
+        what: String,
+    },
+
     /// An output side file would be the output model itself (an external `location` with the
     /// output's file name).
     #[error("{}: the output is also where tensor {tensor:?} of {} keeps its external data",

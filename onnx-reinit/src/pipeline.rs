@@ -80,6 +80,15 @@ pub const DEFAULT_SEED: u64 = 0x1a17_f0a6;
 pub enum Destination {
     /// A new file (must not exist unless `force`, must not be the input).
     Path(PathBuf),
+    /// A new file as [`Destination::Path`], whose external data goes to one file named
+    /// `data_name`, relative to its folder (see
+    /// [`RewriteOptions::data_name`](crate::rewrite::RewriteOptions::data_name)).
+    PathWithData {
+        /// The new model file.
+        path: PathBuf,
+        /// Its external data file, relative to its folder.
+        data_name: String,
+    },
     /// Over the input, through a temporary file and a rename.
     InPlace,
     /// Nothing is written (`--dry-run`).
@@ -129,10 +138,15 @@ impl RewriteConfig {
     pub fn rewrite_options(&self) -> Option<RewriteOptions> {
         let target = match &self.destination {
             Destination::DryRun => return None,
-            Destination::Path(p) => OutputTarget::Path(p.clone()),
+            Destination::Path(p) | Destination::PathWithData { path: p, .. } => {
+                OutputTarget::Path(p.clone())
+            }
             Destination::InPlace => OutputTarget::InPlace,
         };
         let mut opts = RewriteOptions::new(target);
+        if let Destination::PathWithData { data_name, .. } = &self.destination {
+            opts.data_name = Some(data_name.clone());
+        }
         opts.force = self.force;
         opts.cancel.clone_from(&self.cancel);
         opts.progress.clone_from(&self.progress);
@@ -217,7 +231,7 @@ pub fn run_rendered<R>(
         Some(c) if c.load(std::sync::atomic::Ordering::Relaxed) => {
             Err(crate::error::Error::Cancelled {
                 file: match &config.destination {
-                    Destination::Path(p) => p.clone(),
+                    Destination::Path(p) | Destination::PathWithData { path: p, .. } => p.clone(),
                     _ => config.model.clone(),
                 },
             })
@@ -270,7 +284,9 @@ pub fn run_rendered<R>(
             check_cancel()?;
             None
         }
-        Destination::Path(p) => Some(p.display().to_string()),
+        Destination::Path(p) | Destination::PathWithData { path: p, .. } => {
+            Some(p.display().to_string())
+        }
         Destination::InPlace => Some(config.model.display().to_string()),
     };
     let mut report = Report::new(
@@ -373,12 +389,16 @@ pub fn planned_files(
     let mut files = Vec::new();
     match destination {
         Destination::DryRun => {}
-        Destination::Path(dest) => {
+        Destination::Path(dest) | Destination::PathWithData { path: dest, .. } => {
+            let renamed = match destination {
+                Destination::PathWithData { data_name, .. } => Some(data_name.as_str()),
+                _ => None,
+            };
             let dest = absolute(dest);
             let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
             for i in 0..model.tensors().len() {
                 if let Some((location, _)) = external(i) {
-                    sides.insert(dir.join(location));
+                    sides.insert(dir.join(renamed.unwrap_or(location)));
                 }
             }
             files.push(dest);

@@ -61,9 +61,11 @@ pub(crate) struct InspectArgs {
     #[arg(long, value_name = "[NAME=]DIMS", value_parser = parse_input_shape)]
     input_shape: Vec<(Option<String>, Vec<usize>)>,
 
-    /// Draw activation std per layer (with --forward) and weight std against the recommended
-    /// std into an SVG file (needs the `forward` feature).
-    #[arg(long, value_name = "FILE.svg")]
+    /// Draw the report into FILE.svg or FILE.png (by the extension): per layer, activation
+    /// std and distribution (with --forward, before and after with --compare), dead ReLU and
+    /// saturated fractions, and weight std against the recommended std, over the healthy
+    /// bands (needs the `forward` feature).
+    #[arg(long, value_name = "FILE.svg|FILE.png")]
     plot: Option<PathBuf>,
 
     /// Print no table and no notes: only errors (and the JSON document with --json).
@@ -91,6 +93,24 @@ pub(crate) struct InspectArgs {
     /// Fan convention of the recommended std.
     #[arg(long, value_enum, default_value_t = Compat::True)]
     compat: Compat,
+}
+
+/// The picture `--plot` writes, by the file's extension (either case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PlotFormat {
+    Svg,
+    Png,
+}
+
+impl PlotFormat {
+    fn of(path: &std::path::Path) -> Option<PlotFormat> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "svg" => Some(PlotFormat::Svg),
+            "png" => Some(PlotFormat::Png),
+            _ => None,
+        }
+    }
 }
 
 /// Which verdicts make `inspect` exit with [`EXIT_FLAGGED`].
@@ -163,19 +183,14 @@ impl InspectArgs {
     /// The library's options, or the message of a usage error: the thresholds must be in order,
     /// and `--compare`'s rules must parse (it implies the forward pass).
     fn options(&self) -> Result<InspectOptions, String> {
-        if let Some(p) = &self.plot {
-            let ext = p
-                .extension()
-                .and_then(|e| e.to_str())
-                .map(str::to_ascii_lowercase);
-            if ext.as_deref() != Some("svg") {
-                // Not SVG bytes under another name: the picture is SVG only (for now).
-                return Err(format!(
-                    "--plot {}: the plot is written as SVG; name the file FILE.svg (for a PNG, \
-                     convert it, e.g. `rsvg-convert -w 1100 FILE.svg -o FILE.png`)",
-                    p.display()
-                ));
-            }
+        if let Some(p) = &self.plot
+            && PlotFormat::of(p).is_none()
+        {
+            return Err(format!(
+                "--plot {}: the plot is written as SVG or PNG; name the file FILE.svg or \
+                 FILE.png",
+                p.display()
+            ));
         }
         if !cfg!(feature = "forward") {
             let asked: Vec<&str> = [
@@ -240,6 +255,21 @@ pub(crate) fn run(args: &InspectArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Some(path) = &args.plot {
+        // Said before the run (which may take a while), in the user's words.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        if !dir.is_dir() {
+            return fail(&format_args!(
+                "--plot {}: the folder {} does not exist (create it first, or choose another \
+                 path)",
+                path.display(),
+                dir.display()
+            ));
+        }
+    }
     let quiet = args.quiet || args.json;
     let threads = args.threads.map(usize::from);
     // Ctrl-C, SIGTERM and SIGHUP exit at once (nothing is written until the plot).
@@ -280,7 +310,11 @@ pub(crate) fn run(args: &InspectArgs) -> ExitCode {
     if let Some(path) = &args.plot {
         // A signal while the plot is written waits for it (no half-written file).
         let _writing = crate::rewrite::hold_exit();
-        if let Err(e) = inspect::plot::write_svg(path, &report) {
+        let written = match PlotFormat::of(path) {
+            Some(PlotFormat::Png) => write_png(path, &report),
+            _ => inspect::plot::write_svg(path, &report),
+        };
+        if let Err(e) = written {
             return fail(&e);
         }
         output::note(INSPECT, quiet, format_args!("wrote {}", path.display()));
@@ -289,6 +323,21 @@ pub(crate) fn run(args: &InspectArgs) -> ExitCode {
         ExitCode::from(EXIT_FLAGGED)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Writes the PNG plot (built with the `png` feature, which `forward` enables; without
+/// `forward`, `--plot` is refused before the run).
+fn write_png(path: &std::path::Path, report: &InspectReport) -> Result<(), String> {
+    #[cfg(feature = "png")]
+    return inspect::plot::write_png(path, report);
+    #[cfg(not(feature = "png"))]
+    {
+        let _ = report;
+        Err(format!(
+            "--plot {}: this onnx-reinit was built without PNG support (the `png` feature)",
+            path.display()
+        ))
     }
 }
 

@@ -51,6 +51,19 @@ pub(crate) fn run_error(e: &crate::pipeline::RunError) -> String {
              model itself, or -o another file)",
             file.display()
         ),
+        RunError::Model(Error::SideFileIsInput {
+            file,
+            model,
+            tensor,
+            ..
+        }) => format!(
+            "{}: the output's external data file would overwrite the input's ({} reads tensor \
+             {tensor:?} from it, and the output model keeps its data under the same name beside \
+             itself): name the output's data file with --data-name NAME, write the output \
+             into another folder (-o DIR/), or re-initialize the model itself with --in-place",
+            file.display(),
+            model.display()
+        ),
         RunError::Model(Error::Malformed {
             file, offset, what, ..
         }) if !starts_like_onnx(file) => format!(
@@ -137,21 +150,58 @@ pub(crate) fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map_or(0, |m| m.len())
 }
 
-/// A one-line progress bar on stderr, redrawn at most once per percent.
+/// A one-line progress bar on stderr, redrawn at most once per percent, and on the rewrite's
+/// pulses (calls with 0 bytes while no piece finishes, see [`crate::rewrite::ProgressFn`]) with
+/// a turning wheel and the seconds since the last piece, so that a long orthogonal fill does
+/// not look like a hang.
 pub(crate) fn progress_bar() -> Arc<crate::rewrite::ProgressFn> {
     let done = AtomicU64::new(0);
     let last = AtomicU64::new(u64::MAX);
+    let began = std::time::Instant::now();
+    // Milliseconds from `began` to the last piece, and the pulses since.
+    let moved = AtomicU64::new(0);
+    let pulses = AtomicU64::new(0);
     Arc::new(move |bytes: u64, total: u64| {
         let now = done.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let pct = (now.min(total) * 100).checked_div(total).unwrap_or(100);
-        if last.swap(pct, Ordering::Relaxed) != pct {
+        let bar = |pct: u64| {
             let filled = (pct / 4) as usize;
-            eprint!(
+            format!(
                 "\r[{}{}] {pct:3}% {:.0}/{:.0} MB",
                 "#".repeat(filled),
                 " ".repeat(25 - filled),
                 now as f64 / 1e6,
                 total as f64 / 1e6
+            )
+        };
+        if bytes == 0 {
+            if pct < 100 {
+                let k = pulses.fetch_add(1, Ordering::Relaxed);
+                let waited = began
+                    .elapsed()
+                    .saturating_sub(std::time::Duration::from_millis(
+                        moved.load(Ordering::Relaxed),
+                    ))
+                    .as_secs();
+                let wheel = ['|', '/', '-', '\\'][(k % 4) as usize];
+                // Trailing spaces clear a longer earlier text.
+                eprint!("{} {wheel} computing ({waited} s)   ", bar(pct));
+                BAR_OPEN.store(true, Ordering::Relaxed);
+            }
+            return;
+        }
+        moved.store(began.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let was = last.swap(pct, Ordering::Relaxed);
+        let pulsed = pulses.swap(0, Ordering::Relaxed) > 0;
+        if was != pct || pulsed {
+            eprint!(
+                "{}{}",
+                bar(pct),
+                if pulsed {
+                    " ".repeat(24)
+                } else {
+                    String::new()
+                }
             );
             if pct == 100 {
                 eprintln!();

@@ -39,6 +39,12 @@ pub(crate) struct RewriteArgs {
     #[arg(long)]
     force: bool,
 
+    /// The output's external data file, relative to the output's folder [default: the input's
+    /// data file names]: for an output beside the input, whose data file would otherwise
+    /// overwrite the input's. The model's external data must be in one file.
+    #[arg(long, value_name = "NAME", conflicts_with = "in_place")]
+    data_name: Option<String>,
+
     /// Print the plan and write nothing (also with -o or --in-place: add it to any command to
     /// preview it).
     #[arg(long)]
@@ -196,6 +202,11 @@ impl RewriteArgs {
             Destination::DryRun
         } else if self.in_place {
             Destination::InPlace
+        } else if let Some(data_name) = self.data_name {
+            Destination::PathWithData {
+                path: real.clone(),
+                data_name,
+            }
         } else {
             Destination::Path(real.clone())
         };
@@ -262,7 +273,9 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if let Destination::Path(out) = &config.destination {
+    if let Destination::Path(out) | Destination::PathWithData { path: out, .. } =
+        &config.destination
+    {
         // Said here in the user's words; the library would name the temporary file it cannot
         // create in the missing folder.
         let dir = match out.parent() {
@@ -283,7 +296,7 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
     // Ctrl-C (and SIGTERM, SIGHUP) exits at once before anything is written, and stops a
     // rewrite at its next piece, which then removes its temporary files (see `cancel`).
     let file = match &config.destination {
-        Destination::Path(p) => p.clone(),
+        Destination::Path(p) | Destination::PathWithData { path: p, .. } => p.clone(),
         _ => config.model.clone(),
     };
     config.cancel = super::cancel::install(move || {

@@ -312,7 +312,9 @@ pub fn run(
         Some(ropts) => {
             rewrite::rewrite(&model, &filler.targets(), &scaled, &ropts)?;
             Some(match &config.destination {
-                Destination::Path(p) => p.display().to_string(),
+                Destination::Path(p) | Destination::PathWithData { path: p, .. } => {
+                    p.display().to_string()
+                }
                 _ => config.model.display().to_string(),
             })
         }

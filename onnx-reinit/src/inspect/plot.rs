@@ -1,5 +1,7 @@
-//! `inspect --plot FILE.svg`: the report drawn with plotters' SVG backend (no system libraries,
-//! no fonts needed: text is left to the SVG viewer).
+//! `inspect --plot FILE.svg` / `FILE.png`: the report drawn with plotters, on its SVG backend
+//! (text left to the SVG viewer) or, with the `png` feature, on its bitmap backend encoded as a
+//! PNG; one drawing for both. With `png`, text is measured and rasterised with the DejaVu Sans
+//! font shipped in `font/` (no system font library): the SVG's layout then uses the same metrics.
 //!
 //! Panels, stacked, each with the layers' or weights' names on the x axis (graph order):
 //! - with `--forward`, the **activation std** of every recorded layer output, log scale, one
@@ -534,48 +536,141 @@ fn draw_fractions<DB: DrawingBackend>(
     legend(&mut chart)
 }
 
-/// The report drawn as an SVG document.
-pub fn svg(report: &InspectReport) -> Result<String, String> {
-    let panels = all_panels(report);
-    let height = 60 + 480 * panels.len().max(1) as u32;
-    let mut buf = String::new();
-    {
-        let root = SVGBackend::with_string(&mut buf, (1100, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err)?;
-        let title = format!(
-            "onnx-reinit inspect: {}",
-            elide_middle(&report.model, crate::table::MAX_CELL)
-        );
-        let root = root.titled(&title, ("sans-serif", 22)).map_err(draw_err)?;
-        if panels.is_empty() {
-            root.draw(&Text::new(
-                "nothing to plot: no weights with a recommended scheme and no forward pass",
-                (20, 40),
-                ("sans-serif", 16),
-            ))
-            .map_err(draw_err)?;
-        } else {
-            let areas = root.split_evenly((panels.len(), 1));
-            let mut color = 0;
-            for (area, panel) in areas.iter().zip(&panels) {
-                match panel {
-                    Panel::Std(p) => {
-                        draw_std(area, p, color)?;
-                        color += p.curves.len();
-                    }
-                    Panel::Boxes { names, runs } => draw_boxes(area, names, runs)?,
-                    Panel::Fractions { names, runs } => draw_fractions(area, names, runs)?,
+/// Width of the picture, in pixels (SVG user units).
+const WIDTH: u32 = 1100;
+
+/// Height of the picture: a title strip and one band of 480 pixels per panel.
+fn height(panels: usize) -> u32 {
+    60 + 480 * panels.max(1) as u32
+}
+
+/// Draws the whole report on `root` (any backend: the SVG and the PNG are the same drawing).
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    report: &InspectReport,
+    panels: &[Panel],
+) -> Result<(), String> {
+    root.fill(&WHITE).map_err(draw_err)?;
+    let title = format!(
+        "onnx-reinit inspect: {}",
+        elide_middle(&report.model, crate::table::MAX_CELL)
+    );
+    let root = root.titled(&title, ("sans-serif", 22)).map_err(draw_err)?;
+    if panels.is_empty() {
+        root.draw(&Text::new(
+            "nothing to plot: no weights with a recommended scheme and no forward pass",
+            (20, 40),
+            ("sans-serif", 16),
+        ))
+        .map_err(draw_err)?;
+    } else {
+        let areas = root.split_evenly((panels.len(), 1));
+        let mut color = 0;
+        for (area, panel) in areas.iter().zip(panels) {
+            match panel {
+                Panel::Std(p) => {
+                    draw_std(area, p, color)?;
+                    color += p.curves.len();
                 }
+                Panel::Boxes { names, runs } => draw_boxes(area, names, runs)?,
+                Panel::Fractions { names, runs } => draw_fractions(area, names, runs)?,
             }
         }
-        root.present().map_err(draw_err)?;
     }
+    root.present().map_err(draw_err)
+}
+
+/// The report drawn as an SVG document.
+pub fn svg(report: &InspectReport) -> Result<String, String> {
+    #[cfg(feature = "png")]
+    register_font();
+    let panels = all_panels(report);
+    let mut buf = String::new();
+    draw(
+        &SVGBackend::with_string(&mut buf, (WIDTH, height(panels.len()))).into_drawing_area(),
+        report,
+        &panels,
+    )?;
     Ok(buf)
 }
 
-/// Writes [`svg`] to `path`.
+/// Writes [`svg`] to `path` (see [`write_whole`]).
 pub fn write_svg(path: &std::path::Path, report: &InspectReport) -> Result<(), String> {
-    let text = svg(report)?;
-    std::fs::write(path, text)
-        .map_err(|e| format!("{}: cannot write the plot: {e}", path.display()))
+    write_whole(path, svg(report)?.as_bytes())
+}
+
+/// Writes `bytes` to `path` through a temporary file in its folder renamed over it, so that a
+/// full disk or a crash leaves the old file or none, never a truncated picture.
+pub fn write_whole(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let err = |e: std::io::Error| format!("{}: cannot write the plot: {e}", path.display());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    // Created with mode 0666 less the umask, as a plain create would (not a temporary file's
+    // private 0600).
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
+}
+
+/// The font every text of the plot is drawn with: DejaVu Sans, shipped beside this file with
+/// its licence (`font/LICENSE`), so that a PNG looks the same on every machine and needs no
+/// system font library.
+#[cfg(feature = "png")]
+static FONT: &[u8] = include_bytes!("font/DejaVuSans.ttf");
+
+/// Registers [`FONT`] as plotters' `sans-serif`. With plotters' `ab_glyph` text renderer, a
+/// family must be registered before any backend (the SVG's too: it measures text with the same
+/// font for its layout) can use it.
+#[cfg(feature = "png")]
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // The file is part of the binary: it parses, or no test passes.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+/// The report drawn as a PNG picture (8-bit RGB, 1100 pixels wide, 480 pixels per panel),
+/// the same drawing as [`svg`] rasterised with plotters' bitmap backend and encoded with the
+/// `png` crate.
+#[cfg(feature = "png")]
+pub fn png(report: &InspectReport) -> Result<Vec<u8>, String> {
+    register_font();
+    let panels = all_panels(report);
+    let (w, h) = (WIDTH, height(panels.len()));
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    draw(
+        &BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area(),
+        report,
+        &panels,
+    )?;
+    let mut out = Vec::new();
+    let mut enc = ::png::Encoder::new(&mut out, w, h);
+    enc.set_color(::png::ColorType::Rgb);
+    enc.set_depth(::png::BitDepth::Eight);
+    enc.set_compression(::png::Compression::Fast);
+    let mut writer = enc
+        .write_header()
+        .map_err(|e| format!("encoding the PNG: {e}"))?;
+    writer
+        .write_image_data(&rgb)
+        .map_err(|e| format!("encoding the PNG: {e}"))?;
+    writer
+        .finish()
+        .map_err(|e| format!("encoding the PNG: {e}"))?;
+    Ok(out)
+}
+
+/// Writes [`png()`] to `path` (see [`write_whole`]).
+#[cfg(feature = "png")]
+pub fn write_png(path: &std::path::Path, report: &InspectReport) -> Result<(), String> {
+    write_whole(path, &png(report)?)
 }

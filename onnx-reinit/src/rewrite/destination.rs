@@ -291,8 +291,9 @@ impl Rewriter<'_> {
     }
 
     /// To a new path: every side file of the model, copied beside `dest` under its relative
-    /// location (with its targets patched); and the metadata of every input file (the model's,
-    /// `model_meta`, first), which no output may be.
+    /// location, or under [`super::RewriteOptions::data_name`] when given (with its targets
+    /// patched); and the metadata of every input file (the model's, `model_meta`, first), which
+    /// no output may be.
     pub(super) fn sides_beside(
         &self,
         dest: &Path,
@@ -303,15 +304,24 @@ impl Rewriter<'_> {
         let mut sides: BTreeMap<PathBuf, SideFile> = BTreeMap::new();
         let mut inputs = vec![model_meta];
         let target_set: HashSet<usize> = targets.iter().copied().collect();
+        let renamed = match &self.opts.data_name {
+            Some(name) => Some(self.checked_data_name(name)?),
+            None => None,
+        };
         for (i, t) in self.model.tensors().iter().enumerate() {
             if let Storage::External(ext) = &t.storage {
                 let (location, path) = (&ext.location, &ext.path);
-                let rel = external::checked_relative(location).map_err(|what| Error::External {
-                    file: self.file(),
-                    tensor: t.name.to_string(),
-                    offset: t.offset as u64,
-                    what,
-                })?;
+                let rel = match &renamed {
+                    Some(rel) => rel.as_path(),
+                    None => {
+                        external::checked_relative(location).map_err(|what| Error::External {
+                            file: self.file(),
+                            tensor: t.name.to_string(),
+                            offset: t.offset as u64,
+                            what,
+                        })?
+                    }
+                };
                 let side = sides.entry(dest_dir.join(rel)).or_insert_with(|| SideFile {
                     src: path.clone(),
                     targets: Vec::new(),
@@ -328,20 +338,82 @@ impl Rewriter<'_> {
         Ok((sides, inputs))
     }
 
-    /// Refuses a new output (the model's, `dest`, or a side file's) that is one of the `inputs`,
-    /// a folder, or an existing file without force, and a side file whose destination is `dest`.
+    /// `name` as a relative path for the output's one external data file: refused when it is
+    /// not a plain relative path, or when the model keeps its external data in several files
+    /// (which one file cannot hold at their offsets).
+    fn checked_data_name(&self, name: &str) -> Result<PathBuf, Error> {
+        let refuse = |what: String| Error::DataName {
+            file: self.file(),
+            name: name.to_owned(),
+            what,
+        };
+        let rel = external::checked_relative(name)
+            .map_err(refuse)?
+            .to_path_buf();
+        let mut files: Vec<&str> = self
+            .model
+            .tensors()
+            .iter()
+            .filter_map(|t| match &t.storage {
+                Storage::External(ext) => Some(ext.location.as_str()),
+                _ => None,
+            })
+            .collect();
+        files.sort_unstable();
+        files.dedup();
+        // Two spellings of one file (`a.bin`, `./a.bin`) are one file.
+        let mut paths: Vec<&Path> = self
+            .model
+            .tensors()
+            .iter()
+            .filter_map(|t| match &t.storage {
+                Storage::External(ext) => Some(ext.path.as_path()),
+                _ => None,
+            })
+            .collect();
+        paths.sort_unstable();
+        paths.dedup();
+        match paths.len() {
+            0 => Err(refuse("the model has no external data".into())),
+            1 => Ok(rel),
+            n => Err(refuse(format!(
+                "the model keeps its external data in {n} files ({}), which one file cannot \
+                 hold at their offsets",
+                files.join(", ")
+            ))),
+        }
+    }
+
+    /// Refuses a new output (the model's, `dest`, or a side file's: [`Error::SideFileIsInput`])
+    /// that is one of the `inputs`, a folder, or an existing file without force, and a side file
+    /// whose destination is `dest`.
     pub(super) fn check_new_outputs(
         &self,
         dest: &Path,
         sides: &BTreeMap<PathBuf, SideFile>,
         inputs: &[Metadata],
     ) -> Result<(), Error> {
-        let check = |d: &Path| -> Result<(), Error> {
+        // `side`: the side file written to `d`, whose collision with an input is said as such.
+        let check = |d: &Path, side: Option<&SideFile>| -> Result<(), Error> {
             match fs::metadata(d) {
                 Ok(m) => {
                     if inputs.iter().any(|im| same_file(im, &m)) {
-                        return Err(Error::OutputIsInput {
-                            file: d.to_path_buf(),
+                        return Err(match side {
+                            Some(side) => {
+                                let t = &self.model.tensors()[side.tensor];
+                                Error::SideFileIsInput {
+                                    file: d.to_path_buf(),
+                                    model: self.file(),
+                                    tensor: t.name.to_string(),
+                                    location: match &t.storage {
+                                        Storage::External(ext) => ext.location.clone(),
+                                        _ => String::new(),
+                                    },
+                                }
+                            }
+                            None => Error::OutputIsInput {
+                                file: d.to_path_buf(),
+                            },
                         });
                     }
                     check_replaceable(d, &m)?;
@@ -355,7 +427,7 @@ impl Rewriter<'_> {
                 Err(_) => Ok(()),
             }
         };
-        check(dest)?;
+        check(dest, None)?;
         for (side_dest, side) in sides {
             if side_dest == dest {
                 return Err(Error::OutputIsSideFile {
@@ -364,7 +436,7 @@ impl Rewriter<'_> {
                     tensor: self.model.tensors()[side.tensor].name.to_string(),
                 });
             }
-            check(side_dest)?;
+            check(side_dest, Some(side))?;
         }
         Ok(())
     }

@@ -339,15 +339,83 @@ impl Rewriter<'_> {
         Ok(())
     }
 
-    /// Builds the splices of the main file: each varint target's field, and the length prefix of
-    /// every enclosing message whose body length changed.
-    pub(super) fn reframe(&self, layout: &mut FileLayout) -> Result<(), Error> {
-        if layout.varint.is_empty() {
+    /// The splices that point every external tensor of the model at `name` (see
+    /// [`super::RewriteOptions::data_name`]): each `external_data` entry whose key is `location`
+    /// re-encoded with the new value, with the frame of the tensor holding it.
+    pub(super) fn relocations(&self, name: &str) -> Result<Vec<(usize, Splice)>, Error> {
+        let bytes = self.model.bytes();
+        let frames = &self.model.scan.frames;
+        let malformed = |e: wire::WireError| Error::Inconsistent {
+            file: self.file(),
+            what: format!("re-reading an external_data entry: {e:?}"),
+        };
+        let mut entry = Vec::new();
+        // StringStringEntryProto { key = 1: "location", value = 2: name }.
+        let put_string = |field: u8, s: &str, out: &mut Vec<u8>| {
+            out.push(field << 3 | 2);
+            wire::put_varint(s.len() as u64, out);
+            out.extend_from_slice(s.as_bytes());
+        };
+        let mut body = Vec::new();
+        put_string(1, "location", &mut body);
+        put_string(2, name, &mut body);
+        entry.push(13 << 3 | 2);
+        wire::put_varint(body.len() as u64, &mut entry);
+        entry.extend_from_slice(&body);
+        let mut splices = Vec::new();
+        for t in self.model.tensors() {
+            if !matches!(t.storage, Storage::External(_)) {
+                continue;
+            }
+            let mut r = wire::Reader::sub(bytes, frames[t.frame].body.clone());
+            while let Some(f) = r.next_field().map_err(malformed)? {
+                if f.number != 13 {
+                    continue;
+                }
+                let mut er = wire::Reader::sub(bytes, f.len_body().map_err(malformed)?);
+                let mut is_location = false;
+                while let Some(kf) = er.next_field().map_err(malformed)? {
+                    if kf.number == 1 {
+                        is_location = &bytes[kf.len_body().map_err(malformed)?] == b"location";
+                    }
+                }
+                if is_location {
+                    splices.push((
+                        t.frame,
+                        Splice {
+                            input: f.start as u64..f.end as u64,
+                            new_len: entry.len() as u64,
+                            bytes: Some(entry.clone()),
+                            varint: None,
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(splices)
+    }
+
+    /// Builds the splices of the main file: each varint target's field, the `relocated`
+    /// entries (with the frame holding each), and the length prefix of every enclosing message
+    /// whose body length changed.
+    pub(super) fn reframe(
+        &self,
+        layout: &mut FileLayout,
+        relocated: Vec<(usize, Splice)>,
+    ) -> Result<(), Error> {
+        if layout.varint.is_empty() && relocated.is_empty() {
             return Ok(());
         }
         let frames = &self.model.scan.frames;
         let ancestors = |f: usize| std::iter::successors(Some(f), |&f| frames[f].parent);
         let mut delta: HashMap<usize, i64> = HashMap::new();
+        for (frame, splice) in relocated {
+            let d = splice.new_len as i64 - (splice.input.end - splice.input.start) as i64;
+            for f in ancestors(frame) {
+                *delta.entry(f).or_insert(0) += d;
+            }
+            layout.splices.push(splice);
+        }
         for (k, v) in layout.varint.iter().enumerate() {
             let body_len: u64 = v.piece_lens.iter().sum();
             let new_len = v.new_prefix.len() as u64 + body_len;

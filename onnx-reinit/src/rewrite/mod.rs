@@ -78,8 +78,15 @@ pub const DEFAULT_PIECE_ELEMS: usize = 1 << 18;
 /// piece is a whole number of generator chunks).
 pub const PIECE_ALIGN: usize = 1 << 16;
 
-/// Progress callback: `(bytes just done, total bytes to write)`.
+/// Progress callback: `(bytes just done, total bytes to write)`, from any thread.
+///
+/// The rewrite calls it after each piece of work and, while no piece finishes, with 0 bytes
+/// every [`PULSE`]: a whole-tensor fill (orthogonal, whose QR is one computation on the whole
+/// matrix, not pieces; eye, dirac, gate blocks) holds the workers that wait for it, for seconds
+/// on a large matrix, and a display must still be able to show that the work goes on.
 pub type ProgressFn = dyn Fn(u64, u64) + Send + Sync;
+
+pub use parallel::PULSE;
 
 /// Options of [`rewrite`].
 #[derive(Clone)]
@@ -96,6 +103,12 @@ pub struct RewriteOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Called after each piece of work with the bytes it wrote and the total to write.
     pub progress: Option<Arc<ProgressFn>>,
+    /// With [`OutputTarget::Path`]: the name of the output's external data file, relative to
+    /// the output's folder, instead of the input's `location`s. The model's external data must
+    /// be in one file; every `location` entry of the output model is rewritten to this name
+    /// (the tensors' offsets and lengths stay: the file is a copy of the input's). `None`: each
+    /// side file keeps its location.
+    pub data_name: Option<String>,
 }
 
 impl RewriteOptions {
@@ -107,6 +120,7 @@ impl RewriteOptions {
             piece_elems: DEFAULT_PIECE_ELEMS,
             cancel: None,
             progress: None,
+            data_name: None,
         }
     }
 }
@@ -119,6 +133,7 @@ impl fmt::Debug for RewriteOptions {
             .field("piece_elems", &self.piece_elems)
             .field("cancel", &self.cancel)
             .field("progress", &self.progress.as_ref().map(|_| "Fn"))
+            .field("data_name", &self.data_name)
             .finish()
     }
 }
@@ -303,7 +318,11 @@ impl<'a> Rewriter<'a> {
         let mut layouts = self.lay_out_files(targets, created)?;
         if let Some(m) = layouts.iter().position(|l| l.output.is_model) {
             self.measure_varints(&mut layouts[m])?;
-            self.reframe(&mut layouts[m])?;
+            let relocated = match &self.opts.data_name {
+                Some(name) => self.relocations(name)?,
+                None => Vec::new(),
+            };
+            self.reframe(&mut layouts[m], relocated)?;
         }
         for layout in &layouts {
             layout
@@ -349,6 +368,13 @@ impl<'a> Rewriter<'a> {
         // Side files, keyed by destination path.
         let sides = match &self.opts.output {
             OutputTarget::InPlace => {
+                if let Some(name) = &self.opts.data_name {
+                    return Err(Error::DataName {
+                        file: self.file(),
+                        name: name.clone(),
+                        what: "in place, the external data files keep their names".into(),
+                    });
+                }
                 let canonical = model
                     .path()
                     .canonicalize()

@@ -2,6 +2,8 @@
 
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
@@ -33,6 +35,10 @@ enum Work {
     Splice { file: usize, splice: usize },
 }
 
+/// How long the progress callback may go without a call while a rewrite runs: after this
+/// long without a finished work item it is called with 0 bytes.
+pub const PULSE: Duration = Duration::from_millis(250);
+
 /// Bytes copied per work item: large enough to amortize a syscall, small enough to bound memory.
 const COPY_CHUNK: u64 = 4 << 20;
 
@@ -63,20 +69,52 @@ impl Rewriter<'_> {
 
     /// Does every work item of `layouts` in parallel, stopping at the first error or at a
     /// cancellation, and reporting progress against `total` bytes.
+    ///
+    /// With a progress callback, a pulse thread calls it with 0 bytes every [`PULSE`] in which
+    /// no work item finished (see [`super::ProgressFn`]): a whole-tensor fill (an orthogonal
+    /// matrix's QR, which is one computation, not pieces) can hold every worker for seconds.
     pub(super) fn execute(&self, layouts: &[FileLayout], total: u64) -> Result<(), Error> {
         let work = self.work_items(layouts);
         if self.cancelled() {
             return Err(Error::Cancelled { file: self.dest() });
         }
-        work.par_iter().try_for_each_init(Scratch::default, |s, w| {
-            if self.cancelled() {
-                return Err(Error::Cancelled { file: self.dest() });
+        let start = Instant::now();
+        // Milliseconds from `start` to the last report, and whether the work is over.
+        let last = AtomicU64::new(0);
+        let over = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let pulse = self.opts.progress.as_ref().map(|p| {
+                let (last, over) = (&last, &over);
+                scope.spawn(move || {
+                    while !over.load(Ordering::Acquire) {
+                        std::thread::park_timeout(PULSE);
+                        let now = start.elapsed().as_millis() as u64;
+                        if !over.load(Ordering::Acquire)
+                            && now.saturating_sub(last.load(Ordering::Relaxed))
+                                >= PULSE.as_millis() as u64
+                        {
+                            last.store(now, Ordering::Relaxed);
+                            p(0, total);
+                        }
+                    }
+                })
+            });
+            let result = work.par_iter().try_for_each_init(Scratch::default, |s, w| {
+                if self.cancelled() {
+                    return Err(Error::Cancelled { file: self.dest() });
+                }
+                let done = self.do_work(layouts, *w, s)?;
+                if let Some(p) = &self.opts.progress {
+                    last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    p(done, total);
+                }
+                Ok(())
+            });
+            over.store(true, Ordering::Release);
+            if let Some(t) = pulse {
+                t.thread().unpark();
             }
-            let done = self.do_work(layouts, *w, s)?;
-            if let Some(p) = &self.opts.progress {
-                p(done, total);
-            }
-            Ok(())
+            result
         })
     }
 

@@ -663,19 +663,90 @@ fn forward_flags_without_the_feature_exit_2_on_stderr() {
 }
 
 #[test]
-fn plot_files_other_than_svg_are_refused() {
+fn plot_files_other_than_svg_or_png_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture("mlp_relu_tanh.onnx");
-    let png = dir.path().join("p.png");
+    let jpg = dir.path().join("p.jpg");
     let o = run(&[
         "inspect",
         input.to_str().unwrap(),
         "--plot",
-        png.to_str().unwrap(),
+        jpg.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("FILE.svg"), "{}", text(&o.stderr));
-    assert!(!png.exists());
+    let err = text(&o.stderr);
+    assert!(err.contains("FILE.svg or FILE.png"), "{err}");
+    assert!(!jpg.exists());
+}
+
+/// A plot into a missing folder is refused before the run, naming the folder (exit 1, as the
+/// rewrite's missing output folder).
+#[cfg(feature = "forward")]
+#[test]
+fn plot_into_a_missing_folder_is_refused_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("mlp_relu_tanh.onnx");
+    for name in ["p.svg", "p.png"] {
+        let plot = dir.path().join("missing").join(name);
+        let o = run(&[
+            "inspect",
+            input.to_str().unwrap(),
+            "--plot",
+            plot.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        let err = text(&o.stderr);
+        assert!(
+            err.contains("--plot") && err.contains("missing") && err.contains("does not exist"),
+            "{err}"
+        );
+        assert!(
+            o.stdout.is_empty(),
+            "{name}: nothing printed before the refusal"
+        );
+        assert!(!plot.exists());
+    }
+}
+
+/// `--plot FILE.png` from the command line: a PNG file (signature, size) and the usual note.
+#[cfg(feature = "forward")]
+#[test]
+fn plot_png_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture("mlp_relu_tanh.onnx");
+    let plot = dir.path().join("p.PNG");
+    let o = run(&[
+        "inspect",
+        input.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("wrote"), "{}", text(&o.stderr));
+    let bytes = std::fs::read(&plot).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    // Written through a temporary file, yet with a plain file's mode: 0666 less the umask
+    // (the child's is this process's, read from /proc).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let umask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|u| u32::from_str_radix(u.trim(), 8).unwrap())
+        .unwrap();
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&plot).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o666 & !umask, "{mode:o}");
+    assert!(
+        dir.path().read_dir().unwrap().count() == 1,
+        "no temporary file left"
+    );
+    let info = png::Decoder::new(std::io::Cursor::new(&bytes))
+        .read_info()
+        .unwrap()
+        .info()
+        .clone();
+    // No forward pass: the weight panel alone.
+    assert_eq!((info.width, info.height), (1100, 60 + 480));
 }
 
 #[test]
@@ -1018,6 +1089,211 @@ fn files_under(dir: &Path) -> Vec<String> {
     }
     v.sort();
     v
+}
+
+/// `-o` beside the input of a model with external data: the output would copy `w.bin` over
+/// the input's own `w.bin`. Refused before anything is written, said in the user's words with
+/// the ways out, which then work.
+#[test]
+fn output_whose_external_data_would_overwrite_the_inputs_is_refused_with_a_way_out() {
+    let dir = tempfile::Builder::new().prefix("work").tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("w.bin"), f32_bytes(&[1.0; 4])).unwrap();
+    let g = graph(
+        &[node("mm", "MatMul", &["x", "W"], &["y"], &[])],
+        &[tensor(
+            "W",
+            &[2, 2],
+            FLOAT,
+            &Payload::external("w.bin", None, None),
+        )],
+        &["x"],
+        &["y"],
+    );
+    let input = src.join("m.onnx");
+    std::fs::write(&input, model_proto("test", None, &g)).unwrap();
+    let before = files_under(&src);
+    let data_before = std::fs::read(src.join("w.bin")).unwrap();
+    let out = src.join("m2.onnx");
+    let o = run(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    for part in [
+        "w.bin",
+        "external data file would overwrite the input's",
+        "\"W\"",
+        "--data-name NAME",
+        "-o DIR/",
+        "--in-place",
+    ] {
+        assert!(err.contains(part), "{part:?} in {err}");
+    }
+    assert!(!err.contains(".tmp"), "{err}");
+    assert!(
+        o.stdout.is_empty(),
+        "nothing printed as done: {}",
+        text(&o.stdout)
+    );
+    assert_eq!(files_under(&src), before, "nothing written");
+    assert_eq!(std::fs::read(src.join("w.bin")).unwrap(), data_before);
+    // The ways out: another folder, or the model itself.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        &format!("{}/", other.display()),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(other.join("m.onnx").exists() && other.join("w.bin").exists());
+    let o = run(&[input.to_str().unwrap(), "--in-place"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_ne!(std::fs::read(src.join("w.bin")).unwrap(), data_before);
+}
+
+/// `--data-name NAME`: the output beside the input keeps its data in NAME; its tensors point
+/// there at their offsets, its values are those of a plain copy to another folder, and the
+/// input's data file is untouched. Refused: several data files, a path out of the folder, in
+/// place.
+#[test]
+fn data_name_gives_the_output_its_own_data_file() {
+    let dir = tempfile::Builder::new().prefix("work").tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // W at offset 0, B at offset 16 of one file; a small inline tensor too.
+    let mut data = f32_bytes(&[1.0; 4]);
+    data.extend(f32_bytes(&[0.5; 2]));
+    std::fs::write(src.join("w.bin"), &data).unwrap();
+    let g = graph(
+        &[node("gemm", "Gemm", &["x", "W", "B"], &["y"], &[])],
+        &[
+            tensor(
+                "W",
+                &[2, 2],
+                FLOAT,
+                &Payload::external("w.bin", Some(0), Some(16)),
+            ),
+            tensor(
+                "B",
+                &[2],
+                FLOAT,
+                &Payload::external("w.bin", Some(16), Some(8)),
+            ),
+        ],
+        &["x"],
+        &["y"],
+    );
+    let input = src.join("m.onnx");
+    std::fs::write(&input, model_proto("test", None, &g)).unwrap();
+    let out = src.join("m2.onnx");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--data-name",
+        "m2.bin",
+        "--rule",
+        "B=normal(0.1)",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: Report = serde_json::from_slice(&o.stdout).unwrap();
+    let abs = |p: &Path| std::path::absolute(p).unwrap().display().to_string();
+    let mut listed = report.files_written.clone();
+    listed.sort();
+    assert_eq!(listed, [abs(&src.join("m2.bin")), abs(&out)]);
+    assert_eq!(
+        std::fs::read(src.join("w.bin")).unwrap(),
+        data,
+        "input data kept"
+    );
+    // The same run into another folder keeps the name: the values must be the same bytes.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        &format!("{}/", other.display()),
+        "--rule",
+        "B=normal(0.1)",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let reference = std::fs::read(other.join("w.bin")).unwrap();
+    assert_ne!(reference, data);
+    assert_eq!(std::fs::read(src.join("m2.bin")).unwrap(), reference);
+    // The output model loads, and each tensor points to m2.bin at its own offset.
+    let m = LoadedModel::open(&out).unwrap();
+    let canon = src.join("m2.bin").canonicalize().unwrap();
+    for (name, offset, length) in [("W", 0, 16), ("B", 16, 8)] {
+        let t = m.tensors().iter().find(|t| t.name == name).unwrap();
+        match &t.storage {
+            onnx_reinit::onnx::model::Storage::External(ext) => {
+                assert_eq!(ext.location, "m2.bin", "{name}");
+                assert_eq!(ext.path, canon, "{name}");
+                assert_eq!((ext.offset, ext.length), (offset, length), "{name}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // Each location entry is one byte longer ("m2.bin" for "w.bin"): the file grows by two
+    // bytes, the enclosing lengths re-framed (it loaded above); the values read back are the
+    // plain copy's.
+    let plain = LoadedModel::open(other.join("m.onnx")).unwrap();
+    assert_eq!(m.bytes().len(), plain.bytes().len() + 2);
+    for i in 0..2 {
+        let read = |m: &LoadedModel| {
+            let mut v = vec![0f32; m.tensors()[i].numel() as usize];
+            m.read_values(i, 0, ValuesMut::F32(&mut v)).unwrap();
+            v
+        };
+        assert_eq!(read(&m), read(&plain), "tensor {i}");
+    }
+
+    // Refusals, each writing nothing.
+    std::fs::write(src.join("b.bin"), f32_bytes(&[0.5; 2])).unwrap();
+    let g2 = graph(
+        &[node("gemm", "Gemm", &["x", "W", "B"], &["y"], &[])],
+        &[
+            tensor(
+                "W",
+                &[2, 2],
+                FLOAT,
+                &Payload::external("w.bin", None, Some(16)),
+            ),
+            tensor("B", &[2], FLOAT, &Payload::external("b.bin", None, None)),
+        ],
+        &["x"],
+        &["y"],
+    );
+    let two = src.join("two.onnx");
+    std::fs::write(&two, model_proto("test", None, &g2)).unwrap();
+    let before = files_under(&src);
+    for (model, name, code, says) in [
+        (&two, "t.bin", 1, "2 files (b.bin, w.bin)"),
+        (&input, "../t.bin", 1, "\"../t.bin\""),
+        (&input, "m3.onnx", 1, "m3.onnx"),
+    ] {
+        let o = run(&[
+            model.to_str().unwrap(),
+            "-o",
+            src.join("m3.onnx").to_str().unwrap(),
+            "--data-name",
+            name,
+        ]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{name}: {err}");
+        assert!(err.contains(says), "{name}: {says:?} in {err}");
+        assert_eq!(files_under(&src), before, "{name}: nothing written");
+    }
+    let o = run(&[
+        input.to_str().unwrap(),
+        "--in-place",
+        "--data-name",
+        "x.bin",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert_eq!(files_under(&src), before);
 }
 
 #[test]

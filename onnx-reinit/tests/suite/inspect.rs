@@ -970,12 +970,10 @@ fn synthetic_forward(n: usize) -> inspect::ForwardReport {
     }
 }
 
-#[test]
-fn plot_shows_distributions_bands_names_and_zero_layers() {
-    // A model with a zeroed layer: the "current" weight curve must still be drawn, and the
-    // zero layer marked (a log axis cannot draw 0).
-    let dir = tempfile::tempdir().unwrap();
-    let zeroed = dir.path().join("z.onnx");
+/// The report of a copy of the MLP fixture with `fc2.weight` zeroed (in `dir`), with the
+/// synthetic forward part of six layers (the third dead).
+fn zeroed_report_with_forward(dir: &Path) -> InspectReport {
+    let zeroed = dir.join("z.onnx");
     let m = fixtures_dir().join("mlp_relu_tanh.onnx");
     let o = run(&[
         m.to_str().unwrap(),
@@ -989,6 +987,15 @@ fn plot_shows_distributions_bands_names_and_zero_layers() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let mut report = inspect_path(&zeroed);
     report.forward = Some(synthetic_forward(6));
+    report
+}
+
+#[test]
+fn plot_shows_distributions_bands_names_and_zero_layers() {
+    // A model with a zeroed layer: the "current" weight curve must still be drawn, and the
+    // zero layer marked (a log axis cannot draw 0).
+    let dir = tempfile::tempdir().unwrap();
+    let report = zeroed_report_with_forward(dir.path());
     let svg = inspect::plot::svg(&report).unwrap();
     std::fs::write(dir.path().join("p.svg"), &svg).unwrap();
     if let Some(keep) = std::env::var_os("ONNX_REINIT_KEEP_PLOT") {
@@ -1080,4 +1087,106 @@ fn plot_shows_distributions_bands_names_and_zero_layers() {
         .filter(|n| n.attribute("opacity") == Some("0.45"))
         .count();
     assert_eq!(boxes, 12, "6 layers × 2 passes");
+}
+
+/// The PNG is the SVG's drawing rasterised: decoded here, each panel must hold its series'
+/// colours, the healthy band, the boxes and the orange zero markers, and the title strip drawn
+/// text (the shipped font renders). The colours are the SVG's (`fill`/`stroke` attributes the
+/// SVG test reads), blended over white as the SVG's `opacity` says.
+#[cfg(feature = "png")]
+#[test]
+fn png_plot_holds_the_series_band_boxes_and_markers() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = zeroed_report_with_forward(dir.path());
+    let bytes = inspect::plot::png(&report).unwrap();
+    if let Some(keep) = std::env::var_os("ONNX_REINIT_KEEP_PNG") {
+        std::fs::write(keep, &bytes).unwrap();
+    }
+    let decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut rgb = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut rgb).expect("one frame");
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    assert_eq!(info.bit_depth, png::BitDepth::Eight);
+    // 1100 wide; a 60-pixel title strip and 480 pixels for each of the four panels.
+    assert_eq!((info.width, info.height), (1100, 60 + 4 * 480));
+    let (w, h) = (info.width as usize, info.height as usize);
+    let px = |x: usize, y: usize| {
+        let i = 3 * (y * w + x);
+        [rgb[i], rgb[i + 1], rgb[i + 2]]
+    };
+    let white = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| px(x, y) == [255, 255, 255])
+        .count();
+    let ink = w * h - white;
+    assert!(
+        ink > w * h / 20,
+        "not blank: {ink} of {} pixels drawn",
+        w * h
+    );
+    // Pixels of colour `c` (within ±1 per channel: blending rounds) in rows `rows`.
+    let count = |c: [u8; 3], rows: std::ops::Range<usize>| {
+        rows.flat_map(|y| (0..w).map(move |x| (x, y)))
+            .filter(|&(x, y)| px(x, y).iter().zip(c).all(|(&a, b)| a.abs_diff(b) <= 1))
+            .count()
+    };
+    let over_white = |c: [u8; 3], alpha: f64| {
+        c.map(|v| (f64::from(v) * alpha + 255.0 * (1.0 - alpha)).round() as u8)
+    };
+    let series = |k: usize| {
+        let c = inspect::plot::SERIES_COLORS[k];
+        [c.0, c.1, c.2]
+    };
+    // Panel k spans about rows 60 + 480k .. 60 + 480(k + 1) (the title's height is the
+    // font's): look inside, away from the edges.
+    let panel = |k: usize| 60 + 480 * k + 40..60 + 480 * (k + 1) - 40;
+    let band = over_white([200, 235, 200], 0.6);
+    let orange = [0xE6, 0x78, 0x00];
+    // Activation std: current and reinit curves, the healthy band, the dead layer's marker.
+    for (what, c) in [
+        ("current", series(0)),
+        ("reinit", series(1)),
+        ("band", band),
+        ("zero marker", orange),
+    ] {
+        assert!(
+            count(c, panel(0)) > 20,
+            "activation std panel: {what} {c:?}"
+        );
+    }
+    // Distribution: boxes of both passes at 45 % over white, whiskers in the full colour.
+    for k in 0..2 {
+        let boxes = over_white(series(k), 0.45);
+        assert!(count(boxes, panel(1)) > 200, "box of pass {k}: {boxes:?}");
+    }
+    // Dead ReLU fractions: bars of both passes.
+    for k in 0..2 {
+        assert!(
+            count(series(k), panel(2)) > 100,
+            "fraction bars of pass {k}"
+        );
+    }
+    // Weights: current and recommended std, the band, fc2.weight's zero marker.
+    for (what, c) in [
+        ("current std", series(2)),
+        ("recommended std", series(3)),
+        ("band", band),
+        ("zero marker", orange),
+    ] {
+        assert!(count(c, panel(3)) > 20, "weight panel: {what} {c:?}");
+    }
+    // Text: the title strip has dark, anti-aliased glyph pixels (no font, no text).
+    let dark = (0..60)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| px(x, y).iter().all(|&v| v < 100))
+        .count();
+    let grey = (0..60)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .filter(|&(x, y)| px(x, y).iter().all(|&v| (100..230).contains(&v)))
+        .count();
+    assert!(
+        dark > 200 && grey > 50,
+        "title text: {dark} dark, {grey} grey pixels"
+    );
 }

@@ -848,8 +848,11 @@ fn refuses_output_beside_input_that_would_overwrite_side_files() {
     let dir = tempfile::tempdir().unwrap();
     let input = external_model(dir.path());
     let e = refused(&input, dir.path());
-    assert!(matches!(e, Error::OutputIsInput { .. }), "{e}");
-    assert_msg(&e, &["a.bin"]);
+    assert!(
+        matches!(&e, Error::SideFileIsInput { location, .. } if location == "a.bin"),
+        "{e}"
+    );
+    assert_msg(&e, &["a.bin", "external data", "model.onnx"]);
 }
 
 fn external_case(location: &str, offset: u64, length: u64) -> (tempfile::TempDir, PathBuf) {
@@ -1416,4 +1419,124 @@ fn mutated_fixtures_never_panic() {
         loaded > 0 && seen.len() > 1,
         "the loop should exercise both outcomes"
     );
+}
+
+/// A filler like a whole-tensor fill (an orthogonal matrix's QR): every piece waits for one
+/// computation, here one that ends only when the progress callback has been called with 0
+/// bytes. Without the rewrite's pulse nobody would call it while all workers wait, and the
+/// fill would give up after a minute (a hang guard, not a timing).
+struct WaitsForPulse {
+    pulsed: Mutex<bool>,
+    woken: std::sync::Condvar,
+}
+
+impl Filler for WaitsForPulse {
+    fn fill(&self, tensor: usize, start: u64, out: ValuesMut<'_>) {
+        let guard = self.pulsed.lock().unwrap();
+        let (guard, timeout) = self
+            .woken
+            .wait_timeout_while(guard, std::time::Duration::from_mins(1), |p| !*p)
+            .unwrap();
+        assert!(
+            *guard && !timeout.timed_out(),
+            "no pulse while the fill waited"
+        );
+        drop(guard);
+        TestFiller::default().fill(tensor, start, out);
+    }
+}
+
+#[test]
+fn progress_pulses_while_a_whole_tensor_fill_holds_every_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 200_000usize; // four pieces of 65536
+    let body = graph(
+        "g",
+        &[],
+        &[tensor(
+            "w",
+            &[n as i64],
+            FLOAT,
+            &Payload::Raw(vec![0; n * 4]),
+        )],
+    );
+    let input = write(dir.path(), "m.onnx", &model(&body));
+    let m = LoadedModel::open(&input).unwrap();
+    let filler = Arc::new(WaitsForPulse {
+        pulsed: Mutex::new(false),
+        woken: std::sync::Condvar::new(),
+    });
+    let out = dir.path().join("out.onnx");
+    let mut o = opts(&out);
+    o.piece_elems = 1 << 16;
+    // (bytes, total) of every call, in order.
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let (f, c) = (Arc::clone(&filler), Arc::clone(&calls));
+    o.progress = Some(Arc::new(move |bytes, total| {
+        c.lock().unwrap().push((bytes, total));
+        if bytes == 0 {
+            *f.pulsed.lock().unwrap() = true;
+            f.woken.notify_all();
+        }
+    }));
+    let stats = rewrite(&m, &[0], &*filler, &o).unwrap();
+    let calls = calls.lock().unwrap().clone();
+    // Pulses came while the pieces waited, before the tensor's bytes, which all arrived.
+    let first_pulse = calls.iter().position(|c| c.0 == 0).expect("a pulse");
+    let payload = (n * 4) as u64;
+    let before: u64 = calls[..first_pulse].iter().map(|c| c.0).sum();
+    assert!(
+        before < payload,
+        "the pulse came before the tensor's pieces"
+    );
+    assert_eq!(calls.iter().map(|c| c.0).sum::<u64>(), stats.bytes_written);
+    assert!(calls.iter().all(|c| c.1 == stats.bytes_written));
+    assert_filled(&LoadedModel::open(&out).unwrap(), 0, 0);
+}
+
+/// `data_name` with an `int32_data` target in the same graph: the location entries' splices and
+/// the varint re-framing change the same enclosing lengths; the output must load with every
+/// tensor's values, the external ones from the renamed file at their offsets.
+#[test]
+fn data_name_relocates_alongside_reframed_int32_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = vec![0xAAu8; 8];
+    a.extend(f32_bytes(&[1.0; 6]));
+    write(dir.path(), "a.bin", &a);
+    let ext = Payload::External(vec![
+        ("location".into(), "a.bin".into()),
+        ("offset".into(), "8".into()),
+        ("length".into(), "24".into()),
+    ]);
+    let body = graph(
+        "g",
+        &[],
+        &[
+            tensor("h", &[300], FLOAT16, &Payload::Int32(vec![0; 300])),
+            tensor("A", &[2, 3], FLOAT, &ext),
+            tensor("r", &[4], FLOAT, &Payload::Raw(f32_bytes(&[0.0; 4]))),
+        ],
+    );
+    let input = write(dir.path(), "m.onnx", &model(&body));
+    let m = LoadedModel::open(&input).unwrap();
+    let out = dir.path().join("out.onnx");
+    let mut o = opts(&out);
+    o.data_name = Some("data/out-weights.bin".into());
+    let stats = rewrite(&m, &[0, 1, 2], &TestFiller::default(), &o).unwrap();
+    assert_eq!(stats.reframed, 1);
+    let m2 = LoadedModel::open(&out).unwrap();
+    for i in 0..3 {
+        assert_filled(&m2, i, i);
+    }
+    match &m2.tensors()[1].storage {
+        Storage::External(ext) => {
+            assert_eq!(ext.location, "data/out-weights.bin");
+            assert_eq!((ext.offset, ext.length), (8, 24));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The copy keeps the bytes around the tensor; the input's file is untouched.
+    let copy = fs::read(dir.path().join("data/out-weights.bin")).unwrap();
+    assert_eq!(&copy[..8], &[0xAA; 8]);
+    assert_eq!(fs::read(dir.path().join("a.bin")).unwrap(), a);
 }
