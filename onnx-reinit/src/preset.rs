@@ -742,7 +742,10 @@ impl PresetPlan {
     /// leaves them untouched, with its reason. Run on the analysis the plan reads.
     pub fn give_roles(&self, analysis: &mut Analysis) {
         for t in &mut analysis.tensors {
-            if t.graph.is_empty() && t.role.is_none() && self.recognised.iter().any(|r| r == t.name.as_str()) {
+            if t.graph.is_empty()
+                && t.role.is_none()
+                && self.recognised.iter().any(|r| r == t.name.as_str())
+            {
                 let d = t.dims.last().copied().unwrap_or(1).max(0) as u64;
                 t.role = Some(Role::Embedding);
                 t.fans = Some(init_core::Fans {
