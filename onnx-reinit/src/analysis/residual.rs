@@ -425,6 +425,33 @@ impl<'m> Finder<'m> {
     }
 
     fn queries(&self) -> HashSet<String> {
+        let consumers = self.consumers();
+        let mut out = HashSet::new();
+        for (k, _) in self.graph.node.iter().enumerate() {
+            let Some(w) = self.weight_of_node[k] else {
+                continue;
+            };
+            self.walk_forward(
+                k,
+                &consumers,
+                |_| false,
+                |c, slot| {
+                    let op = self.graph.node[c].op_type.as_deref().unwrap_or("");
+                    let product = op == "MatMul"
+                        && self.weight_of_node[c].is_none()
+                        && self.act_inputs(c).count() == 2;
+                    if product && slot == 0 {
+                        out.insert(w.to_owned());
+                    }
+                    product
+                },
+            );
+        }
+        out
+    }
+
+    /// Each value's consumers: (node, input slot).
+    fn consumers(&self) -> Vec<Vec<(usize, usize)>> {
         let mut consumers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.ids.len()];
         for (k, n) in self.graph.node.iter().enumerate() {
             for (slot, s) in n.input.iter().enumerate() {
@@ -433,48 +460,50 @@ impl<'m> Finder<'m> {
                 }
             }
         }
-        let mut out = HashSet::new();
-        for (k, n) in self.graph.node.iter().enumerate() {
-            let Some(w) = self.weight_of_node[k] else {
-                continue;
-            };
-            let mut stack: Vec<usize> = n
-                .output
-                .iter()
-                .filter_map(|s| self.ids.get(s.as_str()).copied())
-                .collect();
-            let mut steps = 0;
-            while let Some(v) = stack.pop() {
-                steps += 1;
-                if steps > 64 {
-                    break;
+        consumers
+    }
+
+    /// Walk forward from node `k`'s outputs through what keeps a layer's output the same
+    /// values (views, and element-wise ops with one activation operand), never into another
+    /// weight layer, over at most 64 values. `at_value(v)` sees each value reached and ends the
+    /// walk by returning true; `at_consumer(node, slot)` sees each consumer of a value and
+    /// returns true to stop there (the walk does not pass through it).
+    fn walk_forward(
+        &self,
+        k: usize,
+        consumers: &[Vec<(usize, usize)>],
+        mut at_value: impl FnMut(usize) -> bool,
+        mut at_consumer: impl FnMut(usize, usize) -> bool,
+    ) {
+        let mut stack: Vec<usize> = self.graph.node[k]
+            .output
+            .iter()
+            .filter_map(|s| self.ids.get(s.as_str()).copied())
+            .collect();
+        let mut steps = 0;
+        while let Some(v) = stack.pop() {
+            steps += 1;
+            if steps > 64 || at_value(v) {
+                return;
+            }
+            for &(c, slot) in &consumers[v] {
+                if at_consumer(c, slot) {
+                    continue;
                 }
-                for &(c, slot) in &consumers[v] {
-                    let op = self.graph.node[c].op_type.as_deref().unwrap_or("");
-                    if op == "MatMul"
-                        && self.weight_of_node[c].is_none()
-                        && self.act_inputs(c).count() == 2
-                    {
-                        if slot == 0 {
-                            out.insert(w.to_owned());
-                        }
-                        continue;
-                    }
-                    let through = VIEWS.contains(&op)
-                        || (matches!(op, "Add" | "Sub" | "Mul" | "Div")
-                            && self.act_inputs(c).count() == 1);
-                    if through && self.weight_of_node[c].is_none() {
-                        stack.extend(
-                            self.graph.node[c]
-                                .output
-                                .iter()
-                                .filter_map(|s| self.ids.get(s.as_str()).copied()),
-                        );
-                    }
+                let op = self.graph.node[c].op_type.as_deref().unwrap_or("");
+                let through = VIEWS.contains(&op)
+                    || (matches!(op, "Add" | "Sub" | "Mul" | "Div")
+                        && self.act_inputs(c).count() == 1);
+                if through && self.weight_of_node[c].is_none() {
+                    stack.extend(
+                        self.graph.node[c]
+                            .output
+                            .iter()
+                            .filter_map(|s| self.ids.get(s.as_str()).copied()),
+                    );
                 }
             }
         }
-        out
     }
 
     /// The dims of initializer `name`.
@@ -564,51 +593,26 @@ impl<'m> Finder<'m> {
             .iter()
             .filter_map(|o| o.name.as_deref())
             .collect();
-        let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); self.ids.len()];
-        for (k, n) in self.graph.node.iter().enumerate() {
-            for s in &n.input {
-                if let Some(&v) = self.ids.get(s.as_str()) {
-                    consumers[v].push(k);
-                }
-            }
-        }
+        let consumers = self.consumers();
         let mut names = vec![""; self.ids.len()];
         for (&n, &id) in &self.ids {
             names[id] = n;
         }
         let mut out = Vec::new();
-        for (k, n) in self.graph.node.iter().enumerate() {
+        for (k, _) in self.graph.node.iter().enumerate() {
             let Some(w) = self.weight_of_node[k] else {
                 continue;
             };
-            let mut stack: Vec<usize> = n
-                .output
-                .iter()
-                .filter_map(|s| self.ids.get(s.as_str()).copied())
-                .collect();
-            let mut steps = 0;
             let mut reaches = false;
-            while let Some(v) = stack.pop() {
-                steps += 1;
-                if steps > 64 || reaches {
-                    break;
-                }
-                reaches |= outputs.contains(names[v]);
-                for &c in &consumers[v] {
-                    let op = self.graph.node[c].op_type.as_deref().unwrap_or("");
-                    let through = VIEWS.contains(&op)
-                        || (matches!(op, "Add" | "Sub" | "Mul" | "Div")
-                            && self.act_inputs(c).count() == 1);
-                    if through && self.weight_of_node[c].is_none() {
-                        stack.extend(
-                            self.graph.node[c]
-                                .output
-                                .iter()
-                                .filter_map(|s| self.ids.get(s.as_str()).copied()),
-                        );
-                    }
-                }
-            }
+            self.walk_forward(
+                k,
+                &consumers,
+                |v| {
+                    reaches = outputs.contains(names[v]);
+                    reaches
+                },
+                |_, _| false,
+            );
             if reaches && !out.iter().any(|o| o == w) {
                 out.push(w.to_owned());
             }
