@@ -458,9 +458,21 @@ fn rewrite_with(
 ) -> (LoadedModel, pipeline::Outcome, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join(format!("{stem}.onnx"));
-    let outcome = pipeline::run(&RewriteConfig {
-        model: fixtures_dir().join("recipes").join(format!("{stem}.onnx")),
-        destination: Destination::Path(out.clone()),
+    let model = fixtures_dir().join("recipes").join(format!("{stem}.onnx"));
+    let outcome = pipeline::run(&preset_config(model, &out, preset, rules)).expect("rewrite");
+    (LoadedModel::open(&out).expect("output loads"), outcome, dir)
+}
+
+/// A rewrite of `model` into `out` with `preset` over `rules`, seed 17.
+fn preset_config(
+    model: std::path::PathBuf,
+    out: &std::path::Path,
+    preset: &str,
+    rules: Rules,
+) -> RewriteConfig {
+    RewriteConfig {
+        model,
+        destination: Destination::Path(out.to_path_buf()),
         force: false,
         rules: Rules {
             preset: Some(preset.parse::<Preset>().expect("preset parses")),
@@ -470,9 +482,7 @@ fn rewrite_with(
         analysis: AnalysisOptions::default(),
         cancel: None,
         progress: None,
-    })
-    .expect("rewrite");
-    (LoadedModel::open(&out).expect("output loads"), outcome, dir)
+    }
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -690,19 +700,12 @@ fn preset_zeroes_the_padding_row_of_the_token_embedding() {
     let (out, _, _d) = rewrite_with("bert", "bert(pad_token_id=none)", Rules::default());
     assert!(zero_rows(&out, tables[0], 32).is_empty());
     let dir = tempfile::tempdir().unwrap();
-    let err = pipeline::run(&RewriteConfig {
-        model: fixtures_dir().join("recipes").join("bert.onnx"),
-        destination: Destination::Path(dir.path().join("o.onnx")),
-        force: false,
-        rules: Rules {
-            preset: Some("bert(pad_token_id=64)".parse().unwrap()),
-            ..Rules::default()
-        },
-        seed: 1,
-        analysis: AnalysisOptions::default(),
-        cancel: None,
-        progress: None,
-    })
+    let err = pipeline::run(&preset_config(
+        fixtures_dir().join("recipes").join("bert.onnx"),
+        &dir.path().join("o.onnx"),
+        "bert(pad_token_id=64)",
+        Rules::default(),
+    ))
     .unwrap_err()
     .to_string();
     assert!(
@@ -794,19 +797,12 @@ fn preset_text_and_knob_errors() {
     // gpt2 on a model without residual blocks: n_layer cannot be read, and nothing is written.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.onnx");
-    let err = pipeline::run(&RewriteConfig {
-        model: fixtures_dir().join("mlp_relu_tanh.onnx"),
-        destination: Destination::Path(out.clone()),
-        force: false,
-        rules: Rules {
-            preset: Some("gpt2".parse().unwrap()),
-            ..Rules::default()
-        },
-        seed: 1,
-        analysis: AnalysisOptions::default(),
-        cancel: None,
-        progress: None,
-    })
+    let err = pipeline::run(&preset_config(
+        fixtures_dir().join("mlp_relu_tanh.onnx"),
+        &out,
+        "gpt2",
+        Rules::default(),
+    ))
     .unwrap_err()
     .to_string();
     assert!(
