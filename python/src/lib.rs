@@ -166,13 +166,9 @@ fn fill(
 ) -> PyResult<()> {
     let scheme: Scheme = scheme.parse().map_err(usage)?;
     let stream = Stream { seed, key };
-    let fans = match fans {
-        Some(f) => Some(to_fans(f)),
-        None if matches!(scheme.kind(), init_core::SchemeKind::Scaled { .. }) => {
-            Some(fans_of(&shape, layout, groups, transposed, convention)?)
-        }
-        None => None,
-    };
+    let fans = fill_fans(&scheme, fans, || {
+        fans_of(&shape, layout, groups, transposed, convention)
+    })?;
     let ranges: Option<Vec<_>> = ranges.map(|r| r.into_iter().map(|(a, b)| a..b).collect());
     run_fill(
         py,
@@ -252,17 +248,11 @@ fn fill_whole(
         .get(dtype)
         .ok_or_else(|| usage(format!("unknown dtype code {dtype}")))?;
     let len = init_core::fans::checked_product(&shape).map_err(usage)?;
-    let fans = match fans {
-        Some(f) => Some(to_fans(f)),
-        None if matches!(scheme.kind(), init_core::SchemeKind::Scaled { .. }) => Some(fans_of(
-            &shape,
-            if rule & 1 == 0 { "out_in" } else { "in_out" },
-            groups,
-            transposed,
-            if rule & 2 == 0 { "true" } else { "framework" },
-        )?),
-        None => None,
-    };
+    let fans = fill_fans(&scheme, fans, || {
+        let layout = if rule & 1 == 0 { "out_in" } else { "in_out" };
+        let convention = if rule & 2 == 0 { "true" } else { "framework" };
+        fans_of(&shape, layout, groups, transposed, convention)
+    })?;
     run_fill(
         py,
         ptr,
@@ -310,6 +300,22 @@ fn run_fill(
         py.detach(run)
     };
     out.map_err(usage)
+}
+
+/// The fans a fill uses: those given, else for a fan-scaled scheme those of the shape under
+/// the caller's rule (`of_shape`), else none (the scheme does not read fans).
+fn fill_fans(
+    scheme: &Scheme,
+    given: Option<(u64, u64)>,
+    of_shape: impl FnOnce() -> PyResult<Fans>,
+) -> PyResult<Option<Fans>> {
+    match given {
+        Some(f) => Ok(Some(to_fans(f))),
+        None if matches!(scheme.kind(), init_core::SchemeKind::Scaled { .. }) => {
+            of_shape().map(Some)
+        }
+        None => Ok(None),
+    }
 }
 
 fn go<T: Element>(
