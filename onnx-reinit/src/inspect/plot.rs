@@ -420,12 +420,49 @@ fn offset(k: usize, m: usize) -> f64 {
     (k as f64 - (m as f64 - 1.0) / 2.0) * 0.3
 }
 
+/// A panel with one slot per layer on x (`1..=names.len()`) and a linear y axis over `y`:
+/// its caption, light grid and y label, and the layers' names under the x axis.
+fn linear_panel<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    y: std::ops::Range<f64>,
+    y_desc: &str,
+    names: &[String],
+) -> Result<
+    ChartContext<
+        'a,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    String,
+> {
+    let n = names.len().max(1);
+    let bottom = y.start;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(NAME_AREA)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.5f64..n as f64 + 0.5, y)
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .y_desc(y_desc)
+        .x_labels(n.min(60) + 1)
+        .x_label_formatter(&|_| String::new())
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(225, 225, 225))
+        .draw()
+        .map_err(draw_err)?;
+    draw_names(area, |x| chart.backend_coord(&(x, bottom)), names)?;
+    Ok(chart)
+}
+
 fn draw_boxes<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     names: &[String],
     runs: &[BoxRun],
 ) -> Result<(), String> {
-    let n = names.len().max(1);
     let all: Vec<f64> = runs
         .iter()
         .flat_map(|r| r.quantiles.iter().flatten().flat_map(|q| [q[0], q[4]]))
@@ -434,26 +471,13 @@ fn draw_boxes<DB: DrawingBackend>(
     let lo = all.iter().copied().fold(0.0f64, f64::min);
     let hi = all.iter().copied().fold(0.0f64, f64::max);
     let pad = ((hi - lo) * 0.08).max(1e-6);
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "activation distribution per layer (5–25–50–75–95%)",
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(NAME_AREA)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.5f64..n as f64 + 0.5, lo - pad..hi + pad)
-        .map_err(draw_err)?;
-    chart
-        .configure_mesh()
-        .y_desc("output value")
-        .x_labels(n.min(60) + 1)
-        .x_label_formatter(&|_| String::new())
-        .light_line_style(TRANSPARENT)
-        .bold_line_style(RGBColor(225, 225, 225))
-        .draw()
-        .map_err(draw_err)?;
-    draw_names(area, |x| chart.backend_coord(&(x, lo - pad)), names)?;
+    let mut chart = linear_panel(
+        area,
+        "activation distribution per layer (5–25–50–75–95%)",
+        lo - pad..hi + pad,
+        "output value",
+        names,
+    )?;
     let m = runs.len();
     let tick = (hi - lo).max(1e-6) * 0.004;
     for (k, r) in runs.iter().enumerate() {
@@ -495,27 +519,13 @@ fn draw_fractions<DB: DrawingBackend>(
     names: &[String],
     runs: &[FractionRun],
 ) -> Result<(), String> {
-    let n = names.len().max(1);
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "dead ReLU outputs and saturated tanh/sigmoid outputs (%)",
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(NAME_AREA)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0.5f64..n as f64 + 0.5, 0f64..100.0)
-        .map_err(draw_err)?;
-    chart
-        .configure_mesh()
-        .y_desc("% of outputs")
-        .x_labels(n.min(60) + 1)
-        .x_label_formatter(&|_| String::new())
-        .light_line_style(TRANSPARENT)
-        .bold_line_style(RGBColor(225, 225, 225))
-        .draw()
-        .map_err(draw_err)?;
-    draw_names(area, |x| chart.backend_coord(&(x, 0.0)), names)?;
+    let mut chart = linear_panel(
+        area,
+        "dead ReLU outputs and saturated tanh/sigmoid outputs (%)",
+        0f64..100.0,
+        "% of outputs",
+        names,
+    )?;
     let m = runs.len();
     for (k, r) in runs.iter().enumerate() {
         let color = SERIES_COLORS[k % SERIES_COLORS.len()];
