@@ -485,6 +485,17 @@ fn preset_config(
     }
 }
 
+/// The tensors whose report reason mentions `why`, in report order.
+fn treated_as<'a>(outcome: &'a pipeline::Outcome, why: &str) -> Vec<&'a str> {
+    outcome
+        .report
+        .tensors
+        .iter()
+        .filter(|t| t.reason.contains(why))
+        .map(|t| t.name.as_str())
+        .collect()
+}
+
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
@@ -563,13 +574,7 @@ fn preset_llama_matches_transformers() {
 #[test]
 fn preset_gpt2_matches_transformers_with_depth_from_graph() {
     let outcome = check_against_library("gpt2", "gpt2", &[]);
-    let projections: Vec<&str> = outcome
-        .report
-        .tensors
-        .iter()
-        .filter(|t| t.reason.contains("residual output projection"))
-        .map(|t| t.name.as_str())
-        .collect();
+    let projections = treated_as(&outcome, "residual output projection");
     let want: Vec<String> = (0..3)
         .flat_map(|i| {
             [
@@ -735,13 +740,7 @@ fn preset_resnet_matches_torchvision() {
 #[test]
 fn preset_resnet_zero_init_residual_matches_torchvision() {
     let outcome = check_against_library("resnet_zero", "resnet(zero_init_residual=1)", &[]);
-    let zeroed: Vec<&str> = outcome
-        .report
-        .tensors
-        .iter()
-        .filter(|t| t.reason.contains("zero_init_residual"))
-        .map(|t| t.name.as_str())
-        .collect();
+    let zeroed = treated_as(&outcome, "zero_init_residual");
     assert_eq!(
         zeroed,
         [
