@@ -49,15 +49,41 @@ pub fn scan_and_analyse(data: &[u8]) {
         assert!(f.prefix.end <= f.body.start && f.body.end <= data.len());
     }
     for t in &scanned.tensors {
+        assert!(t.prefix.end == t.body.start && t.body.end <= data.len());
         for r in &t.raw_data {
-            assert!(r.end <= data.len());
+            assert!(t.body.start <= r.start && r.end <= t.body.end);
         }
     }
+    // The loader takes the initializers' names and dims from the scanner and only counts the
+    // skeleton's: the two decoders must agree on them.
+    let mut headers = Vec::new();
+    preorder_headers(model.graph.as_ref(), &mut headers);
+    let scanned_headers: Vec<(&str, &[i64])> = scanned
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t.dims.as_slice()))
+        .collect();
+    assert_eq!(headers, scanned_headers, "prost and the scanner disagree");
     let a = analysis::analyze(&model, &NoConstValues, &AnalysisOptions::default());
     if let Ok(p) = plan::plan(&a, &Rules::default(), SEED) {
         let report = Report::new("fuzz.onnx", &a, &p, true, None);
         let _ = report.table();
         let _ = serde_json::to_string(&report).unwrap();
+    }
+}
+
+/// The initializers' (name, dims) of `graph` and its nested graphs, in the scanner's
+/// enumeration order (pre-order: a graph, then each node's attributes' `g` then `graphs`).
+fn preorder_headers<'a>(graph: Option<&'a skeleton::Graph>, out: &mut Vec<(&'a str, &'a [i64])>) {
+    let Some(g) = graph else { return };
+    out.extend(g.initializer.iter().map(|h| (h.name.as_str(), h.dims.as_slice())));
+    for n in &g.node {
+        for a in &n.attribute {
+            preorder_headers(a.g.as_ref(), out);
+            for sub in &a.graphs {
+                preorder_headers(Some(sub), out);
+            }
+        }
     }
 }
 
@@ -207,12 +233,9 @@ pub fn pipeline(data: &[u8]) {
         );
     } else {
         let prefixes = |b: &[u8]| -> Vec<Range<usize>> {
-            scan::scan(b)
-                .unwrap()
-                .frames
-                .iter()
-                .map(|f| f.prefix.clone())
-                .collect()
+            let s = scan::scan(b).unwrap();
+            let tensors = s.tensors.iter().map(|t| t.prefix.clone());
+            s.frames.iter().map(|f| f.prefix.clone()).chain(tensors).collect()
         };
         let holes_out: Vec<Range<usize>> =
             targets.iter().flat_map(|&i| inline_ranges(&o, i)).collect();

@@ -203,7 +203,7 @@ impl<'m> GraphIndex<'m> {
         for scope in 0..self.scopes.len() {
             let graph = self.scopes[scope].graph;
             for header in &graph.initializer {
-                let name = header.name.as_deref().unwrap_or("");
+                let name = header.name.as_str();
                 let id = self.new_value(scope, name, Def::Initializer(header));
                 // Every initializer gets an entry even if its name repeats, so the output stays
                 // aligned with the scanner; lookups resolve to the first one.
@@ -378,7 +378,7 @@ impl<'m> GraphIndex<'m> {
     /// in the other layout), which change neither the tensor's role nor its values' meaning.
     pub(super) fn real_uses(&self, id: ValueId) -> Vec<RealUse> {
         let dims = match self.values[id].def {
-            Def::Initializer(h) => h.dims.clone(),
+            Def::Initializer(h) => h.dims.to_vec(),
             _ => Vec::new(),
         };
         let mut out = Vec::new();
@@ -430,7 +430,7 @@ impl<'m> GraphIndex<'m> {
         for _ in 0..MAX_CHAIN {
             match self.values[id].def {
                 Def::Initializer(h) => {
-                    let mut dims = h.dims.clone();
+                    let mut dims = h.dims.to_vec();
                     for perm in perms.iter().rev() {
                         dims = permute(&dims, *perm);
                     }

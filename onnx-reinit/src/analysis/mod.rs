@@ -584,11 +584,7 @@ fn analyse_one(
         Some(e) if e.graph == *graph && e.name == v.name && e.dims == header.dims => {
             (e.graph.clone(), e.name.clone(), e.dims.clone())
         }
-        _ => (
-            graph.as_str().into(),
-            v.name.into(),
-            header.dims.as_slice().into(),
-        ),
+        _ => (graph.as_str().into(), v.name.into(), header.dims.clone()),
     };
     let data_type = header.data_type.unwrap_or(0);
     let uses = index.real_uses(value);

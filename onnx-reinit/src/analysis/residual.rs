@@ -226,7 +226,7 @@ impl<'m> Finder<'m> {
             *ids.entry(s).or_insert(n)
         };
         for i in &graph.initializer {
-            intern(i.name.as_deref().unwrap_or(""));
+            intern(i.name.as_str());
         }
         for i in &graph.input {
             intern(i.name.as_deref().unwrap_or(""));
@@ -254,7 +254,7 @@ impl<'m> Finder<'m> {
             .filter_map(|t| Some((t.name.as_str(), t.role?)))
             .collect();
         for i in &graph.initializer {
-            let name = i.name.as_deref().unwrap_or("");
+            let name = i.name.as_str();
             let id = me.ids[name];
             me.is_static[id] = true;
             me.param[id] = roles.get(name).map(|&r| (name, r));
@@ -390,7 +390,7 @@ impl<'m> Finder<'m> {
                         .graph
                         .initializer
                         .iter()
-                        .find(|i| i.name.as_deref() == Some(w))
+                        .find(|i| i.name == *w)
                         .map(|i| i.dims.clone())
                         .unwrap_or_default();
                     Some(format!(
@@ -511,7 +511,7 @@ impl<'m> Finder<'m> {
         self.graph
             .initializer
             .iter()
-            .find(|i| i.name.as_deref() == Some(name))
+            .find(|i| i.name == *name)
             .map_or(&[], |i| i.dims.as_slice())
     }
 

@@ -93,7 +93,10 @@ pub enum FrameKind {
 /// A length-delimited message on the path from `ModelProto` to an initializer.
 ///
 /// Only messages on such paths are recorded (nodes and attributes without graphs are not), so
-/// the frame list stays proportional to the number of graphs and initializers.
+/// the frame list stays proportional to the number of graphs. An initializer's own
+/// `TensorProto` is a frame too ([`FrameKind::Tensor`], whose parent is its graph's frame), but
+/// its prefix and body are kept in the [`ScannedTensor`] itself, not in [`Scan::frames`]: a
+/// model of millions of initializers does not hold a frame for each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     /// The enclosing frame; `None` for the main graph (its parent is the top-level `ModelProto`,
@@ -145,8 +148,11 @@ pub struct ScannedTensor {
     pub graph: usize,
     /// Position among the graph's initializers (file order).
     pub index_in_graph: usize,
-    /// The tensor's [`Frame`].
-    pub frame: usize,
+    /// The bytes of the length varint in front of the tensor's body (its frame, see [`Frame`]:
+    /// initializers are not in [`Scan::frames`], whose frames enclose them).
+    pub prefix: Range<usize>,
+    /// The `TensorProto` body.
+    pub body: Range<usize>,
     /// `name = 8` (empty when absent).
     pub name: String,
     /// `dims = 1`, packed and unpacked occurrences concatenated.
@@ -233,10 +239,32 @@ pub fn scan(buf: &[u8]) -> Result<Scan, ScanError> {
 /// initializer it has reported, so a memory-mapped caller can drop those pages from its
 /// mapping (the model's loader does, to keep its resident set small on big models).
 pub fn scan_with(buf: &[u8], moved_past: &dyn Fn(usize)) -> Result<Scan, ScanError> {
+    let mut tensors = Vec::new();
+    let mut out = scan_each(buf, moved_past, &mut |t, _| tensors.push(t))?;
+    // Pre-order graph numbering with file-order initializers; a graph's initializers may be
+    // interleaved with its nodes (and thus with nested graphs) in the file, hence the sort.
+    tensors.sort_by_key(|t| t.graph);
+    out.tensors = tensors;
+    Ok(out)
+}
+
+/// [`scan_with`], handing each initializer to `each` as soon as it is scanned, with the scan
+/// so far (its graphs and frames), instead of collecting them: the returned scan's `tensors`
+/// is empty. For a caller that keeps something smaller per tensor than a [`ScannedTensor`]
+/// (the loader validates each into its entry at once).
+///
+/// The tensors come in file order: a nested graph's initializers can come between those of
+/// its enclosing graph, before the enumeration's order (see [`scan_with`]) is restored.
+pub fn scan_each(
+    buf: &[u8],
+    moved_past: &dyn Fn(usize),
+    each: &mut dyn FnMut(ScannedTensor, &Scan),
+) -> Result<Scan, ScanError> {
     let mut s = Scanner {
         buf,
         scan: Scan::default(),
         moved_past,
+        each,
     };
     let mut r = Reader::new(buf);
     while let Some(f) = r
@@ -263,11 +291,7 @@ pub fn scan_with(buf: &[u8], moved_past: &dyn Fn(usize)) -> Result<Scan, ScanErr
             _ => {}
         }
     }
-    let mut out = s.scan;
-    // Pre-order graph numbering with file-order initializers; a graph's initializers may be
-    // interleaved with its nodes (and thus with nested graphs) in the file, hence the sort.
-    out.tensors.sort_by_key(|t| t.graph);
-    Ok(out)
+    Ok(s.scan)
 }
 
 fn len_parts(f: &Field, context: &str) -> Result<(Range<usize>, Range<usize>), ScanError> {
@@ -283,6 +307,7 @@ struct Scanner<'a> {
     buf: &'a [u8],
     scan: Scan,
     moved_past: &'a dyn Fn(usize),
+    each: &'a mut dyn FnMut(ScannedTensor, &Scan),
 }
 
 impl Scanner<'_> {
@@ -349,10 +374,8 @@ impl Scanner<'_> {
                 5 => {
                     let (prefix, tbody) = len_parts(&f, &ctx())?;
                     let index_in_graph = self.scan.graphs[graph].initializers;
-                    let tframe =
-                        self.push_frame(Some(frame), FrameKind::Tensor, prefix, tbody.clone());
                     let t = self
-                        .scan_tensor(tbody.clone(), graph, index_in_graph, tframe)
+                        .scan_tensor(prefix, tbody.clone(), graph, index_in_graph)
                         .map_err(|mut e| {
                             let name = lenient_name(self.buf, tbody.clone());
                             e.context = format!(
@@ -361,8 +384,8 @@ impl Scanner<'_> {
                             );
                             e
                         })?;
-                    self.scan.tensors.push(t);
                     self.scan.graphs[graph].initializers += 1;
+                    (self.each)(t, &self.scan);
                     (self.moved_past)(tbody.end);
                 }
                 _ => {}
@@ -474,15 +497,16 @@ impl Scanner<'_> {
 
     fn scan_tensor(
         &self,
+        prefix: Range<usize>,
         body: Range<usize>,
         graph: usize,
         index_in_graph: usize,
-        frame: usize,
     ) -> Result<ScannedTensor, ScanError> {
         let mut t = ScannedTensor {
             graph,
             index_in_graph,
-            frame,
+            prefix,
+            body: body.clone(),
             ..ScannedTensor::default()
         };
         let err = |e: WireError| ScanError::wire(&e, String::new());

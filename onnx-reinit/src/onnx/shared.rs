@@ -154,6 +154,13 @@ impl AsRef<[i64]> for SharedDims {
     }
 }
 
+// Hashes as the slice (`Arc<[i64]>` hashes its contents), so a set of them is looked up by slice.
+impl Borrow<[i64]> for SharedDims {
+    fn borrow(&self) -> &[i64] {
+        &self.0
+    }
+}
+
 impl<'a> IntoIterator for &'a SharedDims {
     type Item = &'a i64;
     type IntoIter = std::slice::Iter<'a, i64>;

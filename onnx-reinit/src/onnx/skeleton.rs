@@ -10,6 +10,8 @@
 //! The messages are declared through `skeleton_messages!`, which also derives the schema that
 //! [`crate::onnx::scan::locate_decode_error`] walks to give a prost failure its byte offset.
 
+use crate::onnx::shared::{SharedDims, SharedStr};
+
 /// Declares the skeleton's messages once: emits each struct (with its `prost` attributes) as
 /// written, and derives from the same attributes the schema [`SkeletonMessage::field`] that
 /// [`crate::onnx::scan::locate_decode_error`] walks, so the two cannot disagree.
@@ -20,7 +22,7 @@
 macro_rules! skeleton_messages {
     ($(
         $(#[$meta:meta])*
-        pub struct $name:ident $(as $label:ident)? {
+        pub struct $name:ident $(as $label:ident)? $([$manual:ident])? {
             $(
                 $(#[doc = $doc:literal])*
                 #[prost($kind:ident $(= $kind_arg:tt)?, $cardinality:ident,
@@ -30,13 +32,16 @@ macro_rules! skeleton_messages {
         }
     )*) => {
         $(
-            $(#[$meta])*
-            pub struct $name {
-                $(
-                    $(#[doc = $doc])*
-                    #[prost($kind $(= $kind_arg)?, $cardinality, $(packed = $packed,)? tag = $tag)]
-                    pub $field: $ty,
-                )*
+            skeleton_struct! {
+                [$($manual)?]
+                $(#[$meta])*
+                pub struct $name {
+                    $(
+                        $(#[doc = $doc])*
+                        #[prost($kind $(= $kind_arg)?, $cardinality, $(packed = $packed,)? tag = $tag)]
+                        pub $field: $ty,
+                    )*
+                }
             }
 
             impl Declared for $name {
@@ -86,6 +91,34 @@ macro_rules! skeleton_messages {
             /// Every message, in declaration order.
             #[cfg(test)]
             const ALL: &'static [SkeletonMessage] = &[$(SkeletonMessage::$name),*];
+        }
+    };
+}
+
+/// Emits one message of `skeleton_messages!`: as written (for `#[derive(prost::Message)]`), or,
+/// marked `[manual]`, without the `prost` field attributes, for a message whose `prost::Message`
+/// is implemented by hand (the attributes still give its schema).
+macro_rules! skeleton_struct {
+    ([] $(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        pub struct $name { $($body)* }
+    };
+    ([manual]
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                #[prost($($attr:tt)*)]
+                pub $field:ident: $ty:ty,
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $(
+                $(#[doc = $doc])*
+                pub $field: $ty,
+            )*
         }
     };
 }
@@ -299,17 +332,21 @@ skeleton_messages! {
     /// (`external_data = 13`, `data_location = 14`) is the scanner's to read and validate
     /// ([`crate::onnx::storage`]); declared here too, it cost 32 bytes in every initializer's
     /// header that nothing read.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TensorHeader {
+    ///
+    /// Its `prost::Message` is written by hand (below) so that the name and dims are the
+    /// shared values of [`crate::onnx::shared`]: a loaded model's headers hold the loader's own
+    /// (see [`decode_without_headers`]), 40 bytes a header and no allocation of their own.
+    #[derive(Clone, PartialEq, Default, Debug)]
+    pub struct TensorHeader [manual] {
         /// `dims = 1`.
         #[prost(int64, repeated, packed = "false", tag = "1")]
-        pub dims: Vec<i64>,
+        pub dims: SharedDims,
         /// `data_type = 2` (`TensorProto.DataType`: 1 FLOAT, 10 FLOAT16, 11 DOUBLE, 16 BFLOAT16, …).
         #[prost(int32, optional, tag = "2")]
         pub data_type: Option<i32>,
-        /// `name = 8`.
+        /// `name = 8` (empty when absent).
         #[prost(string, optional, tag = "8")]
-        pub name: Option<String>,
+        pub name: SharedStr,
     }
 
     /// `TensorProto` with the payload fields, for `Constant` attributes only.
@@ -388,6 +425,101 @@ skeleton_messages! {
         /// `dim_param = 2`.
         #[prost(string, optional, tag = "2")]
         pub dim_param: Option<String>,
+    }
+}
+
+thread_local! {
+    /// Set by [`decode_without_headers`] while it decodes.
+    static WITHOUT_HEADERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `decode` with every [`TensorHeader`] it decodes left empty (default name, dims and
+/// type): the fields are still decoded and checked exactly as prost would, then dropped.
+///
+/// For the loader, which already holds every initializer's name and dims (the scanner read
+/// them): it decodes the skeleton this way, then gives the headers its own shared values, so a
+/// model of millions of initializers does not hold a second copy of each name and shape.
+pub(crate) fn decode_without_headers<T>(decode: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            WITHOUT_HEADERS.with(|w| w.set(self.0));
+        }
+    }
+    let _reset = Reset(WITHOUT_HEADERS.with(|w| w.replace(true)));
+    decode()
+}
+
+impl prost::Message for TensorHeader {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        use prost::encoding::{int32, int64, string};
+        int64::encode_repeated(1, &self.dims, buf);
+        if let Some(t) = &self.data_type {
+            int32::encode(2, t, buf);
+        }
+        if !self.name.is_empty() {
+            string::encode(8, &self.name.to_string(), buf);
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        use prost::encoding::{int32, int64, skip_field, string};
+        let keep = !WITHOUT_HEADERS.with(std::cell::Cell::get);
+        let field = |e: prost::DecodeError, f: &'static str| {
+            let mut e = e;
+            e.push("TensorHeader", f);
+            e
+        };
+        match tag {
+            1 => {
+                let mut dims = if keep { self.dims.to_vec() } else { Vec::new() };
+                int64::merge_repeated(wire_type, &mut dims, buf, ctx)
+                    .map_err(|e| field(e, "dims"))?;
+                if keep {
+                    self.dims = dims.into();
+                }
+            }
+            2 => {
+                let mut t = self.data_type.unwrap_or_default();
+                int32::merge(wire_type, &mut t, buf, ctx).map_err(|e| field(e, "data_type"))?;
+                if keep {
+                    self.data_type = Some(t);
+                }
+            }
+            8 => {
+                let mut name = String::new();
+                string::merge(wire_type, &mut name, buf, ctx).map_err(|e| field(e, "name"))?;
+                if keep {
+                    self.name = name.into();
+                }
+            }
+            _ => skip_field(wire_type, tag, buf, ctx)?,
+        }
+        Ok(())
+    }
+
+    fn encoded_len(&self) -> usize {
+        use prost::encoding::{int32, int64, string};
+        int64::encoded_len_repeated(1, &self.dims)
+            + self
+                .data_type
+                .as_ref()
+                .map_or(0, |t| int32::encoded_len(2, t))
+            + if self.name.is_empty() {
+                0
+            } else {
+                string::encoded_len(8, &self.name.to_string())
+            }
+    }
+
+    fn clear(&mut self) {
+        *self = TensorHeader::default();
     }
 }
 

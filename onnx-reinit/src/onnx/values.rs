@@ -385,7 +385,7 @@ impl LoadedModel {
                         .map_err(|e| Error::External {
                             file: self.path().to_path_buf(),
                             tensor: t.name.to_string(),
-                            offset: t.offset as u64,
+                            offset: t.offset() as u64,
                             what: format!("reading {location:?}: {e}"),
                         })?;
                     out.tail(done as usize).decode_le(b);

@@ -317,7 +317,7 @@ impl Rewriter<'_> {
                         external::checked_relative(location).map_err(|what| Error::External {
                             file: self.file(),
                             tensor: t.name.to_string(),
-                            offset: t.offset as u64,
+                            offset: t.offset() as u64,
                             what,
                         })?
                     }

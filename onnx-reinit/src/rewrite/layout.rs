@@ -231,7 +231,7 @@ impl Rewriter<'_> {
                     return Err(Error::External {
                         file: self.file(),
                         tensor: tensors[i].name.to_string(),
-                        offset: tensors[i].offset as u64,
+                        offset: tensors[i].offset() as u64,
                         what: format!(
                             "{} shrank to {} bytes since the model was opened",
                             layout.output.src_path.display(),
@@ -344,7 +344,6 @@ impl Rewriter<'_> {
     /// re-encoded with the new value, with the frame of the tensor holding it.
     pub(super) fn relocations(&self, name: &str) -> Result<Vec<(usize, Splice)>, Error> {
         let bytes = self.model.bytes();
-        let frames = &self.model.scan.frames;
         let malformed = |e: wire::WireError| Error::Inconsistent {
             file: self.file(),
             what: format!("re-reading an external_data entry: {e:?}"),
@@ -363,11 +362,11 @@ impl Rewriter<'_> {
         wire::put_varint(body.len() as u64, &mut entry);
         entry.extend_from_slice(&body);
         let mut splices = Vec::new();
-        for t in self.model.tensors() {
+        for (i, t) in self.model.tensors().iter().enumerate() {
             if !matches!(t.storage, Storage::External(_)) {
                 continue;
             }
-            let mut r = wire::Reader::sub(bytes, frames[t.frame].body.clone());
+            let mut r = wire::Reader::sub(bytes, t.body.clone());
             while let Some(f) = r.next_field().map_err(malformed)? {
                 if f.number != 13 {
                     continue;
@@ -381,7 +380,7 @@ impl Rewriter<'_> {
                 }
                 if is_location {
                     splices.push((
-                        t.frame,
+                        self.model.tensor_frame(i),
                         Splice {
                             input: f.start as u64..f.end as u64,
                             new_len: entry.len() as u64,
@@ -406,8 +405,7 @@ impl Rewriter<'_> {
         if layout.varint.is_empty() && relocated.is_empty() {
             return Ok(());
         }
-        let frames = &self.model.scan.frames;
-        let ancestors = |f: usize| std::iter::successors(Some(f), |&f| frames[f].parent);
+        let ancestors = |f: usize| std::iter::successors(Some(f), |&f| self.model.frame(f).parent);
         let mut delta: HashMap<usize, i64> = HashMap::new();
         for (frame, splice) in relocated {
             let d = splice.new_len as i64 - (splice.input.end - splice.input.start) as i64;
@@ -427,7 +425,7 @@ impl Rewriter<'_> {
                 bytes: None,
                 varint: Some(k),
             });
-            for f in ancestors(self.model.tensors()[v.tensor].frame) {
+            for f in ancestors(self.model.tensor_frame(v.tensor)) {
                 *delta.entry(f).or_insert(0) += d;
             }
         }
@@ -441,7 +439,7 @@ impl Rewriter<'_> {
             if d == 0 {
                 continue;
             }
-            let frame = &frames[f];
+            let frame = self.model.frame(f);
             let new_body =
                 u64::try_from(frame.body.len() as i64 + d).map_err(|_| Error::Inconsistent {
                     file: self.file(),

@@ -497,9 +497,9 @@ impl B {
     /// An initializer of `dtype`.
     fn wt(&mut self, name: &str, dims: &[i64], dtype: i32) -> &mut Self {
         self.g.initializer.push(TensorHeader {
-            dims: dims.to_vec(),
+            dims: dims.into(),
             data_type: Some(dtype),
-            name: Some(name.to_owned()),
+            name: name.into(),
         });
         self
     }
@@ -1657,7 +1657,7 @@ fn graphs_attribute_paths_use_indices() {
     body0.w("b0", &[2, 2]);
     body0.n("MatMul", &["x", "b0"], &["o"]);
     let mut body1 = body0.graph();
-    body1.initializer[0].name = Some("b1".to_owned());
+    body1.initializer[0].name = "b1".into();
     body1.node[0].input[1] = "b1".to_owned();
     let mut b = B::new(&["x"], &["y"]);
     b.n("Multi", &["x"], &["y"]).attribute.push(Attribute {

@@ -261,7 +261,7 @@ fn scanner_and_skeleton_agree_on_fixtures() {
         let from_skeleton: Vec<(String, Vec<i64>)> = g
             .initializer
             .iter()
-            .map(|t| (t.name.clone().unwrap_or_default(), t.dims.clone()))
+            .map(|t| (t.name.to_string(), t.dims.to_vec()))
             .collect();
         let from_scan: Vec<(String, Vec<i64>)> = s
             .tensors
@@ -272,9 +272,9 @@ fn scanner_and_skeleton_agree_on_fixtures() {
         assert_eq!(from_scan, from_skeleton, "{}", path.display());
         // Every payload range lies inside its tensor's frame, inside the file.
         for t in &s.tensors {
-            let f = &s.frames[t.frame];
+            assert_eq!(t.prefix.end, t.body.start);
             for r in &t.raw_data {
-                assert!(f.body.start <= r.start && r.end <= f.body.end);
+                assert!(t.body.start <= r.start && r.end <= t.body.end);
             }
         }
     }
@@ -550,7 +550,8 @@ fn int32_data_is_reframed_in_nested_graphs() {
     assert_eq!(sk.len(), m.graphs().len());
     for t in m.tensors() {
         let h = &sk[t.graph_index].initializer[t.index_in_graph];
-        assert_eq!(h.name.as_deref(), Some(t.name.as_str()));
+        assert_eq!(h.name, t.name);
+        assert_eq!(h.dims, t.dims);
     }
     assert_eq!(sk[3].name.as_deref(), Some("inner"));
 

@@ -43,8 +43,8 @@ fn built_model(
         initializer: inits
             .iter()
             .map(|(n, d)| TensorHeader {
-                name: Some((*n).to_owned()),
-                dims: d.to_vec(),
+                name: (*n).into(),
+                dims: (*d).into(),
                 data_type: Some(1),
             })
             .collect(),

@@ -769,7 +769,12 @@ fn check_fidelity(
     } else {
         // Re-framed: every byte outside the payloads and the length prefixes is kept, in order.
         let frames = |s: &scan::Scan| -> Vec<Range<usize>> {
-            s.frames.iter().map(|f| f.prefix.clone()).collect()
+            let tensors = s.tensors.iter().map(|t| t.prefix.clone());
+            s.frames
+                .iter()
+                .map(|f| f.prefix.clone())
+                .chain(tensors)
+                .collect()
         };
         let si = scan::scan(before).unwrap();
         let so = scan::scan(&after).unwrap();
