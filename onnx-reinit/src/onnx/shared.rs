@@ -7,119 +7,177 @@
 //! once. Both read like the types they replace (`Deref` to `str` / `[i64]`, comparisons with
 //! strings, vectors and arrays, `Debug` and serde as the plain value), so the JSON documents and
 //! every printed form are unchanged.
+//!
+//! Each is one pointer (8 bytes) to a block holding the count, the length and the values
+//! (`triomphe::ThinArc`), not the 16 of an `Arc<str>`: every stage holds a name, a graph path
+//! and a shape per tensor, so the pointer's size counts once per stage and tensor. Empty values
+//! allocate nothing.
 
 use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::ops::Deref;
-use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use triomphe::ThinArc;
 
-/// An immutable, cheaply cloned string (an `Arc<str>`): clones share one allocation.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SharedStr(Arc<str>);
+/// A shared, immutable slice behind one pointer; `None` is the empty slice.
+#[derive(Clone, Default)]
+struct Thin<T>(Option<ThinArc<(), T>>);
+
+impl<T: Copy> Thin<T> {
+    fn new(items: &[T]) -> Thin<T> {
+        Thin((!items.is_empty()).then(|| ThinArc::from_header_and_slice((), items)))
+    }
+
+    fn slice(&self) -> &[T] {
+        self.0.as_ref().map_or(&[], |a| &a.slice)
+    }
+
+    /// Whether `self` and `other` share one allocation (or are both empty).
+    #[cfg(test)]
+    fn shares(&self, other: &Thin<T>) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => std::ptr::eq(a.slice.as_ptr(), b.slice.as_ptr()),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+/// An immutable, cheaply cloned string: clones share one allocation.
+#[derive(Clone, Default)]
+pub struct SharedStr(Thin<u8>);
 
 impl SharedStr {
     /// The string.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // SAFETY: the bytes were copied from a `str` (every constructor takes one).
+        unsafe { std::str::from_utf8_unchecked(self.0.slice()) }
+    }
+}
+
+impl PartialEq for SharedStr {
+    fn eq(&self, other: &SharedStr) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SharedStr {}
+
+impl Hash for SharedStr {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for SharedStr {
+    fn partial_cmp(&self, other: &SharedStr) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SharedStr {
+    fn cmp(&self, other: &SharedStr) -> Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
 impl Deref for SharedStr {
     type Target = str;
     fn deref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl AsRef<str> for SharedStr {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl Borrow<str> for SharedStr {
     fn borrow(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl fmt::Debug for SharedStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(&*self.as_str(), f)
     }
 }
 
 impl fmt::Display for SharedStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&*self.0, f)
+        fmt::Display::fmt(&*self.as_str(), f)
     }
 }
 
 impl From<String> for SharedStr {
     fn from(s: String) -> SharedStr {
-        SharedStr(s.into())
+        SharedStr(Thin::new(s.as_bytes()))
     }
 }
 
 impl From<&str> for SharedStr {
     fn from(s: &str) -> SharedStr {
-        SharedStr(s.into())
+        SharedStr(Thin::new(s.as_bytes()))
     }
 }
 
 impl From<&String> for SharedStr {
     fn from(s: &String) -> SharedStr {
-        SharedStr(s.as_str().into())
+        SharedStr(Thin::new(s.as_bytes()))
     }
 }
 
 impl From<SharedStr> for String {
     fn from(s: SharedStr) -> String {
-        s.0.as_ref().to_owned()
+        s.as_str().to_owned()
     }
 }
 
 impl PartialEq<str> for SharedStr {
     fn eq(&self, other: &str) -> bool {
-        *self.0 == *other
+        *self.as_str() == *other
     }
 }
 
 impl PartialEq<&str> for SharedStr {
     fn eq(&self, other: &&str) -> bool {
-        *self.0 == **other
+        *self.as_str() == **other
     }
 }
 
 impl PartialEq<String> for SharedStr {
     fn eq(&self, other: &String) -> bool {
-        *self.0 == **other
+        *self.as_str() == **other
     }
 }
 
 impl PartialEq<SharedStr> for String {
     fn eq(&self, other: &SharedStr) -> bool {
-        **self == *other.0
+        **self == *other.as_str()
     }
 }
 
 impl PartialEq<SharedStr> for str {
     fn eq(&self, other: &SharedStr) -> bool {
-        *self == *other.0
+        *self == *other.as_str()
     }
 }
 
 impl PartialEq<SharedStr> for &str {
     fn eq(&self, other: &SharedStr) -> bool {
-        **self == *other.0
+        **self == *other.as_str()
     }
 }
 
 impl Serialize for SharedStr {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -129,35 +187,48 @@ impl<'de> Deserialize<'de> for SharedStr {
     }
 }
 
-/// A tensor's dims, immutable and cheaply cloned (an `Arc<[i64]>`): clones share one
-/// allocation.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct SharedDims(Arc<[i64]>);
+/// A tensor's dims, immutable and cheaply cloned: clones share one allocation.
+#[derive(Clone, Default)]
+pub struct SharedDims(Thin<i64>);
 
 impl SharedDims {
     /// The dims.
     pub fn as_slice(&self) -> &[i64] {
-        &self.0
+        self.0.slice()
+    }
+}
+
+impl PartialEq for SharedDims {
+    fn eq(&self, other: &SharedDims) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for SharedDims {}
+
+impl Hash for SharedDims {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
     }
 }
 
 impl Deref for SharedDims {
     type Target = [i64];
     fn deref(&self) -> &[i64] {
-        &self.0
+        self.as_slice()
     }
 }
 
 impl AsRef<[i64]> for SharedDims {
     fn as_ref(&self) -> &[i64] {
-        &self.0
+        self.as_slice()
     }
 }
 
-// Hashes as the slice (`Arc<[i64]>` hashes its contents), so a set of them is looked up by slice.
+// Hashes as the slice, so a set of them is looked up by slice.
 impl Borrow<[i64]> for SharedDims {
     fn borrow(&self) -> &[i64] {
-        &self.0
+        self.as_slice()
     }
 }
 
@@ -165,67 +236,67 @@ impl<'a> IntoIterator for &'a SharedDims {
     type Item = &'a i64;
     type IntoIter = std::slice::Iter<'a, i64>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.as_slice().iter()
     }
 }
 
 impl fmt::Debug for SharedDims {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.as_slice(), f)
     }
 }
 
 impl From<Vec<i64>> for SharedDims {
     fn from(v: Vec<i64>) -> SharedDims {
-        SharedDims(v.into())
+        SharedDims(Thin::new(&v))
     }
 }
 
 impl From<&[i64]> for SharedDims {
     fn from(v: &[i64]) -> SharedDims {
-        SharedDims(v.into())
+        SharedDims(Thin::new(&v))
     }
 }
 
 impl<const N: usize> From<[i64; N]> for SharedDims {
     fn from(v: [i64; N]) -> SharedDims {
-        SharedDims(v.as_slice().into())
+        SharedDims(Thin::new(&v))
     }
 }
 
 impl PartialEq<[i64]> for SharedDims {
     fn eq(&self, other: &[i64]) -> bool {
-        *self.0 == *other
+        *self.as_slice() == *other
     }
 }
 
 impl PartialEq<&[i64]> for SharedDims {
     fn eq(&self, other: &&[i64]) -> bool {
-        *self.0 == **other
+        *self.as_slice() == **other
     }
 }
 
 impl PartialEq<Vec<i64>> for SharedDims {
     fn eq(&self, other: &Vec<i64>) -> bool {
-        *self.0 == **other
+        *self.as_slice() == **other
     }
 }
 
 impl PartialEq<SharedDims> for Vec<i64> {
     fn eq(&self, other: &SharedDims) -> bool {
-        **self == *other.0
+        **self == *other.as_slice()
     }
 }
 
 impl<const N: usize> PartialEq<[i64; N]> for SharedDims {
     fn eq(&self, other: &[i64; N]) -> bool {
-        *self.0 == *other
+        *self.as_slice() == *other
     }
 }
 
 impl Serialize for SharedDims {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        self.as_slice().serialize(s)
     }
 }
 
@@ -239,11 +310,28 @@ impl<'de> Deserialize<'de> for SharedDims {
 mod tests {
     use super::*;
 
+    /// One pointer each: every stage holds a name, a graph path and a shape per tensor.
+    #[test]
+    fn shared_values_are_one_pointer() {
+        assert_eq!(std::mem::size_of::<SharedStr>(), 8);
+        assert_eq!(std::mem::size_of::<SharedDims>(), 8);
+        assert_eq!(SharedStr::default(), "");
+        assert_eq!(SharedStr::from(""), SharedStr::default());
+        assert_eq!(SharedDims::default(), [0i64; 0]);
+        assert_eq!(SharedDims::from(Vec::new()).as_slice(), &[] as &[i64]);
+        let sorted: std::collections::BTreeSet<SharedStr> =
+            ["b", "a", "c"].into_iter().map(SharedStr::from).collect();
+        assert_eq!(
+            sorted.iter().map(SharedStr::as_str).collect::<String>(),
+            "abc"
+        );
+    }
+
     #[test]
     fn clones_share_one_allocation_and_read_as_the_plain_values() {
         let name = SharedStr::from("fc.weight".to_owned());
         let copy = name.clone();
-        assert!(std::ptr::eq(name.as_str(), copy.as_str()));
+        assert!(name.0.shares(&copy.0));
         assert_eq!(name, "fc.weight");
         assert_eq!(format!("{name} {name:?}"), "fc.weight \"fc.weight\"");
         assert_eq!(serde_json::to_string(&name).unwrap(), "\"fc.weight\"");
@@ -252,7 +340,7 @@ mod tests {
 
         let dims = SharedDims::from(vec![3, 4]);
         let copy = dims.clone();
-        assert!(std::ptr::eq(dims.as_slice(), copy.as_slice()));
+        assert!(dims.0.shares(&copy.0));
         assert_eq!(dims, [3, 4]);
         assert_eq!(dims, vec![3, 4]);
         assert_eq!(format!("{dims:?}"), "[3, 4]");
