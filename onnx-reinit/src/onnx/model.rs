@@ -93,10 +93,11 @@ pub struct TensorEntry {
     /// The graph's path: `""` for the main graph, e.g. `"/If_0.then_branch"` for a nested one
     /// (one allocation per graph, shared by its tensors).
     pub graph: SharedStr,
-    /// Index of the graph in [`LoadedModel::graphs`] (pre-order).
-    pub graph_index: usize,
+    /// Index of the graph in [`LoadedModel::graphs`] (pre-order). 32 bits, as
+    /// `index_in_graph`: the entry is held per tensor for the whole run.
+    pub graph_index: u32,
     /// Position among the graph's initializers.
-    pub index_in_graph: usize,
+    pub index_in_graph: u32,
     /// `TensorProto.name` (shared with the analysis and the report, see
     /// [`crate::onnx::shared`]).
     pub name: SharedStr,
@@ -412,7 +413,7 @@ impl LoadedModel {
             Some(k) => {
                 let t = &self.tensors[k];
                 scan::Frame {
-                    parent: Some(self.scan.graphs[t.graph_index].frame),
+                    parent: Some(self.scan.graphs[t.graph_index as usize].frame),
                     kind: scan::FrameKind::Tensor,
                     prefix: t.body.start - usize::from(t.prefix_len)..t.body.start,
                     body: t.body.clone(),
@@ -544,7 +545,7 @@ impl<'a> Validator<'a> {
         let tensors = &self.tensors;
         let same = |&i: &u32| {
             let e = &tensors[i as usize];
-            e.graph_index == t.graph && e.name == t.name
+            e.graph_index as usize == t.graph && e.name == t.name
         };
         if self.names.find(hash, same).is_some() {
             return Err(invalid(
@@ -580,12 +581,15 @@ impl<'a> Validator<'a> {
             let g = &scan.graphs[self.graph_paths.len()];
             self.graph_paths.push(g.path.as_str().into());
         }
-        let index = u32::try_from(self.tensors.len())
-            .map_err(|_| invalid(&t, "more than 4,294,967,295 initializers".into()))?;
+        let narrow = |n: usize| {
+            u32::try_from(n).map_err(|_| invalid(&t, "more than 4,294,967,295 initializers".into()))
+        };
+        let index = narrow(self.tensors.len())?;
+        let (graph_index, index_in_graph) = (narrow(t.graph)?, narrow(t.index_in_graph)?);
         let (tensors, hasher) = (&self.tensors, &self.hasher);
         self.names.insert_unique(hash, index, |&i| {
             let e = &tensors[i as usize];
-            hasher.hash_one((e.graph_index, e.name.as_str()))
+            hasher.hash_one((e.graph_index as usize, e.name.as_str()))
         });
         let dims = std::mem::take(&mut t.dims);
         let dims = match self.shapes.get_key_value(dims.as_slice()) {
@@ -600,8 +604,8 @@ impl<'a> Validator<'a> {
         };
         Ok(TensorEntry {
             graph: self.graph_paths[t.graph].clone(),
-            graph_index: t.graph,
-            index_in_graph: t.index_in_graph,
+            graph_index,
+            index_in_graph,
             name: std::mem::take(&mut t.name).into(),
             dims,
             data_type: t.data_type,
@@ -627,7 +631,7 @@ impl<'a> Validator<'a> {
         }
         tensors.shrink_to_fit();
         for (i, t) in tensors.iter().enumerate() {
-            let g = &mut graphs[t.graph_index];
+            let g = &mut graphs[t.graph_index as usize];
             if g.tensors.is_empty() {
                 g.tensors = i..i;
             }
@@ -718,4 +722,18 @@ fn cross_check(model: &skeleton::Model, scanned: &[scan::ScannedGraph]) -> Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a loaded model holds per initializer for the whole run (issue: ≤ 200 bytes per
+    /// initializer in all): its entry, and its skeleton header until the skeleton is released.
+    #[test]
+    fn per_tensor_records_stay_small() {
+        assert_eq!(std::mem::size_of::<Storage>(), 24);
+        assert!(std::mem::size_of::<TensorEntry>() <= 88);
+        assert_eq!(std::mem::size_of::<skeleton::TensorHeader>(), 24);
+    }
 }

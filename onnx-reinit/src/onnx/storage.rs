@@ -21,27 +21,27 @@ pub enum Storage {
     /// `float_data` (fixed32, little-endian), in one or more segments.
     FloatData {
         /// Packed runs and/or unpacked elements, in element order.
-        segments: Vec<Segment>,
+        segments: Box<[Segment]>,
     },
     /// `double_data` (fixed64, little-endian).
     DoubleData {
         /// Packed runs and/or unpacked elements, in element order.
-        segments: Vec<Segment>,
+        segments: Box<[Segment]>,
     },
     /// `int32_data` (varints; for f16/bf16 the 16-bit patterns, zero-extended).
     Int32Data {
         /// Packed runs and/or unpacked elements, in element order.
-        segments: Vec<Segment>,
+        segments: Box<[Segment]>,
     },
     /// `int64_data` (varints). Never rewritten.
     Int64Data {
         /// Packed runs and/or unpacked elements, in element order.
-        segments: Vec<Segment>,
+        segments: Box<[Segment]>,
     },
     /// `uint64_data` (varints). Never rewritten.
     Uint64Data {
         /// Packed runs and/or unpacked elements, in element order.
-        segments: Vec<Segment>,
+        segments: Box<[Segment]>,
     },
     /// `string_data`. Never rewritten.
     StringData {
@@ -49,7 +49,8 @@ pub enum Storage {
         count: u64,
     },
     /// `data_location = EXTERNAL`: little-endian values in a side file. Boxed: inline, its
-    /// 88 bytes would size every tensor's [`Storage`], external or not.
+    /// 88 bytes would size every tensor's [`Storage`], external or not (the segments are boxed
+    /// slices for the same reason: a [`Storage`] is 24 bytes).
     External(Box<ExternalData>),
     /// No payload and no elements.
     Empty,
@@ -171,7 +172,7 @@ pub(crate) fn inline_storage(t: &ScannedTensor, numel: u64) -> Result<Storage, S
                 "values",
             )?;
             Storage::FloatData {
-                segments: t.float_data.clone(),
+                segments: t.float_data.as_slice().into(),
             }
         }
         "double_data" => {
@@ -186,7 +187,7 @@ pub(crate) fn inline_storage(t: &ScannedTensor, numel: u64) -> Result<Storage, S
                 "values",
             )?;
             Storage::DoubleData {
-                segments: t.double_data.clone(),
+                segments: t.double_data.as_slice().into(),
             }
         }
         "int32_data" => {
@@ -210,7 +211,7 @@ pub(crate) fn inline_storage(t: &ScannedTensor, numel: u64) -> Result<Storage, S
             };
             check(count(&t.int32_data), expected, "values")?;
             Storage::Int32Data {
-                segments: t.int32_data.clone(),
+                segments: t.int32_data.as_slice().into(),
             }
         }
         "int64_data" => {
@@ -220,7 +221,7 @@ pub(crate) fn inline_storage(t: &ScannedTensor, numel: u64) -> Result<Storage, S
                 "values",
             )?;
             Storage::Int64Data {
-                segments: t.int64_data.clone(),
+                segments: t.int64_data.as_slice().into(),
             }
         }
         "uint64_data" => {
@@ -230,7 +231,7 @@ pub(crate) fn inline_storage(t: &ScannedTensor, numel: u64) -> Result<Storage, S
                 "values",
             )?;
             Storage::Uint64Data {
-                segments: t.uint64_data.clone(),
+                segments: t.uint64_data.as_slice().into(),
             }
         }
         _ => {

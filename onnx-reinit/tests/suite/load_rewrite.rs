@@ -549,7 +549,7 @@ fn int32_data_is_reframed_in_nested_graphs() {
     let sk = m.skeleton_graphs();
     assert_eq!(sk.len(), m.graphs().len());
     for t in m.tensors() {
-        let h = &sk[t.graph_index].initializer[t.index_in_graph];
+        let h = &sk[t.graph_index as usize].initializer[t.index_in_graph as usize];
         assert_eq!(h.name, t.name);
         assert_eq!(h.dims, t.dims);
     }
