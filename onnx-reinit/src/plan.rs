@@ -22,6 +22,7 @@ use globset::{Glob, GlobMatcher};
 use init_core::{Family, Fans, Nonlinearity, RankRequirement, Scheme, SchemeExt as _, SchemeKind};
 
 use crate::analysis::{Activation, Analysis, NormStatKind, RecurrentPart, Role, TensorInfo};
+use crate::onnx::shared::SharedStr;
 use crate::preset::{Preset, PresetPlan};
 
 /// What to do with a class of tensors.
@@ -412,14 +413,14 @@ pub struct PlanEntry {
     /// What to write, or `None` to keep the bytes. Boxed: most entries of a big model keep
     /// their bytes, and a `Fill` inline would add 64 bytes to each of them.
     pub fill: Option<Box<Fill>>,
-    /// Which rule decided (`--relu`, `--rule fc*`, `default for bias`, …). Shared static
-    /// strings where the reason is (`untouched: no consumers (unused initializer)`, `--bias`),
-    /// so that millions of entries do not each hold a copy.
-    pub reason: Cow<'static, str>,
+    /// Which rule decided (`--relu`, `--rule fc*`, `default for bias`, …). [`plan`] gives the
+    /// entries with the same reason one shared string (`untouched: no consumers (unused
+    /// initializer)`, `--bias`), so that millions of entries do not each hold a copy.
+    pub reason: SharedStr,
     /// Elements written as 0 after the fill (in row-major order): a preset's padding row of a
     /// token embedding ([`crate::preset::PresetDecision::zeroed`]); `None` for every other
-    /// entry.
-    pub zeroed: Option<std::ops::Range<u64>>,
+    /// entry (boxed: an entry is held per tensor, and almost none has one).
+    pub zeroed: Option<Box<std::ops::Range<u64>>>,
 }
 
 impl PlanEntry {
@@ -523,15 +524,44 @@ pub fn plan(analysis: &Analysis, rules: &Rules, seed: u64) -> Result<Plan, PlanE
     // Sized up front: collecting through `Result` cannot know the length and would grow the
     // table by doubling, up to twice its size for millions of tensors.
     let mut entries = Vec::with_capacity(analysis.tensors.len());
+    let mut reasons = Reasons::default();
     for (index, t) in analysis.tensors.iter().enumerate() {
-        entries.push(plan_tensor(index, t, rules)?);
+        entries.push(plan_one(index, t, rules, &mut reasons)?);
     }
     Ok(Plan { entries, seed })
+}
+
+/// The reasons given so far, so that entries with the same reason share it (bounded: a model
+/// whose tensors each have a reason of their own gets one string per entry, as without it).
+#[derive(Default)]
+struct Reasons(std::collections::HashSet<SharedStr>);
+
+impl Reasons {
+    fn share(&mut self, reason: &str) -> SharedStr {
+        if let Some(r) = self.0.get(reason) {
+            return r.clone();
+        }
+        let r = SharedStr::from(reason);
+        if self.0.len() < 4096 {
+            self.0.insert(r.clone());
+        }
+        r
+    }
 }
 
 /// Decide one initializer's fill: the entry [`plan`] makes for tensor `index`, `t` (the rule
 /// that applies to it, and the effective scheme with its fans or gate blocks).
 pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEntry, PlanError> {
+    plan_one(index, t, rules, &mut Reasons::default())
+}
+
+/// [`plan_tensor`], with the reason shared through `reasons`.
+fn plan_one(
+    index: usize,
+    t: &TensorInfo,
+    rules: &Rules,
+    reasons: &mut Reasons,
+) -> Result<PlanEntry, PlanError> {
     let (rule, reason, zeroed) = choose(t, rules);
     let fill = match (&rule, t.role) {
         (Rule::Keep, _) | (_, None) => None,
@@ -543,11 +573,11 @@ pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEn
             })?,
         )),
     };
-    let zeroed = zeroed.filter(|_| fill.is_some());
+    let zeroed = zeroed.filter(|_| fill.is_some()).map(Box::new);
     Ok(PlanEntry {
         index,
         fill,
-        reason,
+        reason: reasons.share(&reason),
         zeroed,
     })
 }
@@ -729,4 +759,19 @@ fn check_scheme(scheme: Scheme, shape: &[usize], fans: Option<Fans>) -> Result<(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan holds an entry per initializer, untouched or not.
+    #[test]
+    fn an_entry_is_four_words_and_equal_reasons_share_one_string() {
+        assert_eq!(std::mem::size_of::<PlanEntry>(), 32);
+        let mut reasons = Reasons::default();
+        let (a, b) = (reasons.share("--bias"), reasons.share("--bias"));
+        assert_eq!(a, "--bias");
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+    }
 }
