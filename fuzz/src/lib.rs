@@ -12,11 +12,11 @@ use std::sync::OnceLock;
 use onnx_reinit::analysis::{self, AnalysisOptions, NoConstValues};
 use onnx_reinit::apply::PlanFiller;
 use onnx_reinit::onnx::model::{LoadedModel, Storage};
+use onnx_reinit::onnx::{scan, skeleton};
 use onnx_reinit::pipeline::{self, RunError};
 use onnx_reinit::plan::{self, Rules};
 use onnx_reinit::report::Report;
 use onnx_reinit::rewrite::{self, OutputTarget, RewriteOptions};
-use onnx_reinit::onnx::{scan, skeleton};
 
 // The rewrite fidelity helpers of the test suite, shared rather than copied.
 #[path = "../../onnx-reinit/tests/suite/common/fidelity.rs"]
@@ -76,7 +76,11 @@ pub fn scan_and_analyse(data: &[u8]) {
 /// enumeration order (pre-order: a graph, then each node's attributes' `g` then `graphs`).
 fn preorder_headers<'a>(graph: Option<&'a skeleton::Graph>, out: &mut Vec<(&'a str, &'a [i64])>) {
     let Some(g) = graph else { return };
-    out.extend(g.initializer.iter().map(|h| (h.name.as_str(), h.dims.as_slice())));
+    out.extend(
+        g.initializer
+            .iter()
+            .map(|h| (h.name.as_str(), h.dims.as_slice())),
+    );
     for n in &g.node {
         for a in &n.attribute {
             preorder_headers(a.g.as_ref(), out);
@@ -216,8 +220,20 @@ pub fn pipeline(data: &[u8]) {
     assert_eq!(o.tensors().len(), m.tensors().len());
     for (x, y) in m.tensors().iter().zip(o.tensors()) {
         assert_eq!(
-            (&x.graph, &x.name, &x.dims, x.data_type, x.storage.kind()),
-            (&y.graph, &y.name, &y.dims, y.data_type, y.storage.kind())
+            (
+                m.graph_of(x),
+                &x.name,
+                &x.dims,
+                x.data_type,
+                x.storage.kind()
+            ),
+            (
+                o.graph_of(y),
+                &y.name,
+                &y.dims,
+                y.data_type,
+                y.storage.kind()
+            )
         );
     }
     let holes_in: Vec<Range<usize>> = targets.iter().flat_map(|&i| inline_ranges(&m, i)).collect();
@@ -235,7 +251,11 @@ pub fn pipeline(data: &[u8]) {
         let prefixes = |b: &[u8]| -> Vec<Range<usize>> {
             let s = scan::scan(b).unwrap();
             let tensors = s.tensors.iter().map(|t| t.prefix.clone());
-            s.frames.iter().map(|f| f.prefix.clone()).chain(tensors).collect()
+            s.frames
+                .iter()
+                .map(|f| f.prefix.clone())
+                .chain(tensors)
+                .collect()
         };
         let holes_out: Vec<Range<usize>> =
             targets.iter().flat_map(|&i| inline_ranges(&o, i)).collect();

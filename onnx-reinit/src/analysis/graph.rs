@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use super::ops::{self, Source};
 use super::{ConstValues, Consumer};
 use crate::onnx::dtype::DType;
+use crate::onnx::shared::SharedStr;
 use crate::onnx::skeleton::{Attribute, ConstTensor, Graph, Node, TensorHeader};
 
 /// Index of a graph (scope) in [`GraphIndex::scopes`]; 0 is the main graph.
@@ -29,8 +30,9 @@ const MAX_CHAIN: usize = 64;
 /// One graph: the main graph or a body held by a node attribute.
 #[derive(Debug)]
 pub(crate) struct Scope<'m> {
-    /// Path string per the scanner contract (`""` for the main graph).
-    pub path: String,
+    /// Path string per the scanner contract (`""` for the main graph); shared by the
+    /// scope's tensors' entries.
+    pub path: SharedStr,
     /// The graph itself.
     pub graph: &'m Graph,
     /// The enclosing scope, `None` for the main graph.
@@ -143,7 +145,7 @@ impl<'m> GraphIndex<'m> {
     ) {
         let scope = self.scopes.len();
         self.scopes.push(Scope {
-            path,
+            path: path.into(),
             graph,
             parent,
             owner,
@@ -457,7 +459,7 @@ impl<'m> GraphIndex<'m> {
             node: self.node_name(u.node),
             op: e.node.op().to_owned(),
             slot: u.slot,
-            graph: self.scopes[e.scope].path.clone(),
+            graph: self.scopes[e.scope].path.to_string(),
             via: u.via.iter().map(|&n| self.node_label(n)).collect(),
         }
     }

@@ -579,12 +579,16 @@ fn analyse_one(
 ) -> TensorInfo {
     let v = index.value(value);
     let header = index.initializer_header(value);
-    let graph = &index.scope(v.scope).path;
-    let (graph, name, dims) = match shared {
-        Some(e) if e.graph == *graph && e.name == v.name && e.dims == header.dims => {
-            (e.graph.clone(), e.name.clone(), e.dims.clone())
+    // The scope's path is shared by its tensors; the name and dims are the loader's where
+    // the entry names the same tensor.
+    let graph = index.scope(v.scope).path.clone();
+    let (name, dims) = match shared {
+        Some(e)
+            if e.graph_index as usize == v.scope && e.name == v.name && e.dims == header.dims =>
+        {
+            (e.name.clone(), e.dims.clone())
         }
-        _ => (graph.as_str().into(), v.name.into(), header.dims.clone()),
+        _ => (v.name.into(), header.dims.clone()),
     };
     let data_type = header.data_type.unwrap_or(0);
     let uses = index.real_uses(value);

@@ -90,14 +90,11 @@ pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
 /// order within a graph).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorEntry {
-    /// The graph's path: `""` for the main graph, e.g. `"/If_0.then_branch"` for a nested one
-    /// (one allocation per graph, shared by its tensors).
-    pub graph: SharedStr,
-    /// Index of the graph in [`LoadedModel::graphs`] (pre-order). 32 bits, as
-    /// `index_in_graph`: the entry is held per tensor for the whole run.
+    /// Index of the graph in [`LoadedModel::graphs`] (pre-order), whose `path` is `""` for
+    /// the main graph, e.g. `"/If_0.then_branch"` for a nested one. 32 bits: the entry is held
+    /// per tensor for the whole run. (Its position among the graph's initializers is its index
+    /// in [`LoadedModel::tensors`] minus the graph's `tensors.start`.)
     pub graph_index: u32,
-    /// Position among the graph's initializers.
-    pub index_in_graph: u32,
     /// `TensorProto.name` (shared with the analysis and the report, see
     /// [`crate::onnx::shared`]).
     pub name: SharedStr,
@@ -107,12 +104,12 @@ pub struct TensorEntry {
     pub data_type: i32,
     /// Where the values are.
     pub storage: Storage,
-    pub(crate) numel: u64,
-    /// The `TensorProto` body in the file: for error messages, and the tensor's frame in the
-    /// rewrite's re-framing (see [`LoadedModel::frame`]).
-    pub(crate) body: Range<usize>,
-    /// Length of the length varint in front of `body`.
-    pub(crate) prefix_len: u8,
+    /// Where the `TensorProto` body starts in the file, and its length (32 bits: a protobuf
+    /// message is at most 2 GiB, and a longer one is refused at load): see [`Self::body`].
+    body_start: usize,
+    body_len: u32,
+    /// Length of the length varint in front of the body.
+    prefix_len: u8,
 }
 
 impl TensorEntry {
@@ -121,14 +118,21 @@ impl TensorEntry {
         DType::from_onnx(self.data_type)
     }
 
-    /// Number of elements (validated at load: no overflow, no negative dims).
+    /// Number of elements: the product of the dims (validated at load: no overflow, no
+    /// negative dims), computed rather than held, as the entry is held per tensor.
     pub fn numel(&self) -> u64 {
-        self.numel
+        self.dims.iter().map(|&d| d as u64).product()
     }
 
     /// Byte offset of the `TensorProto` body in the file, for error messages.
     pub(crate) fn offset(&self) -> usize {
-        self.body.start
+        self.body_start
+    }
+
+    /// The `TensorProto` body in the file: for error messages, and the tensor's frame in the
+    /// rewrite's re-framing (see [`LoadedModel::frame`]).
+    pub(crate) fn body(&self) -> Range<usize> {
+        self.body_start..self.body_start + self.body_len as usize
     }
 }
 
@@ -415,8 +419,8 @@ impl LoadedModel {
                 scan::Frame {
                     parent: Some(self.scan.graphs[t.graph_index as usize].frame),
                     kind: scan::FrameKind::Tensor,
-                    prefix: t.body.start - usize::from(t.prefix_len)..t.body.start,
-                    body: t.body.clone(),
+                    prefix: t.body_start - usize::from(t.prefix_len)..t.body_start,
+                    body: t.body(),
                 }
             }
         }
@@ -445,6 +449,12 @@ impl LoadedModel {
     /// Every initializer, in the enumeration order (graphs in pre-order, file order within).
     pub fn tensors(&self) -> &[TensorEntry] {
         &self.tensors
+    }
+
+    /// The path of the graph that declares `tensor` (one of [`Self::tensors`]): `""` for the
+    /// main graph, e.g. `"/If_0.then_branch"` for a nested one.
+    pub fn graph_of(&self, tensor: &TensorEntry) -> &str {
+        &self.graphs[tensor.graph_index as usize].path
     }
 
     /// Graphs in pre-order; `graphs()[0]` is the main graph.
@@ -487,8 +497,6 @@ struct Validator<'a> {
     dir: &'a Path,
     meta: &'a std::fs::Metadata,
     canonical_dir: Option<PathBuf>,
-    /// Each graph's path, shared by its entries.
-    graph_paths: Vec<SharedStr>,
     /// The entries so far, in file order.
     tensors: Vec<TensorEntry>,
     /// Indices into `tensors`, hashed by (graph, name): 4 bytes a tensor where a set of the
@@ -511,7 +519,6 @@ impl<'a> Validator<'a> {
             dir,
             meta,
             canonical_dir: None,
-            graph_paths: Vec::new(),
             tensors: Vec::new(),
             names: hashbrown::HashTable::new(),
             hasher: std::collections::hash_map::RandomState::new(),
@@ -577,15 +584,21 @@ impl<'a> Validator<'a> {
         } else {
             inline_storage(&t, n).map_err(|w| invalid(&t, w))?
         };
-        while self.graph_paths.len() <= t.graph {
-            let g = &scan.graphs[self.graph_paths.len()];
-            self.graph_paths.push(g.path.as_str().into());
-        }
         let narrow = |n: usize| {
             u32::try_from(n).map_err(|_| invalid(&t, "more than 4,294,967,295 initializers".into()))
         };
         let index = narrow(self.tensors.len())?;
-        let (graph_index, index_in_graph) = (narrow(t.graph)?, narrow(t.index_in_graph)?);
+        let graph_index = narrow(t.graph)?;
+        let body_len = u32::try_from(t.body.len()).map_err(|_| {
+            invalid(
+                &t,
+                format!(
+                    "its TensorProto is {} bytes: protobuf messages are at most 2 GiB (a tensor \
+                     that big must use external data)",
+                    t.body.len()
+                ),
+            )
+        })?;
         let (tensors, hasher) = (&self.tensors, &self.hasher);
         self.names.insert_unique(hash, index, |&i| {
             let e = &tensors[i as usize];
@@ -603,15 +616,13 @@ impl<'a> Validator<'a> {
             }
         };
         Ok(TensorEntry {
-            graph: self.graph_paths[t.graph].clone(),
             graph_index,
-            index_in_graph,
             name: std::mem::take(&mut t.name).into(),
             dims,
             data_type: t.data_type,
             storage,
-            numel: n,
-            body: t.body.clone(),
+            body_start: t.body.start,
+            body_len,
             // A varint is at most 10 bytes.
             prefix_len: t.prefix.len() as u8,
         })
@@ -733,7 +744,7 @@ mod tests {
     #[test]
     fn per_tensor_records_stay_small() {
         assert_eq!(std::mem::size_of::<Storage>(), 24);
-        assert!(std::mem::size_of::<TensorEntry>() <= 88);
+        assert!(std::mem::size_of::<TensorEntry>() <= 64);
         assert_eq!(std::mem::size_of::<skeleton::TensorHeader>(), 24);
     }
 }

@@ -366,7 +366,7 @@ impl Rewriter<'_> {
             if !matches!(t.storage, Storage::External(_)) {
                 continue;
             }
-            let mut r = wire::Reader::sub(bytes, t.body.clone());
+            let mut r = wire::Reader::sub(bytes, t.body());
             while let Some(f) = r.next_field().map_err(malformed)? {
                 if f.number != 13 {
                     continue;

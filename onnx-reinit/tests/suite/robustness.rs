@@ -759,8 +759,20 @@ fn check_fidelity(
     assert_eq!(o.tensors().len(), m.tensors().len());
     for (a, b) in m.tensors().iter().zip(o.tensors()) {
         assert_eq!(
-            (&a.graph, &a.name, &a.dims, a.data_type, a.storage.kind()),
-            (&b.graph, &b.name, &b.dims, b.data_type, b.storage.kind())
+            (
+                m.graph_of(a),
+                &a.name,
+                &a.dims,
+                a.data_type,
+                a.storage.kind()
+            ),
+            (
+                o.graph_of(b),
+                &b.name,
+                &b.dims,
+                b.data_type,
+                b.storage.kind()
+            )
         );
     }
     let ranges: Vec<Range<usize>> = targets.iter().flat_map(|&i| inline_ranges(m, i)).collect();
