@@ -123,11 +123,7 @@ pub(super) fn input_specs(
     graph: &skeleton::Graph,
     overrides: &[(Option<String>, Vec<usize>)],
 ) -> Result<Vec<InputSpec>, String> {
-    let inits: HashSet<&str> = graph
-        .initializer
-        .iter()
-        .filter_map(|t| t.name.as_deref())
-        .collect();
+    let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let mut specs = Vec::new();
     for vi in &graph.input {
         let name = vi.name.clone().unwrap_or_default();
@@ -300,11 +296,7 @@ pub(super) fn file_inputs(
     use super::npz::{NpyData, read_npz};
     let file = path.display();
     let arrays = read_npz(path)?;
-    let inits: HashSet<&str> = graph
-        .initializer
-        .iter()
-        .filter_map(|t| t.name.as_deref())
-        .collect();
+    let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: Vec<&skeleton::ValueInfo> = graph
         .input
         .iter()
