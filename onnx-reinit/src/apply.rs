@@ -277,7 +277,7 @@ impl PlanFiller {
         let mut tensors = Vec::new();
         let mut zeroed = Vec::new();
         for (position, e) in plan.entries.iter().enumerate() {
-            let t = &analysis.tensors[e.index];
+            let t = &analysis.tensors[position];
             let Some(fill) = e.fill.as_deref() else {
                 continue;
             };

@@ -408,8 +408,6 @@ pub enum Fill {
 /// The decision for one initializer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlanEntry {
-    /// Index into the model's tensors (and the analysis).
-    pub index: usize,
     /// What to write, or `None` to keep the bytes. Boxed: most entries of a big model keep
     /// their bytes, and a `Fill` inline would add 64 bytes to each of them.
     pub fill: Option<Box<Fill>>,
@@ -433,7 +431,8 @@ impl PlanEntry {
     }
 }
 
-/// The plan: one entry per initializer, in analysis order.
+/// The plan: one entry per initializer, in analysis order (`entries[i]` decides the model's
+/// and the analysis's tensor `i`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// Entries.
@@ -525,8 +524,8 @@ pub fn plan(analysis: &Analysis, rules: &Rules, seed: u64) -> Result<Plan, PlanE
     // table by doubling, up to twice its size for millions of tensors.
     let mut entries = Vec::with_capacity(analysis.tensors.len());
     let mut reasons = Reasons::default();
-    for (index, t) in analysis.tensors.iter().enumerate() {
-        entries.push(plan_one(index, t, rules, &mut reasons)?);
+    for t in &analysis.tensors {
+        entries.push(plan_one(t, rules, &mut reasons)?);
     }
     Ok(Plan { entries, seed })
 }
@@ -549,19 +548,14 @@ impl Reasons {
     }
 }
 
-/// Decide one initializer's fill: the entry [`plan`] makes for tensor `index`, `t` (the rule
-/// that applies to it, and the effective scheme with its fans or gate blocks).
-pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEntry, PlanError> {
-    plan_one(index, t, rules, &mut Reasons::default())
+/// Decide one initializer's fill: the entry [`plan`] makes for tensor `t` (the rule that
+/// applies to it, and the effective scheme with its fans or gate blocks).
+pub fn plan_tensor(t: &TensorInfo, rules: &Rules) -> Result<PlanEntry, PlanError> {
+    plan_one(t, rules, &mut Reasons::default())
 }
 
 /// [`plan_tensor`], with the reason shared through `reasons`.
-fn plan_one(
-    index: usize,
-    t: &TensorInfo,
-    rules: &Rules,
-    reasons: &mut Reasons,
-) -> Result<PlanEntry, PlanError> {
+fn plan_one(t: &TensorInfo, rules: &Rules, reasons: &mut Reasons) -> Result<PlanEntry, PlanError> {
     let (rule, reason, zeroed) = choose(t, rules);
     let fill = match (&rule, t.role) {
         (Rule::Keep, _) | (_, None) => None,
@@ -575,7 +569,6 @@ fn plan_one(
     };
     let zeroed = zeroed.filter(|_| fill.is_some()).map(Box::new);
     Ok(PlanEntry {
-        index,
         fill,
         reason: reasons.share(&reason),
         zeroed,
@@ -767,8 +760,8 @@ mod tests {
 
     /// The plan holds an entry per initializer, untouched or not.
     #[test]
-    fn an_entry_is_four_words_and_equal_reasons_share_one_string() {
-        assert_eq!(std::mem::size_of::<PlanEntry>(), 32);
+    fn an_entry_is_three_words_and_equal_reasons_share_one_string() {
+        assert_eq!(std::mem::size_of::<PlanEntry>(), 24);
         let mut reasons = Reasons::default();
         let (a, b) = (reasons.share("--bias"), reasons.share("--bias"));
         assert_eq!(a, "--bias");

@@ -442,13 +442,9 @@ pub fn inspect_with_progress(
     Ok((model, analysis, report))
 }
 
-/// The recommended scheme of tensor `index`, `t`, under `rules`, and its std.
-fn recommendation(
-    index: usize,
-    t: &TensorInfo,
-    rules: &Rules,
-) -> Result<Option<(String, f64)>, String> {
-    let entry = plan::plan_tensor(index, t, rules).map_err(|e| e.to_string())?;
+/// The recommended scheme of tensor `t` under `rules`, and its std.
+fn recommendation(t: &TensorInfo, rules: &Rules) -> Result<Option<(String, f64)>, String> {
+    let entry = plan::plan_tensor(t, rules).map_err(|e| e.to_string())?;
     let Some(fill) = entry.fill.map(|f| *f) else {
         return Ok(None);
     };
@@ -508,7 +504,7 @@ pub fn diagnose_with_progress(
     for (&i, st) in rows_of.iter().zip(&stats) {
         let t = &analysis.tensors[i];
         let role = t.role.expect("filtered on role");
-        let (recommended, recommended_std, plan_note) = match recommendation(i, t, &rules) {
+        let (recommended, recommended_std, plan_note) = match recommendation(t, &rules) {
             Ok(Some((s, std))) => (Some(s), Some(std), None),
             Ok(None) => (None, None, None),
             Err(e) => (None, None, Some(format!("no recommendation: {e}"))),

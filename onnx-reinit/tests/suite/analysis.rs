@@ -2034,20 +2034,19 @@ fn gemma_scale_offset_is_planned_as_its_neutral_value() {
     let w = get(&a, "w");
     assert_eq!(w.role, Some(Role::NormOffset), "{w:?}");
     assert_eq!(Role::NormOffset.as_str(), "norm_offset");
-    let i = a.tensors.iter().position(|t| t.name == "w").unwrap();
-    let e = plan_tensor(i, w, &Rules::default()).unwrap();
+    let e = plan_tensor(w, &Rules::default()).unwrap();
     assert_eq!(e.scheme().unwrap().to_string(), "zeros");
     let rules = Rules {
         norm: Rule::parse("constant(2.5)").unwrap(),
         ..Rules::default()
     };
-    let e = plan_tensor(i, w, &rules).unwrap();
+    let e = plan_tensor(w, &rules).unwrap();
     assert_eq!(e.scheme().unwrap().to_string(), "constant(1.5)");
     let rules = Rules {
         norm: Rule::parse("normal(1, 0.1)").unwrap(),
         ..Rules::default()
     };
-    let e = plan_tensor(i, w, &rules).unwrap();
+    let e = plan_tensor(w, &rules).unwrap();
     assert!(e.fill.is_none() && e.reason.contains("offset"), "{e:?}");
 }
 
