@@ -10,6 +10,7 @@
 //! of init-core, so the output does not depend on the thread count or on which other tensors are
 //! re-initialized.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -544,6 +545,33 @@ fn precompute(
             Values::F32(v)
         }
     })
+}
+
+/// A [`PlanFiller`] whose f32 tensors are multiplied by per-tensor scales (LSUV's, see
+/// [`crate::pipeline::run_staged`]).
+#[derive(Debug)]
+pub struct ScaledFiller<'a> {
+    inner: &'a PlanFiller,
+    scales: HashMap<usize, f32>,
+}
+
+impl Filler for ScaledFiller<'_> {
+    fn fill(&self, tensor: usize, start: u64, mut out: ValuesMut<'_>) {
+        self.inner
+            .fill(tensor, start, out.reborrow_prefix(out.len()));
+        if let (Some(&s), ValuesMut::F32(v)) = (self.scales.get(&tensor), out) {
+            for x in v {
+                *x *= s;
+            }
+        }
+    }
+}
+
+impl<'a> ScaledFiller<'a> {
+    /// The plan's values with `layers`' scales applied (tensor index → scale).
+    pub fn new(inner: &'a PlanFiller, scales: HashMap<usize, f32>) -> Self {
+        ScaledFiller { inner, scales }
+    }
 }
 
 #[cfg(test)]

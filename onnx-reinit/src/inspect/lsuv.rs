@@ -22,7 +22,7 @@ use tract_onnx::pb;
 
 use super::forward::{self, Probe};
 use crate::analysis::{Analysis, Role};
-use crate::apply::PlanFiller;
+use crate::apply::{PlanFiller, ScaledFiller};
 use crate::onnx::dtype::DType;
 use crate::onnx::model::LoadedModel;
 use crate::onnx::values::ValuesMut;
@@ -84,32 +84,6 @@ pub struct LsuvResult {
     pub skipped: Vec<(String, String)>,
     /// Tensor index → scale.
     pub scales: HashMap<usize, f32>,
-}
-
-/// A [`PlanFiller`] whose f32 tensors are multiplied by LSUV's per-tensor scales.
-#[derive(Debug)]
-pub struct ScaledFiller<'a> {
-    inner: &'a PlanFiller,
-    scales: HashMap<usize, f32>,
-}
-
-impl Filler for ScaledFiller<'_> {
-    fn fill(&self, tensor: usize, start: u64, mut out: ValuesMut<'_>) {
-        self.inner
-            .fill(tensor, start, out.reborrow_prefix(out.len()));
-        if let (Some(&s), ValuesMut::F32(v)) = (self.scales.get(&tensor), out) {
-            for x in v {
-                *x *= s;
-            }
-        }
-    }
-}
-
-impl<'a> ScaledFiller<'a> {
-    /// The plan's values with `layers`' scales applied (tensor index → scale).
-    pub fn new(inner: &'a PlanFiller, scales: HashMap<usize, f32>) -> Self {
-        ScaledFiller { inner, scales }
-    }
 }
 
 /// Run LSUV: each layer's result, the weights left unscaled and the per-tensor scales. Fails
