@@ -1,13 +1,13 @@
 //! The whole rewrite as one call, for the CLI and for pipelines that do not need the stages:
 //! load → analyse → plan → prepare values → rewrite → report.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::analysis::{self, Analysis, AnalysisOptions, ConstValues};
-use crate::apply::PlanFiller;
+use crate::apply::{PlanFiller, ScaledFiller};
 use crate::onnx::model::{LoadedModel, Storage};
 use crate::plan::{self, Plan, PlanError, Rules};
 use crate::report::{self, Report};
@@ -228,6 +228,33 @@ pub fn run_rendered<R>(
     config: &RewriteConfig,
     render: impl FnOnce(&Report, Option<&crate::preset::PresetPlan>) -> R,
 ) -> Result<(Outcome, R), RunError> {
+    let no_stage = |_: &LoadedModel, _: &Analysis, _: &PlanFiller| Ok((Scales::new(), ()));
+    run_staged(config, false, no_stage, |report, preset, ()| {
+        render(report, preset)
+    })
+    .map(|(outcome, (), rendered)| (outcome, rendered))
+}
+
+/// What a [`run_staged`] stage gives the write: tensor index → the factor its planned values
+/// are multiplied by (f32 tensors; see [`ScaledFiller`]).
+pub type Scales = HashMap<usize, f32>;
+
+/// [`run_rendered`] with a `stage` between the plan and the write, such as `--lsuv`, which
+/// runs the planned model and rescales its weights. The stage gets the loaded model (with its
+/// skeleton when `keep_skeleton`; otherwise it is released before planning, as in
+/// [`run_rendered`]), the analysis and the plan's filler; it returns the scales the write
+/// applies and a result that `render` gets too, and that is returned.
+///
+/// Everything that can fail runs before the commit point, the stage included: the run is
+/// cancellable between every phase, a dry run checks that the model did not change while it
+/// was read, and the report (graph order, files written) is rendered before the output is
+/// renamed into place.
+pub fn run_staged<S, R>(
+    config: &RewriteConfig,
+    keep_skeleton: bool,
+    stage: impl FnOnce(&LoadedModel, &Analysis, &PlanFiller) -> Result<(Scales, S), RunError>,
+    render: impl FnOnce(&Report, Option<&crate::preset::PresetPlan>, &S) -> R,
+) -> Result<(Outcome, S, R), RunError> {
     // Checked between the phases; the rewrite checks it piece by piece.
     let check_cancel = || match &config.cancel {
         Some(c) if c.load(std::sync::atomic::Ordering::Relaxed) => {
@@ -268,9 +295,12 @@ pub fn run_rendered<R>(
         }
         _ => &config.rules,
     };
-    // The report's graph order is all that the rest of the run reads of the skeleton.
+    // The report's graph order is all that the rest of the run reads of the skeleton (but
+    // for a stage that asks for it).
     let node_order = report::node_order(model.skeleton());
-    model.release_skeleton();
+    if !keep_skeleton {
+        model.release_skeleton();
+    }
     check_rules_apply(&analysis, rules).map_err(|(pattern, why)| RunError::UnusedRule {
         file: config.model.clone(),
         pattern,
@@ -279,6 +309,12 @@ pub fn run_rendered<R>(
     let plan = plan::plan(&analysis, rules, config.seed).map_err(plan_error)?;
     let filler = PlanFiller::new(&analysis, &plan).map_err(plan_error)?;
     let targets = filler.targets();
+    check_cancel()?;
+    let (scales, staged) = stage(&model, &analysis, &filler)?;
+    if keep_skeleton {
+        model.release_skeleton();
+    }
+    check_cancel()?;
     let output = match &config.destination {
         Destination::DryRun => {
             // The plan came from what was read: a model that changed meanwhile has another.
@@ -303,11 +339,18 @@ pub fn run_rendered<R>(
         .map(|p| p.display().to_string())
         .collect();
     report.order_by_graph(&node_order);
-    let rendered = render(&report, rules.preset_plan.as_deref());
+    let rendered = render(&report, rules.preset_plan.as_deref(), &staged);
     if let Some(opts) = config.rewrite_options() {
+        let scaled;
+        let filler: &dyn rewrite::Filler = if scales.is_empty() {
+            &filler
+        } else {
+            scaled = ScaledFiller::new(&filler, scales);
+            &scaled
+        };
         // Nothing may follow this call that can fail or panic: it renames the output into
         // place. (`planned_files` is checked against what it wrote by the test suite.)
-        rewrite::rewrite(&model, &targets, &filler, &opts)?;
+        rewrite::rewrite(&model, &targets, filler, &opts)?;
     }
     let preset = rules.preset_plan.clone();
     Ok((
@@ -317,6 +360,7 @@ pub fn run_rendered<R>(
             report,
             preset,
         },
+        staged,
         rendered,
     ))
 }

@@ -344,23 +344,30 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
             t
         }
     };
-    // LSUV measures the model as it rewrites it, so its summary exists only afterwards.
+    // LSUV runs between the plan and the write: its summary is rendered with the report,
+    // before the output is renamed into place.
     #[cfg(feature = "forward")]
     let run = || match &lsuv {
-        Some(opts) => crate::inspect::lsuv::run(&config, opts).map(|(o, r)| {
-            let mut text = render(&o.report, o.preset.as_deref());
-            if show.json {
-                let mut v: serde_json::Value =
-                    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-                if let Some(obj) = v.as_object_mut() {
-                    obj.insert("lsuv".into(), crate::inspect::lsuv::to_json(&r, opts));
+        Some(opts) => pipeline::run_staged(
+            &config,
+            true,
+            crate::inspect::lsuv::stage(&config, opts),
+            |report, preset, r| {
+                let mut text = render(report, preset);
+                if show.json {
+                    let mut v: serde_json::Value =
+                        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+                    if let Some(obj) = v.as_object_mut() {
+                        obj.insert("lsuv".into(), crate::inspect::lsuv::to_json(r, opts));
+                    }
+                    text = output::json(&v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"));
+                } else if !show.quiet {
+                    text.push_str(&crate::inspect::lsuv::summary(r, opts));
                 }
-                text = output::json(&v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"));
-            } else if !show.quiet {
-                text.push_str(&crate::inspect::lsuv::summary(&r, opts));
-            }
-            (o, text)
-        }),
+                text
+            },
+        )
+        .map(|(outcome, _, text)| (outcome, text)),
         None => pipeline::run_rendered(&config, render),
     };
     #[cfg(not(feature = "forward"))]

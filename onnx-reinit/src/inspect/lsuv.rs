@@ -22,7 +22,7 @@ use tract_onnx::pb;
 
 use super::forward::{self, Probe};
 use crate::analysis::{Analysis, Role};
-use crate::apply::{PlanFiller, ScaledFiller};
+use crate::apply::PlanFiller;
 use crate::onnx::dtype::DType;
 use crate::onnx::model::LoadedModel;
 use crate::onnx::values::ValuesMut;
@@ -75,7 +75,7 @@ pub struct LsuvLayer {
 }
 
 /// What LSUV did: the layers it scaled, the planned weights it left at the plan's values (with
-/// the reason), and the per-tensor scales for [`ScaledFiller`].
+/// the reason), and the per-tensor scales for [`crate::apply::ScaledFiller`].
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LsuvResult {
     /// Each scaled layer, in graph order.
@@ -248,68 +248,39 @@ fn set_raw(t: &mut pb::TensorProto, v: &[f32], scale: f32) {
     t.data_location = None;
 }
 
-/// The whole rewrite with LSUV between the plan and the write ([`crate::pipeline::run`]'s steps,
-/// the written values being the plan's times each layer's scale). On error nothing is written.
+/// The whole rewrite with LSUV between the plan and the write ([`stage`] in
+/// [`crate::pipeline::run_staged`]): the outcome, and what LSUV did.
 pub fn run(
     config: &crate::pipeline::RewriteConfig,
     opts: &LsuvOptions,
 ) -> Result<(crate::pipeline::Outcome, LsuvResult), crate::pipeline::RunError> {
-    use crate::pipeline::{Destination, Outcome, RunError, analyze_loaded};
-    use crate::rewrite;
-    use std::sync::Arc;
-    let model = LoadedModel::open(&config.model)?;
-    let mut analysis = analyze_loaded(&model, &config.analysis)?;
-    let plan_error = |error| RunError::Plan {
-        file: config.model.clone(),
-        error,
-    };
-    let mut rules = config.rules.clone();
-    if let (Some(p), None) = (&rules.preset, &rules.preset_plan) {
-        let resolved = crate::preset::resolve(p, model.skeleton(), &analysis).map_err(|error| {
-            RunError::Preset {
+    let (outcome, result, ()) =
+        crate::pipeline::run_staged(config, true, stage(config, opts), |_, _, _| ())?;
+    Ok((outcome, result))
+}
+
+/// The `--lsuv` stage of [`crate::pipeline::run_staged`] (which must keep the skeleton: the
+/// model is run in tract): LSUV on the planned model, its scales for the write, and its
+/// result. A failure names the model file.
+pub fn stage<'a>(
+    config: &'a crate::pipeline::RewriteConfig,
+    opts: &'a LsuvOptions,
+) -> impl FnOnce(
+    &LoadedModel,
+    &Analysis,
+    &PlanFiller,
+) -> Result<(crate::pipeline::Scales, LsuvResult), crate::pipeline::RunError>
++ 'a {
+    move |model, analysis, filler| {
+        let mut result = lsuv(model, analysis, filler, opts).map_err(|message| {
+            crate::pipeline::RunError::Lsuv {
                 file: config.model.clone(),
-                error,
+                message,
             }
         })?;
-        resolved.give_roles(&mut analysis);
-        rules.preset_plan = Some(Arc::new(resolved));
+        let scales = std::mem::take(&mut result.scales);
+        Ok((scales, result))
     }
-    let plan = crate::plan::plan(&analysis, &rules, config.seed).map_err(plan_error)?;
-    let filler = PlanFiller::new(&analysis, &plan).map_err(plan_error)?;
-    let mut result = lsuv(&model, &analysis, &filler, opts).map_err(|message| RunError::Lsuv {
-        file: config.model.clone(),
-        message,
-    })?;
-    let scaled = ScaledFiller::new(&filler, std::mem::take(&mut result.scales));
-    let output = match config.rewrite_options() {
-        None => None,
-        Some(ropts) => {
-            rewrite::rewrite(&model, &filler.targets(), &scaled, &ropts)?;
-            Some(match &config.destination {
-                Destination::Path(p) | Destination::PathWithData { path: p, .. } => {
-                    p.display().to_string()
-                }
-                _ => config.model.display().to_string(),
-            })
-        }
-    };
-    let report = crate::report::Report::new(
-        &config.model.display().to_string(),
-        &analysis,
-        &plan,
-        output.is_none(),
-        output,
-    );
-    let preset = rules.preset_plan.clone();
-    Ok((
-        Outcome {
-            analysis,
-            plan,
-            report,
-            preset,
-        },
-        result,
-    ))
 }
 
 /// The lines the table prints after the report: each layer's std before and after.

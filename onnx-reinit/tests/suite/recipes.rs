@@ -347,6 +347,56 @@ fn lsuv_on_the_command_line() {
     }
 }
 
+/// `--lsuv` runs the rewrite's own steps around LSUV: a `--rule` that decides nothing is
+/// refused before anything is written, and the report (in graph order, with the files
+/// written) is the one the same run without `--lsuv` prints.
+#[cfg(feature = "forward")]
+#[test]
+fn lsuv_runs_the_steps_of_a_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = fixtures_dir().join("recipes").join("lsuv_tanh_mlp.onnx");
+    let out = dir.path().join("out.onnx");
+    let run = |extra: &[&str]| {
+        let mut args = vec![m.to_str().unwrap(), "-o", out.to_str().unwrap(), "--force"];
+        args.extend_from_slice(extra);
+        crate::common::run(&args)
+    };
+    let o = run(&[
+        "--lsuv",
+        "--input-shape",
+        "64,32",
+        "--rule",
+        "nothing*=zeros",
+    ]);
+    assert!(!o.status.success());
+    let err = crate::common::text(&o.stderr);
+    assert!(
+        err.contains("--rule 'nothing*' matches no initializer"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a refused run wrote its output");
+
+    let names = |o: &std::process::Output| -> (Vec<String>, serde_json::Value) {
+        assert!(o.status.success(), "{}", crate::common::text(&o.stderr));
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        let names = j["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect();
+        (names, j["files_written"].clone())
+    };
+    let with = run(&["--json", "--lsuv", "--input-shape", "64,32"]);
+    let (lsuv_order, lsuv_files) = names(&with);
+    let (plain_order, plain_files) = names(&run(&["--json"]));
+    assert_eq!(lsuv_order, plain_order);
+    assert_eq!(lsuv_files, plain_files);
+    let written = lsuv_files.as_array().expect("files_written");
+    assert_eq!(written.len(), 1);
+    assert!(written[0].as_str().unwrap().ends_with("out.onnx"));
+}
+
 /// Torch parameter name of each ONNX initializer, from the fixture's ground truth.
 fn torch_names(path: &Path) -> std::collections::HashMap<String, String> {
     let gt: serde_json::Value = serde_json::from_str(
