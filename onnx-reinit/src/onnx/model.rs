@@ -505,7 +505,7 @@ struct Validator<'a> {
     hasher: std::collections::hash_map::RandomState,
     /// Shapes seen so far, so that tensors of one shape share one allocation (bounded: a model
     /// of millions of distinct shapes gets one allocation per tensor, as without it).
-    shapes: std::collections::HashMap<SharedDims, ()>,
+    shapes: std::collections::HashSet<SharedDims>,
     error: Option<Error>,
 }
 
@@ -522,7 +522,7 @@ impl<'a> Validator<'a> {
             tensors: Vec::new(),
             names: hashbrown::HashTable::new(),
             hasher: std::collections::hash_map::RandomState::new(),
-            shapes: std::collections::HashMap::new(),
+            shapes: std::collections::HashSet::new(),
             error: None,
         }
     }
@@ -605,15 +605,14 @@ impl<'a> Validator<'a> {
             hasher.hash_one((e.graph_index as usize, e.name.as_str()))
         });
         let dims = std::mem::take(&mut t.dims);
-        let dims = match self.shapes.get_key_value(dims.as_slice()) {
-            Some((shared, ())) => shared.clone(),
-            None => {
-                let shared = SharedDims::from(dims);
-                if self.shapes.len() < SHARED_SHAPES {
-                    self.shapes.insert(shared.clone(), ());
-                }
-                shared
+        let dims = if let Some(shared) = self.shapes.get(dims.as_slice()) {
+            shared.clone()
+        } else {
+            let shared = SharedDims::from(dims);
+            if self.shapes.len() < SHARED_SHAPES {
+                self.shapes.insert(shared.clone());
             }
+            shared
         };
         Ok(TensorEntry {
             graph_index,

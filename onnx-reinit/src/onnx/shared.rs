@@ -105,13 +105,13 @@ impl Borrow<str> for SharedStr {
 
 impl fmt::Debug for SharedStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.as_str(), f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for SharedStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&*self.as_str(), f)
+        fmt::Display::fmt(self.as_str(), f)
     }
 }
 
@@ -254,7 +254,7 @@ impl From<Vec<i64>> for SharedDims {
 
 impl From<&[i64]> for SharedDims {
     fn from(v: &[i64]) -> SharedDims {
-        SharedDims(Thin::new(&v))
+        SharedDims(Thin::new(v))
     }
 }
 
