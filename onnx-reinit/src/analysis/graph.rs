@@ -22,6 +22,14 @@ pub(crate) type NodeId = usize;
 /// Index of a value in [`GraphIndex::values`].
 pub(crate) type ValueId = usize;
 
+/// The slot of an initializer in [`GraphIndex::initializers`] that has no value.
+const NO_VALUE: u32 = u32::MAX;
+
+/// The name of an initializer header (`""` when absent), the one place the index reads it.
+pub(super) fn header_name(header: &TensorHeader) -> &str {
+    header.name.as_deref().unwrap_or("")
+}
+
 /// Deepest chain of Identity/Cast/Transpose (or of constant folding) followed before giving up:
 /// real exports have one or two; the bound only protects against cyclic or adversarial files.
 const MAX_CHAIN: usize = 64;
@@ -102,8 +110,11 @@ pub(crate) struct GraphIndex<'m> {
     pub nodes: Vec<NodeEntry<'m>>,
     /// All values.
     pub values: Vec<Value<'m>>,
-    /// Initializer values in scanner order.
-    pub initializers: Vec<ValueId>,
+    /// One slot per initializer, in scanner order: its value, or [`NO_VALUE`] for an
+    /// initializer whose name no node input and no graph output reads (see
+    /// [`Self::initializer_slots`]). Four bytes a slot: a model of millions of unused
+    /// initializers holds no [`Value`] for them.
+    initializers: Vec<u32>,
     /// Structural problems found while indexing.
     pub warnings: Vec<String>,
     /// (scope, name) → value, while building only (emptied once every use is resolved).
@@ -186,28 +197,77 @@ impl<'m> GraphIndex<'m> {
         id
     }
 
-    /// Define initializers, graph inputs and node outputs of every scope.
+    /// Every name read in any scope: node inputs (omitted optional inputs `""` aside) and
+    /// graph outputs. A body may read an enclosing scope's value, so one set serves every
+    /// scope; a name read elsewhere than where it is defined only costs a value without uses.
+    fn referenced_names(&self) -> HashSet<&'m str> {
+        let mut names = HashSet::new();
+        for e in &self.nodes {
+            names.extend(
+                e.node
+                    .input
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| !n.is_empty()),
+            );
+        }
+        for s in &self.scopes {
+            names.extend(
+                s.graph
+                    .output
+                    .iter()
+                    .map(|o| o.name.as_deref().unwrap_or("")),
+            );
+        }
+        names
+    }
+
+    /// Define the referenced initializers and graph inputs, and the node outputs, of every
+    /// scope. An initializer nothing reads gets its slot in `initializers` and no value: its
+    /// analysis is that of a value without uses (see [`Self::initializer_slots`]).
     fn define_values(&mut self) {
+        let initializers: usize = self.scopes.iter().map(|s| s.graph.initializer.len()).sum();
+        // Dropped on return: it lives while the values are defined, not while they are
+        // analysed.
+        let referenced = if initializers == 0 {
+            HashSet::new()
+        } else {
+            self.referenced_names()
+        };
+        let is_read = |name: &str| referenced.contains(name);
         // Reserved up front: grown by doubling, these tables would hold up to twice their size
         // for a model of millions of initializers.
         let defined: usize = self
             .scopes
             .iter()
-            .map(|s| s.graph.initializer.len() + s.graph.input.len())
+            .map(|s| {
+                s.graph
+                    .initializer
+                    .iter()
+                    .filter(|h| is_read(header_name(h)))
+                    .count()
+                    + s.graph.input.len()
+            })
             .chain(self.nodes.iter().map(|n| n.node.output.len()))
             .sum();
-        let initializers: usize = self.scopes.iter().map(|s| s.graph.initializer.len()).sum();
         self.values.reserve_exact(defined);
         self.initializers.reserve_exact(initializers);
         self.lookup.reserve(defined);
         for scope in 0..self.scopes.len() {
             let graph = self.scopes[scope].graph;
             for header in &graph.initializer {
-                let name = header.name.as_deref().unwrap_or("");
+                let name = header_name(header);
+                if !is_read(name) {
+                    self.initializers.push(NO_VALUE);
+                    continue;
+                }
                 let id = self.new_value(scope, name, Def::Initializer(header));
-                // Every initializer gets an entry even if its name repeats, so the output stays
-                // aligned with the scanner; lookups resolve to the first one.
-                self.initializers.push(id);
+                // Every initializer gets a slot even if its name repeats, so the output stays
+                // aligned with the scanner; lookups resolve to the first one. (A repeated name
+                // that nothing reads changes no lookup, and the loader refuses it anyway.)
+                // 2^32 values would take over 300 GB before this could fail.
+                self.initializers
+                    .push(u32::try_from(id).expect("fewer than 2^32 values"));
                 match self.lookup.entry((scope, name)) {
                     Entry::Occupied(_) => self.warnings.push(format!(
                         "graph '{}': initializer '{name}' is defined more than once",
@@ -220,8 +280,9 @@ impl<'m> GraphIndex<'m> {
             }
             for input in &graph.input {
                 let name = input.name.as_deref().unwrap_or("");
-                // IR < 4 lists initializers among the inputs too: the initializer wins.
-                if !name.is_empty() && !self.lookup.contains_key(&(scope, name)) {
+                // IR < 4 lists initializers among the inputs too: the initializer wins. An
+                // input nothing reads needs no value either.
+                if !name.is_empty() && is_read(name) && !self.lookup.contains_key(&(scope, name)) {
                     let id = self.new_value(scope, name, Def::Input);
                     self.lookup.insert((scope, name), id);
                 }
@@ -357,12 +418,23 @@ impl<'m> GraphIndex<'m> {
         self.nodes[node].outputs.get(slot).copied().flatten()
     }
 
-    /// The header of an initializer value. Panics for other values (internal misuse).
-    pub(super) fn initializer_header(&self, id: ValueId) -> &'m TensorHeader {
-        match self.values[id].def {
-            Def::Initializer(h) => h,
-            _ => panic!("value {id} is not an initializer"),
-        }
+    /// Every initializer in scanner order: its scope, its header and its value, `None` for
+    /// one that nothing reads (no node input, no graph output names it in any scope), which
+    /// has neither uses nor graph outputs.
+    pub(super) fn initializer_slots(
+        &self,
+    ) -> impl Iterator<Item = (ScopeId, &'m TensorHeader, Option<ValueId>)> + '_ {
+        self.scopes
+            .iter()
+            .enumerate()
+            .flat_map(|(scope, s)| s.graph.initializer.iter().map(move |h| (scope, h)))
+            .zip(&self.initializers)
+            .map(|((scope, h), &slot)| (scope, h, (slot != NO_VALUE).then_some(slot as ValueId)))
+    }
+
+    /// Number of initializers, referenced or not.
+    pub(super) fn initializer_count(&self) -> usize {
+        self.initializers.len()
     }
 
     /// The producing node and output slot of a value.
@@ -671,5 +743,60 @@ pub(crate) fn tensor_scalar(t: &ConstTensor) -> Option<f64> {
             Some(x)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::skeleton::ValueInfo;
+
+    fn header(name: &str) -> TensorHeader {
+        TensorHeader {
+            dims: vec![1],
+            data_type: Some(1),
+            name: Some(name.to_owned()),
+        }
+    }
+
+    fn value_info(name: &str) -> ValueInfo {
+        ValueInfo {
+            name: Some(name.to_owned()),
+            r#type: None,
+        }
+    }
+
+    #[test]
+    fn only_initializers_something_reads_get_a_value() {
+        // `w` is read by the node, `out` returned; `a` and `b` (also a graph input, as IR < 4
+        // lists them) are read by nothing.
+        let graph = Graph {
+            initializer: ["a", "w", "b", "out"].map(header).to_vec(),
+            input: vec![value_info("x"), value_info("b")],
+            output: vec![value_info("y"), value_info("out")],
+            node: vec![Node {
+                input: vec!["x".into(), "w".into()],
+                output: vec!["y".into()],
+                op_type: Some("MatMul".into()),
+                ..Node::default()
+            }],
+            ..Graph::default()
+        };
+        let index = GraphIndex::build(&graph);
+        // x, w, out and the node's y: no value for a, b, nor b's graph input.
+        assert_eq!(index.values.len(), 4);
+        let slots: Vec<(&str, bool)> = index
+            .initializer_slots()
+            .map(|(scope, h, v)| {
+                assert_eq!(scope, 0);
+                (header_name(h), v.is_some())
+            })
+            .collect();
+        assert_eq!(
+            slots,
+            [("a", false), ("w", true), ("b", false), ("out", true)]
+        );
+        assert_eq!(index.initializer_count(), 4);
+        assert!(index.warnings.is_empty(), "{:?}", index.warnings);
     }
 }

@@ -551,13 +551,13 @@ pub(crate) fn analyze_sharing(
     let index = GraphIndex::build(main);
     let scalars = Scalars::new(&index, consts);
     let mut walker = Walker::new(&index, &scalars);
-    let mut tensors = Vec::with_capacity(index.initializers.len());
-    for (k, &value) in index.initializers.iter().enumerate() {
+    let mut tensors = Vec::with_capacity(index.initializer_count());
+    for (k, (scope, header, value)) in index.initializer_slots().enumerate() {
         tensors.push(analyse_one(
             &index,
             &scalars,
             &mut walker,
-            value,
+            (scope, header, value),
             opts,
             entries.get(k),
         ));
@@ -567,31 +567,34 @@ pub(crate) fn analyze_sharing(
     Analysis { tensors, warnings }
 }
 
-/// Role, fans and activation of one initializer: gather one [`Candidate`] per real consumer,
-/// then decide.
+/// Role, fans and activation of one initializer (its scope, header and value, `None` when
+/// nothing reads it): gather one [`Candidate`] per real consumer, then decide.
 fn analyse_one(
     index: &GraphIndex<'_>,
     scalars: &Scalars<'_, '_>,
     walker: &mut Walker<'_, '_>,
-    value: graph::ValueId,
+    (scope, header, value): (
+        graph::ScopeId,
+        &skeleton::TensorHeader,
+        Option<graph::ValueId>,
+    ),
     opts: &AnalysisOptions,
     shared: Option<&crate::onnx::model::TensorEntry>,
 ) -> TensorInfo {
-    let v = index.value(value);
-    let header = index.initializer_header(value);
-    let graph = &index.scope(v.scope).path;
+    let graph = &index.scope(scope).path;
+    let v_name = graph::header_name(header);
     let (graph, name, dims) = match shared {
-        Some(e) if e.graph == *graph && e.name == v.name && e.dims == header.dims => {
+        Some(e) if e.graph == *graph && e.name == v_name && e.dims == header.dims => {
             (e.graph.clone(), e.name.clone(), e.dims.clone())
         }
         _ => (
             graph.as_str().into(),
-            v.name.into(),
+            v_name.into(),
             header.dims.as_slice().into(),
         ),
     };
     let data_type = header.data_type.unwrap_or(0);
-    let uses = index.real_uses(value);
+    let uses = value.map_or_else(Vec::new, |value| index.real_uses(value));
     let consumers: Vec<Consumer> = uses.iter().map(|u| index.consumer(u)).collect();
 
     let mut info = TensorInfo::new(graph, name, dims, data_type, consumers);
@@ -612,12 +615,14 @@ fn analyse_one(
     }
     if uses.is_empty() {
         // Uses that are all views (Identity/Cast/Transpose) lead only to graph outputs.
-        info.why_untouched =
-            Cow::Borrowed(if index.outputs_of(value).is_empty() && v.uses.is_empty() {
-                UNUSED
-            } else {
+        info.why_untouched = Cow::Borrowed(match value {
+            Some(value)
+                if !index.outputs_of(value).is_empty() || !index.value(value).uses.is_empty() =>
+            {
                 ONLY_RETURNED
-            });
+            }
+            _ => UNUSED,
+        });
         return info;
     }
 

@@ -2302,3 +2302,74 @@ fn a_sinusoidal_table_added_like_an_embedding_is_left_alone() {
     assert_eq!(get(&a, "pos").role, Some(Role::Embedding));
     assert_eq!(get(&run_true(&b), "sin").role, Some(Role::Embedding));
 }
+
+/// The index gives no value to an initializer that nothing reads (to hold nothing per unused
+/// tensor of a model of millions); its entry must stay what the value without uses gave:
+/// pinned here field by field, with the enclosing-scope reads that make a tensor referenced.
+#[test]
+fn initializers_nothing_reads_are_reported_as_before() {
+    let mut body = B::new(&[], &["b_out"]);
+    body.w("b_unused", &[2]);
+    // A body reads an enclosing scope's initializer by name.
+    body.n("MatMul", &["x", "outer_w"], &["b_out"]);
+    // IR < 4: `listed` is a graph input too; `ret` is returned, `viewed` only passes a view.
+    let mut b = B::new(&["x", "cond", "listed"], &["y", "ret"]);
+    b.w("unused", &[3])
+        .w("listed", &[4])
+        .w("neg", &[-1, 2])
+        .w("ret", &[2])
+        .w("outer_w", &[4, 4])
+        .w("viewed", &[2]);
+    b.wt("ids", &[5], 7);
+    b.n("If", &["cond"], &["y"])
+        .g("then_branch", body.graph())
+        .g("else_branch", body.graph());
+    b.n("Identity", &["viewed"], &["v_out"]);
+    let a = run_true(&b);
+    assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+    let order: Vec<(&str, &str)> = a
+        .tensors
+        .iter()
+        .map(|t| (t.graph.as_str(), t.name.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("", "unused"),
+            ("", "listed"),
+            ("", "neg"),
+            ("", "ret"),
+            ("", "outer_w"),
+            ("", "viewed"),
+            ("", "ids"),
+            ("/y.then_branch", "b_unused"),
+            ("/y.else_branch", "b_unused"),
+        ]
+    );
+    let unused = "no consumers (unused initializer)";
+    let returned = "only returned as a graph output";
+    for (k, why) in [
+        (0, unused),
+        (1, unused),
+        (2, "invalid shape [-1, 2]"),
+        (3, returned),
+        (5, returned),
+        (
+            6,
+            "int64 tensor: only f32/f64/f16/bf16 tensors are re-initialized",
+        ),
+        (7, unused),
+        (8, unused),
+    ] {
+        let t = &a.tensors[k];
+        assert_eq!(t.role, None, "{t:?}");
+        assert_eq!(&*t.why_untouched, why, "{t:?}");
+        assert!(t.consumers.is_empty(), "{t:?}");
+        assert!(t.fans.is_none() && t.activation.is_none() && t.note.is_none());
+        assert!(t.recurrent.is_none(), "{t:?}");
+    }
+    let w = &a.tensors[4];
+    assert_eq!(w.role, Some(Role::Weight), "{w:?}");
+    let graphs: Vec<&str> = w.consumers.iter().map(|c| c.graph.as_str()).collect();
+    assert_eq!(graphs, ["/y.then_branch", "/y.else_branch"]);
+}
