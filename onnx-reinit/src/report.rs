@@ -124,9 +124,9 @@ impl UntouchedReport {
             graph: t.graph.clone(),
             shape: t.dims.clone(),
             dtype: dtype_label(t.data_type),
-            reason: t.why_untouched.clone(),
+            reason: t.why_untouched_cow(),
             listed: (DType::from_onnx(t.data_type).is_float() && !t.dims.is_empty())
-                || t.why_untouched.starts_with("quantized weight"),
+                || t.why_untouched().starts_with("quantized weight"),
         }
     }
 }
