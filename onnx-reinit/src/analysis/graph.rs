@@ -62,15 +62,16 @@ pub(crate) struct NodeEntry<'m> {
     pub outputs: Vec<Option<ValueId>>,
 }
 
-/// How a value comes into being.
+/// How a value comes into being. Ids are `u32` (a graph of 2^32 nodes or initializers would
+/// not fit in memory) so that a [`Value`] is 56 bytes, not 72.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Def<'m> {
-    /// An initializer of its scope.
-    Initializer(&'m TensorHeader),
+pub(crate) enum Def {
+    /// Initializer number `i` of its scope's graph ([`GraphIndex::header`]).
+    Initializer(u32),
     /// A graph input (of the main graph or a body).
     Input,
-    /// Output `slot` of a node.
-    Node { node: NodeId, slot: usize },
+    /// Output `slot` of node `node`.
+    Node { node: u32, slot: u32 },
     /// Referenced but defined nowhere (a malformed graph).
     Undefined,
 }
@@ -78,14 +79,27 @@ pub(crate) enum Def<'m> {
 /// A value (tensor name in a scope).
 #[derive(Debug)]
 pub(crate) struct Value<'m> {
-    /// Defining scope.
-    pub scope: ScopeId,
     /// Its name.
     pub name: &'m str,
-    /// Where it comes from.
-    pub def: Def<'m>,
     /// Every (node, input slot) reading it, in this and nested scopes, in node order.
     pub uses: Vec<(NodeId, usize)>,
+    /// Defining scope (a [`ScopeId`]: see [`Value::scope`]).
+    scope: u32,
+    /// Where it comes from.
+    pub def: Def,
+}
+
+impl Value<'_> {
+    /// The defining scope.
+    pub(crate) fn scope(&self) -> ScopeId {
+        self.scope as ScopeId
+    }
+}
+
+/// `x` as a `u32` id: 2^32 nodes, values or initializers would take hundreds of gigabytes
+/// before this could fail.
+fn id32(x: usize) -> u32 {
+    u32::try_from(x).expect("fewer than 2^32 graph items")
 }
 
 /// A use of an initializer by a node that is not a pure view of it.
@@ -186,10 +200,10 @@ impl<'m> GraphIndex<'m> {
         }
     }
 
-    fn new_value(&mut self, scope: ScopeId, name: &'m str, def: Def<'m>) -> ValueId {
+    fn new_value(&mut self, scope: ScopeId, name: &'m str, def: Def) -> ValueId {
         let id = self.values.len();
         self.values.push(Value {
-            scope,
+            scope: id32(scope),
             name,
             def,
             uses: Vec::new(),
@@ -255,19 +269,17 @@ impl<'m> GraphIndex<'m> {
         self.lookup.reserve(defined);
         for scope in 0..self.scopes.len() {
             let graph = self.scopes[scope].graph;
-            for header in &graph.initializer {
+            for (position, header) in graph.initializer.iter().enumerate() {
                 let name = header_name(header);
                 if !is_read(name) {
                     self.initializers.push(NO_VALUE);
                     continue;
                 }
-                let id = self.new_value(scope, name, Def::Initializer(header));
+                let id = self.new_value(scope, name, Def::Initializer(id32(position)));
                 // Every initializer gets a slot even if its name repeats, so the output stays
                 // aligned with the scanner; lookups resolve to the first one. (A repeated name
                 // that nothing reads changes no lookup, and the loader refuses it anyway.)
-                // 2^32 values would take over 300 GB before this could fail.
-                self.initializers
-                    .push(u32::try_from(id).expect("fewer than 2^32 values"));
+                self.initializers.push(id32(id));
                 match self.lookup.entry((scope, name)) {
                     Entry::Occupied(_) => self.warnings.push(format!(
                         "graph '{}': initializer '{name}' is defined more than once",
@@ -301,8 +313,8 @@ impl<'m> GraphIndex<'m> {
                     scope,
                     name,
                     Def::Node {
-                        node: node_id,
-                        slot,
+                        node: id32(node_id),
+                        slot: id32(slot),
                     },
                 );
                 if self.lookup.contains_key(&(scope, name.as_str())) {
@@ -437,10 +449,15 @@ impl<'m> GraphIndex<'m> {
         self.initializers.len()
     }
 
+    /// Initializer `i` of scope `scope` (a [`Def::Initializer`]).
+    pub(super) fn header(&self, scope: ScopeId, i: u32) -> &'m TensorHeader {
+        &self.scopes[scope].graph.initializer[i as usize]
+    }
+
     /// The producing node and output slot of a value.
     pub(super) fn producer(&self, id: ValueId) -> Option<(NodeId, usize)> {
         match self.values[id].def {
-            Def::Node { node, slot } => Some((node, slot)),
+            Def::Node { node, slot } => Some((node as NodeId, slot as usize)),
             _ => None,
         }
     }
@@ -450,7 +467,7 @@ impl<'m> GraphIndex<'m> {
     /// in the other layout), which change neither the tensor's role nor its values' meaning.
     pub(super) fn real_uses(&self, id: ValueId) -> Vec<RealUse> {
         let dims = match self.values[id].def {
-            Def::Initializer(h) => h.dims.clone(),
+            Def::Initializer(i) => self.header(self.values[id].scope(), i).dims.clone(),
             _ => Vec::new(),
         };
         let mut out = Vec::new();
@@ -501,18 +518,18 @@ impl<'m> GraphIndex<'m> {
         let mut perms: Vec<Option<&Attribute>> = Vec::new();
         for _ in 0..MAX_CHAIN {
             match self.values[id].def {
-                Def::Initializer(h) => {
-                    let mut dims = h.dims.clone();
+                Def::Initializer(i) => {
+                    let mut dims = self.header(self.values[id].scope(), i).dims.clone();
                     for perm in perms.iter().rev() {
                         dims = permute(&dims, *perm);
                     }
                     return Some((id, dims));
                 }
-                Def::Node { node, slot: 0 } => match self.op(node) {
-                    "Identity" | "Cast" => id = self.input(node, 0)?,
+                Def::Node { node, slot: 0 } => match self.op(node as NodeId) {
+                    "Identity" | "Cast" => id = self.input(node as NodeId, 0)?,
                     "Transpose" => {
-                        perms.push(self.nodes[node].node.attr("perm"));
-                        id = self.input(node, 0)?;
+                        perms.push(self.nodes[node as NodeId].node.attr("perm"));
+                        id = self.input(node as NodeId, 0)?;
                     }
                     _ => return None,
                 },
@@ -610,7 +627,7 @@ impl<'a, 'm> Scalars<'a, 'm> {
             Def::Initializer(_) => true,
             Def::Input | Def::Undefined => false,
             Def::Node { node, .. } => {
-                let e = index.node(node);
+                let e = index.node(node as NodeId);
                 let source = ops::by_name(e.node.op()).map_or(Source::Computed, |s| s.source);
                 if source == Source::Static {
                     true
@@ -639,7 +656,7 @@ impl<'a, 'm> Scalars<'a, 'm> {
         let v = self.index.value(id);
         match v.def {
             Def::Initializer(_) => {
-                let path = &self.index.scope(v.scope).path;
+                let path = &self.index.scope(v.scope()).path;
                 self.consts.small_values(path, v.name, max_len)
             }
             _ => None,
@@ -653,20 +670,20 @@ impl<'a, 'm> Scalars<'a, 'm> {
         for _ in 0..MAX_CHAIN {
             let v = index.value(id);
             match v.def {
-                Def::Initializer(h) => {
-                    if numel(&h.dims) != 1 {
+                Def::Initializer(i) => {
+                    if numel(&index.header(v.scope(), i).dims) != 1 {
                         return None;
                     }
-                    let path = &index.scope(v.scope).path;
+                    let path = &index.scope(v.scope()).path;
                     return self
                         .consts
                         .small_values(path, v.name, 1)
                         .and_then(|x| x.first().copied());
                 }
-                Def::Node { node, slot: 0 } => match index.op(node) {
-                    "Constant" => return constant_scalar(index.node(node).node),
+                Def::Node { node, slot: 0 } => match index.op(node as NodeId) {
+                    "Constant" => return constant_scalar(index.node(node as NodeId).node),
                     "Identity" | "Cast" | "Reshape" | "Squeeze" | "Unsqueeze" => {
-                        id = index.input(node, 0)?;
+                        id = index.input(node as NodeId, 0)?;
                     }
                     _ => return None,
                 },
@@ -764,6 +781,11 @@ mod tests {
             name: Some(name.to_owned()),
             r#type: None,
         }
+    }
+
+    #[test]
+    fn a_value_is_at_most_56_bytes() {
+        assert!(size_of::<Value<'_>>() <= 56, "{}", size_of::<Value<'_>>());
     }
 
     #[test]
