@@ -282,7 +282,7 @@ impl PlanFiller {
                 continue;
             };
             if let Some(z) = &e.zeroed {
-                zeroed.push((position, z.clone()));
+                zeroed.push((position, (**z).clone()));
             }
             let stream = Stream {
                 seed: plan.seed,

@@ -418,8 +418,8 @@ pub struct PlanEntry {
     pub reason: Cow<'static, str>,
     /// Elements written as 0 after the fill (in row-major order): a preset's padding row of a
     /// token embedding ([`crate::preset::PresetDecision::zeroed`]); `None` for every other
-    /// entry.
-    pub zeroed: Option<std::ops::Range<u64>>,
+    /// entry. Boxed: inline, the range would add 16 bytes to every entry of a big model.
+    pub zeroed: Option<Box<std::ops::Range<u64>>>,
 }
 
 impl PlanEntry {
@@ -543,7 +543,7 @@ pub fn plan_tensor(index: usize, t: &TensorInfo, rules: &Rules) -> Result<PlanEn
             })?,
         )),
     };
-    let zeroed = zeroed.filter(|_| fill.is_some());
+    let zeroed = zeroed.filter(|_| fill.is_some()).map(Box::new);
     Ok(PlanEntry {
         index,
         fill,
@@ -718,4 +718,15 @@ fn check_scheme(scheme: Scheme, shape: &[usize], fans: Option<Fans>) -> Result<(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_entry_is_at_most_48_bytes() {
+        // One entry per initializer: index, boxed fill, reason, boxed zeroed range.
+        assert!(size_of::<PlanEntry>() <= 48, "{}", size_of::<PlanEntry>());
+    }
 }
