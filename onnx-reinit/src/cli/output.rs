@@ -129,83 +129,6 @@ pub(crate) fn json(report: &impl Serialize) -> serde_json::Result<String> {
     Ok(s)
 }
 
-/// The rewrite's report as `--json` prints it: exactly the text of [`json`] on the report's
-/// `serde_json::Value` (keys sorted at every level) with the `extra` members added at the top
-/// level (`preset`), but without building that `Value` for the whole document, which held
-/// about 1 KB per row (a map of six keys for each untouched tensor) on top of the text: the
-/// rows of `tensors` and `untouched` are converted one at a time and pretty-printed in place.
-pub(crate) fn report_json(
-    report: &crate::report::Report,
-    extra: Vec<(String, serde_json::Value)>,
-) -> serde_json::Result<String> {
-    use serde_json::Value;
-    // Every member but the rows (listed field by field: a new member must be placed here).
-    let head = crate::report::Report {
-        schema_version: report.schema_version,
-        tool_version: report.tool_version.clone(),
-        model: report.model.clone(),
-        seed: report.seed,
-        dry_run: report.dry_run,
-        output: report.output.clone(),
-        files_written: report.files_written.clone(),
-        tensors: Vec::new(),
-        untouched: Vec::new(),
-        warnings: report.warnings.clone(),
-        summary: report.summary.clone(),
-    };
-    let mut doc = match serde_json::to_value(&head)? {
-        Value::Object(doc) => doc,
-        other => return json(&other),
-    };
-    doc.extend(extra);
-    let mut out = String::from("{\n");
-    let last = doc.len().saturating_sub(1);
-    for (i, (key, value)) in doc.iter().enumerate() {
-        out.push_str("  ");
-        out.push_str(&serde_json::to_string(key)?);
-        out.push_str(": ");
-        let placeholder = matches!(value, Value::Array(a) if a.is_empty());
-        match key.as_str() {
-            "tensors" if placeholder => push_rows(&mut out, &report.tensors)?,
-            "untouched" if placeholder => push_rows(&mut out, &report.untouched)?,
-            _ => push_indented(&mut out, &serde_json::to_string_pretty(value)?, "  "),
-        }
-        out.push_str(if i < last { ",\n" } else { "\n" });
-    }
-    out.push_str("}\n");
-    Ok(out)
-}
-
-/// `rows` as the pretty-printed array member of a top-level object: each row through its
-/// `serde_json::Value` (sorted keys), one at a time.
-fn push_rows<T: Serialize>(out: &mut String, rows: &[T]) -> serde_json::Result<()> {
-    if rows.is_empty() {
-        out.push_str("[]");
-        return Ok(());
-    }
-    out.push_str("[\n");
-    for (i, row) in rows.iter().enumerate() {
-        out.push_str("    ");
-        let row = serde_json::to_string_pretty(&serde_json::to_value(row)?)?;
-        push_indented(out, &row, "    ");
-        out.push_str(if i + 1 < rows.len() { ",\n" } else { "\n" });
-    }
-    out.push_str("  ]");
-    Ok(())
-}
-
-/// `text` (pretty-printed JSON) with every line but the first indented by `indent`: a value
-/// nested at that depth.
-fn push_indented(out: &mut String, text: &str, indent: &str) {
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-            out.push_str(indent);
-        }
-        out.push_str(line);
-    }
-}
-
 /// Prints `text` on stdout. A closed pipe (`| head`) is not an error; any other write error is
 /// printed as `who`'s error and returned as the failure exit code.
 pub(crate) fn print_stdout(who: &str, text: &str) -> Result<(), ExitCode> {
@@ -366,7 +289,7 @@ mod tests {
             let r = report(rows);
             for extra in [Vec::new(), preset.clone()] {
                 assert_eq!(
-                    report_json(&r, extra.clone()).unwrap(),
+                    crate::report::report_json(&r, extra.clone()).unwrap(),
                     through_value(&r, &extra),
                     "{rows} rows, {} extra",
                     extra.len()

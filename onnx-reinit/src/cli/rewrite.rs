@@ -328,7 +328,7 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
     let render = |report: &crate::report::Report, preset: Option<&crate::preset::PresetPlan>| {
         if show.json {
             let extra = preset.map(|p| ("preset".to_owned(), p.to_json()));
-            output::report_json(report, extra.into_iter().collect())
+            crate::report::report_json(report, extra.into_iter().collect())
                 .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"))
         } else if show.quiet {
             // --quiet: no table; the errors (and the exit code) say what went wrong.
