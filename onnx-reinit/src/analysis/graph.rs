@@ -243,12 +243,18 @@ impl<'m> GraphIndex<'m> {
         let initializers: usize = self.scopes.iter().map(|s| s.graph.initializer.len()).sum();
         // Dropped on return: it lives while the values are defined, not while they are
         // analysed.
-        let referenced = if initializers == 0 {
-            HashSet::new()
-        } else {
-            self.referenced_names()
-        };
+        let referenced = self.referenced_names();
         let is_read = |name: &str| referenced.contains(name);
+        // Node outputs nothing reads (few: dangling outputs), by scope, and the unread
+        // initializers and graph inputs they redefine: without a value of their own, those
+        // must still be reported as defined twice when the node output is defined.
+        let unread_outputs: HashSet<(ScopeId, &'m str)> = self
+            .nodes
+            .iter()
+            .flat_map(|e| e.node.output.iter().map(move |o| (e.scope, o.as_str())))
+            .filter(|&(_, o)| !o.is_empty() && !is_read(o))
+            .collect();
+        let mut shadowed: HashSet<(ScopeId, &'m str)> = HashSet::new();
         // Reserved up front: grown by doubling, these tables would hold up to twice their size
         // for a model of millions of initializers.
         let defined: usize = self
@@ -272,6 +278,9 @@ impl<'m> GraphIndex<'m> {
             for (position, header) in graph.initializer.iter().enumerate() {
                 let name = header_name(header);
                 if !is_read(name) {
+                    if unread_outputs.contains(&(scope, name)) {
+                        shadowed.insert((scope, name));
+                    }
                     self.initializers.push(NO_VALUE);
                     continue;
                 }
@@ -294,7 +303,14 @@ impl<'m> GraphIndex<'m> {
                 let name = input.name.as_deref().unwrap_or("");
                 // IR < 4 lists initializers among the inputs too: the initializer wins. An
                 // input nothing reads needs no value either.
-                if !name.is_empty() && is_read(name) && !self.lookup.contains_key(&(scope, name)) {
+                if name.is_empty() {
+                    continue;
+                }
+                if !is_read(name) {
+                    if unread_outputs.contains(&(scope, name)) {
+                        shadowed.insert((scope, name));
+                    }
+                } else if !self.lookup.contains_key(&(scope, name)) {
                     let id = self.new_value(scope, name, Def::Input);
                     self.lookup.insert((scope, name), id);
                 }
@@ -317,7 +333,9 @@ impl<'m> GraphIndex<'m> {
                         slot: id32(slot),
                     },
                 );
-                if self.lookup.contains_key(&(scope, name.as_str())) {
+                if self.lookup.contains_key(&(scope, name.as_str()))
+                    || shadowed.contains(&(scope, name.as_str()))
+                {
                     self.warnings.push(format!(
                         "graph '{}': value '{name}' is defined more than once",
                         self.scopes[scope].path

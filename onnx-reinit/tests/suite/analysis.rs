@@ -2382,3 +2382,30 @@ fn initializers_nothing_reads_are_reported_as_before() {
     let graphs: Vec<&str> = w.consumers.iter().map(|c| c.graph.as_str()).collect();
     assert_eq!(graphs, ["/y.then_branch", "/y.else_branch"]);
 }
+
+/// A node output named like an initializer of its graph is a second definition, reported even
+/// when nothing reads the name (and the initializer then has no value in the index).
+#[test]
+fn a_node_output_shadowing_an_unread_initializer_still_warns() {
+    let mut b = B::new(&["x"], &["y"]);
+    b.w("w", &[4, 4]).w("dup", &[2]);
+    b.n("MatMul", &["x", "w"], &["y"]);
+    b.n("Relu", &["x"], &["dup"]);
+    let a = run_true(&b);
+    assert_eq!(
+        a.warnings,
+        ["graph '': value 'dup' is defined more than once"]
+    );
+    let dup = get(&a, "dup");
+    assert_eq!(dup.role, None);
+    assert_eq!(dup.why_untouched(), "no consumers (unused initializer)");
+    // A graph input redefined by a node output, neither read.
+    let mut b = B::new(&["x", "in2"], &["y"]);
+    b.n("Relu", &["x"], &["y"]);
+    b.n("Relu", &["x"], &["in2"]);
+    let a = run_true(&b);
+    assert_eq!(
+        a.warnings,
+        ["graph '': value 'in2' is defined more than once"]
+    );
+}
