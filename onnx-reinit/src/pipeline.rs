@@ -387,7 +387,7 @@ pub fn check_rules_apply(analysis: &Analysis, rules: &Rules) -> Result<(), (Stri
                 "matches only tensors left untouched ({} of them, e.g. `{}`: {})",
                 matched.len(),
                 crate::table::elide_middle(&t.name, 80),
-                t.why_untouched
+                t.why_untouched()
             )
         } else if let Some(earlier) = with_role
             .iter()

@@ -575,24 +575,13 @@ fn plan_one(t: &TensorInfo, rules: &Rules, reasons: &mut Reasons) -> Result<Plan
     })
 }
 
-/// `untouched: {why}`: a shared static string when `why` is one of analysis's static reasons.
-fn untouched_reason(why: &str) -> Cow<'static, str> {
-    crate::analysis::STATIC_REASONS
-        .iter()
-        .find(|(reason, _)| *reason == why)
-        .map_or_else(
-            || format!("untouched: {why}").into(),
-            |(_, p)| Cow::Borrowed(*p),
-        )
-}
-
 type Choice = (Rule, Cow<'static, str>, Option<std::ops::Range<u64>>);
 
 /// The rule for `t` with its reason, and the elements a preset zeroes after it.
 fn choose(t: &TensorInfo, rules: &Rules) -> Choice {
     let preset = rules.preset_plan.as_ref().and_then(|p| p.decision(t));
     let Some(role) = t.role else {
-        return (Rule::Keep, untouched_reason(&t.why_untouched), None);
+        return (Rule::Keep, t.untouched_reason(), None);
     };
     if let Some(o) = rules.overrides.iter().find(|o| o.matches(t)) {
         return (o.rule.clone(), format!("--rule {}", o.pattern).into(), None);

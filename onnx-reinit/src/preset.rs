@@ -756,7 +756,7 @@ impl PresetPlan {
                 t.note = Some(format!(
                     "--preset {}: recognised from the graph ({})",
                     self.preset.kind.name(),
-                    std::mem::take(&mut t.why_untouched).trim_end()
+                    t.take_why_untouched().trim_end()
                 ));
             }
         }

@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use init_core::{Family, Fans, Sampler, Scheme, SchemeExt as _, SchemeKind};
 use serde::{Deserialize, Serialize};
@@ -95,8 +96,13 @@ pub struct TensorReport {
     pub gain: Option<f64>,
 }
 
-/// A tensor left untouched because it has no role.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A tensor left untouched because it has no role: its name, graph and shape, and what it
+/// shares with other such tensors (its element type, the reason, whether the footer lists it)
+/// as one reference-counted value. Rows built together ([`untouched_rows`]) share
+/// one such value per distinct (element type, reason, listed): a model of millions of untouched
+/// tensors holds 56 bytes a row. Serialized (and deserialized) as the flat object of the
+/// `--json` schema: `name`, `graph`, `shape`, `dtype`, `reason`, `listed`.
+#[derive(Clone, PartialEq)]
 pub struct UntouchedReport {
     /// Initializer name (shared with the analysis: see [`crate::onnx::shared`]).
     pub name: SharedStr,
@@ -104,30 +110,245 @@ pub struct UntouchedReport {
     pub graph: SharedStr,
     /// Shape.
     pub shape: SharedDims,
-    /// Element type name. Shared static strings for the named types (see [`dtype_label`]):
-    /// a model of millions of untouched tensors holds one row each.
-    pub dtype: Cow<'static, str>,
-    /// Why it is not a parameter to re-initialize. Shared static strings for the common
-    /// reasons ([`crate::analysis::TensorInfo::why_untouched`]).
-    pub reason: Cow<'static, str>,
-    /// Whether the table's footer lists it: a float tensor of rank ≥ 1, or a quantized weight —
-    /// the tensors that could be learned parameters, so that a user sees at a glance what was
-    /// left alone (integer shapes and indices and float scalars are only counted).
-    pub listed: bool,
+    /// Element type, reason and `listed`.
+    class: Arc<UntouchedClass>,
+}
+
+/// What untouched tensors have in common: see [`UntouchedReport`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct UntouchedClass {
+    dtype: Cow<'static, str>,
+    reason: Cow<'static, str>,
+    listed: bool,
 }
 
 impl UntouchedReport {
-    /// The row of a tensor without a role, for the rewrite's report and `inspect`'s alike.
+    /// A row from its fields; `dtype` and `reason` are those of the JSON document (see the
+    /// accessors). Rows made one by one share nothing: [`untouched_rows`] shares.
+    pub fn new(
+        name: SharedStr,
+        graph: SharedStr,
+        shape: SharedDims,
+        dtype: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+        listed: bool,
+    ) -> UntouchedReport {
+        UntouchedReport {
+            name,
+            graph,
+            shape,
+            class: Arc::new(UntouchedClass {
+                dtype: dtype.into(),
+                reason: reason.into(),
+                listed,
+            }),
+        }
+    }
+
+    /// The row of a tensor without a role, for the rewrite's report and `inspect`'s alike
+    /// (alone: [`untouched_rows`] builds the rows of an analysis with their classes shared).
     pub fn of(t: &crate::analysis::TensorInfo) -> UntouchedReport {
+        UntouchedReport::with_class(t, Arc::new(UntouchedClass::of(t)))
+    }
+
+    fn with_class(t: &crate::analysis::TensorInfo, class: Arc<UntouchedClass>) -> UntouchedReport {
         UntouchedReport {
             name: t.name.clone(),
             graph: t.graph.clone(),
             shape: t.dims.clone(),
-            dtype: dtype_label(t.data_type),
-            reason: t.why_untouched.clone(),
-            listed: (DType::from_onnx(t.data_type).is_float() && !t.dims.is_empty())
-                || t.why_untouched.starts_with("quantized weight"),
+            class,
         }
+    }
+
+    /// Element type name ([`dtype_name`]: `float32`, `int64`, `type 42`).
+    pub fn dtype(&self) -> &str {
+        &self.class.dtype
+    }
+
+    /// Why it is not a parameter to re-initialize
+    /// ([`crate::analysis::TensorInfo::why_untouched`]).
+    pub fn reason(&self) -> &str {
+        &self.class.reason
+    }
+
+    /// Whether the table's footer lists it: a float tensor of rank ≥ 1, or a quantized weight —
+    /// the tensors that could be learned parameters, so that a user sees at a glance what was
+    /// left alone (integer shapes and indices and float scalars are only counted).
+    pub fn listed(&self) -> bool {
+        self.class.listed
+    }
+}
+
+impl UntouchedClass {
+    fn of(t: &crate::analysis::TensorInfo) -> UntouchedClass {
+        UntouchedClass {
+            dtype: dtype_label(t.data_type),
+            reason: t.why_untouched_cow(),
+            listed: UntouchedClass::is_listed(t),
+        }
+    }
+
+    fn is_listed(t: &crate::analysis::TensorInfo) -> bool {
+        (DType::from_onnx(t.data_type).is_float() && !t.dims.is_empty())
+            || t.why_untouched().starts_with("quantized weight")
+    }
+}
+
+/// The rows of every tensor of `tensors` (an analysis's) without a role, in their order,
+/// sharing one element type, reason and `listed` per distinct combination of them.
+pub fn untouched_rows(tensors: &[crate::analysis::TensorInfo]) -> Vec<UntouchedReport> {
+    // Sized up front: grown by doubling, the rows of millions of untouched tensors would hold
+    // up to twice their size.
+    let untouched = tensors.iter().filter(|t| t.role.is_none());
+    let mut rows = Vec::with_capacity(untouched.clone().count());
+    // Keyed by what the class is made of, borrowed from the analysis: a hit allocates nothing.
+    let mut classes: HashMap<(i32, &str, bool), Arc<UntouchedClass>> = HashMap::new();
+    for t in untouched {
+        let key = (t.data_type, t.why_untouched(), UntouchedClass::is_listed(t));
+        let class = classes
+            .entry(key)
+            .or_insert_with(|| Arc::new(UntouchedClass::of(t)));
+        rows.push(UntouchedReport::with_class(t, Arc::clone(class)));
+    }
+    rows
+}
+
+/// The `--json` object of an [`UntouchedReport`], field by field.
+#[derive(Serialize)]
+struct UntouchedJson<'a> {
+    name: &'a SharedStr,
+    graph: &'a SharedStr,
+    shape: &'a SharedDims,
+    dtype: &'a str,
+    reason: &'a str,
+    listed: bool,
+}
+
+/// [`UntouchedJson`], read back.
+#[derive(Deserialize)]
+struct UntouchedJsonOwned {
+    name: SharedStr,
+    graph: SharedStr,
+    shape: SharedDims,
+    dtype: String,
+    reason: String,
+    listed: bool,
+}
+
+impl Serialize for UntouchedReport {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        UntouchedJson {
+            name: &self.name,
+            graph: &self.graph,
+            shape: &self.shape,
+            dtype: self.dtype(),
+            reason: self.reason(),
+            listed: self.listed(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for UntouchedReport {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let j = UntouchedJsonOwned::deserialize(deserializer)?;
+        Ok(UntouchedReport::new(
+            j.name, j.graph, j.shape, j.dtype, j.reason, j.listed,
+        ))
+    }
+}
+
+// `class` is listed field by field, as the flat struct of the JSON document.
+#[allow(clippy::missing_fields_in_debug)]
+impl std::fmt::Debug for UntouchedReport {
+    /// As the flat struct of the JSON document.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UntouchedReport")
+            .field("name", &self.name)
+            .field("graph", &self.graph)
+            .field("shape", &self.shape)
+            .field("dtype", &self.dtype())
+            .field("reason", &self.reason())
+            .field("listed", &self.listed())
+            .finish()
+    }
+}
+
+/// The rewrite's report as `--json` prints it: exactly the pretty-printed text (with a final
+/// newline) of the report's `serde_json::Value` (keys sorted at every level) with the `extra`
+/// members added at the top level (`preset`), but without building that `Value` for the whole
+/// document, which held about 1 KB per row (a map of six keys for each untouched tensor) on
+/// top of the text: the rows of `tensors` and `untouched` are converted one at a time and
+/// pretty-printed in place.
+pub fn report_json(
+    report: &Report,
+    extra: Vec<(String, serde_json::Value)>,
+) -> serde_json::Result<String> {
+    use serde_json::Value;
+    // Every member but the rows (listed field by field: a new member must be placed here).
+    let head = Report {
+        schema_version: report.schema_version,
+        tool_version: report.tool_version.clone(),
+        model: report.model.clone(),
+        seed: report.seed,
+        dry_run: report.dry_run,
+        output: report.output.clone(),
+        files_written: report.files_written.clone(),
+        tensors: Vec::new(),
+        untouched: Vec::new(),
+        warnings: report.warnings.clone(),
+        summary: report.summary.clone(),
+    };
+    let mut doc = match serde_json::to_value(&head)? {
+        Value::Object(doc) => doc,
+        other => return serde_json::to_string_pretty(&other).map(|s| s + "\n"),
+    };
+    doc.extend(extra);
+    let mut out = String::from("{\n");
+    let last = doc.len().saturating_sub(1);
+    for (i, (key, value)) in doc.iter().enumerate() {
+        out.push_str("  ");
+        out.push_str(&serde_json::to_string(key)?);
+        out.push_str(": ");
+        let placeholder = matches!(value, Value::Array(a) if a.is_empty());
+        match key.as_str() {
+            "tensors" if placeholder => push_rows(&mut out, &report.tensors)?,
+            "untouched" if placeholder => push_rows(&mut out, &report.untouched)?,
+            _ => push_indented(&mut out, &serde_json::to_string_pretty(value)?, "  "),
+        }
+        out.push_str(if i < last { ",\n" } else { "\n" });
+    }
+    out.push_str("}\n");
+    Ok(out)
+}
+
+/// `rows` as the pretty-printed array member of a top-level object: each row through its
+/// `serde_json::Value` (sorted keys), one at a time.
+fn push_rows<T: Serialize>(out: &mut String, rows: &[T]) -> serde_json::Result<()> {
+    if rows.is_empty() {
+        out.push_str("[]");
+        return Ok(());
+    }
+    out.push_str("[\n");
+    for (i, row) in rows.iter().enumerate() {
+        out.push_str("    ");
+        let row = serde_json::to_string_pretty(&serde_json::to_value(row)?)?;
+        push_indented(out, &row, "    ");
+        out.push_str(if i + 1 < rows.len() { ",\n" } else { "\n" });
+    }
+    out.push_str("  ]");
+    Ok(())
+}
+
+/// `text` (pretty-printed JSON) with every line but the first indented by `indent`: a value
+/// nested at that depth.
+fn push_indented(out: &mut String, text: &str, indent: &str) {
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(indent);
+        }
+        out.push_str(line);
     }
 }
 
@@ -202,18 +423,16 @@ impl Report {
         output: Option<String>,
     ) -> Report {
         let mut tensors = Vec::new();
-        // Sized up front: grown by doubling, the rows of millions of untouched tensors would
-        // hold up to twice their size.
-        let mut untouched =
-            Vec::with_capacity(analysis.tensors.iter().filter(|t| t.role.is_none()).count());
+        // One row per tensor the plan decides (it decides them all, in order).
+        let decided = analysis.tensors.len().min(plan.entries.len());
+        let untouched = untouched_rows(&analysis.tensors[..decided]);
         let mut summary = Summary {
             initializers: analysis.tensors.len(),
+            untouched: untouched.len(),
             ..Summary::default()
         };
         for (t, e) in analysis.tensors.iter().zip(&plan.entries) {
             let Some(role) = t.role else {
-                summary.untouched += 1;
-                untouched.push(UntouchedReport::of(t));
                 continue;
             };
             let changed = e.fill.is_some();
@@ -381,37 +600,80 @@ pub(crate) fn footer(
         }
     }
     // Group by reason, in order of first appearance; what could be a learned parameter
-    // ([`UntouchedReport::listed`]) first, then integer tensors and scalars.
-    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
-    let (params, rest): (Vec<&UntouchedReport>, Vec<&UntouchedReport>) =
-        untouched.iter().partition(|u| u.listed);
-    for u in params.into_iter().chain(rest) {
-        match groups.iter_mut().find(|(r, _)| *r == u.reason) {
-            Some((_, names)) => names.push(&u.name),
-            None => groups.push((&u.reason, vec![&u.name])),
-        }
+    // ([`UntouchedReport::listed`]) first, then integer tensors and scalars. Two passes in that
+    // order (count the groups, then write each group's line), so that nothing is held per
+    // tensor: a model of millions of untouched tensors prints a few lines.
+    let in_order = || {
+        let listed = untouched.iter().filter(|u| u.listed());
+        listed.chain(untouched.iter().filter(|u| !u.listed()))
+    };
+    let mut groups: Vec<FooterGroup<'_>> = Vec::new();
+    let mut group_of: HashMap<&str, usize> = HashMap::new();
+    for u in in_order() {
+        let k = *group_of.entry(u.reason()).or_insert_with(|| {
+            groups.push(FooterGroup {
+                reason: u.reason(),
+                count: 0,
+                line: String::new(),
+                chars: 0,
+                written: 0,
+                cut: false,
+            });
+            groups.len() - 1
+        });
+        groups[k].count += 1;
     }
-    for (reason, names) in &groups {
-        let mut line = format!("untouched {}: {}: ", names.len(), cell(reason));
-        for (k, n) in names.iter().enumerate() {
-            let sep = if k == 0 { "" } else { ", " };
-            let n = name(n);
-            let rest = names.len() - k;
-            let more = format!("{sep}… and {rest} more");
-            let room = line.chars().count() + sep.len() + n.chars().count();
-            // Keep room for the "… and N more" tail unless this is the last name.
-            if !full && k >= FOOTER_NAMES && room + more.chars().count() > width && rest > 1 {
-                line.push_str(&more);
-                break;
-            }
-            line.push_str(sep);
-            line.push_str(&n);
+    for g in &mut groups {
+        g.line = format!("untouched {}: {}: ", g.count, cell(g.reason));
+        g.chars = g.line.chars().count();
+    }
+    for u in in_order() {
+        let g = &mut groups[group_of[u.reason()]];
+        if g.cut {
+            continue;
         }
-        out.push_str(&wrap(&line, w));
+        let k = g.written;
+        let sep = if k == 0 { "" } else { ", " };
+        let n = name(&u.name);
+        let n_chars = n.chars().count();
+        let rest = g.count - k;
+        // Keep room for the "… and N more" tail unless this is the last name.
+        if !full && k >= FOOTER_NAMES && rest > 1 {
+            let more = format!("{sep}… and {rest} more");
+            if g.chars + sep.len() + n_chars + more.chars().count() > width {
+                g.line.push_str(&more);
+                g.cut = true;
+                continue;
+            }
+        }
+        g.line.push_str(sep);
+        g.line.push_str(&n);
+        g.chars += sep.len() + n_chars;
+        g.written += 1;
+    }
+    for g in &groups {
+        out.push_str(&wrap(&g.line, w));
     }
     for warning in warnings {
         out.push_str(&wrap(&format!("warning: {}", cell(warning)), w));
     }
+}
+
+/// One reason's line of the footer, while it is written.
+struct FooterGroup<'a> {
+    /// The reason.
+    reason: &'a str,
+    /// Its tensors.
+    count: usize,
+    /// `untouched N: reason: ` and the names written so far.
+    line: String,
+    /// `line`'s length in characters (counted as it grows: a `--wide` line can hold
+    /// millions of names).
+    chars: usize,
+    /// Names written.
+    written: usize,
+    /// The line ends with "… and N more": no more names.
+    cut: bool,
 }
 
 /// A scheme as the user would write it: its text, except that a leaky ReLU slope read from the
@@ -566,4 +828,99 @@ pub fn node_order(model: &skeleton::Model) -> NodeOrder {
         walk(g, "", &mut map);
     }
     NodeOrder(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::TensorInfo;
+
+    /// An initializer nothing reads, as the analysis leaves it.
+    fn unused(name: &str, dims: &[i64], data_type: i32) -> TensorInfo {
+        let mut t = TensorInfo::new("".into(), name.into(), dims.into(), data_type, Vec::new());
+        t.set_why_untouched(if data_type == 7 {
+            "int64 tensor: only f32/f64/f16/bf16 tensors are re-initialized"
+        } else {
+            "no consumers (unused initializer)"
+        });
+        t
+    }
+
+    /// In analysis order: a float scalar (counted, not listed) first, then vectors (listed)
+    /// and an int64 vector (not listed).
+    fn rows() -> Vec<UntouchedReport> {
+        let mut tensors = vec![
+            unused("s0", &[], 1),
+            unused("a", &[2], 1),
+            unused("i", &[2], 7),
+        ];
+        tensors.extend(["b", "c", "d", "e", "f"].map(|n| unused(n, &[2], 1)));
+        untouched_rows(&tensors)
+    }
+
+    #[test]
+    fn an_untouched_row_is_at_most_56_bytes_and_rows_share_their_class() {
+        assert!(
+            std::mem::size_of::<UntouchedReport>() <= 56,
+            "{}",
+            std::mem::size_of::<UntouchedReport>()
+        );
+        let rows = rows();
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["s0", "a", "i", "b", "c", "d", "e", "f"]);
+        // Same (dtype, reason, listed): one class; the scalar and the int64 row each their own.
+        assert!(
+            rows[3..]
+                .iter()
+                .all(|r| Arc::ptr_eq(&r.class, &rows[1].class))
+        );
+        assert!(!Arc::ptr_eq(&rows[0].class, &rows[1].class));
+        assert!(!Arc::ptr_eq(&rows[2].class, &rows[1].class));
+        assert_eq!(
+            (rows[0].dtype(), rows[0].reason(), rows[0].listed()),
+            ("float32", "no consumers (unused initializer)", false)
+        );
+        assert_eq!((rows[1].dtype(), rows[1].listed()), ("float32", true));
+        assert_eq!((rows[2].dtype(), rows[2].listed()), ("int64", false));
+        // Built alone, a row equals its shared twin.
+        assert_eq!(rows[1], UntouchedReport::of(&unused("a", &[2], 1)));
+    }
+
+    #[test]
+    fn an_untouched_row_serializes_as_the_flat_schema_object() {
+        let rows = rows();
+        let json = serde_json::to_string(&rows[1]).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"a","graph":"","shape":[2],"dtype":"float32","reason":"no consumers (unused initializer)","listed":true}"#
+        );
+        let back: UntouchedReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, rows[1]);
+        assert_eq!(
+            format!("{back:?}"),
+            r#"UntouchedReport { name: "a", graph: "", shape: [2], dtype: "float32", reason: "no consumers (unused initializer)", listed: true }"#
+        );
+    }
+
+    #[test]
+    fn the_footer_groups_listed_rows_first_and_cuts_long_groups() {
+        let rows = rows();
+        let mut wide = String::new();
+        footer(&mut wide, &[], &rows, &[], usize::MAX);
+        assert_eq!(
+            wide,
+            "untouched 7: no consumers (unused initializer): a, b, c, d, e, f, s0\n\
+             untouched 1: int64 tensor: only f32/f64/f16/bf16 tensors are re-initialized: i\n"
+        );
+        // At 70 columns the first group keeps three names and the tail; the second wraps.
+        let mut fitted = String::new();
+        footer(&mut fitted, &[], &rows, &["w".into()], 70);
+        assert_eq!(
+            fitted,
+            "untouched 7: no consumers (unused initializer): a, b, c, … and 4 more\n\
+             untouched 1: int64 tensor: only f32/f64/f16/bf16 tensors are\n  \
+             re-initialized: i\n\
+             warning: w\n"
+        );
+    }
 }

@@ -474,14 +474,13 @@ fn reinit(
     let outcome = outcome.map_err(|e| run_error(&e))?;
     match &outcome.preset {
         // The CLI's document: the report with the resolved preset as a `preset` member.
-        Some(p) => {
-            let mut doc = serde_json::to_value(&outcome.report)
-                .map_err(|e| PyRuntimeError::new_err(format!("serialising the report: {e}")))?;
-            if let Some(o) = doc.as_object_mut() {
-                o.insert("preset".into(), p.to_json());
-            }
-            json(&doc)
-        }
+        // Streamed row by row, as the CLI does: the same text as the whole document's
+        // `serde_json::Value`, without holding that `Value` (about 1 KB per row).
+        Some(p) => onnx_reinit::report::report_json(
+            &outcome.report,
+            vec![("preset".to_owned(), p.to_json())],
+        )
+        .map_err(|e| PyRuntimeError::new_err(format!("serialising the report: {e}"))),
         None => json(&outcome.report),
     }
 }

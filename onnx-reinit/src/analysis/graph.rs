@@ -23,6 +23,14 @@ pub(crate) type NodeId = usize;
 /// Index of a value in [`GraphIndex::values`].
 pub(crate) type ValueId = usize;
 
+/// The slot of an initializer in [`GraphIndex::initializers`] that has no value.
+const NO_VALUE: u32 = u32::MAX;
+
+/// The name of an initializer header (`""` when absent), the one place the index reads it.
+pub(super) fn header_name(header: &TensorHeader) -> &str {
+    header.name.as_str()
+}
+
 /// Deepest chain of Identity/Cast/Transpose (or of constant folding) followed before giving up:
 /// real exports have one or two; the bound only protects against cyclic or adversarial files.
 const MAX_CHAIN: usize = 64;
@@ -56,15 +64,16 @@ pub(crate) struct NodeEntry<'m> {
     pub outputs: Vec<Option<ValueId>>,
 }
 
-/// How a value comes into being.
+/// How a value comes into being. Ids are `u32` (a graph of 2^32 nodes or initializers would
+/// not fit in memory) so that a [`Value`] is 56 bytes, not 72.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Def<'m> {
-    /// An initializer of its scope.
-    Initializer(&'m TensorHeader),
+pub(crate) enum Def {
+    /// Initializer number `i` of its scope's graph ([`GraphIndex::header`]).
+    Initializer(u32),
     /// A graph input (of the main graph or a body).
     Input,
-    /// Output `slot` of a node.
-    Node { node: NodeId, slot: usize },
+    /// Output `slot` of node `node`.
+    Node { node: u32, slot: u32 },
     /// Referenced but defined nowhere (a malformed graph).
     Undefined,
 }
@@ -72,14 +81,27 @@ pub(crate) enum Def<'m> {
 /// A value (tensor name in a scope).
 #[derive(Debug)]
 pub(crate) struct Value<'m> {
-    /// Defining scope.
-    pub scope: ScopeId,
     /// Its name.
     pub name: &'m str,
-    /// Where it comes from.
-    pub def: Def<'m>,
     /// Every (node, input slot) reading it, in this and nested scopes, in node order.
     pub uses: Vec<(NodeId, usize)>,
+    /// Defining scope (a [`ScopeId`]: see [`Value::scope`]).
+    scope: u32,
+    /// Where it comes from.
+    pub def: Def,
+}
+
+impl Value<'_> {
+    /// The defining scope.
+    pub(crate) fn scope(&self) -> ScopeId {
+        self.scope as ScopeId
+    }
+}
+
+/// `x` as a `u32` id: 2^32 nodes, values or initializers would take hundreds of gigabytes
+/// before this could fail.
+fn id32(x: usize) -> u32 {
+    u32::try_from(x).expect("fewer than 2^32 graph items")
 }
 
 /// A use of an initializer by a node that is not a pure view of it.
@@ -104,8 +126,11 @@ pub(crate) struct GraphIndex<'m> {
     pub nodes: Vec<NodeEntry<'m>>,
     /// All values.
     pub values: Vec<Value<'m>>,
-    /// Initializer values in scanner order.
-    pub initializers: Vec<ValueId>,
+    /// One slot per initializer, in scanner order: its value, or [`NO_VALUE`] for an
+    /// initializer whose name no node input and no graph output reads (see
+    /// [`Self::initializer_slots`]). Four bytes a slot: a model of millions of unused
+    /// initializers holds no [`Value`] for them.
+    initializers: Vec<u32>,
     /// Structural problems found while indexing.
     pub warnings: Vec<String>,
     /// (scope, name) → value, while building only (emptied once every use is resolved).
@@ -177,10 +202,10 @@ impl<'m> GraphIndex<'m> {
         }
     }
 
-    fn new_value(&mut self, scope: ScopeId, name: &'m str, def: Def<'m>) -> ValueId {
+    fn new_value(&mut self, scope: ScopeId, name: &'m str, def: Def) -> ValueId {
         let id = self.values.len();
         self.values.push(Value {
-            scope,
+            scope: id32(scope),
             name,
             def,
             uses: Vec::new(),
@@ -188,28 +213,84 @@ impl<'m> GraphIndex<'m> {
         id
     }
 
-    /// Define initializers, graph inputs and node outputs of every scope.
+    /// Every name read in any scope: node inputs (omitted optional inputs `""` aside) and
+    /// graph outputs. A body may read an enclosing scope's value, so one set serves every
+    /// scope; a name read elsewhere than where it is defined only costs a value without uses.
+    fn referenced_names(&self) -> HashSet<&'m str> {
+        let mut names = HashSet::new();
+        for e in &self.nodes {
+            names.extend(
+                e.node
+                    .input
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| !n.is_empty()),
+            );
+        }
+        for s in &self.scopes {
+            names.extend(
+                s.graph
+                    .output
+                    .iter()
+                    .map(|o| o.name.as_deref().unwrap_or("")),
+            );
+        }
+        names
+    }
+
+    /// Define the referenced initializers and graph inputs, and the node outputs, of every
+    /// scope. An initializer nothing reads gets its slot in `initializers` and no value: its
+    /// analysis is that of a value without uses (see [`Self::initializer_slots`]).
     fn define_values(&mut self) {
+        let initializers: usize = self.scopes.iter().map(|s| s.graph.initializer.len()).sum();
+        // Dropped on return: it lives while the values are defined, not while they are
+        // analysed.
+        let referenced = self.referenced_names();
+        let is_read = |name: &str| referenced.contains(name);
+        // Node outputs nothing reads (few: dangling outputs), by scope, and the unread
+        // initializers and graph inputs they redefine: without a value of their own, those
+        // must still be reported as defined twice when the node output is defined.
+        let unread_outputs: HashSet<(ScopeId, &'m str)> = self
+            .nodes
+            .iter()
+            .flat_map(|e| e.node.output.iter().map(move |o| (e.scope, o.as_str())))
+            .filter(|&(_, o)| !o.is_empty() && !is_read(o))
+            .collect();
+        let mut shadowed: HashSet<(ScopeId, &'m str)> = HashSet::new();
         // Reserved up front: grown by doubling, these tables would hold up to twice their size
         // for a model of millions of initializers.
         let defined: usize = self
             .scopes
             .iter()
-            .map(|s| s.graph.initializer.len() + s.graph.input.len())
+            .map(|s| {
+                s.graph
+                    .initializer
+                    .iter()
+                    .filter(|h| is_read(header_name(h)))
+                    .count()
+                    + s.graph.input.len()
+            })
             .chain(self.nodes.iter().map(|n| n.node.output.len()))
             .sum();
-        let initializers: usize = self.scopes.iter().map(|s| s.graph.initializer.len()).sum();
         self.values.reserve_exact(defined);
         self.initializers.reserve_exact(initializers);
         self.lookup.reserve(defined);
         for scope in 0..self.scopes.len() {
             let graph = self.scopes[scope].graph;
-            for header in &graph.initializer {
-                let name = header.name.as_str();
-                let id = self.new_value(scope, name, Def::Initializer(header));
-                // Every initializer gets an entry even if its name repeats, so the output stays
-                // aligned with the scanner; lookups resolve to the first one.
-                self.initializers.push(id);
+            for (position, header) in graph.initializer.iter().enumerate() {
+                let name = header_name(header);
+                if !is_read(name) {
+                    if unread_outputs.contains(&(scope, name)) {
+                        shadowed.insert((scope, name));
+                    }
+                    self.initializers.push(NO_VALUE);
+                    continue;
+                }
+                let id = self.new_value(scope, name, Def::Initializer(id32(position)));
+                // Every initializer gets a slot even if its name repeats, so the output stays
+                // aligned with the scanner; lookups resolve to the first one. (A repeated name
+                // that nothing reads changes no lookup, and the loader refuses it anyway.)
+                self.initializers.push(id32(id));
                 match self.lookup.entry((scope, name)) {
                     Entry::Occupied(_) => self.warnings.push(format!(
                         "graph '{}': initializer '{name}' is defined more than once",
@@ -222,8 +303,16 @@ impl<'m> GraphIndex<'m> {
             }
             for input in &graph.input {
                 let name = input.name.as_deref().unwrap_or("");
-                // IR < 4 lists initializers among the inputs too: the initializer wins.
-                if !name.is_empty() && !self.lookup.contains_key(&(scope, name)) {
+                // IR < 4 lists initializers among the inputs too: the initializer wins. An
+                // input nothing reads needs no value either.
+                if name.is_empty() {
+                    continue;
+                }
+                if !is_read(name) {
+                    if unread_outputs.contains(&(scope, name)) {
+                        shadowed.insert((scope, name));
+                    }
+                } else if !self.lookup.contains_key(&(scope, name)) {
                     let id = self.new_value(scope, name, Def::Input);
                     self.lookup.insert((scope, name), id);
                 }
@@ -242,11 +331,13 @@ impl<'m> GraphIndex<'m> {
                     scope,
                     name,
                     Def::Node {
-                        node: node_id,
-                        slot,
+                        node: id32(node_id),
+                        slot: id32(slot),
                     },
                 );
-                if self.lookup.contains_key(&(scope, name.as_str())) {
+                if self.lookup.contains_key(&(scope, name.as_str()))
+                    || shadowed.contains(&(scope, name.as_str()))
+                {
                     self.warnings.push(format!(
                         "graph '{}': value '{name}' is defined more than once",
                         self.scopes[scope].path
@@ -359,18 +450,34 @@ impl<'m> GraphIndex<'m> {
         self.nodes[node].outputs.get(slot).copied().flatten()
     }
 
-    /// The header of an initializer value. Panics for other values (internal misuse).
-    pub(super) fn initializer_header(&self, id: ValueId) -> &'m TensorHeader {
-        match self.values[id].def {
-            Def::Initializer(h) => h,
-            _ => panic!("value {id} is not an initializer"),
-        }
+    /// Every initializer in scanner order: its scope, its header and its value, `None` for
+    /// one that nothing reads (no node input, no graph output names it in any scope), which
+    /// has neither uses nor graph outputs.
+    pub(super) fn initializer_slots(
+        &self,
+    ) -> impl Iterator<Item = (ScopeId, &'m TensorHeader, Option<ValueId>)> + '_ {
+        self.scopes
+            .iter()
+            .enumerate()
+            .flat_map(|(scope, s)| s.graph.initializer.iter().map(move |h| (scope, h)))
+            .zip(&self.initializers)
+            .map(|((scope, h), &slot)| (scope, h, (slot != NO_VALUE).then_some(slot as ValueId)))
+    }
+
+    /// Number of initializers, referenced or not.
+    pub(super) fn initializer_count(&self) -> usize {
+        self.initializers.len()
+    }
+
+    /// Initializer `i` of scope `scope` (a [`Def::Initializer`]).
+    pub(super) fn header(&self, scope: ScopeId, i: u32) -> &'m TensorHeader {
+        &self.scopes[scope].graph.initializer[i as usize]
     }
 
     /// The producing node and output slot of a value.
     pub(super) fn producer(&self, id: ValueId) -> Option<(NodeId, usize)> {
         match self.values[id].def {
-            Def::Node { node, slot } => Some((node, slot)),
+            Def::Node { node, slot } => Some((node as NodeId, slot as usize)),
             _ => None,
         }
     }
@@ -380,7 +487,7 @@ impl<'m> GraphIndex<'m> {
     /// in the other layout), which change neither the tensor's role nor its values' meaning.
     pub(super) fn real_uses(&self, id: ValueId) -> Vec<RealUse> {
         let dims = match self.values[id].def {
-            Def::Initializer(h) => h.dims.to_vec(),
+            Def::Initializer(i) => self.header(self.values[id].scope(), i).dims.to_vec(),
             _ => Vec::new(),
         };
         let mut out = Vec::new();
@@ -431,18 +538,18 @@ impl<'m> GraphIndex<'m> {
         let mut perms: Vec<Option<&Attribute>> = Vec::new();
         for _ in 0..MAX_CHAIN {
             match self.values[id].def {
-                Def::Initializer(h) => {
-                    let mut dims = h.dims.to_vec();
+                Def::Initializer(i) => {
+                    let mut dims = self.header(self.values[id].scope(), i).dims.to_vec();
                     for perm in perms.iter().rev() {
                         dims = permute(&dims, *perm);
                     }
                     return Some((id, dims));
                 }
-                Def::Node { node, slot: 0 } => match self.op(node) {
-                    "Identity" | "Cast" => id = self.input(node, 0)?,
+                Def::Node { node, slot: 0 } => match self.op(node as NodeId) {
+                    "Identity" | "Cast" => id = self.input(node as NodeId, 0)?,
                     "Transpose" => {
-                        perms.push(self.nodes[node].node.attr("perm"));
-                        id = self.input(node, 0)?;
+                        perms.push(self.nodes[node as NodeId].node.attr("perm"));
+                        id = self.input(node as NodeId, 0)?;
                     }
                     _ => return None,
                 },
@@ -540,7 +647,7 @@ impl<'a, 'm> Scalars<'a, 'm> {
             Def::Initializer(_) => true,
             Def::Input | Def::Undefined => false,
             Def::Node { node, .. } => {
-                let e = index.node(node);
+                let e = index.node(node as NodeId);
                 let source = ops::by_name(e.node.op()).map_or(Source::Computed, |s| s.source);
                 if source == Source::Static {
                     true
@@ -569,7 +676,7 @@ impl<'a, 'm> Scalars<'a, 'm> {
         let v = self.index.value(id);
         match v.def {
             Def::Initializer(_) => {
-                let path = &self.index.scope(v.scope).path;
+                let path = &self.index.scope(v.scope()).path;
                 self.consts.small_values(path, v.name, max_len)
             }
             _ => None,
@@ -583,20 +690,20 @@ impl<'a, 'm> Scalars<'a, 'm> {
         for _ in 0..MAX_CHAIN {
             let v = index.value(id);
             match v.def {
-                Def::Initializer(h) => {
-                    if numel(&h.dims) != 1 {
+                Def::Initializer(i) => {
+                    if numel(&index.header(v.scope(), i).dims) != 1 {
                         return None;
                     }
-                    let path = &index.scope(v.scope).path;
+                    let path = &index.scope(v.scope()).path;
                     return self
                         .consts
                         .small_values(path, v.name, 1)
                         .and_then(|x| x.first().copied());
                 }
-                Def::Node { node, slot: 0 } => match index.op(node) {
-                    "Constant" => return constant_scalar(index.node(node).node),
+                Def::Node { node, slot: 0 } => match index.op(node as NodeId) {
+                    "Constant" => return constant_scalar(index.node(node as NodeId).node),
                     "Identity" | "Cast" | "Reshape" | "Squeeze" | "Unsqueeze" => {
-                        id = index.input(node, 0)?;
+                        id = index.input(node as NodeId, 0)?;
                     }
                     _ => return None,
                 },
@@ -673,5 +780,65 @@ pub(crate) fn tensor_scalar(t: &ConstTensor) -> Option<f64> {
             Some(x)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::skeleton::ValueInfo;
+
+    fn header(name: &str) -> TensorHeader {
+        TensorHeader {
+            dims: vec![1].into(),
+            data_type: Some(1),
+            name: name.into(),
+        }
+    }
+
+    fn value_info(name: &str) -> ValueInfo {
+        ValueInfo {
+            name: Some(name.to_owned()),
+            r#type: None,
+        }
+    }
+
+    #[test]
+    fn a_value_is_at_most_56_bytes() {
+        assert!(size_of::<Value<'_>>() <= 56, "{}", size_of::<Value<'_>>());
+    }
+
+    #[test]
+    fn only_initializers_something_reads_get_a_value() {
+        // `w` is read by the node, `out` returned; `a` and `b` (also a graph input, as IR < 4
+        // lists them) are read by nothing.
+        let graph = Graph {
+            initializer: ["a", "w", "b", "out"].map(header).to_vec(),
+            input: vec![value_info("x"), value_info("b")],
+            output: vec![value_info("y"), value_info("out")],
+            node: vec![Node {
+                input: vec!["x".into(), "w".into()],
+                output: vec!["y".into()],
+                op_type: Some("MatMul".into()),
+                ..Node::default()
+            }],
+            ..Graph::default()
+        };
+        let index = GraphIndex::build(&graph);
+        // x, w, out and the node's y: no value for a, b, nor b's graph input.
+        assert_eq!(index.values.len(), 4);
+        let slots: Vec<(&str, bool)> = index
+            .initializer_slots()
+            .map(|(scope, h, v)| {
+                assert_eq!(scope, 0);
+                (header_name(h), v.is_some())
+            })
+            .collect();
+        assert_eq!(
+            slots,
+            [("a", false), ("w", true), ("b", false), ("out", true)]
+        );
+        assert_eq!(index.initializer_count(), 4);
+        assert!(index.warnings.is_empty(), "{:?}", index.warnings);
     }
 }

@@ -369,9 +369,11 @@ pub struct RecurrentLayout {
 ///
 /// What only a tensor with consumers has (its consumers, fans, activation, gate layout, notes)
 /// is a [`TensorDetail`] behind one pointer, allocated only for such tensors: a model of
-/// millions of unused or constant initializers holds ~90 bytes per tensor here, not ~190. The
+/// millions of unused or constant initializers holds 64 bytes per tensor here, not ~190. The
 /// detail's fields read as this struct's own (`info.consumers`, `info.fans`) through `Deref`,
-/// an empty [`TensorDetail`] when there is none; writing one (`DerefMut`) allocates it.
+/// an empty [`TensorDetail`] when there is none; writing one (`DerefMut`) allocates it. The
+/// reason a tensor is left untouched is read with [`TensorInfo::why_untouched`]: a one-byte
+/// code for the shared static reasons, the detail's for a reason written for this tensor.
 #[derive(Clone)]
 pub struct TensorInfo {
     /// Path of the graph that declares it: `""` for the main graph, else
@@ -384,14 +386,27 @@ pub struct TensorInfo {
     pub dims: SharedDims,
     /// `TensorProto.DataType` (1 f32, 10 f16, 11 f64, 16 bf16, …); 0 if absent.
     pub data_type: i32,
-    /// The role, or `None` if the tensor must be left untouched (then see `why_untouched`).
+    /// The role, or `None` if the tensor must be left untouched (then see
+    /// [`TensorInfo::why_untouched`]).
     pub role: Option<Role>,
-    /// Why `role` is `None`; empty when it is `Some`. The common reasons (unused, only returned,
-    /// a non-float dtype, no parameter slot) are shared static strings, so that a model of
-    /// millions of untouched tensors does not hold a copy of the same sentence per tensor.
-    pub why_untouched: Cow<'static, str>,
+    /// Where [`TensorInfo::why_untouched`] is.
+    why: Why,
     /// The rest, `None` when all of it is empty (see the type's documentation).
     detail: Option<Box<TensorDetail>>,
+}
+
+/// Where a [`TensorInfo`]'s reason for being left untouched is: none, one of the
+/// [`STATIC_REASONS`] (shared by the many unused and integer tensors of a model, so a code
+/// rather than a copy or a 24-byte `Cow` per tensor), or a sentence written for this tensor,
+/// held by its detail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Why {
+    /// No reason (the tensor has a role, or none was given).
+    Empty,
+    /// `STATIC_REASONS[i].0`.
+    Static(u8),
+    /// `TensorDetail::owned_why`.
+    Owned,
 }
 
 /// What analysis found out about an initializer beyond its identity and role: read through
@@ -413,6 +428,9 @@ pub struct TensorDetail {
     /// Remarks: shared tensors, disagreeing consumers (which won and why), walk branches that
     /// disagreed.
     pub note: Option<String>,
+    /// A reason for leaving the tensor untouched that is none of the [`STATIC_REASONS`] (read
+    /// with [`TensorInfo::why_untouched`]).
+    owned_why: Option<String>,
 }
 
 /// The detail of a tensor that has none.
@@ -422,6 +440,7 @@ static NO_DETAIL: TensorDetail = TensorDetail {
     activation: None,
     recurrent: None,
     note: None,
+    owned_why: None,
 };
 
 impl TensorInfo {
@@ -440,7 +459,7 @@ impl TensorInfo {
             dims,
             data_type,
             role: None,
-            why_untouched: Cow::Borrowed(""),
+            why: Why::Empty,
             detail: (!consumers.is_empty()).then(|| {
                 Box::new(TensorDetail {
                     consumers,
@@ -449,6 +468,78 @@ impl TensorInfo {
             }),
         }
     }
+
+    /// Why `role` is `None`: a sentence naming the cause (`no consumers (unused
+    /// initializer)`, `int64 tensor: only f32/f64/f16/bf16 tensors are re-initialized`, what a
+    /// consumer's slot is not); empty when the tensor has a role.
+    pub fn why_untouched(&self) -> &str {
+        match self.why {
+            Why::Empty => "",
+            Why::Static(i) => STATIC_REASONS[usize::from(i)].0,
+            Why::Owned => self.owned_why.as_deref().unwrap_or(""),
+        }
+    }
+
+    /// Sets [`TensorInfo::why_untouched`]. One of the shared static reasons (however it is
+    /// passed) is held as a code; any other sentence in the detail, which it allocates if the
+    /// tensor has none.
+    pub fn set_why_untouched(&mut self, why: impl Into<Cow<'static, str>>) {
+        let why = why.into();
+        if self.why == Why::Owned {
+            self.owned_why = None;
+        }
+        self.why = if why.is_empty() {
+            Why::Empty
+        } else if let Some(i) = static_reason_index(&why) {
+            Why::Static(i)
+        } else {
+            self.owned_why = Some(why.into_owned());
+            Why::Owned
+        };
+    }
+
+    /// [`TensorInfo::why_untouched`], leaving it empty: borrowed from the static table for
+    /// the shared reasons.
+    pub fn take_why_untouched(&mut self) -> Cow<'static, str> {
+        let why = match self.why {
+            Why::Empty => Cow::Borrowed(""),
+            Why::Static(i) => Cow::Borrowed(STATIC_REASONS[usize::from(i)].0),
+            Why::Owned => self
+                .detail
+                .as_mut()
+                .and_then(|d| d.owned_why.take())
+                .map_or(Cow::Borrowed(""), Cow::Owned),
+        };
+        self.why = Why::Empty;
+        why
+    }
+
+    /// [`TensorInfo::why_untouched`] as a `Cow`: borrowed from the static table for the
+    /// shared reasons (no allocation), an owned copy otherwise.
+    pub fn why_untouched_cow(&self) -> Cow<'static, str> {
+        match self.why {
+            Why::Empty => Cow::Borrowed(""),
+            Why::Static(i) => Cow::Borrowed(STATIC_REASONS[usize::from(i)].0),
+            Why::Owned => Cow::Owned(self.why_untouched().to_owned()),
+        }
+    }
+
+    /// The plan's `untouched: {why}` form of [`TensorInfo::why_untouched`]: a shared static
+    /// string for the static reasons, formatted otherwise.
+    pub(crate) fn untouched_reason(&self) -> Cow<'static, str> {
+        match self.why {
+            Why::Static(i) => Cow::Borrowed(STATIC_REASONS[usize::from(i)].1),
+            _ => Cow::Owned(format!("untouched: {}", self.why_untouched())),
+        }
+    }
+}
+
+/// The position of `why` in [`STATIC_REASONS`], if it is one of them.
+fn static_reason_index(why: &str) -> Option<u8> {
+    STATIC_REASONS
+        .iter()
+        .position(|(reason, _)| *reason == why)
+        .and_then(|i| u8::try_from(i).ok())
 }
 
 impl std::ops::Deref for TensorInfo {
@@ -472,7 +563,7 @@ impl PartialEq for TensorInfo {
             && self.dims == other.dims
             && self.data_type == other.data_type
             && self.role == other.role
-            && self.why_untouched == other.why_untouched
+            && self.why_untouched() == other.why_untouched()
             && **self == **other
     }
 }
@@ -488,7 +579,7 @@ impl fmt::Debug for TensorInfo {
             .field("dims", &self.dims)
             .field("data_type", &self.data_type)
             .field("role", &self.role)
-            .field("why_untouched", &self.why_untouched)
+            .field("why_untouched", &self.why_untouched())
             .field("consumers", &self.consumers)
             .field("fans", &self.fans)
             .field("activation", &self.activation)
@@ -551,13 +642,13 @@ pub(crate) fn analyze_sharing(
     let index = GraphIndex::build(main);
     let scalars = Scalars::new(&index, consts);
     let mut walker = Walker::new(&index, &scalars);
-    let mut tensors = Vec::with_capacity(index.initializers.len());
-    for (k, &value) in index.initializers.iter().enumerate() {
+    let mut tensors = Vec::with_capacity(index.initializer_count());
+    for (k, (scope, header, value)) in index.initializer_slots().enumerate() {
         tensors.push(analyse_one(
             &index,
             &scalars,
             &mut walker,
-            value,
+            (scope, header, value),
             opts,
             entries.get(k),
         ));
@@ -567,31 +658,32 @@ pub(crate) fn analyze_sharing(
     Analysis { tensors, warnings }
 }
 
-/// Role, fans and activation of one initializer: gather one [`Candidate`] per real consumer,
-/// then decide.
+/// Role, fans and activation of one initializer (its scope, header and value, `None` when
+/// nothing reads it): gather one [`Candidate`] per real consumer, then decide.
 fn analyse_one(
     index: &GraphIndex<'_>,
     scalars: &Scalars<'_, '_>,
     walker: &mut Walker<'_, '_>,
-    value: graph::ValueId,
+    (scope, header, value): (
+        graph::ScopeId,
+        &skeleton::TensorHeader,
+        Option<graph::ValueId>,
+    ),
     opts: &AnalysisOptions,
     shared: Option<&crate::onnx::model::TensorEntry>,
 ) -> TensorInfo {
-    let v = index.value(value);
-    let header = index.initializer_header(value);
     // The scope's path is shared by its tensors; the name and dims are the loader's where
     // the entry names the same tensor.
-    let graph = index.scope(v.scope).path.clone();
+    let graph = index.scope(scope).path.clone();
+    let v_name = graph::header_name(header);
     let (name, dims) = match shared {
-        Some(e)
-            if e.graph_index as usize == v.scope && e.name == v.name && e.dims == header.dims =>
-        {
+        Some(e) if e.graph_index as usize == scope && e.name == v_name && e.dims == header.dims => {
             (e.name.clone(), e.dims.clone())
         }
-        _ => (v.name.into(), header.dims.clone()),
+        _ => (v_name.into(), header.dims.clone()),
     };
     let data_type = header.data_type.unwrap_or(0);
-    let uses = index.real_uses(value);
+    let uses = value.map_or_else(Vec::new, |value| index.real_uses(value));
     let consumers: Vec<Consumer> = uses.iter().map(|u| index.consumer(u)).collect();
 
     let mut info = TensorInfo::new(graph, name, dims, data_type, consumers);
@@ -603,21 +695,24 @@ fn analyse_one(
             let c = roles::candidate(index, scalars, u, opts.compat);
             c.why.starts_with("quantized weight").then_some(c.why)
         });
-        info.why_untouched = quantized.map_or_else(|| non_float_reason(data_type), Cow::Owned);
+        info.set_why_untouched(quantized.map_or_else(|| non_float_reason(data_type), Cow::Owned));
         return info;
     }
     if info.dims.iter().any(|&d| d < 0) {
-        info.why_untouched = Cow::Owned(format!("invalid shape {:?}", info.dims));
+        let why = format!("invalid shape {:?}", info.dims);
+        info.set_why_untouched(why);
         return info;
     }
     if uses.is_empty() {
         // Uses that are all views (Identity/Cast/Transpose) lead only to graph outputs.
-        info.why_untouched =
-            Cow::Borrowed(if index.outputs_of(value).is_empty() && v.uses.is_empty() {
-                UNUSED
-            } else {
+        info.set_why_untouched(match value {
+            Some(value)
+                if !index.outputs_of(value).is_empty() || !index.value(value).uses.is_empty() =>
+            {
                 ONLY_RETURNED
-            });
+            }
+            _ => UNUSED,
+        });
         return info;
     }
 
@@ -695,10 +790,7 @@ fn decide(
     // Split into the role fields and the detail (the tensor has consumers, so it has one), so
     // that the labels can borrow the consumers while the rest is written.
     let TensorInfo {
-        role,
-        why_untouched,
-        detail,
-        ..
+        role, why, detail, ..
     } = info;
     let info: &mut TensorDetail = detail.get_or_insert_with(Box::default);
     let mut notes: Vec<String> = Vec::new();
@@ -719,10 +811,16 @@ fn decide(
                 reasons.push(&c.why);
             }
         }
-        *why_untouched = if reasons.is_empty() {
-            Cow::Borrowed(NO_PARAMETER_SLOT)
+        let joined = if reasons.is_empty() {
+            NO_PARAMETER_SLOT.to_owned()
         } else {
-            Cow::Owned(reasons.join("; "))
+            reasons.join("; ")
+        };
+        *why = if let Some(i) = static_reason_index(&joined) {
+            Why::Static(i)
+        } else {
+            info.owned_why = Some(joined);
+            Why::Owned
         };
         return;
     };
@@ -827,6 +925,62 @@ fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tensor_entry_is_at_most_64_bytes() {
+        // Three shared (fat) pointers, the dtype, role and reason code, the detail pointer.
+        assert!(
+            std::mem::size_of::<TensorInfo>() <= 64,
+            "{}",
+            std::mem::size_of::<TensorInfo>()
+        );
+    }
+
+    #[test]
+    fn static_reasons_are_codes_and_others_live_in_the_detail() {
+        let mut t = TensorInfo::new("".into(), "w".into(), vec![2].into(), 1, Vec::new());
+        assert_eq!(t.why_untouched(), "");
+        assert_eq!(t.untouched_reason(), "untouched: ");
+
+        // A static reason, borrowed or owned, is a code: no detail is allocated.
+        t.set_why_untouched(UNUSED);
+        assert_eq!((t.why_untouched(), t.why), (UNUSED, Why::Static(0)));
+        t.set_why_untouched(String::from(ONLY_RETURNED));
+        assert_eq!(t.why_untouched(), ONLY_RETURNED);
+        assert!(t.detail.is_none());
+        assert!(matches!(
+            t.why_untouched_cow(),
+            Cow::Borrowed(ONLY_RETURNED)
+        ));
+        let int64 = "int64 tensor: only f32/f64/f16/bf16 tensors are re-initialized";
+        t.set_why_untouched(non_float_reason(7));
+        assert_eq!(t.why_untouched(), int64);
+        assert!(
+            matches!(t.untouched_reason(), Cow::Borrowed(r) if r == format!("untouched: {int64}"))
+        );
+        assert!(t.detail.is_none());
+
+        // Any other sentence is the detail's; replacing it with a static one drops it.
+        t.set_why_untouched(String::from("invalid shape [-1]"));
+        assert_eq!(t.why_untouched(), "invalid shape [-1]");
+        assert_eq!(t.untouched_reason(), "untouched: invalid shape [-1]");
+        assert_eq!(
+            t.detail.as_ref().unwrap().owned_why.as_deref(),
+            Some("invalid shape [-1]")
+        );
+        assert!(format!("{t:?}").contains("why_untouched: \"invalid shape [-1]\""));
+        let mut u = t.clone();
+        assert_eq!(t, u);
+        u.set_why_untouched(NO_PARAMETER_SLOT);
+        assert_ne!(t, u);
+        assert_eq!(u.detail.as_ref().unwrap().owned_why, None);
+
+        // Taking leaves it empty, whichever way it was held.
+        assert_eq!(t.take_why_untouched(), "invalid shape [-1]");
+        assert_eq!(u.take_why_untouched(), NO_PARAMETER_SLOT);
+        assert_eq!((t.why_untouched(), u.why_untouched()), ("", ""));
+        assert_eq!(t, u);
+    }
 
     #[test]
     fn a_tensor_without_consumers_holds_no_detail_and_reads_as_an_empty_one() {

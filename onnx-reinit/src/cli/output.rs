@@ -210,3 +210,91 @@ pub(crate) fn progress_bar() -> Arc<crate::rewrite::ProgressFn> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Report, Summary, TensorReport, UntouchedReport};
+
+    fn report(rows: usize) -> Report {
+        let tensor = |k: usize| TensorReport {
+            name: format!("fc{k}.weight \"q\""),
+            graph: String::new(),
+            role: "weight".into(),
+            op: "Gemm".into(),
+            shape: vec![4, 3],
+            dtype: "float32".into(),
+            fan_in: Some(3),
+            fan_out: Some(4),
+            activation: Some("relu".into()),
+            scheme: "he_uniform".into(),
+            changed: true,
+            reason: "--relu".into(),
+            consumers: vec![format!("Gemm fc{k}")],
+            note: (k == 0).then(|| "shared by 2 consumers:\nGemm fc0, Gemm fc1".into()),
+            node: Some(format!("fc{k}")),
+            recurrent: None,
+            target_std: Some(0.5),
+            bound: Some(f64::NAN),
+            gain: None,
+        };
+        let untouched = |k: usize| {
+            UntouchedReport::new(
+                format!("ids{k}").into(),
+                "/loop.body".into(),
+                vec![2, k as i64].into(),
+                "int64",
+                "int64 tensor: only f32/f64/f16/bf16 tensors are re-initialized",
+                false,
+            )
+        };
+        Report {
+            schema_version: 1,
+            tool_version: "0.1.0".into(),
+            model: "m.onnx".into(),
+            seed: 7,
+            dry_run: false,
+            output: Some("o.onnx".into()),
+            files_written: vec!["/tmp/o.onnx".into()],
+            tensors: (0..rows).map(tensor).collect(),
+            untouched: (0..=rows).map(untouched).collect(),
+            warnings: vec!["graph '': a warning".into()],
+            summary: Summary {
+                initializers: 2 * rows + 1,
+                changed: rows,
+                kept: 0,
+                untouched: rows + 1,
+                elements_changed: 12 * rows as u64,
+            },
+        }
+    }
+
+    /// The text the document's whole `serde_json::Value` prints: what `--json` printed before
+    /// the rows were streamed, and must still print byte for byte.
+    fn through_value(r: &Report, extra: &[(String, serde_json::Value)]) -> String {
+        let mut v = serde_json::to_value(r).unwrap();
+        for (k, x) in extra {
+            v.as_object_mut().unwrap().insert(k.clone(), x.clone());
+        }
+        json(&v).unwrap()
+    }
+
+    #[test]
+    fn the_streamed_report_is_the_documents_value_printed() {
+        let preset = vec![(
+            "preset".to_owned(),
+            serde_json::json!({"preset": "gpt2", "knobs": [{"name": "n_layer", "value": 2}]}),
+        )];
+        for rows in [0, 1, 3] {
+            let r = report(rows);
+            for extra in [Vec::new(), preset.clone()] {
+                assert_eq!(
+                    crate::report::report_json(&r, extra.clone()).unwrap(),
+                    through_value(&r, &extra),
+                    "{rows} rows, {} extra",
+                    extra.len()
+                );
+            }
+        }
+    }
+}

@@ -327,11 +327,8 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
     // `pipeline::run_rendered`), the preset's summary and JSON members included.
     let render = |report: &crate::report::Report, preset: Option<&crate::preset::PresetPlan>| {
         if show.json {
-            let mut doc = serde_json::to_value(report);
-            if let (Ok(serde_json::Value::Object(o)), Some(p)) = (&mut doc, preset) {
-                o.insert("preset".into(), p.to_json());
-            }
-            doc.and_then(|v| output::json(&v))
+            let extra = preset.map(|p| ("preset".to_owned(), p.to_json()));
+            crate::report::report_json(report, extra.into_iter().collect())
                 .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"))
         } else if show.quiet {
             // --quiet: no table; the errors (and the exit code) say what went wrong.

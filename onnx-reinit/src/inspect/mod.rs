@@ -558,12 +558,7 @@ pub fn diagnose_with_progress(
     }
     let order = crate::report::node_order(model.skeleton());
     rows.sort_by_key(|r| order.rank_of(&r.graph, r.node.as_deref()));
-    let untouched = analysis
-        .tensors
-        .iter()
-        .filter(|t| t.role.is_none())
-        .map(crate::report::UntouchedReport::of)
-        .collect();
+    let untouched = crate::report::untouched_rows(&analysis.tensors);
     summary.tensors = rows.len();
     let compat = match opts.analysis.compat {
         FanCompat::True => "",

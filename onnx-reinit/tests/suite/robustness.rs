@@ -3027,9 +3027,9 @@ fn lstm_with_an_overflowing_hidden_size_is_left_untouched() {
     let w = a.find("", "W").unwrap();
     assert_eq!(w.role, None, "{w:?}");
     assert!(
-        w.why_untouched.contains("rows per direction"),
+        w.why_untouched().contains("rows per direction"),
         "{}",
-        w.why_untouched
+        w.why_untouched()
     );
     fs::create_dir_all(dir.path().join("out")).unwrap();
     exercise(&input, &dir.path().join("out"), false);
