@@ -927,10 +927,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_tensor_entry_is_at_most_64_bytes() {
-        // Three shared (fat) pointers, the dtype, role and reason code, the detail pointer.
+    fn a_tensor_entry_is_at_most_40_bytes() {
+        // Three shared (thin) pointers, the dtype, role and reason code, the detail pointer.
         assert!(
-            std::mem::size_of::<TensorInfo>() <= 64,
+            std::mem::size_of::<TensorInfo>() <= 40,
             "{}",
             std::mem::size_of::<TensorInfo>()
         );
