@@ -499,14 +499,22 @@ struct Validator<'a> {
     canonical_dir: Option<PathBuf>,
     /// The entries so far, in file order.
     tensors: Vec<TensorEntry>,
-    /// Indices into `tensors`, hashed by (graph, name): 4 bytes a tensor where a set of the
-    /// names would hold a pointer, a length and a graph index.
-    names: hashbrown::HashTable<u32>,
+    /// Indices into `tensors` with 32 bits of the hash of their (graph, name): 8 bytes a
+    /// tensor where a set of the names would hold a pointer, a length and a graph index. The
+    /// hash is kept so that growing the table does not read every name again (a cache miss
+    /// each: most of a load's time on a model of millions of tiny initializers).
+    names: hashbrown::HashTable<(u32, u32)>,
     hasher: std::collections::hash_map::RandomState,
     /// Shapes seen so far, so that tensors of one shape share one allocation (bounded: a model
     /// of millions of distinct shapes gets one allocation per tensor, as without it).
     shapes: std::collections::HashSet<SharedDims>,
     error: Option<Error>,
+}
+
+/// A 64-bit table hash from 32 bits: the table takes its bucket from the low bits and its
+/// one-byte tag from the top ones, so both get all 32.
+fn spread(h: u32) -> u64 {
+    u64::from(h) << 32 | u64::from(h)
 }
 
 /// Distinct shapes [`Validator`] shares (real models have a few hundred).
@@ -548,11 +556,13 @@ impl<'a> Validator<'a> {
             offset: offset as u64,
             what,
         };
-        let hash = self.hasher.hash_one((t.graph, t.name.as_str()));
+        // The table's hash is made of 32 bits (stored, and spread over the 64 the table reads).
+        let short = self.hasher.hash_one((t.graph, t.name.as_str())) as u32;
+        let hash = spread(short);
         let tensors = &self.tensors;
-        let same = |&i: &u32| {
+        let same = |&(i, h): &(u32, u32)| {
             let e = &tensors[i as usize];
-            e.graph_index as usize == t.graph && e.name == t.name
+            h == short && e.graph_index as usize == t.graph && e.name == t.name
         };
         if self.names.find(hash, same).is_some() {
             return Err(invalid(
@@ -599,11 +609,8 @@ impl<'a> Validator<'a> {
                 ),
             )
         })?;
-        let (tensors, hasher) = (&self.tensors, &self.hasher);
-        self.names.insert_unique(hash, index, |&i| {
-            let e = &tensors[i as usize];
-            hasher.hash_one((e.graph_index as usize, e.name.as_str()))
-        });
+        self.names
+            .insert_unique(hash, (index, short), |&(_, h)| spread(h));
         let dims = std::mem::take(&mut t.dims);
         let dims = if let Some(shared) = self.shapes.get(dims.as_slice()) {
             shared.clone()

@@ -334,8 +334,8 @@ skeleton_messages! {
     /// header that nothing read.
     ///
     /// Its `prost::Message` is written by hand (below) so that the name and dims are the
-    /// shared values of [`crate::onnx::shared`]: a loaded model's headers hold the loader's own
-    /// (see [`decode_without_headers`]), 40 bytes a header and no allocation of their own.
+    /// shared values of [`crate::onnx::shared`]: a loaded model's headers are decoded empty and
+    /// then given the loader's own values, 24 bytes a header and no allocation of their own.
     #[derive(Clone, PartialEq, Default, Debug)]
     pub struct TensorHeader [manual] {
         /// `dims = 1`.
