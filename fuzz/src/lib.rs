@@ -21,7 +21,7 @@ use onnx_reinit::rewrite::{self, OutputTarget, RewriteOptions};
 // The rewrite fidelity helpers of the test suite, shared rather than copied.
 #[path = "../../onnx-reinit/tests/suite/common/fidelity.rs"]
 mod fidelity;
-use fidelity::{bits, inline_ranges, outside};
+use fidelity::{bits, inline_ranges, length_prefixes, outside};
 
 /// The seed the CLI uses by default.
 const SEED: u64 = pipeline::DEFAULT_SEED;
@@ -248,20 +248,11 @@ pub fn pipeline(data: &[u8]) {
             "bytes outside the payloads changed"
         );
     } else {
-        let prefixes = |b: &[u8]| -> Vec<Range<usize>> {
-            let s = scan::scan(b).unwrap();
-            let tensors = s.tensors.iter().map(|t| t.prefix.clone());
-            s.frames
-                .iter()
-                .map(|f| f.prefix.clone())
-                .chain(tensors)
-                .collect()
-        };
         let holes_out: Vec<Range<usize>> =
             targets.iter().flat_map(|&i| inline_ranges(&o, i)).collect();
         assert!(
-            outside(data, &[holes_in, prefixes(data)].concat())
-                == outside(&after, &[holes_out, prefixes(&after)].concat()),
+            outside(data, &[holes_in, length_prefixes(data)].concat())
+                == outside(&after, &[holes_out, length_prefixes(&after)].concat()),
             "re-framing changed bytes outside payloads and length prefixes"
         );
     }

@@ -567,6 +567,14 @@ fn run(b: &B, consts: &dyn ConstValues, compat: FanCompat) -> Analysis {
     analyze(&model, consts, &AnalysisOptions { compat })
 }
 
+/// Each tensor's (graph path, name), in the analysis's order.
+fn graph_and_name(a: &Analysis) -> Vec<(&str, &str)> {
+    a.tensors
+        .iter()
+        .map(|t| (t.graph.as_str(), t.name.as_str()))
+        .collect()
+}
+
 fn run_true(b: &B) -> Analysis {
     run(b, &NoConstValues, FanCompat::True)
 }
@@ -1623,11 +1631,7 @@ fn subgraphs_outer_scope_weights_and_paths() {
     assert!(a.warnings.is_empty(), "{:?}", a.warnings);
 
     // Scanner order: main graph's initializers, then bodies in pre-order.
-    let order: Vec<(&str, &str)> = a
-        .tensors
-        .iter()
-        .map(|t| (t.graph.as_str(), t.name.as_str()))
-        .collect();
+    let order = graph_and_name(&a);
     assert_eq!(
         order,
         vec![
@@ -1672,11 +1676,7 @@ fn graphs_attribute_paths_use_indices() {
         ..attr("bodies")
     });
     let a = run_true(&b);
-    let order: Vec<(&str, &str)> = a
-        .tensors
-        .iter()
-        .map(|t| (t.graph.as_str(), t.name.as_str()))
-        .collect();
+    let order = graph_and_name(&a);
     assert_eq!(order, vec![("/y.bodies[0]", "b0"), ("/y.bodies[1]", "b1")]);
     assert_eq!(get(&a, "b1").role, Some(Role::Weight));
 }
@@ -2335,11 +2335,7 @@ fn initializers_nothing_reads_are_reported_as_before() {
     b.n("Identity", &["viewed"], &["v_out"]);
     let a = run_true(&b);
     assert!(a.warnings.is_empty(), "{:?}", a.warnings);
-    let order: Vec<(&str, &str)> = a
-        .tensors
-        .iter()
-        .map(|t| (t.graph.as_str(), t.name.as_str()))
-        .collect();
+    let order = graph_and_name(&a);
     assert_eq!(
         order,
         [

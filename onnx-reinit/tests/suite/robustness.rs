@@ -23,13 +23,13 @@ use onnx_reinit::analysis::AnalysisOptions;
 use onnx_reinit::apply::PlanFiller;
 use onnx_reinit::onnx::model::{LoadedModel, Storage};
 use onnx_reinit::onnx::values::ValuesMut;
-use onnx_reinit::onnx::{scan, wire};
+use onnx_reinit::onnx::wire;
 use onnx_reinit::pipeline::{self, RunError};
 use onnx_reinit::plan::{self, Rules};
 use onnx_reinit::report::Report;
 use onnx_reinit::rewrite::{self, OutputTarget, RewriteOptions, RewriteStats};
 
-use crate::common::fidelity::{bits, inline_ranges, outside};
+use crate::common::fidelity::{bits, inline_ranges, length_prefixes, outside};
 use crate::common::onnx::{
     self, BFLOAT16, DOUBLE, FLOAT, FLOAT16, Payload, attr_float, attr_graph, attr_int, attr_ints,
     attr_str, f32_bytes, graph, node, tensor, value_info,
@@ -780,20 +780,10 @@ fn check_fidelity(
         assert_same_outside(before, &after, &ranges, "model");
     } else {
         // Re-framed: every byte outside the payloads and the length prefixes is kept, in order.
-        let frames = |s: &scan::Scan| -> Vec<Range<usize>> {
-            let tensors = s.tensors.iter().map(|t| t.prefix.clone());
-            s.frames
-                .iter()
-                .map(|f| f.prefix.clone())
-                .chain(tensors)
-                .collect()
-        };
-        let si = scan::scan(before).unwrap();
-        let so = scan::scan(&after).unwrap();
         let out_ranges: Vec<Range<usize>> =
             targets.iter().flat_map(|&i| inline_ranges(&o, i)).collect();
-        let holes_in = [ranges, frames(&si)].concat();
-        let holes_out = [out_ranges, frames(&so)].concat();
+        let holes_in = [ranges, length_prefixes(before)].concat();
+        let holes_out = [out_ranges, length_prefixes(&after)].concat();
         assert!(
             outside(before, &holes_in) == outside(&after, &holes_out),
             "re-framed output changed bytes outside payloads and length prefixes"

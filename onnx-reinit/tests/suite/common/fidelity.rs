@@ -9,6 +9,7 @@ use std::ops::Range;
 use half::{bf16, f16};
 use onnx_reinit::apply::PlanFiller;
 use onnx_reinit::onnx::model::{DType, LoadedModel, Storage};
+use onnx_reinit::onnx::scan;
 use onnx_reinit::onnx::values::ValuesMut;
 use onnx_reinit::rewrite::Filler;
 
@@ -80,4 +81,19 @@ pub fn outside(buf: &[u8], holes: &[Range<usize>]) -> Vec<u8> {
         out.extend_from_slice(&buf[pos..]);
     }
     out
+}
+
+/// Every length prefix of the model `bytes`: of the messages that enclose initializers and of
+/// the initializers themselves, the bytes a re-framed rewrite may change besides the payloads.
+///
+/// # Panics
+/// If `bytes` does not scan.
+pub fn length_prefixes(bytes: &[u8]) -> Vec<Range<usize>> {
+    let s = scan::scan(bytes).expect("the model scans");
+    let tensors = s.tensors.iter().map(|t| t.prefix.clone());
+    s.frames
+        .iter()
+        .map(|f| f.prefix.clone())
+        .chain(tensors)
+        .collect()
 }
