@@ -520,18 +520,41 @@ fn preset_config(
     preset: &str,
     rules: Rules,
 ) -> RewriteConfig {
+    let rules = Rules {
+        preset: Some(preset.parse::<Preset>().expect("preset parses")),
+        ..rules
+    };
+    config_to(model, out, rules, 17)
+}
+
+/// A rewrite of `model` into the new file `out` under `rules` with `seed`.
+fn config_to(
+    model: std::path::PathBuf,
+    out: &std::path::Path,
+    rules: Rules,
+    seed: u64,
+) -> RewriteConfig {
     RewriteConfig {
         model,
         destination: Destination::Path(out.to_path_buf()),
         force: false,
-        rules: Rules {
-            preset: Some(preset.parse::<Preset>().expect("preset parses")),
-            ..rules
-        },
-        seed: 17,
+        rules,
+        seed,
         analysis: AnalysisOptions::default(),
         cancel: None,
         progress: None,
+    }
+}
+
+/// The rules the LSUV tests plan with: orthogonal after every activation class.
+#[cfg(feature = "forward")]
+fn orthogonal_rules() -> Rules {
+    Rules {
+        activation: onnx_reinit::plan::ActivationClass::ALL
+            .iter()
+            .map(|&c| (c, onnx_reinit::plan::Rule::parse("orthogonal").unwrap()))
+            .collect(),
+        ..Rules::default()
     }
 }
 
@@ -880,22 +903,8 @@ fn lsuv_gives_unit_output_std_per_layer() {
         ("lsuv_convnet", vec![64, 3, 8, 8], 4),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let config = |out: &Path| RewriteConfig {
-            model: fixtures_dir().join("recipes").join(format!("{stem}.onnx")),
-            destination: Destination::Path(out.to_path_buf()),
-            force: false,
-            rules: Rules {
-                activation: onnx_reinit::plan::ActivationClass::ALL
-                    .iter()
-                    .map(|&c| (c, onnx_reinit::plan::Rule::parse("orthogonal").unwrap()))
-                    .collect(),
-                ..Rules::default()
-            },
-            seed: 5,
-            analysis: AnalysisOptions::default(),
-            cancel: None,
-            progress: None,
-        };
+        let model = fixtures_dir().join("recipes").join(format!("{stem}.onnx"));
+        let config = |out: &Path| config_to(model.clone(), out, orthogonal_rules(), 5);
         let opts = LsuvOptions {
             seed: 5,
             input_shapes: vec![(None, shape.clone())],
@@ -968,17 +977,9 @@ fn lsuv_gives_unit_output_std_per_layer() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bad.onnx");
+    let model = fixtures_dir().join("recipes").join("lsuv_convnet.onnx");
     let err = lsuv::run(
-        &RewriteConfig {
-            model: fixtures_dir().join("recipes").join("lsuv_convnet.onnx"),
-            destination: Destination::Path(out.clone()),
-            force: false,
-            rules: Rules::default(),
-            seed: 5,
-            analysis: AnalysisOptions::default(),
-            cancel: None,
-            progress: None,
-        },
+        &config_to(model, &out, Rules::default(), 5),
         &LsuvOptions {
             input_shapes: vec![(None, vec![4, 32])],
             ..LsuvOptions::default()
@@ -1063,22 +1064,7 @@ fn lsuv_with_inputs_from_an_npz_file() {
     assert!(v.iter().zip(&x).all(|(&a, &b)| f64::from(a) == b));
 
     let tmp = tempfile::tempdir().unwrap();
-    let config = |out: &Path| RewriteConfig {
-        model: dir.join("lsuv_relu_mlp.onnx"),
-        destination: Destination::Path(out.to_path_buf()),
-        force: false,
-        rules: Rules {
-            activation: onnx_reinit::plan::ActivationClass::ALL
-                .iter()
-                .map(|&c| (c, onnx_reinit::plan::Rule::parse("orthogonal").unwrap()))
-                .collect(),
-            ..Rules::default()
-        },
-        seed: 5,
-        analysis: AnalysisOptions::default(),
-        cancel: None,
-        progress: None,
-    };
+    let config = |out: &Path| config_to(dir.join("lsuv_relu_mlp.onnx"), out, orthogonal_rules(), 5);
     let with_file = |npz: &str| LsuvOptions {
         seed: 5,
         inputs: Some(dir.join(npz)),
