@@ -185,9 +185,7 @@ pub fn analyze_loaded(model: &LoadedModel, opts: &AnalysisOptions) -> Result<Ana
         .tensors
         .iter()
         .zip(tensors)
-        .position(|(a, t)| {
-            a.name != t.name || a.graph != model.graphs()[t.graph_index as usize].path
-        })
+        .position(|(a, t)| a.name != t.name || a.graph != model.graph_of(t))
         .unwrap_or(analysis.tensors.len().min(tensors.len()));
     if first_difference < analysis.tensors.len().max(tensors.len()) {
         return Err(RunError::AnalysisMismatch {

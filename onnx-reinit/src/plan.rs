@@ -22,7 +22,7 @@ use globset::{Glob, GlobMatcher};
 use init_core::{Family, Fans, Nonlinearity, RankRequirement, Scheme, SchemeExt as _, SchemeKind};
 
 use crate::analysis::{Activation, Analysis, NormStatKind, RecurrentPart, Role, TensorInfo};
-use crate::onnx::shared::SharedStr;
+use crate::onnx::shared::{Interner, SharedStr};
 use crate::preset::{Preset, PresetPlan};
 
 /// What to do with a class of tensors.
@@ -530,23 +530,8 @@ pub fn plan(analysis: &Analysis, rules: &Rules, seed: u64) -> Result<Plan, PlanE
     Ok(Plan { entries, seed })
 }
 
-/// The reasons given so far, so that entries with the same reason share it (bounded: a model
-/// whose tensors each have a reason of their own gets one string per entry, as without it).
-#[derive(Default)]
-struct Reasons(std::collections::HashSet<SharedStr>);
-
-impl Reasons {
-    fn share(&mut self, reason: &str) -> SharedStr {
-        if let Some(r) = self.0.get(reason) {
-            return r.clone();
-        }
-        let r = SharedStr::from(reason);
-        if self.0.len() < 4096 {
-            self.0.insert(r.clone());
-        }
-        r
-    }
-}
+/// The reasons given so far, so that entries with the same reason share one string.
+type Reasons = Interner<SharedStr>;
 
 /// Decide one initializer's fill: the entry [`plan`] makes for tensor `t` (the rule that
 /// applies to it, and the effective scheme with its fans or gate blocks).
@@ -570,7 +555,7 @@ fn plan_one(t: &TensorInfo, rules: &Rules, reasons: &mut Reasons) -> Result<Plan
     let zeroed = zeroed.filter(|_| fill.is_some()).map(Box::new);
     Ok(PlanEntry {
         fill,
-        reason: reasons.share(&reason),
+        reason: reasons.share(&*reason),
         zeroed,
     })
 }

@@ -25,6 +25,7 @@ use crate::onnx::storage::{ExternalError, external_storage, inline_storage};
 
 pub use crate::onnx::dtype::DType;
 pub use crate::onnx::scan::Segment;
+use crate::onnx::shared::Interner;
 pub use crate::onnx::shared::{SharedDims, SharedStr};
 pub use crate::onnx::storage::{ExternalData, Storage};
 
@@ -333,12 +334,12 @@ impl LoadedModel {
             file: path.to_path_buf(),
             what,
         })?;
-        // prost grew the initializer lists by doubling: give back the spare half of a big one
-        // (shrinking a large allocation remaps it in place, no copy).
-        shrink_initializers(skeleton.graph.as_mut());
         let tensors = tensors?;
         let mut next = tensors.iter();
         for_each_graph_mut(skeleton.graph.as_mut(), &mut |g| {
+            // prost grew the initializer lists by doubling: give back the spare half of a big
+            // one (shrinking a large allocation remaps it in place, no copy).
+            g.initializer.shrink_to_fit();
             for (h, e) in g.initializer.iter_mut().zip(&mut next) {
                 h.name = e.name.clone();
                 h.dims = e.dims.clone();
@@ -505,9 +506,8 @@ struct Validator<'a> {
     /// each: most of a load's time on a model of millions of tiny initializers).
     names: hashbrown::HashTable<(u32, u32)>,
     hasher: std::collections::hash_map::RandomState,
-    /// Shapes seen so far, so that tensors of one shape share one allocation (bounded: a model
-    /// of millions of distinct shapes gets one allocation per tensor, as without it).
-    shapes: std::collections::HashSet<SharedDims>,
+    /// Shapes seen so far, so that tensors of one shape share one allocation.
+    shapes: Interner<SharedDims>,
     error: Option<Error>,
 }
 
@@ -516,9 +516,6 @@ struct Validator<'a> {
 fn spread(h: u32) -> u64 {
     u64::from(h) << 32 | u64::from(h)
 }
-
-/// Distinct shapes [`Validator`] shares (real models have a few hundred).
-const SHARED_SHAPES: usize = 4096;
 
 impl<'a> Validator<'a> {
     fn new(path: &'a Path, dir: &'a Path, meta: &'a std::fs::Metadata) -> Self {
@@ -530,7 +527,7 @@ impl<'a> Validator<'a> {
             tensors: Vec::new(),
             names: hashbrown::HashTable::new(),
             hasher: std::collections::hash_map::RandomState::new(),
-            shapes: std::collections::HashSet::new(),
+            shapes: Interner::default(),
             error: None,
         }
     }
@@ -611,20 +608,10 @@ impl<'a> Validator<'a> {
         })?;
         self.names
             .insert_unique(hash, (index, short), |&(_, h)| spread(h));
-        let dims = std::mem::take(&mut t.dims);
-        let dims = if let Some(shared) = self.shapes.get(dims.as_slice()) {
-            shared.clone()
-        } else {
-            let shared = SharedDims::from(dims);
-            if self.shapes.len() < SHARED_SHAPES {
-                self.shapes.insert(shared.clone());
-            }
-            shared
-        };
         Ok(TensorEntry {
             graph_index,
             name: std::mem::take(&mut t.name).into(),
-            dims,
+            dims: self.shapes.share(t.dims.as_slice()),
             data_type: t.data_type,
             storage,
             body_start: t.body.start,
@@ -708,11 +695,6 @@ fn for_each_graph_mut(
             }
         }
     }
-}
-
-/// Shrinks the initializer lists of `graph` and of every graph nested in it to their length.
-fn shrink_initializers(graph: Option<&mut skeleton::Graph>) {
-    for_each_graph_mut(graph, &mut |g| g.initializer.shrink_to_fit());
 }
 
 /// Checks that prost's skeleton and the scanner see the same graphs (`scanned`) with the same

@@ -306,9 +306,60 @@ impl<'de> Deserialize<'de> for SharedDims {
     }
 }
 
+/// Gives equal values one shared allocation: [`Self::share`] returns the value already made
+/// for an equal key, or makes one. Bounded at [`Interner::MAX`] distinct values, past which each
+/// value gets its own allocation, as without it (a model of millions of distinct shapes or
+/// reasons does not grow a table of them too).
+#[derive(Debug)]
+pub(crate) struct Interner<T>(std::collections::HashSet<T>);
+
+impl<T> Default for Interner<T> {
+    fn default() -> Self {
+        Interner(std::collections::HashSet::new())
+    }
+}
+
+impl<T: Clone + Eq + Hash> Interner<T> {
+    /// Distinct values shared (real models have a few hundred shapes and reasons).
+    pub(crate) const MAX: usize = 4096;
+
+    /// The shared value equal to `key`.
+    pub(crate) fn share<Q>(&mut self, key: &Q) -> T
+    where
+        Q: ?Sized + Eq + Hash,
+        T: Borrow<Q> + for<'q> From<&'q Q>,
+    {
+        if let Some(v) = self.0.get(key) {
+            return v.clone();
+        }
+        let v = T::from(key);
+        if self.0.len() < Self::MAX {
+            self.0.insert(v.clone());
+        }
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Equal values share one allocation, up to the bound; past it values are equal but
+    /// their own.
+    #[test]
+    fn the_interner_shares_equal_values_up_to_its_bound() {
+        let mut shapes = Interner::<SharedDims>::default();
+        let (a, b) = (shapes.share(&[3i64, 4][..]), shapes.share(&[3i64, 4][..]));
+        assert!(a.0.shares(&b.0));
+        for k in 1..Interner::<SharedDims>::MAX as i64 {
+            shapes.share(&[k][..]);
+        }
+        let late = [-1i64];
+        let (c, d) = (shapes.share(&late[..]), shapes.share(&late[..]));
+        assert_eq!(c, d);
+        assert!(!c.0.shares(&d.0));
+        assert!(shapes.share(&[3i64, 4][..]).0.shares(&a.0));
+    }
 
     /// One pointer each: every stage holds a name, a graph path and a shape per tensor.
     #[test]
