@@ -452,13 +452,16 @@ pub(crate) fn decode_without_headers<T>(decode: impl FnOnce() -> T) -> T {
 
 impl prost::Message for TensorHeader {
     fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
-        use prost::encoding::{int32, int64, string};
+        use prost::encoding::{WireType, encode_key, encode_varint, int32, int64};
         int64::encode_repeated(1, &self.dims, buf);
         if let Some(t) = &self.data_type {
             int32::encode(2, t, buf);
         }
         if !self.name.is_empty() {
-            string::encode(8, &self.name.to_string(), buf);
+            // `string::encode` takes a `&String`: the bytes are written as it writes them.
+            encode_key(8, WireType::LengthDelimited, buf);
+            encode_varint(self.name.len() as u64, buf);
+            buf.put_slice(self.name.as_bytes());
         }
     }
 
@@ -505,7 +508,7 @@ impl prost::Message for TensorHeader {
     }
 
     fn encoded_len(&self) -> usize {
-        use prost::encoding::{int32, int64, string};
+        use prost::encoding::{encoded_len_varint, int32, int64, key_len};
         int64::encoded_len_repeated(1, &self.dims)
             + self
                 .data_type
@@ -514,7 +517,7 @@ impl prost::Message for TensorHeader {
             + if self.name.is_empty() {
                 0
             } else {
-                string::encoded_len(8, &self.name.to_string())
+                key_len(8) + encoded_len_varint(self.name.len() as u64) + self.name.len()
             }
     }
 
@@ -591,6 +594,32 @@ mod tests {
             }
         }
         assert_eq!(declared, 46);
+    }
+
+    /// The hand-written `TensorHeader` encodes as prost's derived code does (`ConstTensor`
+    /// declares the same three fields with the same numbers), decodes back, and decodes empty
+    /// under [`decode_without_headers`].
+    #[test]
+    fn tensor_header_encodes_as_prost_and_decodes_back() {
+        use prost::Message as _;
+        let header = TensorHeader {
+            dims: vec![3, 0, 70_000].into(),
+            data_type: Some(10),
+            name: "layer.0.weight".into(),
+        };
+        let derived = ConstTensor {
+            dims: vec![3, 0, 70_000],
+            data_type: Some(10),
+            name: Some("layer.0.weight".to_owned()),
+            ..ConstTensor::default()
+        };
+        let bytes = header.encode_to_vec();
+        assert_eq!(bytes, derived.encode_to_vec());
+        assert_eq!(header.encoded_len(), bytes.len());
+        assert_eq!(TensorHeader::decode(&bytes[..]).unwrap(), header);
+        let empty = decode_without_headers(|| TensorHeader::decode(&bytes[..]).unwrap());
+        assert_eq!(empty, TensorHeader::default());
+        assert_eq!(TensorHeader::default().encode_to_vec(), Vec::<u8>::new());
     }
 
     #[test]
