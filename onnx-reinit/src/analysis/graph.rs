@@ -26,11 +26,6 @@ pub(crate) type ValueId = usize;
 /// The slot of an initializer in [`GraphIndex::initializers`] that has no value.
 const NO_VALUE: u32 = u32::MAX;
 
-/// The name of an initializer header (`""` when absent), the one place the index reads it.
-pub(super) fn header_name(header: &TensorHeader) -> &str {
-    header.name.as_str()
-}
-
 /// Deepest chain of Identity/Cast/Transpose (or of constant folding) followed before giving up:
 /// real exports have one or two; the bound only protects against cyclic or adversarial files.
 const MAX_CHAIN: usize = 64;
@@ -266,7 +261,7 @@ impl<'m> GraphIndex<'m> {
                 s.graph
                     .initializer
                     .iter()
-                    .filter(|h| is_read(header_name(h)))
+                    .filter(|h| is_read(&h.name))
                     .count()
                     + s.graph.input.len()
             })
@@ -278,7 +273,7 @@ impl<'m> GraphIndex<'m> {
         for scope in 0..self.scopes.len() {
             let graph = self.scopes[scope].graph;
             for (position, header) in graph.initializer.iter().enumerate() {
-                let name = header_name(header);
+                let name = header.name.as_str();
                 if !is_read(name) {
                     if unread_outputs.contains(&(scope, name)) {
                         shadowed.insert((scope, name));
@@ -831,7 +826,7 @@ mod tests {
             .initializer_slots()
             .map(|(scope, h, v)| {
                 assert_eq!(scope, 0);
-                (header_name(h), v.is_some())
+                (h.name.as_str(), v.is_some())
             })
             .collect();
         assert_eq!(

@@ -675,7 +675,7 @@ fn analyse_one(
     // The scope's path is shared by its tensors; the name and dims are the loader's where
     // the entry names the same tensor.
     let graph = index.scope(scope).path.clone();
-    let v_name = graph::header_name(header);
+    let v_name = header.name.as_str();
     let (name, dims) = match shared {
         Some(e) if e.graph_index as usize == scope && e.name == v_name && e.dims == header.dims => {
             (e.name.clone(), e.dims.clone())
@@ -787,18 +787,6 @@ fn decide(
     uses: &[graph::RealUse],
     candidates: &[Candidate],
 ) {
-    // Split into the role fields and the detail (the tensor has consumers, so it has one), so
-    // that the labels can borrow the consumers while the rest is written.
-    let TensorInfo {
-        role, why, detail, ..
-    } = info;
-    let info: &mut TensorDetail = detail.get_or_insert_with(Box::default);
-    let mut notes: Vec<String> = Vec::new();
-    let label = |i: usize| {
-        let c = &info.consumers[i];
-        format!("{} '{}' input {}", c.op, c.node, c.slot)
-    };
-
     let best = candidates
         .iter()
         .filter_map(|c| c.role)
@@ -811,19 +799,23 @@ fn decide(
                 reasons.push(&c.why);
             }
         }
-        let joined = if reasons.is_empty() {
-            NO_PARAMETER_SLOT.to_owned()
+        info.set_why_untouched(if reasons.is_empty() {
+            Cow::Borrowed(NO_PARAMETER_SLOT)
         } else {
-            reasons.join("; ")
-        };
-        *why = if let Some(i) = static_reason_index(&joined) {
-            Why::Static(i)
-        } else {
-            info.owned_why = Some(joined);
-            Why::Owned
-        };
+            Cow::Owned(reasons.join("; "))
+        });
         return;
     };
+    // Split into the role and the detail (the tensor has consumers, so it has one), so that
+    // the labels can borrow the consumers while the rest is written.
+    let TensorInfo { role, detail, .. } = info;
+    let info: &mut TensorDetail = detail.get_or_insert_with(Box::default);
+    let mut notes: Vec<String> = Vec::new();
+    let label = |i: usize| {
+        let c = &info.consumers[i];
+        format!("{} '{}' input {}", c.op, c.node, c.slot)
+    };
+
     // Winners: consumers giving exactly the best role (a running mean read elsewhere as a
     // running variance is overruled, first consumer first).
     let winners: Vec<usize> = (0..candidates.len())
