@@ -325,10 +325,14 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
     }
     // The whole text is rendered before the output is renamed into place (see
     // `pipeline::run_rendered`), the preset's summary and JSON members included.
-    let render = |report: &crate::report::Report, preset: Option<&crate::preset::PresetPlan>| {
+    // A stage adds its JSON members (`extra`) or the lines after the table (`tail`).
+    let render_with = |report: &crate::report::Report,
+                       preset: Option<&crate::preset::PresetPlan>,
+                       extra: Vec<(String, serde_json::Value)>,
+                       tail: &dyn Fn() -> String| {
         if show.json {
-            let extra = preset.map(|p| ("preset".to_owned(), p.to_json()));
-            crate::report::report_json(report, extra.into_iter().collect())
+            let members = preset.map(|p| ("preset".to_owned(), p.to_json()));
+            crate::report::report_json(report, members.into_iter().chain(extra).collect())
                 .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"))
         } else if show.quiet {
             // --quiet: no table; the errors (and the exit code) say what went wrong.
@@ -338,8 +342,12 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
             if let Some(p) = preset {
                 t.push_str(&p.summary());
             }
+            t.push_str(&tail());
             t
         }
+    };
+    let render = |report: &crate::report::Report, preset: Option<&crate::preset::PresetPlan>| {
+        render_with(report, preset, Vec::new(), &String::new)
     };
     // LSUV runs between the plan and the write: its summary is rendered with the report,
     // before the output is renamed into place.
@@ -350,18 +358,10 @@ pub(crate) fn run(args: RewriteArgs) -> ExitCode {
             true,
             crate::inspect::lsuv::stage(&config, opts),
             |report, preset, r| {
-                let mut text = render(report, preset);
-                if show.json {
-                    let mut v: serde_json::Value =
-                        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-                    if let Some(obj) = v.as_object_mut() {
-                        obj.insert("lsuv".into(), crate::inspect::lsuv::to_json(r, opts));
-                    }
-                    text = output::json(&v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n"));
-                } else if !show.quiet {
-                    text.push_str(&crate::inspect::lsuv::summary(r, opts));
-                }
-                text
+                let member = ("lsuv".to_owned(), crate::inspect::lsuv::to_json(r, opts));
+                render_with(report, preset, vec![member], &|| {
+                    crate::inspect::lsuv::summary(r, opts)
+                })
             },
         )
         .map(|(outcome, _, text)| (outcome, text)),
